@@ -1,0 +1,178 @@
+"""Plain data the pipeline produces: shared by the CLI's JSON, the worker's rows and the tests.
+
+No torch here: the worker's persistence layer and the API can read these shapes cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "AnalysisConfig",
+    "FaceResult",
+    "FrameResult",
+    "SegmentPlan",
+    "SegmentResult",
+    "TrackResult",
+    "Verdict",
+    "VideoInfo",
+    "VideoResult",
+]
+
+Verdict = Literal["fake", "real", "no_face"]
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Knobs of one analysis. Defaults are the service's; the CLI and API may override some."""
+
+    segment_seconds: float = 10.0
+    sample_fps: float = 3.0
+    max_frames: int = 32  # per segment
+    detect_long_side: int = 640  # MTCNN runs on a copy downscaled to this long side
+    min_face_size: int = 40  # pixels at full resolution
+    det_threshold: float = 0.95  # MTCNN face probability below this is dropped
+    track_iou: float = 0.3  # IoU to continue a track from the previous sampled frame
+    aggregation: Literal["mean", "confident"] = "mean"
+    batch_size: int = 32
+    # Input caps: a file beyond any of these is refused before decoding.
+    max_width: int = 7680
+    max_height: int = 4320
+    max_duration_s: float = 4 * 3600.0
+    max_pixels_per_second: float = 7680 * 4320 * 120.0
+    decode_timeout_s: float = 300.0  # per segment
+
+    def replace(self, **changes: Any) -> AnalysisConfig:
+        values = asdict(self)
+        values.update({k: v for k, v in changes.items() if v is not None})
+        return AnalysisConfig(**values)
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    duration_s: float
+    fps: float
+    width: int  # as displayed (rotation applied)
+    height: int
+    codec: str
+    rotation: int = 0  # degrees clockwise the player rotates the stored frames
+    nb_frames: int | None = None
+    format_name: str = ""
+    size_bytes: int = 0
+    has_audio: bool = False
+    bit_rate: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    index: int
+    start_s: float
+    end_s: float
+    frame_times: tuple[float, ...]  # presentation times of the frames this segment samples
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "start_s": self.start_s, "end_s": self.end_s,
+                "frame_times": list(self.frame_times)}
+
+    @classmethod
+    def from_dict(cls, doc: dict[str, Any]) -> SegmentPlan:
+        return cls(int(doc["index"]), float(doc["start_s"]), float(doc["end_s"]),
+                   tuple(float(t) for t in doc["frame_times"]))
+
+
+@dataclass
+class FaceResult:
+    box: Box  # x1, y1, x2, y2 in full-resolution pixels of the displayed frame
+    det_score: float
+    track: int
+    score: float  # P(fake)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"box": [round(v, 1) for v in self.box], "det_score": round(self.det_score, 4),
+                "track": self.track, "score": round(self.score, 5)}
+
+
+@dataclass
+class FrameResult:
+    index: int  # frame number in the source video (round(t * fps))
+    t: float  # seconds from the start
+    score: float | None  # max over faces; None when the frame has none
+    faces: list[FaceResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "t": round(self.t, 3),
+                "score": None if self.score is None else round(self.score, 5),
+                "faces": [f.to_dict() for f in self.faces]}
+
+
+@dataclass
+class TrackResult:
+    id: int
+    first_t: float
+    last_t: float
+    score: float
+    faces: int  # how many detections the track holds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "first_t": round(self.first_t, 3), "last_t": round(self.last_t, 3),
+                "score": round(self.score, 5), "faces": self.faces}
+
+
+@dataclass
+class SegmentResult:
+    index: int
+    start_s: float
+    end_s: float
+    score: float | None  # None when no face was found in the segment
+    frames: list[FrameResult]
+    tracks: list[TrackResult]  # ids local to this segment until the video is aggregated
+    timings: dict[str, float] = field(default_factory=dict)  # decode_s, detect_s, classify_s
+
+    @property
+    def face_count(self) -> int:
+        return sum(len(f.faces) for f in self.frames)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "score": None if self.score is None else round(self.score, 5),
+                "frames": len(self.frames), "faces": self.face_count}
+
+
+@dataclass
+class VideoResult:
+    verdict: Verdict
+    score: float | None
+    model: dict[str, Any]  # name, version, sha256, trained
+    video: VideoInfo
+    segments: list[SegmentResult]
+    frames: list[FrameResult]
+    tracks: list[TrackResult]
+    timings: dict[str, float]  # probe_s, decode_s, detect_s, classify_s, total_s
+    threshold: float = 0.5
+
+    @property
+    def rtf(self) -> float | None:
+        if self.video.duration_s <= 0:
+            return None
+        return self.timings.get("total_s", 0.0) / self.video.duration_s
+
+    def to_dict(self) -> dict[str, Any]:
+        video = self.video
+        return {
+            "verdict": self.verdict,
+            "score": None if self.score is None else round(self.score, 5),
+            "threshold": self.threshold,
+            "model": self.model,
+            "video": {"duration_s": video.duration_s, "fps": video.fps, "width": video.width,
+                      "height": video.height, "codec": video.codec},
+            "segments": [s.to_dict() for s in self.segments],
+            "frames": [f.to_dict() for f in self.frames],
+            "tracks": [t.to_dict() for t in self.tracks],
+            "timings": {k: round(v, 4) for k, v in self.timings.items()},
+            "rtf": None if self.rtf is None else round(self.rtf, 4),
+        }

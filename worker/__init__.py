@@ -1,0 +1,1 @@
+"""Celery workers: task routing and tasks around the pipeline."""
