@@ -120,6 +120,9 @@ class DeepfakeClassifier(nn.Module):
     With SRM on, the encoder sees 12 channels: normalised RGB and the 9 SRM residuals.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         import timm  # imported here so that reading metadata never needs timm
@@ -134,7 +137,7 @@ class DeepfakeClassifier(nn.Module):
         except RuntimeError as exc:  # timm raises RuntimeError for unknown names
             raise ModelError(f"unknown architecture {config.architecture!r}: {exc}") from exc
         self.dropout = nn.Dropout(config.dropout)
-        self.fc = nn.Linear(self.encoder.num_features, 1)
+        self.fc = nn.Linear(int(self.encoder.num_features), 1)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
 
