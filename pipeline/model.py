@@ -137,7 +137,8 @@ class DeepfakeClassifier(nn.Module):
         except RuntimeError as exc:  # timm raises RuntimeError for unknown names
             raise ModelError(f"unknown architecture {config.architecture!r}: {exc}") from exc
         self.dropout = nn.Dropout(config.dropout)
-        self.fc = nn.Linear(int(self.encoder.num_features), 1)
+        num_features: int = self.encoder.num_features  # type: ignore[assignment]
+        self.fc = nn.Linear(num_features, 1)
         self.register_buffer("mean", torch.tensor(config.mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(config.std).view(1, 3, 1, 1), persistent=False)
 
