@@ -37,6 +37,10 @@ class AnalysisConfig:
     track_iou: float = 0.3  # IoU to continue a track from the previous sampled frame
     aggregation: Literal["mean", "confident"] = "mean"
     batch_size: int = 32
+    # Frames larger than this long side are scaled down by ffmpeg before they reach Python (boxes
+    # are still reported in the video's own pixels): bounds memory for 4K and 8K inputs.
+    decode_long_side: int = 1920
+    ffmpeg_threads: int = 0  # decoder threads; 0 lets ffmpeg choose
     # Input caps: a file beyond any of these is refused before decoding.
     max_width: int = 7680
     max_height: int = 4320

@@ -1,0 +1,442 @@
+"""Video input: probe with ffprobe, plan segments and sampled frames, decode only those frames with ffmpeg.
+
+ffmpeg does the dropping, the rotation and the scaling; Python only ever sees the sampled frames,
+read as raw RGB from a pipe in fixed-size chunks.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import math
+import shutil
+import subprocess
+import threading
+import time
+from collections import deque
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from pipeline.errors import (
+    CorruptVideoError,
+    DecodeError,
+    DecodeTimeoutError,
+    EmptyFileError,
+    InputError,
+    LimitExceededError,
+    NotAVideoError,
+    NoVideoStreamError,
+    PipelineError,
+    SourceNotFoundError,
+)
+from pipeline.types import AnalysisConfig, SegmentPlan, VideoInfo
+
+__all__ = ["decode_segment", "decoded_size", "plan_segments", "probe"]
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 30.0
+# Codecs of still pictures: ffprobe reports an image as a one-frame stream of one of these.
+IMAGE_CODECS = frozenset(
+    {"mjpeg", "png", "apng", "bmp", "gif", "webp", "tiff", "jpeg2000", "jpegls", "jpegxl", "ppm", "pgm",
+     "pam", "pbm", "qoi", "sgi", "targa", "dpx", "exr", "hdr", "xbm", "xpm", "pcx", "psd", "svg"}
+)
+# A segment tail shorter than this fraction of segment_seconds joins the previous segment, so a
+# 10.2 s video is one task, not one task plus a task for a single frame.
+MIN_TAIL_FRACTION = 0.2
+# Frame times within this tolerance of the claimed end may be missing: container durations are
+# often a frame or two longer than the picture stream.
+END_TOLERANCE_S = 1.0
+_STDERR_LINES_KEPT = 40
+_CORRUPTION_MARKERS = ("invalid data", "partial file", "error while decoding", "corrupt", "truncat",
+                       "moov atom not found", "invalid nal", "missing picture", "concealing")
+
+
+def _ffmpeg_binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise PipelineError(f"{name} is not installed (Debian: apt-get install ffmpeg)",
+                            code="ffmpeg_missing")
+    return found
+
+
+def _looks_like_video_container(head: bytes) -> bool:
+    """True when the first bytes name a video container format, so a parse failure means damage."""
+    if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"):
+        return True
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # Matroska / WebM (EBML)
+        return True
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return True
+    # FLV, MPEG program stream, ASF / WMV
+    if head.startswith((b"FLV", b"\x00\x00\x01\xba", b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")):
+        return True
+    return len(head) > 188 and head[0] == 0x47 and head[188] == 0x47  # MPEG-TS sync bytes
+
+
+def _parse_rate(text: Any) -> float | None:
+    try:
+        value = float(Fraction(str(text)))
+    except (ValueError, ZeroDivisionError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _parse_float(text: Any) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _rotation_clockwise(stream: dict[str, Any]) -> int:
+    """Degrees clockwise a player rotates the stored frames (0, 90, 180 or 270)."""
+    for side_data in stream.get("side_data_list") or []:
+        if "rotation" in side_data:
+            # The display matrix angle is counter-clockwise.
+            degrees = -(_parse_float(side_data["rotation"]) or 0.0)
+            return round(degrees / 90.0) * 90 % 360
+    tag = (stream.get("tags") or {}).get("rotate")
+    if tag is not None:
+        return round((_parse_float(tag) or 0.0) / 90.0) * 90 % 360
+    return 0
+
+
+def _run_ffprobe(path: Path) -> dict[str, Any]:
+    command = [
+        _ffmpeg_binary("ffprobe"), "-v", "error", "-hide_banner",
+        "-print_format", "json", "-show_format", "-show_streams", "--", str(path),
+    ]
+    try:
+        result = subprocess.run(command, capture_output=True, timeout=PROBE_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise DecodeTimeoutError(
+            f"{path.name}: ffprobe did not finish within {PROBE_TIMEOUT_S:.0f} s"
+        ) from exc
+    stderr = result.stderr.decode("utf-8", errors="replace").strip()
+    if result.returncode != 0:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+        reason = stderr.splitlines()[-1] if stderr else f"ffprobe exit status {result.returncode}"
+        reason = reason.replace(str(path), path.name)
+        if _looks_like_video_container(head):
+            raise CorruptVideoError(f"{path.name}: the video container cannot be read ({reason})")
+        raise NotAVideoError(f"{path.name} is not a video file ({reason})")
+    try:
+        doc = json.loads(result.stdout or b"{}")
+    except json.JSONDecodeError as exc:
+        raise CorruptVideoError(f"{path.name}: ffprobe returned unreadable output") from exc
+    if stderr:
+        log.debug("video.probe.stderr", extra={"path": str(path), "stderr": stderr[-2000:]})
+    return doc if isinstance(doc, dict) else {}
+
+
+def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
+    """Read what the video is and refuse what cannot or must not be analysed.
+
+    Raises SourceNotFoundError, EmptyFileError, NotAVideoError, NoVideoStreamError,
+    CorruptVideoError or LimitExceededError; never returns a VideoInfo it could not decode.
+    """
+    config = config or AnalysisConfig()
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except FileNotFoundError as exc:
+        raise SourceNotFoundError(f"{path}: no such file") from exc
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})", code="unreadable_file") from exc
+    if path.is_dir():
+        raise NotAVideoError(f"{path} is a directory, not a video file")
+    if stat.st_size == 0:
+        raise EmptyFileError(f"{path.name} is empty (0 bytes)")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(512)
+    except OSError as exc:
+        raise InputError(f"{path}: cannot be read ({exc.strerror})", code="unreadable_file") from exc
+
+    doc = _run_ffprobe(path)
+    fmt = doc.get("format") or {}
+    streams = doc.get("streams") or []
+    pictures = [
+        s for s in streams
+        if s.get("codec_type") == "video" and not (s.get("disposition") or {}).get("attached_pic")
+    ]
+    has_audio = any(s.get("codec_type") == "audio" for s in streams)
+    if not pictures:
+        if has_audio:
+            raise NoVideoStreamError(f"{path.name} has audio but no video stream")
+        if _looks_like_video_container(head):
+            raise CorruptVideoError(f"{path.name}: the container holds no readable stream (damaged header?)")
+        raise NotAVideoError(f"{path.name} is not a video file (no video stream found)")
+    stream = max(pictures, key=lambda s: int(s.get("width") or 0) * int(s.get("height") or 0))
+
+    codec = str(stream.get("codec_name") or "unknown")
+    format_name = str(fmt.get("format_name") or "")
+    duration = _parse_float(stream.get("duration")) or _parse_float(fmt.get("duration"))
+    nb_frames_text = stream.get("nb_frames")
+    nb_frames = int(nb_frames_text) if str(nb_frames_text or "").isdigit() else None
+    is_still_format = format_name.endswith("_pipe") or format_name in ("image2", "webp", "gif")
+    single_frame = duration is None or duration <= 0 or (nb_frames or 0) <= 1
+    if codec in IMAGE_CODECS and (single_frame or is_still_format):
+        raise NotAVideoError(f"{path.name} is a still image ({codec}), not a video")
+
+    width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
+    if width <= 0 or height <= 0:
+        raise CorruptVideoError(f"{path.name}: the video stream has no picture size (damaged header?)")
+    rotation = _rotation_clockwise(stream)
+    if rotation in (90, 270):
+        width, height = height, width
+
+    fps = _parse_rate(stream.get("avg_frame_rate"))
+    if fps is None or fps > 1000:
+        fps = _parse_rate(stream.get("r_frame_rate"))
+    if (fps is None or fps > 1000) and nb_frames and duration:
+        fps = nb_frames / duration
+    if duration is None and nb_frames and fps:
+        duration = nb_frames / fps
+    if duration is None or duration <= 0:
+        raise CorruptVideoError(f"{path.name}: the video's duration cannot be determined")
+    if duration > config.max_duration_s:
+        raise LimitExceededError(
+            f"{path.name} claims to last {_human_duration(duration)}; the limit is "
+            f"{_human_duration(config.max_duration_s)}"
+        )
+    if fps is None:
+        raise CorruptVideoError(f"{path.name}: the video's frame rate cannot be determined")
+    long_side, short_side = max(width, height), min(width, height)
+    # Portrait video is as welcome as landscape: compare long side with long side.
+    long_cap, short_cap = max(config.max_width, config.max_height), min(config.max_width, config.max_height)
+    if long_side > long_cap or short_side > short_cap:
+        raise LimitExceededError(
+            f"{path.name} is {width}×{height}; the limit is {config.max_width}×{config.max_height}"
+        )
+    if width * height * fps > config.max_pixels_per_second:
+        raise LimitExceededError(
+            f"{path.name} is {width}×{height} at {fps:.1f} fps, past the limit of "
+            f"{config.max_pixels_per_second / 1e6:.0f} Mpixel/s"
+        )
+    bit_rate = _parse_float(fmt.get("bit_rate"))
+    return VideoInfo(
+        duration_s=round(duration, 6),
+        fps=round(fps, 6),
+        width=width,
+        height=height,
+        codec=codec,
+        rotation=rotation,
+        nb_frames=nb_frames,
+        format_name=format_name,
+        size_bytes=stat.st_size,
+        has_audio=has_audio,
+        bit_rate=int(bit_rate) if bit_rate is not None else None,
+    )
+
+
+def _human_duration(seconds: float) -> str:
+    if seconds >= 86400:
+        return f"{seconds / 86400:.1f} days"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds:.0f} s"
+
+
+def _sample_step(duration: float, config: AnalysisConfig) -> tuple[int, float]:
+    """How many frames a window of ``duration`` seconds samples, and the time between them."""
+    wanted = max(1, math.floor(duration * config.sample_fps + 1e-9))
+    if wanted <= config.max_frames:
+        return wanted, 1.0 / config.sample_fps
+    return config.max_frames, duration / config.max_frames  # capped: spread evenly over the window
+
+
+def plan_segments(info: VideoInfo, config: AnalysisConfig | None = None) -> list[SegmentPlan]:
+    """Cut the video into ``segment_seconds`` windows and choose the frame times each one samples.
+
+    Frames are sampled every 1/sample_fps seconds from the start of each window; when that is
+    more than ``max_frames``, the ``max_frames`` frames are spread evenly over the window instead.
+    """
+    config = config or AnalysisConfig()
+    if config.segment_seconds <= 0 or config.sample_fps <= 0 or config.max_frames < 1:
+        raise ValueError("segment_seconds and sample_fps must be positive and max_frames at least 1")
+    duration = info.duration_s
+    bounds: list[tuple[float, float]] = []
+    start = 0.0
+    while start < duration - 1e-9:
+        end = min(start + config.segment_seconds, duration)
+        bounds.append((start, end))
+        start = end
+    if len(bounds) >= 2 and bounds[-1][1] - bounds[-1][0] < MIN_TAIL_FRACTION * config.segment_seconds:
+        tail = bounds.pop()
+        bounds[-1] = (bounds[-1][0], tail[1])
+    plans = []
+    for index, (start, end) in enumerate(bounds):
+        count, step = _sample_step(end - start, config)
+        times = tuple(round(start + k * step, 6) for k in range(count))
+        plans.append(
+            SegmentPlan(index=index, start_s=round(start, 6), end_s=round(end, 6), frame_times=times)
+        )
+    return plans
+
+
+def decoded_size(info: VideoInfo, config: AnalysisConfig) -> tuple[int, int]:
+    """Width and height of the frames ``decode_segment`` returns (the displayed size, capped)."""
+    long_side = max(info.width, info.height)
+    limit = config.decode_long_side
+    if limit <= 0 or long_side <= limit:
+        return info.width, info.height
+    scale = limit / long_side
+    # Even sizes: yuv420 sources scale cleanly and every encoder accepts them.
+    return max(2, round(info.width * scale / 2) * 2), max(2, round(info.height * scale / 2) * 2)
+
+
+class _StderrReader(threading.Thread):
+    """Drains ffmpeg's stderr so it can never block on a full pipe; keeps the last lines."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(daemon=True)
+        self._stream = stream
+        self.lines: deque[str] = deque(maxlen=_STDERR_LINES_KEPT)
+
+    def run(self) -> None:
+        for raw in iter(self._stream.readline, b""):
+            line = raw.decode("utf-8", errors="replace").rstrip()
+            if line:
+                self.lines.append(line)
+        self._stream.close()
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """terminate → wait → kill: ffmpeg gets a chance to exit cleanly, but never hangs the caller."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=5)
+
+
+def _rate_text(plan: SegmentPlan) -> str:
+    times = plan.frame_times
+    step = times[1] - times[0] if len(times) >= 2 else max(plan.end_s - plan.start_s, 1e-3)
+    rate = Fraction(1.0 / step).limit_denominator(1001)
+    return f"{rate.numerator}/{rate.denominator}"
+
+
+def decode_segment(
+    path: str | Path, info: VideoInfo, plan: SegmentPlan, config: AnalysisConfig | None = None
+) -> tuple[list[float], np.ndarray]:
+    """Decode the frames ``plan`` samples: (their times in seconds, uint8 array N×H×W×3 RGB).
+
+    One ffmpeg process: input seek to the segment, ``fps`` filter to keep only the sampled
+    frames (``round=up``: each sample is the last source frame at or before its time), optional
+    downscale to ``decode_long_side``, raw RGB on stdout. Raises DecodeTimeoutError past
+    ``decode_timeout_s``, CorruptVideoError when the stream breaks off, DecodeError otherwise.
+    """
+    config = config or AnalysisConfig()
+    path = Path(path)
+    if not plan.frame_times:
+        return [], np.zeros((0, info.height, info.width, 3), dtype=np.uint8)
+    width, height = decoded_size(info, config)
+    frame_bytes = width * height * 3
+    wanted = len(plan.frame_times)
+    filters = [f"fps=fps={_rate_text(plan)}:round=up"]
+    if (width, height) != (info.width, info.height):
+        filters.append(f"scale={width}:{height}:flags=area")
+    command = [
+        _ffmpeg_binary("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
+        "-threads", str(config.ffmpeg_threads),
+        "-ss", f"{plan.start_s:.6f}", "-t", f"{plan.end_s - plan.start_s:.6f}",
+        "-i", str(path),
+        "-map", "0:v:0", "-an", "-sn", "-dn",
+        "-vf", ",".join(filters),
+        "-frames:v", str(wanted),
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+    ]
+    frames = np.empty((wanted, height, width, 3), dtype=np.uint8)
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, bufsize=0)
+    except OSError as exc:
+        raise DecodeError(f"{path.name}: ffmpeg could not start ({exc})") from exc
+    assert process.stdout is not None and process.stderr is not None
+    stdout = cast(io.RawIOBase, process.stdout)  # unbuffered (bufsize=0): raw reads into our array
+    stderr_reader = _StderrReader(process.stderr)
+    stderr_reader.start()
+    timed_out = threading.Event()
+
+    def _on_timeout() -> None:
+        timed_out.set()
+        process.kill()
+
+    watchdog = threading.Timer(config.decode_timeout_s, _on_timeout)
+    watchdog.daemon = True
+    watchdog.start()
+    got = 0
+    try:
+        while got < wanted:
+            view = memoryview(frames[got]).cast("B")
+            filled = 0
+            while filled < frame_bytes:
+                count = stdout.readinto(view[filled:])
+                if not count:
+                    break
+                filled += count
+            if filled < frame_bytes:
+                break  # end of stream; a partial frame is dropped
+            got += 1
+    finally:
+        watchdog.cancel()
+        process.stdout.close()
+        _stop(process)
+        stderr_reader.join(timeout=5)
+    elapsed = time.monotonic() - started
+    stderr_text = "\n".join(_strip_context(line) for line in stderr_reader.lines)
+    if stderr_text:
+        log.info("video.decode.stderr", extra={"path": str(path), "segment": plan.index,
+                                                "stderr": stderr_text[-2000:]})
+    if timed_out.is_set():
+        raise DecodeTimeoutError(
+            f"{path.name}: decoding segment {plan.index} took longer than {config.decode_timeout_s:.0f} s"
+        )
+    if got < wanted:
+        _raise_for_shortfall(path, info, plan, got, process.returncode, stderr_text)
+    log.debug("video.decode.done", extra={"path": str(path), "segment": plan.index, "frames": got,
+                                          "seconds": round(elapsed, 3)})
+    return list(plan.frame_times[:got]), frames[:got]
+
+
+def _strip_context(line: str) -> str:
+    """Drop ffmpeg's ``[mov,mp4 @ 0x55…]`` prefix: an address means nothing to a reader."""
+    if line.startswith("[") and " @ 0x" in line.split("]", 1)[0]:
+        return line.split("] ", 1)[-1]
+    return line
+
+
+def _raise_for_shortfall(
+    path: Path, info: VideoInfo, plan: SegmentPlan, got: int, returncode: int | None, stderr_text: str
+) -> None:
+    """Decide whether missing frames mean a broken file or just a duration that was rounded up."""
+    missing_from = plan.frame_times[got]
+    lowered = stderr_text.lower()
+    last_line = stderr_text.splitlines()[-1].replace(str(path), path.name) if stderr_text else ""
+    if any(marker in lowered for marker in _CORRUPTION_MARKERS):
+        raise CorruptVideoError(
+            f"{path.name} is truncated or corrupt: the picture stops at about {missing_from:.1f} s "
+            f"of {info.duration_s:.1f} s ({last_line.split(': ')[-1]})"
+        )
+    near_end = missing_from >= info.duration_s - END_TOLERANCE_S
+    if got > 0 and near_end and returncode == 0:
+        return
+    if returncode not in (0, None):
+        raise DecodeError(f"{path.name}: ffmpeg failed on segment {plan.index} ({last_line or returncode})")
+    raise CorruptVideoError(
+        f"{path.name} is truncated: the picture stops at about {missing_from:.1f} s "
+        f"of {info.duration_s:.1f} s"
+    )
