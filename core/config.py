@@ -1,0 +1,252 @@
+"""The service's settings: read from the environment once, validated before anything starts."""
+
+from __future__ import annotations
+
+import functools
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from core.errors import ConfigError
+
+__all__ = ["Settings", "StorageKind", "get_settings", "load_settings"]
+
+GIB = 1024**3
+# Credentials shipped in examples (MinIO's defaults); refused outside development.
+_EXAMPLE_SECRETS = frozenset({"minioadmin", "changeme", "secret", "password"})
+# Containers the upload sniffer recognises; see api.uploads.sniff_container.
+KNOWN_CONTAINERS = ("mp4", "mov", "3gp", "webm", "mkv", "avi", "mpegts", "flv", "mpeg")
+
+
+class StorageKind(StrEnum):
+    S3 = "s3"
+    LOCAL = "file"
+
+
+def _default_storage_url() -> str:
+    return (Path.cwd() / "var" / "storage").as_uri()
+
+
+def _default_work_dir() -> Path:
+    return Path.cwd() / "var" / "work"
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    return value
+
+
+class Settings(BaseSettings):
+    """Every knob of the API and the workers. Environment variables use the upper-case names."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=False, frozen=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+
+    # Services
+    database_url: str = "postgresql+psycopg2://postgres@127.0.0.1:5432/deepfakestream"
+    database_pool_size: int = Field(default=5, ge=1, le=100)
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    # Prepended to every Redis key the broker uses, so several deployments (or test runs) can
+    # share one Redis without seeing each other's queues.
+    broker_key_prefix: str = ""
+
+    # Object storage
+    storage_url: str = Field(default_factory=_default_storage_url)
+    s3_endpoint_url: str | None = None
+    # Clients reach presigned URLs through this endpoint when it differs from the internal one
+    # (compose: the API talks to http://minio:9000, a browser to http://localhost:9000).
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("s3_access_key_id", "aws_access_key_id")
+    )
+    s3_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("s3_secret_access_key", "aws_secret_access_key")
+    )
+    # Buckets a client may name in {"source": "s3://bucket/key"}; empty refuses S3 sources.
+    source_buckets: Annotated[tuple[str, ...], NoDecode] = ()
+    upload_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    upload_part_bytes: int = Field(default=8 * 1024 * 1024, ge=5 * 1024 * 1024, le=512 * 1024 * 1024)
+
+    # Input limits
+    max_upload_bytes: int = Field(default=2 * GIB, ge=1)
+    max_duration_s: float = Field(default=3600.0, gt=0)
+    max_width: int = Field(default=7680, ge=16)
+    max_height: int = Field(default=4320, ge=16)
+    allowed_containers: Annotated[tuple[str, ...], NoDecode] = KNOWN_CONTAINERS
+
+    # Analysis defaults and the bounds a request may choose within
+    default_sample_fps: float = Field(default=3.0, gt=0)
+    default_segment_seconds: float = Field(default=10.0, gt=0)
+    max_frames_per_segment: int = Field(default=32, ge=1, le=1024)
+    min_sample_fps: float = Field(default=0.1, gt=0)
+    max_sample_fps: float = Field(default=30.0, gt=0)
+    min_segment_seconds: float = Field(default=1.0, gt=0)
+    max_segment_seconds: float = Field(default=120.0, gt=0)
+
+    # Workers
+    model_path: Path | None = None  # None: the shipped checkpoint (pipeline.model.DEFAULT_MODEL_PATH)
+    device: str = "auto"
+    work_dir: Path = Field(default_factory=_default_work_dir)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_backoff_s: float = Field(default=10.0, ge=0)
+    task_soft_time_limit_s: int = Field(default=600, ge=1)
+    task_time_limit_s: int = Field(default=660, ge=2)
+    # Redis re-delivers an unacknowledged message after this long: it must exceed the longest
+    # task, or a slow task runs twice at once.
+    broker_visibility_timeout_s: int = Field(default=900, ge=3)
+    broker_restore_interval_s: int = Field(default=10, ge=1)
+    reconcile_interval_s: float = Field(default=60.0, gt=0)
+    # A queued job, or a pending segment, with no message sent for this long is re-enqueued.
+    reconcile_queued_after_s: float = Field(default=1800.0, gt=0)
+
+    # API
+    page_size_default: int = Field(default=50, ge=1)
+    page_size_max: int = Field(default=500, ge=1)
+    json_body_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    enqueue_timeout_s: float = Field(default=3.0, gt=0)
+
+    # Logging
+    log_level: str = "INFO"
+    log_format: Literal["json", "text"] = "json"
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme in ("postgres", "postgresql"):
+            return "postgresql+psycopg2" + value[len(scheme) :]
+        if scheme != "postgresql+psycopg2":
+            raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {scheme!r}")
+        if not urlsplit(value).path.strip("/"):
+            raise ValueError("DATABASE_URL must name a database")
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("redis", "rediss"):
+            raise ValueError(f"BROKER_URL must be a redis:// or rediss:// URL, got scheme {scheme!r}")
+        return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme == "s3":
+            if not parts.netloc:
+                raise ValueError("STORAGE_URL s3://bucket[/prefix] needs a bucket")
+            if parts.query or parts.fragment:
+                raise ValueError("STORAGE_URL must not carry a query or fragment")
+            return value.rstrip("/")
+        if parts.scheme == "file":
+            if parts.netloc not in ("", "localhost") or not parts.path.startswith("/"):
+                raise ValueError("STORAGE_URL file:///absolute/dir must be an absolute local path")
+            return value.rstrip("/")
+        raise ValueError(f"STORAGE_URL must be s3://bucket/prefix or file:///dir, got {value!r}")
+
+    @field_validator("s3_endpoint_url", "s3_public_endpoint_url")
+    @classmethod
+    def _check_endpoint(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"S3 endpoint must be an http(s):// URL, got {value!r}")
+        return value.rstrip("/")
+
+    @field_validator("source_buckets", "allowed_containers", mode="before")
+    @classmethod
+    def _parse_lists(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("allowed_containers")
+    @classmethod
+    def _check_containers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(KNOWN_CONTAINERS))
+        if unknown:
+            raise ValueError(f"unknown containers {unknown}; known: {', '.join(KNOWN_CONTAINERS)}")
+        if not value:
+            raise ValueError("ALLOWED_CONTAINERS must name at least one container")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _check_log_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+            raise ValueError(f"LOG_LEVEL {value!r} is not a logging level")
+        return level
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> Settings:
+        if not self.task_soft_time_limit_s < self.task_time_limit_s < self.broker_visibility_timeout_s:
+            raise ValueError(
+                "need TASK_SOFT_TIME_LIMIT_S < TASK_TIME_LIMIT_S < BROKER_VISIBILITY_TIMEOUT_S "
+                f"(got {self.task_soft_time_limit_s}, {self.task_time_limit_s}, "
+                f"{self.broker_visibility_timeout_s}): a message must not be re-delivered while "
+                "its first delivery may still be running"
+            )
+        if self.min_sample_fps > self.max_sample_fps:
+            raise ValueError("MIN_SAMPLE_FPS is above MAX_SAMPLE_FPS")
+        if not self.min_sample_fps <= self.default_sample_fps <= self.max_sample_fps:
+            raise ValueError("DEFAULT_SAMPLE_FPS is outside MIN_SAMPLE_FPS..MAX_SAMPLE_FPS")
+        if not self.min_segment_seconds <= self.default_segment_seconds <= self.max_segment_seconds:
+            raise ValueError("DEFAULT_SEGMENT_SECONDS is outside MIN_SEGMENT_SECONDS..MAX_SEGMENT_SECONDS")
+        if self.page_size_default > self.page_size_max:
+            raise ValueError("PAGE_SIZE_DEFAULT is above PAGE_SIZE_MAX")
+        if self.storage_kind is StorageKind.S3 and (self.s3_access_key_id is None) != (
+            self.s3_secret_access_key is None
+        ):
+            raise ValueError("set both S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY, or neither")
+        if self.environment == "production":
+            secret = self.s3_secret_access_key.get_secret_value() if self.s3_secret_access_key else ""
+            if secret in _EXAMPLE_SECRETS:
+                raise ValueError("S3_SECRET_ACCESS_KEY is an example value; set a real secret in production")
+        return self
+
+    @property
+    def storage_kind(self) -> StorageKind:
+        return StorageKind(urlsplit(self.storage_url).scheme)
+
+    @property
+    def storage_bucket(self) -> str:
+        """The bucket of an s3:// STORAGE_URL."""
+        return urlsplit(self.storage_url).netloc
+
+    @property
+    def storage_prefix(self) -> str:
+        """The key prefix of an s3:// STORAGE_URL ('' or ending in '/')."""
+        prefix = urlsplit(self.storage_url).path.strip("/")
+        return f"{prefix}/" if prefix else ""
+
+    @property
+    def storage_dir(self) -> Path:
+        """The directory of a file:// STORAGE_URL."""
+        return Path(urlsplit(self.storage_url).path)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment (plus overrides), or ConfigError naming every bad value."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in error['loc']).upper() or 'settings'}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once on first use (never at import)."""
+    return load_settings()

@@ -1,0 +1,45 @@
+"""Database engines and sessions: one pooled engine per URL and process, built on first use."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.config import Settings
+
+__all__ = ["check_database", "get_engine", "get_session_factory"]
+
+
+@functools.cache
+def _engine(url: str, pool_size: int, pid: int) -> Engine:
+    # pid is part of the key: a pool inherited across fork() shares sockets with the parent.
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,  # a restarted PostgreSQL leaves dead connections in the pool
+        pool_recycle=1800,
+        connect_args={"connect_timeout": 5, "application_name": "deepfakestream"},
+    )
+
+
+def get_engine(settings: Settings) -> Engine:
+    return _engine(settings.database_url, settings.database_pool_size, os.getpid())
+
+
+@functools.cache
+def _session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def get_session_factory(settings: Settings) -> sessionmaker[Session]:
+    return _session_factory(get_engine(settings))
+
+
+def check_database(settings: Settings) -> None:
+    """Raises if the database does not answer a trivial query."""
+    with get_engine(settings).connect() as connection:
+        connection.execute(text("SELECT 1"))

@@ -1,0 +1,70 @@
+"""Moves a job between states with conditional UPDATEs, so two processes never both win a move."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlalchemy.orm import Session
+
+from core.models import Job
+from core.states import ACTIVE_JOB_STATES, JobStatus, can_transition
+
+__all__ = ["cancel_job", "fail_job", "mark_enqueued", "transition_job"]
+
+ERROR_MESSAGE_MAX = 2000
+
+
+def transition_job(
+    session: Session, *, job_id: uuid.UUID, from_states: Iterable[JobStatus], to: JobStatus, **values: Any
+) -> bool:
+    """UPDATE … WHERE status IN from_states; True when this call made the move. Does not commit."""
+    sources = [state for state in from_states if can_transition(state, to)]
+    if not sources:
+        raise ValueError(f"no allowed move to {to} from {list(from_states)}")
+    terminal = to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
+    if terminal:
+        values.setdefault("finished_at", func.now())
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.status.in_([s.value for s in sources]))
+        .values(status=to.value, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def fail_job(session: Session, *, job_id: uuid.UUID, code: str, message: str) -> bool:
+    """Marks an unfinished job failed with a typed error. Does not commit."""
+    return transition_job(
+        session,
+        job_id=job_id,
+        from_states=ACTIVE_JOB_STATES,
+        to=JobStatus.FAILED,
+        error_code=code[:64],
+        error_message=message[:ERROR_MESSAGE_MAX],
+    )
+
+
+def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:
+    """Does not commit. Workers see the state and drop their work at their next checkpoint."""
+    return transition_job(
+        session,
+        job_id=job_id,
+        from_states=ACTIVE_JOB_STATES,
+        to=JobStatus.CANCELED,
+        error_code="canceled",
+        error_message="canceled by the client",
+    )
+
+
+def mark_enqueued(session: Session, *, job_id: uuid.UUID) -> None:
+    """Records when a message was last sent for the job (the reconciler's clock). Does not commit."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(enqueued_at=func.now())
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,99 @@
+"""API keys: made with 256 random bits, shown once, stored as SHA-256 with a short public prefix."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.models import ApiKey, Tenant
+
+__all__ = [
+    "KEY_PREFIX",
+    "NewApiKey",
+    "authenticate",
+    "create_api_key",
+    "get_or_create_tenant",
+    "hash_api_key",
+    "list_api_keys",
+    "revoke_api_key",
+]
+
+KEY_PREFIX = "dfs_"
+
+
+@dataclass(frozen=True)
+class NewApiKey:
+    key: str  # the only time the plaintext exists
+    record: ApiKey
+    tenant: Tenant
+
+
+def hash_api_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _generate() -> tuple[str, str]:
+    public = secrets.token_hex(4)
+    key = f"{KEY_PREFIX}{public}_{secrets.token_urlsafe(32)}"
+    return key, f"{KEY_PREFIX}{public}"
+
+
+def get_or_create_tenant(session: Session, *, name: str) -> Tenant:
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise ValueError("a tenant name must have 1 to 100 characters")
+    tenant = session.scalar(select(Tenant).where(Tenant.name == name))
+    if tenant is None:
+        tenant = Tenant(name=name)
+        session.add(tenant)
+        session.flush()
+    return tenant
+
+
+def create_api_key(
+    session: Session, *, tenant_name: str, admin: bool = False, label: str | None = None
+) -> NewApiKey:
+    """Creates the tenant when it does not exist yet. Commits."""
+    tenant = get_or_create_tenant(session, name=tenant_name)
+    key, prefix = _generate()
+    record = ApiKey(
+        tenant_id=tenant.id, prefix=prefix, key_hash=hash_api_key(key), is_admin=admin, label=label
+    )
+    session.add(record)
+    session.commit()
+    return NewApiKey(key=key, record=record, tenant=tenant)
+
+
+def authenticate(session: Session, *, key: str) -> ApiKey | None:
+    """The live key this plaintext belongs to (with its tenant), or None."""
+    if not key.startswith(KEY_PREFIX) or len(key) > 200:
+        return None
+    record = session.scalar(
+        select(ApiKey)
+        .join(Tenant)
+        .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None), Tenant.is_active.is_(True))
+    )
+    return record
+
+
+def list_api_keys(session: Session, *, tenant_name: str | None = None) -> list[tuple[ApiKey, Tenant]]:
+    query = select(ApiKey, Tenant).join(Tenant).order_by(Tenant.name, ApiKey.created_at)
+    if tenant_name is not None:
+        query = query.where(Tenant.name == tenant_name)
+    return [(key, tenant) for key, tenant in session.execute(query).tuples()]
+
+
+def revoke_api_key(session: Session, *, prefix: str) -> bool:
+    """Commits. False when no live key has this prefix."""
+    result = session.execute(
+        update(ApiKey)
+        .where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+    )
+    session.commit()
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,256 @@
+"""SQLAlchemy models: tenants and their API keys, uploads, videos, jobs and their results.
+
+Unique keys on (job, segment), (job, frame) and (job, track) make every write of a result an
+upsert, so a task that runs twice rewrites its rows instead of duplicating them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from core.states import JobStatus, SegmentStatus, Verdict
+
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Frame",
+    "Job",
+    "Segment",
+    "Tenant",
+    "Track",
+    "Upload",
+    "Video",
+]
+
+# Stable constraint names, so migrations can refer to them and ON CONFLICT can name them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def _values(enum: type[JobStatus] | type[SegmentStatus] | type[Verdict]) -> str:
+    return ", ".join(f"'{member.value}'" for member in enum)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSONB, list[Any]: JSONB}
+
+
+def _now_column() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    created_at: Mapped[datetime] = _now_column()
+
+    api_keys: Mapped[list[ApiKey]] = relationship(back_populates="tenant", passive_deletes=True)
+
+
+class ApiKey(Base):
+    """A key is shown once; only its SHA-256 is kept (the key carries 256 random bits, so a
+    fast hash is enough), and a short prefix so people can tell keys apart."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    label: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = _now_column()
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    tenant: Mapped[Tenant] = relationship(back_populates="api_keys")
+
+
+class Upload(Base):
+    """A presigned slot a client fills directly in storage, then names in POST /v1/jobs."""
+
+    __tablename__ = "uploads"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    filename: Mapped[str | None] = mapped_column(String(255))
+    declared_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    consumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Video(Base):
+    """The input of a job: an object we stored (``owned``) or one the client named in a bucket."""
+
+    __tablename__ = "videos"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    # Our object (relative to STORAGE_URL) when owned; the client's s3:// URI otherwise.
+    storage_key: Mapped[str | None] = mapped_column(String(1024))
+    source_uri: Mapped[str | None] = mapped_column(String(2048))
+    owned: Mapped[bool] = mapped_column(Boolean)
+    filename: Mapped[str | None] = mapped_column(String(255))
+    size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    container: Mapped[str | None] = mapped_column(String(16))  # sniffed from the first bytes
+    # Filled by the probe.
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    fps: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    codec: Mapped[str | None] = mapped_column(String(64))
+    format_name: Mapped[str | None] = mapped_column(String(128))
+    info: Mapped[dict[str, Any] | None] = mapped_column(JSONB)  # pipeline VideoInfo
+    created_at: Mapped[datetime] = _now_column()
+
+    __table_args__ = (
+        CheckConstraint("(storage_key IS NOT NULL) OR (source_uri IS NOT NULL)", name="has_location"),
+    )
+
+
+class Job(Base):
+    """One analysis of one video. This table is the truth; broker messages only point at rows."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    video_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("videos.id", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.QUEUED.value)
+    segments_total: Mapped[int | None] = mapped_column(Integer)
+    segments_done: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # The most tries any one task of this job needed (1 on a clean run).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    score: Mapped[float | None] = mapped_column(Float)
+    threshold: Mapped[float | None] = mapped_column(Float)
+    model_name: Mapped[str | None] = mapped_column(String(128))
+    model_version: Mapped[str | None] = mapped_column(String(128))
+    model_sha256: Mapped[str | None] = mapped_column(String(64))
+    model_trained: Mapped[bool | None] = mapped_column(Boolean)
+    options: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    plan: Mapped[list[Any] | None] = mapped_column(JSONB)  # SegmentPlan dicts, set by the probe
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    external_id: Mapped[str | None] = mapped_column(String(255))
+    claimed_by: Mapped[str | None] = mapped_column(String(255))  # worker node running the probe
+    created_at: Mapped[datetime] = _now_column()
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last message sent
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    video: Mapped[Video] = relationship(lazy="joined", innerjoin=True)
+
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(JobStatus)})", name="status"),
+        CheckConstraint(f"verdict IS NULL OR verdict IN ({_values(Verdict)})", name="verdict"),
+        CheckConstraint("segments_done >= 0 AND attempts >= 0", name="counters"),
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        # GET /v1/jobs pages newest first within a tenant.
+        Index("ix_jobs_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+        # The reconciler scans only unfinished jobs.
+        Index(
+            "ix_jobs_active",
+            "status",
+            "enqueued_at",
+            postgresql_where=text("status IN ('queued', 'processing')"),
+        ),
+        Index("ix_jobs_tenant_external_id", "tenant_id", "external_id"),
+    )
+
+
+class Segment(Base):
+    __tablename__ = "segments"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    segment_index: Mapped[int] = mapped_column(Integer)
+    start_s: Mapped[float] = mapped_column(Float)
+    end_s: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(16), default=SegmentStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[float | None] = mapped_column(Float)
+    frame_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    face_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    tracks: Mapped[list[Any] | None] = mapped_column(JSONB)  # track summaries, ids local to the segment
+    timings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "segment_index"),
+        CheckConstraint(f"status IN ({_values(SegmentStatus)})", name="status"),
+    )
+
+
+class Frame(Base):
+    __tablename__ = "frames"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    segment_index: Mapped[int] = mapped_column(Integer)
+    frame_index: Mapped[int] = mapped_column(Integer)  # frame number in the source video
+    t: Mapped[float] = mapped_column(Float)
+    score: Mapped[float | None] = mapped_column(Float)  # None: no face in this frame
+    faces: Mapped[list[Any]] = mapped_column(JSONB, default=list)  # [{box, det_score, track, score}]
+
+    __table_args__ = (UniqueConstraint("job_id", "frame_index"),)
+
+
+class Track(Base):
+    """A face followed across frames, with ids global to the video (set when the job finishes)."""
+
+    __tablename__ = "tracks"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    track_id: Mapped[int] = mapped_column(Integer)
+    first_t: Mapped[float] = mapped_column(Float)
+    last_t: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    faces: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (UniqueConstraint("job_id", "track_id"),)
