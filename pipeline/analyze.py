@@ -1,0 +1,224 @@
+"""The one entry point to the pipeline: probe → plan → analyse each segment → finalize.
+
+The CLI calls ``Analyzer.analyze`` (or the module-level ``analyze``); the Celery worker calls the
+four steps in separate tasks, keeping one ``Analyzer`` per process so MTCNN and the classifier
+load once. A ``SegmentResult`` is plain data and carries everything ``finalize`` needs, so the
+worker may rebuild it from database rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline import aggregate
+from pipeline.crop import crop_face
+from pipeline.faces import FaceDetector, link_segment_tracks, link_tracks
+from pipeline.model import Classifier
+from pipeline.types import (
+    AnalysisConfig,
+    FaceResult,
+    FrameResult,
+    SegmentPlan,
+    SegmentResult,
+    VideoInfo,
+    VideoResult,
+)
+from pipeline.video import decode_segment, plan_segments, probe
+
+__all__ = ["Analyzer", "ProgressCallback", "analyze"]
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]  # (segments done, segments in all)
+_STAGE_KEYS = ("decode_s", "detect_s", "classify_s")
+
+
+class Analyzer:
+    """Loads MTCNN and the classifier once; analyses any number of videos with them.
+
+    Raises ``pipeline.errors.ModelError`` at construction when the checkpoint is missing or bad,
+    so a worker fails at start-up, not on its first job.
+    """
+
+    def __init__(
+        self,
+        *,
+        model_path: str | Path | None = None,
+        device: str = "auto",
+        config: AnalysisConfig | None = None,
+    ) -> None:
+        self.config = config or AnalysisConfig()
+        self.classifier = Classifier(model_path, device=device, batch_size=self.config.batch_size)
+        model = self.classifier.model  # load and warm up now: a bad checkpoint fails here
+        self.model_config = model.config
+        self.device = self.classifier.device
+        self.detector = FaceDetector(
+            device=str(self.device),
+            detect_long_side=self.config.detect_long_side,
+            min_face_size=self.config.min_face_size,
+            det_threshold=self.config.det_threshold,
+            batch_size=self.config.batch_size,
+        )
+        self.model_info: dict[str, Any] = self.classifier.describe()
+
+    @property
+    def threshold(self) -> float:
+        return float(self.model_config.threshold)
+
+    def probe(self, path: str | Path) -> VideoInfo:
+        return probe(path, self.config)
+
+    def plan(self, info: VideoInfo) -> list[SegmentPlan]:
+        return plan_segments(info, self.config)
+
+    def analyze_segment(self, path: str | Path, info: VideoInfo, plan: SegmentPlan) -> SegmentResult:
+        """Decode, detect, track, crop and classify one segment. Track ids are local (1, 2, …)."""
+        config = self.config
+        started = time.perf_counter()
+        times, frames = decode_segment(path, info, plan, config)
+        decoded = time.perf_counter()
+
+        # Frames may come back downscaled (decode_long_side); results are in the video's pixels.
+        scale_x = info.width / frames.shape[2] if len(frames) else 1.0
+        scale_y = info.height / frames.shape[1] if len(frames) else 1.0
+        detections = self.detector.detect(frames, min_face_size=config.min_face_size / scale_x)
+        track_ids = link_tracks(
+            [[d.box for d in dets] for dets in detections], iou_threshold=config.track_iou
+        )
+        detected = time.perf_counter()
+
+        size = self.model_config.input_size
+        margin = self.model_config.face_margin
+        crops = [
+            crop_face(frames[i], det.box, margin=margin, size=size)
+            for i, dets in enumerate(detections)
+            for det in dets
+        ]
+        scores = (
+            self.classifier.predict(np.stack(crops)) if crops else np.zeros((0,), dtype=np.float32)
+        )
+        classified = time.perf_counter()
+
+        frame_results: list[FrameResult] = []
+        position = 0
+        for t, dets, ids in zip(times, detections, track_ids, strict=True):
+            faces = []
+            for det, track_id in zip(dets, ids, strict=True):
+                x1, y1, x2, y2 = det.box
+                faces.append(FaceResult(
+                    box=(x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y),
+                    det_score=det.score,
+                    track=track_id,
+                    score=float(scores[position]),
+                ))
+                position += 1
+            frame_results.append(FrameResult(
+                index=_frame_index(t, info.fps),
+                t=t,
+                score=aggregate.frame_score(f.score for f in faces),
+                faces=faces,
+            ))
+        timings = {
+            "decode_s": decoded - started,
+            "detect_s": detected - decoded,
+            "classify_s": classified - detected,
+        }
+        result = SegmentResult(
+            index=plan.index,
+            start_s=plan.start_s,
+            end_s=plan.end_s,
+            score=aggregate.segment_score(frame_results, config.aggregation),
+            frames=frame_results,
+            tracks=aggregate.track_results(frame_results),
+            timings=timings,
+        )
+        log.info("pipeline.segment.done", extra={
+            "segment": plan.index, "frames": len(frame_results), "faces": result.face_count,
+            **{k: round(v, 3) for k, v in timings.items()},
+        })
+        return result
+
+    def finalize(
+        self, info: VideoInfo, segments: Sequence[SegmentResult], timings: dict[str, float] | None = None
+    ) -> VideoResult:
+        """Give tracks video-wide ids, score the video and decide the verdict.
+
+        ``timings`` may carry ``probe_s`` and ``total_s``; the stage times are summed from the
+        segments, and ``total_s`` defaults to probe plus all stages.
+        """
+        config = self.config
+        ordered = sorted(segments, key=lambda s: s.index)
+        max_gap_s = max(1.0, 2.5 / config.sample_fps)
+        mappings = link_segment_tracks(
+            [s.frames for s in ordered], iou_threshold=config.track_iou, max_gap_s=max_gap_s
+        )
+        linked_segments = []
+        for segment, mapping in zip(ordered, mappings, strict=True):
+            frames = [
+                replace(frame, faces=[replace(face, track=mapping[face.track]) for face in frame.faces])
+                for frame in segment.frames
+            ]
+            linked_segments.append(replace(segment, frames=frames, tracks=aggregate.track_results(frames)))
+        all_frames = [f for s in linked_segments for f in s.frames]
+        score = aggregate.video_score(linked_segments, config.aggregation)
+
+        totals = {"probe_s": 0.0, **{key: 0.0 for key in _STAGE_KEYS}}
+        for segment in ordered:
+            for key in _STAGE_KEYS:
+                totals[key] += float(segment.timings.get(key, 0.0))
+        given = dict(timings or {})
+        totals["probe_s"] = float(given.pop("probe_s", 0.0))
+        totals["total_s"] = float(given.pop("total_s", sum(totals.values())))
+        return VideoResult(
+            verdict=aggregate.verdict(score, self.threshold),
+            score=score,
+            model=dict(self.model_info),
+            video=info,
+            segments=linked_segments,
+            frames=all_frames,
+            tracks=aggregate.track_results(all_frames),
+            timings=totals,
+            threshold=self.threshold,
+        )
+
+    def analyze(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:
+        """The whole video, segment after segment; ``progress(done, total)`` after each one."""
+        started = time.perf_counter()
+        info = self.probe(path)
+        probe_s = time.perf_counter() - started
+        plans = self.plan(info)
+        segments = []
+        for done, plan in enumerate(plans, start=1):
+            segments.append(self.analyze_segment(path, info, plan))
+            if progress is not None:
+                progress(done, len(plans))
+        result = self.finalize(info, segments, {"probe_s": probe_s})
+        result.timings["total_s"] = time.perf_counter() - started
+        return result
+
+
+def _frame_index(t: float, fps: float) -> int:
+    # The decoder samples the last source frame at or before t (fps filter, round=up).
+    return max(0, math.floor(t * fps + 1e-6))
+
+
+def analyze(
+    path: str | Path,
+    *,
+    model_path: str | Path | None = None,
+    device: str = "auto",
+    config: AnalysisConfig | None = None,
+    progress: ProgressCallback | None = None,
+    **overrides: Any,
+) -> VideoResult:
+    """Analyse one video with a fresh ``Analyzer``; ``overrides`` replace ``AnalysisConfig`` fields."""
+    config = (config or AnalysisConfig()).replace(**overrides)
+    return Analyzer(model_path=model_path, device=device, config=config).analyze(path, progress=progress)
