@@ -1,0 +1,190 @@
+"""Self-blended images: pseudo-fakes made from one real face (after Shiohara & Yamasaki, CVPR 2022).
+
+Written from the paper's description. A real face is copied twice. The *source* copy is
+perturbed in colour (RGB shift, HSV shift, brightness and contrast) and in frequency
+(down-and-up sampling, or sharpening), then slightly warped (scaled and translated); the
+*target* copy stays untouched. A face-hull mask is built, deformed, blurred twice with random
+kernels and scaled by a random blend ratio, and the two copies are blended through it:
+
+    blended = source · mask + target · (1 − mask)
+
+so the result carries the statistical inconsistencies of a face swap (blending boundary, colour
+and sharpness mismatch, slight misalignment) without any identity change.
+
+Landmarks. When the caller has the five MTCNN landmarks of the face (eyes, nose, mouth corners)
+in crop coordinates, the hull is the convex hull of those points pushed outwards to the
+forehead, cheeks and chin. Pre-cropped aligned faces (the DFDC crops) come without landmarks;
+there the hull is an ellipse placed from the crop geometry (the face centred, slightly low, its
+axes a random 70–90 % of the crop), which matches how a tight face box frames a frontal face.
+Either hull is then deformed with smooth random radial noise, so no two masks are alike.
+
+Pure numpy and OpenCV, seedable through the ``numpy.random.Generator`` passed in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+__all__ = ["BLEND_RATIOS", "SelfBlended", "face_hull_mask", "perturb_source", "self_blend"]
+
+# The paper draws the blend ratio from this multiset, so a full-strength blend is the common case.
+BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class SelfBlended:
+    image: np.ndarray  # RGB uint8, same shape as the input
+    mask: np.ndarray  # float32 (H, W) in [0, 1]: the weight of the perturbed source per pixel
+
+
+def _landmark_hull(landmarks: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """Convex hull around five landmarks, grown to cover brows, cheeks and chin."""
+    points = np.asarray(landmarks, dtype=np.float32).reshape(5, 2)
+    left_eye, right_eye, nose, mouth_left, mouth_right = points
+    eyes_mid = (left_eye + right_eye) / 2.0
+    mouth_mid = (mouth_left + mouth_right) / 2.0
+    down = mouth_mid - eyes_mid  # eye-to-mouth vector: the face's vertical axis and scale
+    across = right_eye - left_eye
+    up_reach = float(rng.uniform(0.5, 0.8))
+    chin_reach = float(rng.uniform(0.5, 0.8))
+    side_reach = float(rng.uniform(0.3, 0.5))
+    hull_points = np.stack(
+        [
+            left_eye - down * up_reach - across * side_reach,
+            right_eye - down * up_reach + across * side_reach,
+            left_eye - across * side_reach * 1.2,
+            right_eye + across * side_reach * 1.2,
+            mouth_left - across * side_reach + down * 0.2,
+            mouth_right + across * side_reach + down * 0.2,
+            mouth_mid + down * chin_reach,
+            nose,
+        ]
+    )
+    mask = np.zeros(size, dtype=np.uint8)
+    hull = cv2.convexHull(np.round(hull_points).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 1)
+    return mask
+
+
+def _geometric_hull(size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """An ellipse over the face of a tight, aligned crop, its outline jittered with smooth noise."""
+    height, width = size
+    centre_x = width * (0.5 + rng.uniform(-0.03, 0.03))
+    centre_y = height * (0.55 + rng.uniform(-0.04, 0.04))
+    radius_x = width * 0.5 * rng.uniform(0.68, 0.85)
+    radius_y = height * 0.5 * rng.uniform(0.75, 0.92)
+    angles = np.linspace(0.0, 2.0 * np.pi, 48, endpoint=False)
+    # Sum of a few low harmonics with random phases: a smooth, irregular outline.
+    wobble = np.zeros_like(angles)
+    for harmonic in (2, 3, 4, 5):
+        wobble += rng.uniform(0.0, 0.05) * np.sin(harmonic * angles + rng.uniform(0, 2 * np.pi))
+    xs = centre_x + radius_x * (1.0 + wobble) * np.cos(angles)
+    ys = centre_y + radius_y * (1.0 + wobble) * np.sin(angles)
+    polygon = np.round(np.stack([xs, ys], axis=1)).astype(np.int32)
+    mask = np.zeros(size, dtype=np.uint8)
+    cv2.fillPoly(mask, [polygon], 1)
+    return mask
+
+
+def _odd(value: float) -> int:
+    number = max(1, int(value))
+    return number if number % 2 == 1 else number + 1
+
+
+def _elastic(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Deform the hull's outline with a smooth random displacement field."""
+    height, width = mask.shape
+    amplitude = 0.04 * min(height, width)
+    coarse = rng.uniform(-1.0, 1.0, (2, 4, 4)).astype(np.float32) * amplitude
+    dx = cv2.resize(coarse[0], (width, height), interpolation=cv2.INTER_CUBIC)
+    dy = cv2.resize(coarse[1], (width, height), interpolation=cv2.INTER_CUBIC)
+    grid_x, grid_y = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    return cv2.remap(mask, grid_x + dx, grid_y + dy, cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+
+
+def face_hull_mask(
+    size: tuple[int, int], *, rng: np.random.Generator, landmarks: np.ndarray | None = None
+) -> np.ndarray:
+    """The soft blending mask, float32 (H, W) in [0, 1], before the blend ratio is applied."""
+    hull = _landmark_hull(landmarks, size, rng) if landmarks is not None else _geometric_hull(size, rng)
+    hull = _elastic(hull, rng)
+    if not hull.any():  # a deformation cannot erase a face-sized hull, but never blend through nothing
+        hull = _geometric_hull(size, rng)
+    mask: np.ndarray = hull.astype(np.float32)
+    side = min(size)
+    # Two blurs with random kernels: keeping only what the first blur leaves at full weight
+    # shrinks the hull by a random amount; the second decides how wide the blending boundary is.
+    first = _odd(side * rng.uniform(0.05, 0.2))
+    core = (cv2.GaussianBlur(mask, (first, first), 0) >= 0.999).astype(np.float32)
+    if core.any():
+        mask = core
+    second = _odd(side * rng.uniform(0.05, 0.2))
+    mask = cv2.GaussianBlur(mask, (second, second), 0)
+    peak = float(mask.max())
+    if peak > 0:
+        mask = mask / peak
+    return np.clip(mask, 0.0, 1.0)
+
+
+def perturb_source(image: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
+    """Colour, frequency and geometry changes that turn a copy of the face into the 'source'."""
+    source: np.ndarray = image.astype(np.float32)
+    # Colour: per-channel RGB shift, HSV shift, brightness-contrast, each on a coin flip.
+    if rng.random() < 0.5:
+        source += rng.uniform(-20, 20, 3).astype(np.float32)
+    if rng.random() < 0.5:
+        hsv = cv2.cvtColor(np.clip(source, 0, 255).astype(np.uint8), cv2.COLOR_RGB2HSV).astype(np.float32)
+        hsv[:, :, 0] = (hsv[:, :, 0] + rng.uniform(-5, 5)) % 180.0
+        hsv[:, :, 1] = np.clip(hsv[:, :, 1] + rng.uniform(-20, 20), 0, 255)
+        hsv[:, :, 2] = np.clip(hsv[:, :, 2] + rng.uniform(-20, 20), 0, 255)
+        source = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB).astype(np.float32)
+    if rng.random() < 0.5:
+        mean = source.mean()
+        source = (source - mean) * rng.uniform(0.85, 1.15) + mean + rng.uniform(-0.1, 0.1) * 255.0
+    source = np.clip(source, 0, 255).astype(np.uint8)
+    # Frequency: lose detail (down and up sampling) or add it (unsharp masking).
+    height, width = image.shape[:2]
+    if rng.random() < 0.5:
+        scale = rng.uniform(0.3, 0.8)
+        small = cv2.resize(
+            source,
+            (max(1, round(width * scale)), max(1, round(height * scale))),
+            interpolation=cv2.INTER_AREA,
+        )
+        source = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    else:
+        blurred = cv2.GaussianBlur(source, (0, 0), sigmaX=rng.uniform(0.8, 2.0))
+        amount = rng.uniform(0.3, 1.0)
+        source = cv2.addWeighted(source, 1.0 + amount, blurred, -amount, 0)
+    # Geometry: a slight scale and translation, so the two copies are misaligned at the boundary.
+    scale = rng.uniform(0.95, 1.05)
+    matrix = cv2.getRotationMatrix2D((width / 2.0, height / 2.0), 0.0, scale)
+    matrix[0, 2] += rng.uniform(-0.03, 0.03) * width
+    matrix[1, 2] += rng.uniform(-0.03, 0.03) * height
+    return cv2.warpAffine(
+        source, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
+
+
+def self_blend(
+    image: np.ndarray, *, rng: np.random.Generator, landmarks: np.ndarray | None = None
+) -> SelfBlended:
+    """Blend a perturbed copy of the real face ``image`` (RGB uint8) back into it.
+
+    Pixels where the returned mask is 0 are exactly the input's.
+    """
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 face (H, W, 3), got {image.dtype} {image.shape}")
+    if landmarks is not None and np.asarray(landmarks).size != 10:
+        raise ValueError("landmarks must be the five (x, y) points of MTCNN")
+    size = (image.shape[0], image.shape[1])
+    source = perturb_source(image, rng=rng)
+    mask = face_hull_mask(size, rng=rng, landmarks=landmarks)
+    mask *= float(rng.choice(BLEND_RATIOS))
+    weight = mask[:, :, None]
+    blended = source.astype(np.float32) * weight + image.astype(np.float32) * (1.0 - weight)
+    out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    return SelfBlended(image=out, mask=mask.astype(np.float32))

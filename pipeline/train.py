@@ -1,0 +1,486 @@
+"""Training of the face classifier: data mixing, self-blending, the loop, resumable runs, the checkpoint.
+
+A run lives in a directory (``runs/<name>/`` by default):
+
+- ``log.jsonl``: one JSON line per epoch (loss, learning rate, validation metrics, speed);
+- ``last.safetensors`` + ``last.json``: weights and position (epoch, step, best score) written
+  every ``save_every`` steps and at each epoch's end: ``--resume`` continues from there;
+- ``last.optim.pt``: the optimiser and schedule state. It is written by this module only and
+  read back with ``torch.load(weights_only=True)``, which refuses anything but tensors and plain
+  containers; user-supplied files are never unpickled;
+- ``best.safetensors``: the weights with the best validation AUC so far.
+
+Randomness is derived from ``(seed, epoch, step)``, not carried as generator state, so a resumed
+run draws the same samples and augmentations as an uninterrupted one.
+
+The final checkpoint holds the best weights, a threshold calibrated on the validation split
+(the one maximising balanced accuracy, see ``pipeline.metrics.calibrate_threshold``) and the
+validation metrics at that threshold.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.augment import Augmenter
+from pipeline.datasets import DEFAULT_CACHE_DIR, CropSet, identity_split, load_dataset
+from pipeline.errors import PipelineError
+from pipeline.metrics import binary_metrics, calibrate_threshold
+from pipeline.model import DeepfakeClassifier, ModelConfig, resolve_device, save_checkpoint
+from pipeline.sbi import self_blend
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingError", "predict_images", "train"]
+
+
+class TrainingError(PipelineError):
+    code = "training_failed"
+    exit_code = 12
+
+
+@dataclass
+class TrainConfig:
+    data: list[str]  # crop or video folders with labels (FAKE and REAL)
+    out: str = "models/deepfakestream-b0.safetensors"
+    run_dir: str = "runs/train"
+    real_data: list[str] = field(default_factory=list)  # extra REAL-only folders: self-blending sources
+    architecture: str = "efficientnet_b0"
+    input_size: int = 128
+    use_srm: bool = True
+    face_margin: float = 0.3
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    warmup_fraction: float = 0.1
+    label_smoothing: float = 0.05
+    sbi_ratio: float = 0.2  # fraction of training samples replaced by self-blended pseudo-fakes
+    augment_strength: float = 1.0
+    val_fraction: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    max_train_items: int | None = None  # a seeded subset, for short ablation runs
+    max_steps: int | None = None  # stop after this many optimiser steps (tests, smoke runs)
+    save_every: int = 200
+    cache_dir: str | None = str(DEFAULT_CACHE_DIR)
+    frames_per_video: int = 8
+    version: str = "1.0.0"
+    progress: bool = True
+
+    def validate(self) -> None:
+        if not self.data:
+            raise TrainingError("at least one --data folder is needed", code="invalid_arguments")
+        if not 0.0 <= self.sbi_ratio < 1.0:
+            raise TrainingError("--sbi-ratio must be in [0, 1)", code="invalid_arguments")
+        if self.epochs < 1 or self.batch_size < 2:
+            raise TrainingError("--epochs must be ≥ 1 and --batch-size ≥ 2", code="invalid_arguments")
+        if not 32 <= self.input_size <= 1024:
+            raise TrainingError("--input-size must be in 32–1024", code="invalid_arguments")
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict[str, Any]
+    threshold: float
+    epochs_done: int
+    steps: int
+
+
+def _rng(seed: int, *parts: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *parts])
+
+
+def _to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.inference_mode()
+def predict_images(
+    model: DeepfakeClassifier, images: np.ndarray, *, device: torch.device, batch_size: int = 64
+) -> np.ndarray:
+    """P(fake) for uint8 crops (N, S, S, 3) already at the model's input size."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = _to_tensor(images[start : start + batch_size], device)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(batch)
+        out.append(torch.sigmoid(logits.float()).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0,), dtype=np.float32)
+
+
+class _Sampler:
+    """Builds training batches: dataset crops or, with probability ``sbi_ratio``, a self-blend of a real."""
+
+    def __init__(self, train: CropSet, extra_reals: np.ndarray, config: TrainConfig) -> None:
+        self.train = train
+        self.config = config
+        self.augment = Augmenter(config.augment_strength)
+        real_rows = train.images[train.labels == 0]
+        self.reals = np.concatenate([real_rows, extra_reals]) if len(extra_reals) else real_rows
+        if config.sbi_ratio > 0 and len(self.reals) == 0:
+            raise TrainingError("self-blending needs REAL crops, and the training split has none")
+        self.steps_per_epoch = max(1, len(train) // config.batch_size)
+
+    def batch(self, epoch: int, step_in_epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        config = self.config
+        order = _rng(config.seed, 1, epoch).permutation(len(self.train))
+        rows = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
+        rng = _rng(config.seed, 2, epoch, step_in_epoch)
+        images = np.empty((len(rows), *self.train.images.shape[1:]), dtype=np.uint8)
+        labels = np.empty(len(rows), dtype=np.float32)
+        for slot, row in enumerate(rows):
+            if config.sbi_ratio > 0 and rng.random() < config.sbi_ratio:
+                real = self.reals[int(rng.integers(len(self.reals)))]
+                image, label = self_blend(real, rng=rng).image, 1.0
+            else:
+                image, label = self.train.images[row], float(self.train.labels[row])
+            images[slot] = self.augment(image, rng)
+            labels[slot] = label
+        return images, labels
+
+
+def _load_all(config: TrainConfig, say: Callable[[str], None]) -> tuple[CropSet, np.ndarray, dict[str, str]]:
+    sets: list[CropSet] = []
+    manifests: dict[str, str] = {}
+    for folder in config.data:
+        crop_set = load_dataset(
+            folder,
+            size=config.input_size,
+            margin=config.face_margin,
+            cache_dir=config.cache_dir,
+            frames_per_video=config.frames_per_video,
+            device="cpu",
+            progress=say,
+        )
+        manifests[str(folder)] = crop_set.manifest_sha256
+        sets.append(crop_set)
+    merged = CropSet(
+        images=np.concatenate([s.images for s in sets]),
+        labels=np.concatenate([s.labels for s in sets]),
+        groups=[f"{i}:{g}" for i, s in enumerate(sets) for g in s.groups],
+        items=[i for s in sets for i in s.items],
+        kind="mixed" if len({s.kind for s in sets}) > 1 else sets[0].kind,
+        manifest_sha256="",
+        size=config.input_size,
+    )
+    extra: list[np.ndarray] = []
+    for folder in config.real_data:
+        crop_set = load_dataset(
+            folder,
+            size=config.input_size,
+            margin=config.face_margin,
+            cache_dir=config.cache_dir,
+            frames_per_video=config.frames_per_video,
+            device="cpu",
+            progress=say,
+        )
+        manifests[str(folder)] = crop_set.manifest_sha256
+        # Only the training groups of a REAL folder feed self-blending; its held-out groups stay
+        # unseen so that folder's false-positive rate can still be measured honestly.
+        train_rows, _ = identity_split(crop_set.groups, val_fraction=config.val_fraction, seed=config.seed)
+        extra.append(crop_set.images[train_rows[crop_set.labels[train_rows] == 0]])
+    extra_reals = (
+        np.concatenate(extra) if extra else np.zeros((0, config.input_size, config.input_size, 3), np.uint8)
+    )
+    return merged, extra_reals, manifests
+
+
+def _split_groups(crop_set: CropSet) -> list[str]:
+    # Groups were prefixed with the folder index for uniqueness; the split hashes the bare name so
+    # that ``evaluate`` on one folder recovers exactly the same held-out groups.
+    return [g.split(":", 1)[1] for g in crop_set.groups]
+
+
+def _manifest_hash(manifests: dict[str, str]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(sorted(manifests.values())).encode()).hexdigest()
+
+
+def _save_state(
+    run_dir: Path,
+    model: DeepfakeClassifier,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    state: dict[str, Any],
+) -> None:
+    save_checkpoint(model, run_dir / "last.safetensors")
+    optim_tmp = run_dir / "last.optim.pt.tmp"
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, optim_tmp)
+    optim_tmp.replace(run_dir / "last.optim.pt")
+    json_tmp = run_dir / "last.json.tmp"
+    json_tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
+    json_tmp.replace(run_dir / "last.json")
+
+
+def _load_state(
+    run_dir: Path,
+    model: DeepfakeClassifier,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    config: TrainConfig,
+) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    try:
+        state = json.loads((run_dir / "last.json").read_text(encoding="utf-8"))
+        weights = load_file(str(run_dir / "last.safetensors"), device="cpu")
+        optim = torch.load(run_dir / "last.optim.pt", map_location="cpu", weights_only=True)
+    except FileNotFoundError as exc:
+        raise TrainingError(
+            f"nothing to resume in {run_dir}: {exc.filename} is missing", code="no_resume"
+        ) from exc
+    if state.get("config_key") != _resume_key(config):
+        raise TrainingError(
+            f"{run_dir} was started with different settings ({state.get('config_key')}); "
+            "resume with the same ones or use another --run-dir",
+            code="resume_mismatch",
+        )
+    model.load_state_dict(weights, strict=True)
+    optimizer.load_state_dict(optim["optimizer"])
+    scheduler.load_state_dict(optim["scheduler"])
+    return dict(state)
+
+
+def _resume_key(config: TrainConfig) -> str:
+    keys = (
+        "data",
+        "real_data",
+        "architecture",
+        "input_size",
+        "use_srm",
+        "epochs",
+        "batch_size",
+        "lr",
+        "sbi_ratio",
+        "seed",
+        "val_fraction",
+        "max_train_items",
+        "augment_strength",
+        "label_smoothing",
+    )
+    doc = asdict(config)
+    return json.dumps({k: doc[k] for k in keys}, sort_keys=True)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    say: Callable[[str], None] | None = None,
+    argv: Sequence[str] | None = None,
+) -> TrainResult:
+    """Train, validate every epoch, and write the calibrated checkpoint to ``config.out``."""
+    config.validate()
+    say = say or (lambda message: print(message, file=sys.stderr, flush=True))
+    device = resolve_device(config.device)
+    torch.manual_seed(config.seed)
+    run_dir = Path(config.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    data, extra_reals, manifests = _load_all(config, say)
+    train_rows, val_rows = identity_split(
+        _split_groups(data), val_fraction=config.val_fraction, seed=config.seed
+    )
+    if config.max_train_items is not None and config.max_train_items < len(train_rows):
+        train_rows = np.sort(_rng(config.seed, 3).choice(train_rows, config.max_train_items, replace=False))
+    train_set, val_set = data.subset(train_rows), data.subset(val_rows)
+    if len(train_set) < config.batch_size:
+        raise TrainingError(f"only {len(train_set)} training crops: fewer than one batch")
+    if len(set(val_set.labels.tolist())) < 2:
+        raise TrainingError("the validation split needs both FAKE and REAL crops to calibrate a threshold")
+    say(
+        f"train {len(train_set)} crops ({int(train_set.labels.sum())} fake), "
+        f"validation {len(val_set)} ({int(val_set.labels.sum())} fake), "
+        f"extra reals for self-blending {len(extra_reals)}, device {device}"
+    )
+
+    model_config = ModelConfig(
+        architecture=config.architecture,
+        input_size=config.input_size,
+        use_srm=config.use_srm,
+        face_margin=config.face_margin,
+    )
+    model = DeepfakeClassifier(model_config).to(device)
+    sampler = _Sampler(train_set, extra_reals, config)
+    total_steps = sampler.steps_per_epoch * config.epochs
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=config.lr,
+        total_steps=total_steps,
+        pct_start=config.warmup_fraction,
+        anneal_strategy="cos",
+        div_factor=25.0,
+        final_div_factor=1e3,
+    )
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
+    loss_fn = nn.BCEWithLogitsLoss()
+
+    state: dict[str, Any] = {
+        "epoch": 0,
+        "step_in_epoch": 0,
+        "global_step": 0,
+        "best_auc": -1.0,
+        "config_key": _resume_key(config),
+    }
+    if resume:
+        state = _load_state(run_dir, model, optimizer, scheduler, config)
+        say(f"resumed at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
+
+    log_path = run_dir / "log.jsonl"
+    stopped_early = False
+    while state["epoch"] < config.epochs and not stopped_early:
+        epoch = state["epoch"]
+        model.train()
+        started, seen, loss_sum, loss_count = time.monotonic(), 0, 0.0, 0
+        bar = tqdm(
+            total=sampler.steps_per_epoch,
+            initial=state["step_in_epoch"],
+            disable=not config.progress,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        while state["step_in_epoch"] < sampler.steps_per_epoch:
+            images, labels = sampler.batch(epoch, state["step_in_epoch"])
+            inputs = _to_tensor(images, device)
+            targets = torch.from_numpy(labels).to(device)
+            targets = targets * (1.0 - config.label_smoothing) + 0.5 * config.label_smoothing
+            with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+                logits = model(inputs)
+            loss = loss_fn(logits.float(), targets)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the loss became {loss.item()} at step {state['global_step']}")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            state["step_in_epoch"] += 1
+            state["global_step"] += 1
+            seen += len(labels)
+            loss_sum += float(loss.item()) * len(labels)
+            loss_count += len(labels)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / loss_count:.4f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
+            if config.max_steps is not None and state["global_step"] >= config.max_steps:
+                stopped_early = True
+                break
+            if config.save_every and state["global_step"] % config.save_every == 0:
+                _save_state(run_dir, model, optimizer, scheduler, state)
+        bar.close()
+        elapsed = time.monotonic() - started
+        val_probs = predict_images(model, val_set.images, device=device)
+        val_metrics = binary_metrics(val_set.labels, val_probs, threshold=0.5)
+        record = {
+            "epoch": epoch + 1,
+            "steps": state["global_step"],
+            "train_loss": loss_sum / max(loss_count, 1),
+            "lr": scheduler.get_last_lr()[0],
+            "images_per_s": seen / elapsed if elapsed > 0 else None,
+            "val_auc": val_metrics["auc"],
+            "val_log_loss": val_metrics["log_loss"],
+            "val_accuracy_at_0.5": val_metrics["accuracy"],
+            "time": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(json.dumps(record) + "\n")
+        say(json.dumps(record))
+        auc = val_metrics["auc"] if val_metrics["auc"] is not None else -1.0
+        if auc > state["best_auc"]:
+            state["best_auc"] = auc
+            state["best_epoch"] = epoch + 1
+            save_checkpoint(model, run_dir / "best.safetensors")
+        if not stopped_early:
+            state["epoch"] += 1
+            state["step_in_epoch"] = 0
+        _save_state(run_dir, model, optimizer, scheduler, state)
+
+    # The shipped weights are the best epoch's; calibrate on its validation scores.
+    from safetensors.torch import load_file
+
+    model.load_state_dict(load_file(str(run_dir / "best.safetensors"), device="cpu"), strict=True)
+    model.to(device)
+    val_probs = predict_images(model, val_set.images, device=device)
+    threshold = calibrate_threshold(val_set.labels, val_probs)
+    metrics = binary_metrics(val_set.labels, val_probs, threshold=threshold)
+    metrics = {k: v for k, v in metrics.items() if k != "confusion_matrix"} | {
+        "confusion_matrix": metrics["confusion_matrix"],
+        "split": "val",
+        "best_epoch": state.get("best_epoch"),
+    }
+    final = ModelConfig(
+        architecture=config.architecture,
+        input_size=config.input_size,
+        use_srm=config.use_srm,
+        face_margin=config.face_margin,
+        threshold=threshold,
+        trained=True,
+        version=config.version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        metrics=_round(metrics),
+        training={
+            "data": manifests,
+            "manifest_sha256": _manifest_hash(manifests),
+            "split": {
+                "rule": "identity group, seeded sha256 of the group name",
+                "val_fraction": config.val_fraction,
+                "seed": config.seed,
+                "train_crops": len(train_set),
+                "val_crops": len(val_set),
+            },
+            "epochs": state["epoch"],
+            "steps": state["global_step"],
+            "batch_size": config.batch_size,
+            "lr": config.lr,
+            "weight_decay": config.weight_decay,
+            "label_smoothing": config.label_smoothing,
+            "sbi_ratio": config.sbi_ratio,
+            "augment_strength": config.augment_strength,
+            "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
+            "device": str(device),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "command": " ".join(argv) if argv else None,
+            "config": {k: v for k, v in asdict(config).items() if k not in ("progress", "cache_dir")},
+        },
+    )
+    model.config = final
+    out = save_checkpoint(model, config.out, final)
+    say(
+        f"wrote {out} (threshold {threshold:.4f}, val AUC {metrics['auc']}, "
+        f"log loss {metrics['log_loss']:.4f})"
+    )
+    return TrainResult(
+        checkpoint=out,
+        metrics=metrics,
+        threshold=threshold,
+        epochs_done=state["epoch"],
+        steps=state["global_step"],
+    )
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    return value
