@@ -1,0 +1,56 @@
+"""The FastAPI application, built by ``create_app(settings)`` (never at import)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+
+from api.errors import register_error_handlers
+from api.routes import health, jobs, uploads
+from core.config import Settings, get_settings
+from core.logs import log_event
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("api.access")
+
+API_VERSION = "1.0.0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="DeepfakeStream",
+        version=API_VERSION,
+        description=(
+            "Detects face deepfakes in videos. Submit a video, poll the job, read the verdict and "
+            "the per-segment, per-frame and per-track scores. Every /v1 call needs "
+            '`Authorization: Bearer <key>`; errors answer `{"error": {"code", "message"}}`.'
+        ),
+    )
+    app.state.settings = settings
+    register_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(jobs.router)
+    app.include_router(uploads.router)
+
+    @app.middleware("http")
+    async def _access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        log_event(
+            log,
+            "api.request.completed",
+            level=logging.DEBUG if request.url.path in ("/healthz", "/readyz") else logging.INFO,
+            method=request.method,
+            route=getattr(route, "path", request.url.path),
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        return response
+
+    return app

@@ -1,0 +1,85 @@
+"""Typed dependencies: routes declare ``session: SessionDep, tenant: CurrentTenant`` and never build
+engines, storage clients or Celery apps themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from celery import Celery
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from core.config import Settings
+from core.db import get_session_factory
+from core.errors import ForbiddenError, UnauthorizedError
+from core.keys import authenticate
+from core.models import ApiKey
+from core.queue import get_celery
+from core.storage import ObjectStore, get_object_store
+
+__all__ = [
+    "AdminKey",
+    "CurrentKey",
+    "QueueDep",
+    "SessionDep",
+    "SettingsDep",
+    "StorageDep",
+]
+
+_bearer = HTTPBearer(auto_error=False, description="an API key from `deepfakestream keys create`")
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+
+
+def _session(settings: SettingsDep) -> Iterator[Session]:
+    with get_session_factory(settings)() as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(_session)]
+
+
+def _storage(settings: SettingsDep) -> ObjectStore:
+    return get_object_store(settings)
+
+
+StorageDep = Annotated[ObjectStore, Depends(_storage)]
+
+
+def _queue(settings: SettingsDep) -> Celery:
+    return get_celery(settings)
+
+
+QueueDep = Annotated[Celery, Depends(_queue)]
+
+
+def _api_key(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ApiKey:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'", code="missing_api_key")
+    key = authenticate(session, key=credentials.credentials.strip())
+    if key is None:
+        raise UnauthorizedError("the API key is unknown or revoked", code="invalid_api_key")
+    return key
+
+
+# The caller's key; ``key.tenant_id`` scopes every query the route makes.
+CurrentKey = Annotated[ApiKey, Depends(_api_key)]
+
+
+def _admin_key(key: CurrentKey) -> ApiKey:
+    if not key.is_admin:
+        raise ForbiddenError("this endpoint needs an admin key", code="admin_required")
+    return key
+
+
+AdminKey = Annotated[ApiKey, Depends(_admin_key)]

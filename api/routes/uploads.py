@@ -1,0 +1,98 @@
+"""/v1/uploads: direct uploads of large files, straight to storage when it can sign URLs."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CurrentKey, SessionDep, SettingsDep, StorageDep
+from api.errors import error_responses
+from api.schemas import UploadCreate, UploadPublic
+from api.services import uploads as service
+from api.uploads import content_type_for, receive_raw_body, sanitize_filename
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+
+
+class UploadReceived(BaseModel):
+    upload_id: uuid.UUID
+    size_bytes: int
+    container: str
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=UploadPublic,
+    summary="Reserve a direct upload",
+    description=(
+        "Answers a URL to PUT the file to (a presigned storage URL, or this API's own upload route "
+        'when storage is a local directory). Then create the job with `{"upload_id": …}`.'
+    ),
+    responses=error_responses(401, 413, 422),
+)
+def create_upload(
+    body: UploadCreate,
+    request: Request,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    storage: StorageDep,
+) -> UploadPublic:
+    api_url = (
+        str(request.url_for("put_upload", upload_id="{upload_id}")).replace("%7B", "{").replace("%7D", "}")
+    )
+    upload, presigned = service.create_upload(
+        session,
+        tenant_id=key.tenant_id,
+        size_bytes=body.size_bytes,
+        filename=sanitize_filename(body.filename),
+        storage=storage,
+        settings=settings,
+        api_upload_url=api_url,
+    )
+    return UploadPublic(
+        upload_id=upload.id,
+        url=presigned.url,
+        method="PUT",
+        headers=presigned.headers,
+        expires_at=upload.expires_at,
+        max_bytes=body.size_bytes,
+    )
+
+
+@router.put(
+    "/{upload_id}",
+    name="put_upload",
+    response_model=UploadReceived,
+    summary="Send a reserved upload's bytes through the API",
+    responses=error_responses(401, 404, 409, 413, 415, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
+async def put_upload(
+    upload_id: str, request: Request, key: CurrentKey, session: SessionDep, storage: StorageDep
+) -> UploadReceived:
+    upload = await run_in_threadpool(
+        lambda: service.get_open_upload(session, tenant_id=key.tenant_id, upload_id=upload_id)
+    )
+    declared = upload.declared_bytes or 0
+    received = await receive_raw_body(
+        request,
+        open_writer=lambda container: storage.open_writer(
+            upload.storage_key, content_type=content_type_for(container)
+        ),
+        max_bytes=declared,
+        allowed_containers=request.app.state.settings.allowed_containers,
+        filename=upload.filename,
+    )
+    return UploadReceived(upload_id=upload.id, size_bytes=received.size, container=received.container)

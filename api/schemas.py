@@ -1,0 +1,282 @@
+"""Request and response shapes. A job has a family: JobCreate (request), core.models.Job (stored),
+JobPublic (answer) and JobPage (a page of answers)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.models import Frame, Job, Segment, Track
+from core.states import JobStatus
+
+__all__ = [
+    "ErrorBody",
+    "ErrorDetail",
+    "FacePublic",
+    "FramePage",
+    "FramePublic",
+    "JobCreate",
+    "JobError",
+    "JobOptions",
+    "JobPage",
+    "JobProgress",
+    "JobPublic",
+    "ModelPublic",
+    "SegmentPage",
+    "SegmentPublic",
+    "TrackPage",
+    "TrackPublic",
+    "UploadCreate",
+    "UploadPublic",
+    "VideoPublic",
+]
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(examples=["job_not_found"])
+    message: str = Field(examples=["no job with this id"])
+
+
+class ErrorBody(BaseModel):
+    """Every 4xx and 5xx answer has this shape."""
+
+    error: ErrorDetail
+
+
+def _check_callback_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("callback_url must be an absolute http(s) URL")
+    return value
+
+
+class JobOptions(BaseModel):
+    """What a client may choose about a job (multipart form fields or JSON)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    callback_url: str | None = Field(default=None, max_length=2048, description="notified when the job ends")
+    external_id: str | None = Field(
+        default=None, min_length=1, max_length=255, description="the client's own id, returned with the job"
+    )
+    sample_fps: float | None = Field(default=None, gt=0, description="frames analysed per second of video")
+    segment_seconds: float | None = Field(default=None, gt=0, description="length of one analysis task")
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_is_http(cls, value: str | None) -> str | None:
+        return _check_callback_url(value)
+
+
+class JobCreate(JobOptions):
+    """JSON body of POST /v1/jobs: a video already in a bucket, or a finished direct upload."""
+
+    source: str | None = Field(default=None, max_length=2048, examples=["s3://videos/clip.mp4"])
+    upload_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JobCreate:
+        if (self.source is None) == (self.upload_id is None):
+            raise ValueError("give exactly one of source and upload_id (or send the file as multipart)")
+        return self
+
+
+class JobProgress(BaseModel):
+    segments_done: int
+    segments_total: int | None
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class ModelPublic(BaseModel):
+    name: str | None
+    version: str | None
+    sha256: str | None
+    trained: bool | None
+
+
+class VideoPublic(BaseModel):
+    filename: str | None
+    source: str | None = Field(description="the s3:// URI the job was created from, if any")
+    size_bytes: int | None
+    container: str | None
+    duration_s: float | None
+    fps: float | None
+    width: int | None
+    height: int | None
+    codec: str | None
+
+
+class JobPublic(BaseModel):
+    id: uuid.UUID
+    status: JobStatus
+    progress: JobProgress
+    verdict: Literal["fake", "real", "no_face"] | None
+    score: float | None = Field(description="P(fake) of the video")
+    threshold: float | None
+    model_version: str | None
+    model: ModelPublic | None
+    video: VideoPublic
+    error: JobError | None
+    attempts: int
+    options: dict[str, Any]
+    callback_url: str | None
+    external_id: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_job(cls, job: Job) -> JobPublic:
+        video = job.video
+        model = None
+        if job.model_version is not None:
+            model = ModelPublic(
+                name=job.model_name,
+                version=job.model_version,
+                sha256=job.model_sha256,
+                trained=job.model_trained,
+            )
+        error = None
+        if job.error_code is not None:
+            error = JobError(code=job.error_code, message=job.error_message or "")
+        return cls(
+            id=job.id,
+            status=JobStatus(job.status),
+            progress=JobProgress(segments_done=job.segments_done, segments_total=job.segments_total),
+            verdict=job.verdict,  # type: ignore[arg-type]
+            score=job.score,
+            threshold=job.threshold,
+            model_version=job.model_version,
+            model=model,
+            video=VideoPublic(
+                filename=video.filename,
+                source=video.source_uri,
+                size_bytes=video.size_bytes,
+                container=video.container,
+                duration_s=video.duration_s,
+                fps=video.fps,
+                width=video.width,
+                height=video.height,
+                codec=video.codec,
+            ),
+            error=error,
+            attempts=job.attempts,
+            options=dict(job.options or {}),
+            callback_url=job.callback_url,
+            external_id=job.external_id,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+class SegmentPublic(BaseModel):
+    index: int
+    start_s: float
+    end_s: float
+    status: str
+    score: float | None
+    frame_count: int
+    face_count: int
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: Segment) -> SegmentPublic:
+        return cls(
+            index=row.segment_index,
+            start_s=row.start_s,
+            end_s=row.end_s,
+            status=row.status,
+            score=row.score,
+            frame_count=row.frame_count,
+            face_count=row.face_count,
+            attempts=row.attempts,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+
+class SegmentPage(BaseModel):
+    items: list[SegmentPublic]
+    next_cursor: str | None
+
+
+class FacePublic(BaseModel):
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the displayed frame")
+    det_score: float
+    track: int
+    score: float = Field(description="P(fake) of this face")
+
+
+class FramePublic(BaseModel):
+    index: int = Field(description="frame number in the source video")
+    t: float = Field(description="seconds from the start")
+    segment: int
+    score: float | None = Field(description="max P(fake) over the frame's faces; null without faces")
+    faces: list[FacePublic]
+
+    @classmethod
+    def from_row(cls, row: Frame) -> FramePublic:
+        return cls(
+            index=row.frame_index,
+            t=row.t,
+            segment=row.segment_index,
+            score=row.score,
+            faces=[FacePublic.model_validate(face) for face in row.faces or []],
+        )
+
+
+class FramePage(BaseModel):
+    items: list[FramePublic]
+    next_cursor: str | None
+
+
+class TrackPublic(BaseModel):
+    id: int
+    first_t: float
+    last_t: float
+    score: float
+    faces: int
+
+    @classmethod
+    def from_row(cls, row: Track) -> TrackPublic:
+        return cls(id=row.track_id, first_t=row.first_t, last_t=row.last_t, score=row.score, faces=row.faces)
+
+
+class TrackPage(BaseModel):
+    items: list[TrackPublic]
+    next_cursor: str | None
+
+
+class UploadCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size_bytes: int = Field(gt=0, description="exact size of the file to upload")
+    filename: str | None = Field(default=None, max_length=255)
+
+
+class UploadPublic(BaseModel):
+    upload_id: uuid.UUID
+    url: str = Field(description="send the file's bytes here, with the method and headers given")
+    method: Literal["PUT"]
+    headers: dict[str, str]
+    expires_at: datetime
+    max_bytes: int
