@@ -34,7 +34,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.crop import isotropic_resize, pad_to_square
+from pipeline.crop import crop_face, isotropic_resize, pad_to_square
 from pipeline.errors import InputError
 
 __all__ = [
@@ -52,6 +52,7 @@ __all__ = [
     "load_crop_folder",
     "load_dataset",
     "load_video_folder",
+    "measure_face_margin",
     "read_entries",
     "split_indices",
 ]
@@ -300,6 +301,27 @@ def load_crop_folder(
     )
 
 
+def _largest_face_crops(
+    path: Path, detector: Any, *, frames: int, size: int, margin: float
+) -> list[np.ndarray]:
+    """The largest face of ``frames`` frames spread evenly over the video, cut by ``crop_face``."""
+    from pipeline.types import AnalysisConfig
+    from pipeline.video import decode_segment, plan_segments, probe
+
+    info = probe(path)
+    # One window over the whole video with more wanted frames than allowed: the planner then
+    # spreads exactly ``frames`` samples evenly over it.
+    config = AnalysisConfig(segment_seconds=info.duration_s + 1.0, sample_fps=1000.0, max_frames=frames)
+    crops = []
+    for plan in plan_segments(info, config):
+        _, decoded = decode_segment(path, info, plan, config)
+        for frame, detections in zip(decoded, detector.detect(decoded), strict=True):
+            if detections:
+                largest = max(detections, key=lambda d: d.size)
+                crops.append(crop_face(frame, largest.box, margin=margin, size=size))
+    return crops
+
+
 def load_video_folder(
     root: str | Path,
     *,
@@ -323,15 +345,16 @@ def load_video_folder(
         images, info = cached
         items: list[str] = info["items"]
     else:
-        from pipeline._video_faces import largest_face_crops
+        from pipeline.faces import FaceDetector
 
+        detector = FaceDetector(device=device)
         crops: list[np.ndarray] = []
         items = []
         for number, entry in enumerate(entries, 1):
             if progress:
                 progress(f"[{number}/{len(entries)}] faces of {entry.file}")
-            for crop in largest_face_crops(
-                _resolve(root, entry.file), frames=frames_per_video, size=size, margin=margin, device=device
+            for crop in _largest_face_crops(
+                _resolve(root, entry.file), detector, frames=frames_per_video, size=size, margin=margin
             ):
                 crops.append(crop)
                 items.append(entry.file)
@@ -373,3 +396,55 @@ def load_dataset(
         device=device,
         progress=progress,
     )
+
+
+def measure_face_margin(
+    images: np.ndarray, detector: Any, *, canvas_scale: float = 2.5
+) -> dict[str, Any]:
+    """How much larger a dataset's tight face crops are than the detector's box for the same face.
+
+    Each crop (N, S, S, 3) is placed in the middle of a canvas ``canvas_scale`` times its size
+    (borders replicated, so the detector sees a plausible frame), the detector runs, and the crop
+    is compared with the detected box that overlaps it most. ``crop_face`` grows a box by
+    ``margin`` × its width and height, so the margin that reproduces the crop is
+    ``crop side / box side − 1``; the height is used because the isotropic resize is scaled by
+    the longer side, and MTCNN boxes are taller than wide.
+    """
+    size = images.shape[1]
+    pad = round(size * (canvas_scale - 1.0) / 2.0)
+    crop_box = (float(pad), float(pad), float(pad + size), float(pad + size))
+    width_ratios, height_ratios, centre_dx, centre_dy = [], [], [], []
+    missed = 0
+    for image in images:
+        canvas = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        detections = detector.detect(canvas[None])[0]
+        overlapping = [d for d in detections if _overlap(d.box, crop_box) > 0.3]
+        if not overlapping:
+            missed += 1
+            continue
+        best = max(overlapping, key=lambda d: _overlap(d.box, crop_box))
+        x1, y1, x2, y2 = best.box
+        width_ratios.append(size / (x2 - x1))
+        height_ratios.append(size / (y2 - y1))
+        centre_dx.append(((x1 + x2) / 2.0 - (pad + size / 2.0)) / size)
+        centre_dy.append(((y1 + y2) / 2.0 - (pad + size / 2.0)) / size)
+    if not height_ratios:
+        raise DatasetError("the detector found no face in any of the sampled crops")
+    median_height = float(np.median(height_ratios))
+    return {
+        "sampled": len(images),
+        "detected": len(height_ratios),
+        "missed": missed,
+        "crop_over_box_width_median": round(float(np.median(width_ratios)), 4),
+        "crop_over_box_height_median": round(median_height, 4),
+        "crop_over_box_height_p10_p90": [round(float(v), 4) for v in np.percentile(height_ratios, [10, 90])],
+        "box_centre_offset_x_median": round(float(np.median(centre_dx)), 4),
+        "box_centre_offset_y_median": round(float(np.median(centre_dy)), 4),
+        "face_margin": round(max(0.0, median_height - 1.0), 3),
+    }
+
+
+def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    from pipeline.faces import box_iou
+
+    return box_iou(a, b)
