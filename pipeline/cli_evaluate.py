@@ -1,0 +1,78 @@
+"""`deepfakestream evaluate`: metrics of a checkpoint on labelled crops or videos."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from pipeline.errors import PipelineError
+
+__all__ = ["add_arguments", "run"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data", required=True, metavar="DIR", help="crop folder or DFDC-layout video folder"
+    )
+    parser.add_argument(
+        "--model", default=None, metavar="PATH", help="safetensors checkpoint (default: the shipped model)"
+    )
+    parser.add_argument(
+        "--split",
+        choices=("all", "train", "val"),
+        default="all",
+        help="identity-group split to evaluate (val: the groups training held out)",
+    )
+    parser.add_argument(
+        "--val-fraction",
+        type=float,
+        default=None,
+        help="override the split's fraction (default: the checkpoint's)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=None, help="override the split's seed (default: the checkpoint's)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    parser.add_argument(
+        "--out", default=None, metavar="DIR", help="write predictions.csv, metrics.json, roc.png"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument("--cache-dir", default=None, help="crop cache (default runs/cache)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pipeline.datasets import DEFAULT_CACHE_DIR
+    from pipeline.evaluate import evaluate, format_report, write_outputs
+    from pipeline.model import DEFAULT_MODEL_PATH
+
+    def say(message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    try:
+        evaluation = evaluate(
+            args.data,
+            args.model or DEFAULT_MODEL_PATH,
+            split=args.split,
+            val_fraction=args.val_fraction,
+            seed=args.seed,
+            device=args.device,
+            cache_dir=args.cache_dir or str(DEFAULT_CACHE_DIR),
+            say=say,
+        )
+        written = write_outputs(evaluation, args.out) if args.out else {}
+    except PipelineError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except (ValueError, OSError) as exc:
+        print(f"error [invalid_arguments]: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(evaluation.to_dict(), indent=1))
+    else:
+        print(format_report(evaluation))
+    for name, path in written.items():
+        say(f"wrote {name}: {path}")
+    if "roc" not in written and args.out:
+        say("no ROC curve: AUC is undefined when only one class is present")
+    return 0

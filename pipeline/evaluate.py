@@ -1,0 +1,269 @@
+"""Evaluation of a checkpoint on labelled face crops or on videos run through the whole pipeline.
+
+Crop folders are scored crop by crop with the inference classifier. ``split="val"`` keeps only
+the identity groups that training held out: the split function and its seed and fraction are
+those written into the checkpoint by ``train``, so the numbers are on faces the model never saw.
+
+Video folders run every video through ``pipeline.analyze.Analyzer`` (decode, detect, track, crop,
+classify, aggregate); a video with no face gets no score and is counted, not guessed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.datasets import DEFAULT_CACHE_DIR, dataset_kind, read_entries, split_indices
+from pipeline.errors import PipelineError
+from pipeline.metrics import binary_metrics, roc_curve
+
+__all__ = ["Evaluation", "ItemScore", "evaluate", "format_report", "write_outputs"]
+
+
+@dataclass
+class ItemScore:
+    item: str
+    group: str
+    label: int  # 1 = FAKE
+    score: float | None  # P(fake); None when nothing could be scored (no face, failed)
+    status: str = "ok"  # ok, no_face, or an error code
+
+
+@dataclass
+class Evaluation:
+    data: str
+    kind: str  # crops or videos
+    split: str
+    split_seed: int
+    val_fraction: float
+    model: dict[str, Any]
+    threshold: float
+    items: list[ItemScore]
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        unscored = [i for i in self.items if i.score is None]
+        return {
+            "data": self.data,
+            "kind": self.kind,
+            "split": self.split,
+            "split_seed": self.split_seed,
+            "val_fraction": self.val_fraction,
+            "model": self.model,
+            "threshold": self.threshold,
+            "items": len(self.items),
+            "unscored": {
+                status: sum(1 for i in unscored if i.status == status)
+                for status in sorted({i.status for i in unscored})
+            },
+            "metrics": self.metrics,
+        }
+
+
+def _checkpoint_split(model_config: Any) -> tuple[float, int]:
+    split = (model_config.training or {}).get("split", {})
+    return float(split.get("val_fraction", 0.2)), int(split.get("seed", 0))
+
+
+def _score_crops(
+    root: Path, classifier: Any, indices_for: Callable[[list[str]], np.ndarray], cache_dir: str | None
+) -> list[ItemScore]:
+    from pipeline.datasets import load_crop_folder
+
+    size = classifier.config.input_size
+    crop_set = load_crop_folder(root, size=size, cache_dir=cache_dir)
+    rows = indices_for(crop_set.groups)
+    scores = classifier.predict(crop_set.images[rows]) if len(rows) else np.zeros((0,), np.float32)
+    return [
+        ItemScore(crop_set.items[r], crop_set.groups[r], int(crop_set.labels[r]), float(s))
+        for r, s in zip(rows, scores, strict=True)
+    ]
+
+
+def _score_videos(
+    root: Path,
+    analyzer: Any,
+    indices_for: Callable[[list[str]], np.ndarray],
+    say: Callable[[str], None] | None,
+) -> list[ItemScore]:
+    from pipeline.datasets import _resolve
+
+    entries = read_entries(root)
+    rows = indices_for([e.group for e in entries])
+    items = []
+    for number, row in enumerate(rows, 1):
+        entry = entries[row]
+        try:
+            result = analyzer.analyze(_resolve(root, entry.file))
+        except PipelineError as exc:
+            items.append(ItemScore(entry.file, entry.group, entry.label, None, exc.code))
+            status = exc.code
+        else:
+            status = "no_face" if result.score is None else "ok"
+            items.append(ItemScore(entry.file, entry.group, entry.label, result.score, status))
+        if say:
+            score = items[-1].score
+            say(f"[{number}/{len(rows)}] {entry.file}: {status}" + ("" if score is None else f" {score:.4f}"))
+    return items
+
+
+def evaluate(
+    data: str | Path,
+    model_path: str | Path,
+    *,
+    split: str = "all",
+    val_fraction: float | None = None,
+    seed: int | None = None,
+    device: str = "auto",
+    cache_dir: str | None = str(DEFAULT_CACHE_DIR),
+    say: Callable[[str], None] | None = None,
+) -> Evaluation:
+    """Score every item of ``data`` (restricted to ``split``) and compute the metrics at the
+    checkpoint's threshold. ``val_fraction``/``seed`` default to those the checkpoint was trained with."""
+    from pipeline.model import Classifier
+
+    root = Path(data)
+    kind = dataset_kind(read_entries(root))
+    classifier = Classifier(model_path, device=device)
+    model_config = classifier.config  # loads the checkpoint: a bad file raises ModelError here
+    trained_fraction, trained_seed = _checkpoint_split(model_config)
+    fraction = trained_fraction if val_fraction is None else val_fraction
+    split_seed = trained_seed if seed is None else seed
+    if split not in ("all", "train", "val"):
+        raise ValueError(f"unknown split {split!r}; use all, train or val")
+
+    def indices_for(groups: list[str]) -> np.ndarray:
+        return split_indices(groups, split, val_fraction=fraction, seed=split_seed)
+
+    if kind == "crops":
+        items = _score_crops(root, classifier, indices_for, cache_dir)
+    else:
+        from pipeline.analyze import Analyzer
+
+        analyzer = Analyzer(model_path=model_path, device=device)
+        items = _score_videos(root, analyzer, indices_for, say)
+    scored = [i for i in items if i.score is not None]
+    threshold = float(model_config.threshold)
+    metrics = binary_metrics(
+        np.array([i.label for i in scored], dtype=np.int64),
+        np.array([i.score for i in scored], dtype=np.float64),
+        threshold=threshold,
+    )
+    return Evaluation(
+        data=str(root),
+        kind=kind,
+        split=split,
+        split_seed=split_seed,
+        val_fraction=fraction,
+        model=classifier.describe()
+        | {"input_size": model_config.input_size, "use_srm": model_config.use_srm},
+        threshold=threshold,
+        items=items,
+        metrics=metrics,
+    )
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "undefined"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_report(evaluation: Evaluation) -> str:
+    """The human-readable summary ``deepfakestream evaluate`` prints."""
+    m = evaluation.metrics
+    model = evaluation.model
+    split = evaluation.split
+    if split != "all":
+        split += f" (identity groups, seed {evaluation.split_seed}, val fraction {evaluation.val_fraction})"
+    lines = [
+        f"data       {evaluation.data} ({evaluation.kind}, split {split})",
+        f"model      {model.get('name')} {model.get('version')} sha256 {str(model.get('sha256'))[:12]}"
+        f"{'' if model.get('trained') else '  UNTRAINED MODEL'}",
+        f"items      {len(evaluation.items)} scored {m['count']} "
+        f"(FAKE {m['positives']}, REAL {m['negatives']})",
+    ]
+    unscored = evaluation.to_dict()["unscored"]
+    if unscored:
+        lines.append("unscored   " + ", ".join(f"{k} {v}" for k, v in unscored.items()))
+    auc_note = "" if m["auc"] is not None else " (needs both FAKE and REAL items)"
+    lines += [
+        f"threshold  {evaluation.threshold:.4f}",
+        f"AUC        {_fmt(m['auc'])}{auc_note}",
+        f"log loss   {_fmt(m['log_loss'])}",
+        f"F1         {_fmt(m['f1'])}",
+        f"precision  {_fmt(m['precision'])}",
+        f"recall     {_fmt(m['recall'])}",
+        f"accuracy   {_fmt(m['accuracy'])}",
+        f"FPR        {_fmt(m['false_positive_rate'])} (REAL items called FAKE)",
+        "confusion matrix (rows true, columns predicted)",
+        "              pred REAL  pred FAKE",
+        f"  true REAL  {m['confusion_matrix']['tn']:>9}  {m['confusion_matrix']['fp']:>9}",
+        f"  true FAKE  {m['confusion_matrix']['fn']:>9}  {m['confusion_matrix']['tp']:>9}",
+    ]
+    return "\n".join(lines)
+
+
+def write_outputs(evaluation: Evaluation, out_dir: str | Path) -> dict[str, Path]:
+    """``predictions.csv`` (one row per item), ``metrics.json`` and, when AUC is defined, ``roc.png``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    csv_path = out / "predictions.csv"
+    with open(csv_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["item", "group", "label", "score", "predicted", "status"])
+        for item in evaluation.items:
+            predicted = (
+                "" if item.score is None else ("FAKE" if item.score >= evaluation.threshold else "REAL")
+            )
+            score = "" if item.score is None else f"{item.score:.6f}"
+            writer.writerow(
+                [item.item, item.group, "FAKE" if item.label else "REAL", score, predicted, item.status]
+            )
+    written["predictions"] = csv_path
+    metrics_path = out / "metrics.json"
+    metrics_path.write_text(json.dumps(evaluation.to_dict(), indent=1), encoding="utf-8")
+    written["metrics"] = metrics_path
+    if evaluation.metrics.get("auc") is not None:
+        written["roc"] = _plot_roc(evaluation, out / "roc.png")
+    return written
+
+
+def _plot_roc(evaluation: Evaluation, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    from matplotlib import pyplot as plt
+
+    scored = [i for i in evaluation.items if i.score is not None]
+    labels = np.array([i.label for i in scored])
+    scores = np.array([i.score for i in scored], dtype=np.float64)
+    fpr, tpr, _ = roc_curve(labels, scores)
+    at = binary_metrics(labels, scores, threshold=evaluation.threshold)
+    figure, axes = plt.subplots(figsize=(5, 5), dpi=100)
+    axes.plot(fpr, tpr, label=f"AUC {evaluation.metrics['auc']:.4f}")
+    axes.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8)
+    axes.scatter(
+        [at["false_positive_rate"]],
+        [at["recall"]],
+        color="red",
+        zorder=3,
+        label=f"threshold {evaluation.threshold:.3f}",
+    )
+    axes.set_xlabel("false-positive rate")
+    axes.set_ylabel("true-positive rate")
+    axes.set_title(f"ROC: {Path(evaluation.data).name} ({evaluation.split})")
+    axes.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
