@@ -8,7 +8,6 @@ landmarks are mapped back to the frame's own pixels.
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -196,17 +195,22 @@ class FaceDetector:
         batch_size: int = 32,
     ) -> None:
         import torch
-        from facenet_pytorch import MTCNN
+        from facenet_pytorch import ONet, PNet, RNet
+
+        from pipeline._mtcnn import Cascade
 
         self.device = torch.device(device)
         self.detect_long_side = detect_long_side
         self.min_face_size = float(min_face_size)
         self.det_threshold = float(det_threshold)
         self.batch_size = max(1, batch_size)
-        # keep_all: every face, not only the most likely one; post_process off: we only want
-        # boxes, never MTCNN's own crops.
-        self._mtcnn = MTCNN(keep_all=True, device=self.device, post_process=False, select_largest=False)
-        self._lock = threading.Lock()  # min_face_size is set on the shared MTCNN per call
+        # facenet-pytorch's trained nets (their weights ship inside the wheel), run by our batched
+        # cascade; on CUDA in half precision like the classifier.
+        nets = [net.to(self.device) for net in (PNet(), RNet(), ONet())]
+        self._dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+        if self._dtype == torch.float16:
+            nets = [net.half() for net in nets]
+        self._cascade = Cascade(*nets)
 
     def detect(self, frames: np.ndarray, *, min_face_size: float | None = None) -> list[list[Detection]]:
         """Faces in each of ``frames`` (N×H×W×3 uint8 RGB), boxes in the frames' own pixels.
@@ -233,24 +237,19 @@ class FaceDetector:
                 ])
             else:
                 small = np.ascontiguousarray(chunk)
-            with self._lock:
-                self._mtcnn.min_face_size = mtcnn_min
-                boxes, probs, points = self._mtcnn.detect(small, landmarks=True)
+            found = self._cascade(small, min_face_size=mtcnn_min, device=self.device, dtype=self._dtype)
             sx, sy = width / small_w, height / small_h
-            for i in range(len(chunk)):
-                results.append(self._frame_detections(boxes[i], probs[i], points[i], sx, sy, min_size))
+            for boxes, probs, marks in zip(found.boxes, found.probs, found.landmarks, strict=True):
+                results.append(
+                    self._frame_detections(boxes.numpy(), probs.numpy(), marks.numpy(), sx, sy, min_size)
+                )
         return results
 
     def _frame_detections(
-        self, boxes: object, probs: object, points: object, sx: float, sy: float, min_size: float
+        self, boxes: np.ndarray, probs: np.ndarray, points: np.ndarray, sx: float, sy: float, min_size: float
     ) -> list[Detection]:
-        if boxes is None:
-            return []
-        box_array = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
-        prob_array = np.asarray(probs, dtype=np.float64).reshape(-1)
-        point_array = np.asarray(points, dtype=np.float64).reshape(-1, 5, 2)
         detections = []
-        for box, prob, marks in zip(box_array, prob_array, point_array, strict=True):
+        for box, prob, marks in zip(boxes, probs, points, strict=True):
             if not math.isfinite(prob) or prob < self.det_threshold:
                 continue
             x1, y1, x2, y2 = box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
