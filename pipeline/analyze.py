@@ -89,7 +89,7 @@ class Analyzer:
         # Frames may come back downscaled (decode_long_side); results are in the video's pixels.
         scale_x = info.width / frames.shape[2] if len(frames) else 1.0
         scale_y = info.height / frames.shape[1] if len(frames) else 1.0
-        detections = self.detector.detect(frames, min_face_size=config.min_face_size / scale_x)
+        detections = self.detector.detect(frames)
         track_ids = link_tracks(
             [[d.box for d in dets] for dets in detections], iou_threshold=config.track_iou
         )

@@ -190,7 +190,7 @@ class FaceDetector:
         *,
         device: str = "cpu",
         detect_long_side: int = 640,
-        min_face_size: float = 40.0,
+        min_face_size: float = 20.0,
         det_threshold: float = 0.95,
         batch_size: int = 32,
     ) -> None:
@@ -212,22 +212,20 @@ class FaceDetector:
             nets = [net.half() for net in nets]
         self._cascade = Cascade(*nets)
 
-    def detect(self, frames: np.ndarray, *, min_face_size: float | None = None) -> list[list[Detection]]:
+    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
         """Faces in each of ``frames`` (N×H×W×3 uint8 RGB), boxes in the frames' own pixels.
 
-        Faces smaller than ``min_face_size`` pixels (longer box side; defaults to the detector's)
-        or less likely than ``det_threshold`` are dropped.
+        Faces smaller than ``min_face_size`` pixels in the detection copy, or less likely than
+        ``det_threshold``, are dropped.
         """
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected frames (N, H, W, 3), got shape {frames.shape}")
         if len(frames) == 0:
             return []
-        min_size = self.min_face_size if min_face_size is None else float(min_face_size)
         height, width = frames.shape[1:3]
         scale = min(1.0, self.detect_long_side / max(height, width)) if self.detect_long_side > 0 else 1.0
         small_w, small_h = max(1, round(width * scale)), max(1, round(height * scale))
-        # MTCNN's image pyramid starts at the smallest face it must find, in detection pixels.
-        mtcnn_min = max(MTCNN_SMALLEST_FACE, min_size * scale)
+        mtcnn_min = max(MTCNN_SMALLEST_FACE, self.min_face_size)
         results: list[list[Detection]] = []
         for start in range(0, len(frames), self.batch_size):
             chunk = frames[start : start + self.batch_size]
@@ -241,20 +239,20 @@ class FaceDetector:
             sx, sy = width / small_w, height / small_h
             for boxes, probs, marks in zip(found.boxes, found.probs, found.landmarks, strict=True):
                 results.append(
-                    self._frame_detections(boxes.numpy(), probs.numpy(), marks.numpy(), sx, sy, min_size)
+                    self._frame_detections(boxes.numpy(), probs.numpy(), marks.numpy(), sx, sy)
                 )
         return results
 
     def _frame_detections(
-        self, boxes: np.ndarray, probs: np.ndarray, points: np.ndarray, sx: float, sy: float, min_size: float
+        self, boxes: np.ndarray, probs: np.ndarray, points: np.ndarray, sx: float, sy: float
     ) -> list[Detection]:
         detections = []
         for box, prob, marks in zip(boxes, probs, points, strict=True):
             if not math.isfinite(prob) or prob < self.det_threshold:
                 continue
-            x1, y1, x2, y2 = box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
-            if max(x2 - x1, y2 - y1) < min_size:
+            if max(box[2] - box[0], box[3] - box[1]) < self.min_face_size:
                 continue
+            x1, y1, x2, y2 = box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy
             landmarks = tuple((float(x * sx), float(y * sy)) for x, y in marks)
             detections.append(Detection((float(x1), float(y1), float(x2), float(y2)), float(prob), landmarks))
         return detections
