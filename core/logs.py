@@ -33,8 +33,10 @@ def log_context(**fields: Any) -> Iterator[None]:
 
 
 def log_event(logger: logging.Logger, event: str, *, level: int = logging.INFO, **fields: Any) -> None:
-    """``log_event(log, "job.probe.failed", job_id=…, code=…)``: the event is the message."""
-    logger.log(level, event, extra={"event_fields": fields}, stacklevel=2)
+    """``log_event(log, "job.probe.failed", job_id=…, code=…)``: the event is the message;
+    ``exc_info=`` attaches a traceback."""
+    exc_info = fields.pop("exc_info", None)
+    logger.log(level, event, extra={"event_fields": fields}, exc_info=exc_info, stacklevel=2)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
@@ -71,7 +73,9 @@ class TextFormatter(logging.Formatter):
 
 def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> None:
     """Idempotent: replaces the root handler so API and workers log the same way."""
-    handler = logging.StreamHandler(sys.stderr)
+    # The real stderr: Celery swaps sys.stderr for a proxy that feeds the logging system, which
+    # would loop back into this handler.
+    handler = logging.StreamHandler(sys.__stderr__ or sys.stderr)
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:

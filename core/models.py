@@ -171,7 +171,11 @@ class Job(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     external_id: Mapped[str | None] = mapped_column(String(255))
-    claimed_by: Mapped[str | None] = mapped_column(String(255))  # worker node running the probe
+    # The probe's claim: which worker node, which message (a redelivery of the same message may
+    # take the job over; a duplicate may not), and when.
+    claimed_by: Mapped[str | None] = mapped_column(String(255))
+    task_id: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now_column()
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()

@@ -123,6 +123,8 @@ def upgrade() -> None:
         sa.Column("callback_url", sa.String(length=2048), nullable=True),
         sa.Column("external_id", sa.String(length=255), nullable=True),
         sa.Column("claimed_by", sa.String(length=255), nullable=True),
+        sa.Column("task_id", sa.String(length=64), nullable=True),
+        sa.Column("claimed_at", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
         sa.Column("enqueued_at", sa.DateTime(timezone=True), nullable=True),

@@ -1,0 +1,92 @@
+"""The workers' Celery app: the shared configuration, the tasks and the process hooks.
+
+``worker_process_init`` loads the model once in each pool process; ``worker_ready`` re-sends
+whatever this node had claimed before it restarted.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+from datetime import UTC, datetime
+from typing import Any
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_ready
+
+from core.config import Settings, get_settings
+from core.logs import configure_logging, log_event
+from core.queue import make_celery
+from worker.jobs import recover_node_claims
+from worker.runtime import WorkerContext, build_context, load_analyzer
+
+__all__ = ["context_for", "create_worker_app"]
+
+log = logging.getLogger(__name__)
+
+BOOTED_AT = datetime.now(UTC)
+_contexts: dict[str, WorkerContext] = {}
+
+
+def _settings() -> Settings:
+    return get_settings()
+
+
+def context_for(hostname: str | None) -> WorkerContext:
+    """This process's context for the node that runs the task (built on first use)."""
+    name = hostname or f"worker@{os.uname().nodename}"
+    context = _contexts.get(name)
+    if context is None:
+        context = _contexts[name] = build_context(_settings(), hostname=name)
+    return context
+
+
+def create_worker_app(settings: Settings) -> Celery:
+    app = make_celery(settings)
+    app.conf.update(
+        # Loading torch, MTCNN and the classifier takes longer than Celery's default 4 s.
+        worker_proc_alivetimeout=300.0,
+        beat_schedule_filename=str(settings.work_dir / "celerybeat-schedule"),
+        worker_lost_wait=20.0,
+        worker_redirect_stdouts=False,
+    )
+    import worker.tasks  # noqa: F401 - registers the shared tasks on this app
+
+    return app
+
+
+@worker_process_init.connect
+def _load_model_in_pool_process(**_: Any) -> None:
+    settings = _settings()
+    configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
+    from pipeline.errors import ModelError
+
+    try:
+        analyzer = load_analyzer(settings)
+    except ModelError as exc:
+        log_event(log, "worker.model.invalid", level=logging.CRITICAL, code=exc.code, detail=exc.message)
+        # Every task would fail the same way: stop the whole worker instead of failing jobs.
+        os.kill(os.getppid(), signal.SIGTERM)
+        raise
+    log_event(
+        log,
+        "worker.process.ready",
+        pid=os.getpid(),
+        model=analyzer.model_info.get("version"),
+        device=str(analyzer.device),
+    )
+
+
+@worker_ready.connect
+def _recover_after_restart(sender: Any = None, **_: Any) -> None:
+    hostname = getattr(sender, "hostname", None)
+    context = context_for(hostname)
+    try:
+        recovered = recover_node_claims(context, booted_at=BOOTED_AT)
+    except Exception as exc:  # recovery is an optimisation; the reconciler covers the same ground
+        log_event(
+            log, "worker.recovery.failed", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300]
+        )
+        recovered = {}
+    log_event(log, "worker.ready", node=context.hostname, **recovered)

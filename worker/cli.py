@@ -1,0 +1,115 @@
+"""`deepfakestream worker`: a Celery worker for the probe, analyze and maintenance queues.
+
+One pool process per GPU (``--concurrency``); each loads the model once. ``--beat`` also runs the
+periodic reconciler's schedule in this worker (run it in exactly one worker).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["add_arguments", "run"]
+
+_QUEUES = ("probe", "analyze", "webhooks", "maintenance")
+# Mirrors pipeline.model.DEFAULT_MODEL_PATH without importing torch into the parent process.
+_DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "deepfakestream-b0.safetensors"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--queues",
+        default="probe,analyze,maintenance",
+        help=f"comma-separated queues to consume (of {', '.join(_QUEUES)})",
+    )
+    parser.add_argument("--concurrency", type=int, default=1, help="pool processes; one per GPU (default: 1)")
+    parser.add_argument(
+        "--hostname",
+        default="worker@%h",
+        help="node name, stable across restarts so a restarted node recovers its claims",
+    )
+    parser.add_argument("--beat", action="store_true", help="also run the periodic schedule (reconciler)")
+    parser.add_argument(
+        "--max-tasks-per-child",
+        type=int,
+        default=0,
+        help="replace a pool process after this many tasks (0: never)",
+    )
+
+
+def _check_model(path: Path) -> str | None:
+    """A cheap look at the checkpoint's header, so a missing or foreign file stops the worker at
+    start instead of failing every job."""
+    try:
+        with open(path, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            if not 0 < length <= 100 * 1024 * 1024:
+                return f"{path} is not a safetensors file"
+            header = json.loads(handle.read(length))
+    except FileNotFoundError:
+        return f"model file not found: {path} (set MODEL_PATH, or train one with `deepfakestream train`)"
+    except (OSError, ValueError) as exc:
+        return f"{path} cannot be read as a safetensors checkpoint: {exc}"
+    if not isinstance(header, dict):
+        return f"{path} is not a safetensors file"
+    metadata = header.get("__metadata__") or {}
+    if "deepfakestream" not in metadata and "fc.weight" not in header:
+        return f"{path} is not a deepfakestream checkpoint"
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from core.config import get_settings
+    from core.errors import ConfigError
+    from core.logs import configure_logging
+
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        print(f"deepfakestream worker: {exc}", file=sys.stderr)
+        return 2
+    queues = [q.strip() for q in args.queues.split(",") if q.strip()]
+    unknown = sorted(set(queues) - set(_QUEUES))
+    if unknown or not queues:
+        print(
+            f"deepfakestream worker: unknown queues {unknown}; choose from {', '.join(_QUEUES)}",
+            file=sys.stderr,
+        )
+        return 2
+    if args.concurrency < 1:
+        print("deepfakestream worker: --concurrency must be at least 1", file=sys.stderr)
+        return 2
+    if {"probe", "analyze"} & set(queues):
+        problem = _check_model(settings.model_path or _DEFAULT_MODEL)
+        if problem is not None:
+            print(f"deepfakestream worker: {problem}", file=sys.stderr)
+            return 9
+    configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
+    settings.work_dir.mkdir(parents=True, exist_ok=True)
+
+    from worker.app import create_worker_app
+
+    app = create_worker_app(settings)
+    argv = [
+        "worker",
+        "--pool",
+        "prefork",
+        "--concurrency",
+        str(args.concurrency),
+        "--queues",
+        ",".join(queues),
+        "--hostname",
+        args.hostname,
+        "--loglevel",
+        settings.log_level,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if args.max_tasks_per_child:
+        argv += ["--max-tasks-per-child", str(args.max_tasks_per_child)]
+    if args.beat:
+        argv += ["--beat", "--schedule", str(settings.work_dir / "celerybeat-schedule")]
+    app.worker_main(argv)
+    return 0

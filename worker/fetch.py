@@ -1,0 +1,81 @@
+"""Local copies of job videos: the pipeline reads files, storage holds objects.
+
+A copy is made once per job and worker machine (``WORK_DIR/jobs/<job id>/``), shared by the
+segments that land there, removed when the job ends and swept when stale.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from core.config import Settings
+from core.models import Video
+from core.storage import ObjectStore, get_source_store, parse_s3_uri
+
+__all__ = ["local_video", "prune_stale_copies", "remove_job_copy"]
+
+STALE_AFTER_S = 6 * 3600.0
+_PRUNE_EVERY_S = 600.0
+_last_prune = 0.0
+
+
+def _job_dir(settings: Settings, job_id: uuid.UUID) -> Path:
+    return settings.work_dir / "jobs" / str(job_id)
+
+
+def _local_name(video: Video) -> str:
+    # The pipeline's messages name the file: show the client's name, never a path.
+    name = (video.filename or "").replace("/", "_").replace("\\", "_").strip(". ")
+    return name[:200] if name else f"video.{video.container or 'bin'}"
+
+
+def local_video(*, job_id: uuid.UUID, video: Video, storage: ObjectStore, settings: Settings) -> Path:
+    """A readable local file with the job's video (downloaded on first use)."""
+    if video.owned and video.storage_key:
+        in_place = storage.local_path(video.storage_key)
+        if in_place is not None:
+            return in_place
+    destination = _job_dir(settings, job_id) / _local_name(video)
+    if destination.exists():
+        with contextlib.suppress(OSError):
+            os.utime(destination.parent)  # keeps the copy out of the stale sweep
+        return destination
+    prune_stale_copies(settings)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    if video.owned and video.storage_key:
+        storage.download(video.storage_key, destination)
+    else:
+        assert video.source_uri is not None
+        bucket, key = parse_s3_uri(video.source_uri)
+        get_source_store(settings, bucket).download(key, destination)
+    return destination
+
+
+def remove_job_copy(*, job_id: uuid.UUID, settings: Settings) -> None:
+    shutil.rmtree(_job_dir(settings, job_id), ignore_errors=True)
+
+
+def prune_stale_copies(settings: Settings, *, stale_after_s: float = STALE_AFTER_S) -> int:
+    """Removes copies nobody touched for ``stale_after_s`` (jobs that ended on another worker)."""
+    global _last_prune
+    now = time.time()
+    if now - _last_prune < _PRUNE_EVERY_S:
+        return 0
+    _last_prune = now
+    root = settings.work_dir / "jobs"
+    removed = 0
+    if not root.is_dir():
+        return 0
+    for job_dir in root.iterdir():
+        try:
+            if now - job_dir.stat().st_mtime > stale_after_s:
+                shutil.rmtree(job_dir, ignore_errors=True)
+                removed += 1
+        except FileNotFoundError:
+            continue
+    return removed

@@ -1,0 +1,70 @@
+"""Celery tasks: thin wrappers that parse their ids, call ``worker.jobs`` and turn RetryLater into a
+Celery retry. Names are explicit so the API can send them without importing this module."""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+
+from celery import Task, shared_task
+
+from core.logs import log_event
+from core.queue import TaskName
+from worker import jobs
+from worker.app import context_for
+from worker.failures import RETRYABLE_ERRORS
+
+__all__ = ["analyze_segment_task", "probe_job_task", "reconcile_jobs_task"]
+
+log = logging.getLogger(__name__)
+
+# A dependency outage outside the classified work (the claim, the fan-out): wait and try again.
+_OUTAGE_RETRY_S = (5.0, 30.0)
+
+
+def _parse_id(raw: str, task: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        log_event(
+            log, f"{task}.rejected", level=logging.ERROR, reason="malformed job id", job_id=str(raw)[:64]
+        )
+        return None
+
+
+@shared_task(bind=True, name=TaskName.PROBE.value, max_retries=None)
+def probe_job_task(self: Task, job_id: str) -> str:
+    parsed = _parse_id(job_id, "job.probe")
+    if parsed is None:
+        return "rejected"
+    try:
+        return jobs.probe_job(context_for(self.request.hostname), job_id=parsed, task_id=self.request.id)
+    except jobs.RetryLater as retry:
+        raise self.retry(countdown=retry.countdown, exc=retry.cause) from retry.cause
+    except RETRYABLE_ERRORS as exc:
+        raise self.retry(countdown=random.uniform(*_OUTAGE_RETRY_S), exc=exc) from exc
+
+
+@shared_task(bind=True, name=TaskName.ANALYZE.value, max_retries=None)
+def analyze_segment_task(self: Task, job_id: str, segment_index: int) -> str:
+    parsed = _parse_id(job_id, "job.analyze")
+    if parsed is None or not isinstance(segment_index, int) or segment_index < 0:
+        return "rejected"
+    try:
+        return jobs.analyze_segment(
+            context_for(self.request.hostname),
+            job_id=parsed,
+            segment_index=segment_index,
+            task_id=self.request.id,
+        )
+    except jobs.RetryLater as retry:
+        raise self.retry(countdown=retry.countdown, exc=retry.cause) from retry.cause
+    except RETRYABLE_ERRORS as exc:
+        raise self.retry(countdown=random.uniform(*_OUTAGE_RETRY_S), exc=exc) from exc
+
+
+@shared_task(bind=True, name=TaskName.RECONCILE.value, max_retries=0, acks_late=False)
+def reconcile_jobs_task(self: Task) -> dict[str, int]:
+    # Periodic: a missed run is replaced by the next one, so no retries and no late acks.
+    return jobs.reconcile(context_for(self.request.hostname))
