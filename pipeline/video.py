@@ -123,7 +123,7 @@ def _run_ffprobe(path: Path) -> dict[str, Any]:
         with open(path, "rb") as handle:
             head = handle.read(512)
         reason = stderr.splitlines()[-1] if stderr else f"ffprobe exit status {result.returncode}"
-        reason = reason.replace(str(path), path.name)
+        reason = reason.replace(f"{path}: ", "").replace(str(path), path.name)
         if _looks_like_video_container(head):
             raise CorruptVideoError(f"{path.name}: the video container cannot be read ({reason})")
         raise NotAVideoError(f"{path.name} is not a video file ({reason})")

@@ -1,0 +1,187 @@
+"""`deepfakestream analyze VIDEO`: the whole pipeline on one local file, no services needed.
+
+Prints a short summary on stdout, a progress bar on stderr for long videos, and optionally the
+full result as JSON and a self-contained HTML report. Every failure the pipeline anticipates
+ends in one line on stderr and the exit code of its error type (see README.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+from pipeline.errors import ModelError, PipelineError
+from pipeline.types import AnalysisConfig, VideoResult
+
+__all__ = ["EXIT_OUTPUT_FAILED", "EXIT_USAGE", "add_arguments", "run"]
+
+EXIT_USAGE = 2
+EXIT_OUTPUT_FAILED = 12  # the analysis worked but --json / --report could not be written
+EXIT_INTERNAL = 10
+# Videos longer than this get a progress bar (when stderr is a terminal).
+PROGRESS_MIN_SEGMENTS = 2
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = AnalysisConfig()
+    parser.add_argument("video", help="the video file to analyse")
+    parser.add_argument("--json", metavar="PATH", help="write the full result as JSON ('-' for stdout)")
+    parser.add_argument("--report", metavar="PATH.html", help="write a self-contained HTML report")
+    parser.add_argument("--sample-fps", type=float, default=None,
+                        help=f"frames sampled per second (default {defaults.sample_fps:g})")
+    parser.add_argument("--segment-seconds", type=float, default=None,
+                        help=f"length of a segment (default {defaults.segment_seconds:g})")
+    parser.add_argument("--max-frames", type=int, default=None,
+                        help=f"most frames sampled per segment (default {defaults.max_frames})")
+    parser.add_argument("--aggregation", choices=("mean", "confident"), default=None,
+                        help="how frame scores make segment and video scores (default mean)")
+    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
+                        help="where the networks run (default auto: CUDA when available)")
+    parser.add_argument("--model", metavar="PATH", default=None,
+                        help="safetensors checkpoint (default models/deepfakestream-b0.safetensors)")
+    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log pipeline stages to stderr")
+
+
+def _config_from(args: argparse.Namespace) -> AnalysisConfig:
+    if args.sample_fps is not None and not 0 < args.sample_fps <= 60:
+        raise ValueError("--sample-fps must be in (0, 60]")
+    if args.segment_seconds is not None and not 1 <= args.segment_seconds <= 600:
+        raise ValueError("--segment-seconds must be between 1 and 600")
+    if args.max_frames is not None and not 1 <= args.max_frames <= 1000:
+        raise ValueError("--max-frames must be between 1 and 1000")
+    return AnalysisConfig().replace(
+        sample_fps=args.sample_fps,
+        segment_seconds=args.segment_seconds,
+        max_frames=args.max_frames,
+        aggregation=args.aggregation,
+    )
+
+
+def _model_path(args: argparse.Namespace) -> Path:
+    from pipeline.model import DEFAULT_MODEL_PATH
+
+    if args.model is not None:
+        return Path(args.model)
+    if not DEFAULT_MODEL_PATH.exists():
+        raise ModelError(
+            f"no trained model at {_display_path(DEFAULT_MODEL_PATH)}; until one ships, train one "
+            "(deepfakestream train) or pass --model PATH; an untrained network's verdict would mean nothing",
+            code="model_not_found",
+        )
+    return DEFAULT_MODEL_PATH
+
+
+def _display_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _summary(result: VideoResult, video: str) -> str:
+    faces = sum(len(f.faces) for f in result.frames)
+    with_faces = sum(1 for f in result.frames if f.faces)
+    info = result.video
+    timings = result.timings
+    score = "—" if result.score is None else f"{result.score:.3f}"
+    lines = []
+    if not result.model.get("trained", False):
+        lines.append("UNTRAINED MODEL: this checkpoint was never trained; the verdict below is the output "
+                     "of random weights and says nothing about the video.")
+    lines += [
+        f"{Path(video).name}: {result.verdict.replace('_', ' ').upper()}  "
+        f"(P(fake) {score}, threshold {result.threshold:.3f})",
+        f"  faces   {faces} in {with_faces} of {len(result.frames)} sampled frames, "
+        f"{len(result.tracks)} track(s), {len(result.segments)} segment(s)",
+        f"  video   {info.duration_s:.2f} s, {info.width}×{info.height}, {info.fps:.2f} fps, {info.codec}",
+        f"  time    {timings.get('total_s', 0.0):.2f} s (decode {timings.get('decode_s', 0.0):.2f}, "
+        f"detect {timings.get('detect_s', 0.0):.2f}, classify {timings.get('classify_s', 0.0):.2f}), "
+        f"real-time factor {result.rtf if result.rtf is not None else float('nan'):.3f}",
+        f"  model   {result.model.get('name')} {result.model.get('version')}",
+    ]
+    return "\n".join(lines)
+
+
+def _write_json(path: str, document: dict[str, Any], stdout: TextIO) -> None:
+    text = json.dumps(document, indent=2, allow_nan=False) + "\n"
+    if path == "-":
+        stdout.write(text)
+        return
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> VideoResult:
+    from pipeline.analyze import Analyzer
+    from pipeline.video import plan_segments, probe
+
+    started = time.perf_counter()
+    # Probe before loading the networks: a bad file is refused in a fraction of a second.
+    info = probe(args.video, config)
+    probe_s = time.perf_counter() - started
+    plans = plan_segments(info, config)
+    analyzer = Analyzer(model_path=_model_path(args), device=args.device, config=config)
+    from tqdm import tqdm
+
+    show_bar = not args.no_progress and len(plans) >= PROGRESS_MIN_SEGMENTS and sys.stderr.isatty()
+    segments = []
+    with tqdm(total=len(plans), unit="segment", disable=not show_bar, file=sys.stderr, leave=False) as bar:
+        for plan in plans:
+            segments.append(analyzer.analyze_segment(args.video, info, plan))
+            bar.update(1)
+    result = analyzer.finalize(info, segments, {"probe_s": probe_s})
+    result.timings["total_s"] = time.perf_counter() - started
+    return result
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.ERROR,
+        format="%(levelname)s %(name)s %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        config = _config_from(args)
+    except ValueError as exc:
+        print(f"error [usage]: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = _analyse(args, config)
+    except PipelineError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except Exception as exc:  # the promise is one line, never a traceback; -v shows it
+        if args.verbose:
+            traceback.print_exc()
+        print(f"error [internal]: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+    if not result.model.get("trained", False):
+        print("warning: UNTRAINED MODEL: scores come from random weights", file=sys.stderr)
+    json_to_stdout = args.json == "-"
+    if not json_to_stdout:
+        print(_summary(result, args.video))
+    try:
+        if args.json:
+            _write_json(args.json, result.to_dict(), sys.stdout)
+        if args.report:
+            from pipeline.report import write_report
+
+            write_report(args.report, result, video_path=args.video, config=config)
+    except (OSError, ValueError) as exc:
+        print(f"error [output_failed]: could not write output: {exc}", file=sys.stderr)
+        return EXIT_OUTPUT_FAILED
+    return 0
