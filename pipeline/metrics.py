@@ -65,7 +65,9 @@ def calibrate_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
     if labels.all() or not labels.any():
         return 0.5
     fpr, tpr, thresholds = roc_curve(labels, probs)
-    best = int(np.argmax((tpr - fpr)[1:])) + 1  # skip the +inf point
+    # Rounded so that equal J values computed along different paths (2/3 vs 1 − 1/3) tie exactly,
+    # and the first (highest) threshold wins.
+    best = int(np.argmax(np.round(tpr - fpr, 12)[1:])) + 1  # skip the +inf point
     chosen = thresholds[best]
     lower = probs[probs < chosen]
     threshold = (chosen + lower.max()) / 2.0 if lower.size else chosen

@@ -361,6 +361,8 @@ def train(
         )
         while state["step_in_epoch"] < sampler.steps_per_epoch:
             images, labels = sampler.batch(epoch, state["step_in_epoch"])
+            # Dropout draws from torch's generator: reseed it per step too, so resuming is exact.
+            torch.manual_seed(int(_rng(config.seed, 4, epoch, state["step_in_epoch"]).integers(2**62)))
             inputs = _to_tensor(images, device)
             targets = torch.from_numpy(labels).to(device)
             targets = targets * (1.0 - config.label_smoothing) + 0.5 * config.label_smoothing

@@ -1,0 +1,100 @@
+"""A few training steps on a tiny generated crop folder: the loss falls, the checkpoint loads, runs resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from core.cli import main
+from pipeline.model import load_checkpoint
+from pipeline.train import TrainConfig, TrainingError, train
+from tests.utils.training import make_crop_folder
+
+pytestmark = pytest.mark.integration
+
+
+def _config(tmp_path: Path, data: Path, **changes: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "data": [str(data)], "out": str(tmp_path / "model.safetensors"), "run_dir": str(tmp_path / "run"),
+        "input_size": 32, "epochs": 8, "batch_size": 16, "lr": 3e-3, "sbi_ratio": 0.0,
+        "augment_strength": 0.0, "val_fraction": 0.3, "cache_dir": str(tmp_path / "cache"),
+        "device": "cpu", "progress": False, "save_every": 5,
+    }
+    values.update(changes)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_crop_folder(tmp_path_factory.mktemp("data") / "crops", identities=16, fakes_per_identity=2)
+
+
+def test_loss_falls_and_checkpoint_loads(tmp_path: Path, crops: Path) -> None:
+    torch.set_num_threads(2)
+    config = _config(tmp_path, crops)
+    result = train(config, say=lambda _: None)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == list(range(1, 9))
+    assert log[-1]["train_loss"] < 0.6 * log[0]["train_loss"], log
+    model = load_checkpoint(result.checkpoint)
+    meta = model.config
+    assert meta.trained and meta.input_size == 32 and meta.use_srm
+    assert meta.threshold == pytest.approx(result.threshold) and 0.0 <= meta.threshold <= 1.0
+    assert meta.metrics["split"] == "val" and meta.metrics["auc"] is not None
+    assert len(meta.training["manifest_sha256"]) == 64
+    assert meta.training["split"]["val_fraction"] == 0.3
+    assert "Youden" in meta.training["threshold_rule"]
+    assert meta.metrics["auc"] > 0.5
+
+
+def test_resume_continues_where_the_run_stopped(tmp_path: Path, crops: Path) -> None:
+    stopped = train(_config(tmp_path, crops, epochs=3, max_steps=3), say=lambda _: None)
+    assert stopped.steps == 3
+    state = json.loads((tmp_path / "run" / "last.json").read_text())
+    assert state["global_step"] == 3 and state["epoch"] == 1 and state["step_in_epoch"] == 1
+    resumed = train(_config(tmp_path, crops, epochs=3), resume=True, say=lambda _: None)
+    assert resumed.epochs_done == 3 and resumed.steps == 6
+    # Randomness comes from (seed, epoch, step): an uninterrupted run ends with the same weights.
+    fresh = train(_config(tmp_path / "fresh", crops, epochs=3), say=lambda _: None)
+    resumed_weights = load_checkpoint(resumed.checkpoint).state_dict()
+    fresh_weights = load_checkpoint(fresh.checkpoint).state_dict()
+    assert fresh.steps == resumed.steps
+    for key, value in fresh_weights.items():
+        assert torch.allclose(value.float(), resumed_weights[key].float(), atol=1e-5), key
+    with pytest.raises(TrainingError, match="different settings"):
+        train(_config(tmp_path, crops, epochs=3, lr=1e-2), resume=True, say=lambda _: None)
+
+
+def test_self_blending_and_no_srm_run(tmp_path: Path, crops: Path) -> None:
+    result = train(
+        _config(tmp_path, crops, epochs=1, sbi_ratio=0.5, augment_strength=1.0, use_srm=False),
+        say=lambda _: None,
+    )
+    model = load_checkpoint(result.checkpoint)
+    assert model.srm is None and model.config.training["sbi_ratio"] == 0.5
+
+
+def test_cli_trains_and_reports_errors(tmp_path: Path, crops: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli.safetensors"
+    code = main([
+        "train", "--data", str(crops), "--out", str(out), "--run-dir", str(tmp_path / "run"),
+        "--input-size", "32", "--epochs", "1", "--batch-size", "16", "--max-steps", "2",
+        "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--no-progress", "--val-fraction", "0.3",
+    ])
+    assert code == 0 and out.is_file()
+    assert "threshold" in capsys.readouterr().out
+    code = main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(out), "--device", "cpu"])
+    assert code == 3
+    assert "dataset folder not found" in capsys.readouterr().err
+    code = main(["train", "--data", str(crops), "--sbi-ratio", "1.5", "--device", "cpu"])
+    assert code != 0
+    assert "--sbi-ratio" in capsys.readouterr().err
+
+
+def test_validation_without_both_classes_is_an_error(tmp_path: Path) -> None:
+    data = make_crop_folder(tmp_path / "crops", identities=8)
+    with pytest.raises(TrainingError, match="validation split needs both"):
+        train(_config(tmp_path, data, val_fraction=0.01), say=lambda _: None)
