@@ -91,14 +91,14 @@ class ModelConfig:
         unknown = sorted(set(doc) - known)
         if unknown:
             raise ModelError(f"unknown checkpoint metadata fields: {', '.join(unknown)}")
-        for key in ("mean", "std"):
-            if key in doc:
-                doc[key] = tuple(float(v) for v in doc[key])
         try:
+            for key in ("mean", "std"):
+                if key in doc:
+                    doc[key] = tuple(float(v) for v in doc[key])
             config = cls(**doc)
-        except TypeError as exc:
+            config.validate()
+        except (TypeError, ValueError) as exc:  # wrong types: "input_size": "big", "mean": 3
             raise ModelError(f"bad checkpoint metadata: {exc}") from exc
-        config.validate()
         return config
 
     def validate(self) -> None:
@@ -234,7 +234,11 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{path.name} could not be read: {exc}") from exc
     model = DeepfakeClassifier(config)
-    result = model.load_state_dict(state, strict=False)
+    try:
+        result = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise ModelError(f"{path.name} does not match {config.architecture}: {first}") from exc
     if result.missing_keys or result.unexpected_keys:
         missing = ", ".join(result.missing_keys[:5])
         unexpected = ", ".join(result.unexpected_keys[:5])
