@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
+from fastapi.openapi.utils import get_openapi
 
 from api.errors import register_error_handlers
 from api.routes import health, jobs, uploads
+from api.schemas import JobCreate
 from core.config import Settings, get_settings
 from core.logs import log_event
 
@@ -53,4 +56,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         return response
 
+    def openapi() -> dict[str, Any]:
+        # POST /v1/jobs reads its body itself (multipart or JSON), so FastAPI does not see the
+        # JSON model: add it to the document the route's requestBody points at.
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            job_create = JobCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(job_create.pop("$defs", {}))
+            components["JobCreate"] = job_create
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -121,8 +121,8 @@ class Settings(BaseSettings):
     def _check_database_url(cls, value: str) -> str:
         scheme = urlsplit(value).scheme
         if scheme in ("postgres", "postgresql"):
-            return "postgresql+psycopg2" + value[len(scheme) :]
-        if scheme != "postgresql+psycopg2":
+            value = "postgresql+psycopg2" + value[len(scheme) :]
+        elif scheme != "postgresql+psycopg2":
             raise ValueError(f"DATABASE_URL must be a postgresql:// URL, got scheme {scheme!r}")
         if not urlsplit(value).path.strip("/"):
             raise ValueError("DATABASE_URL must name a database")

@@ -85,7 +85,7 @@ def list_api_keys(session: Session, *, tenant_name: str | None = None) -> list[t
     query = select(ApiKey, Tenant).join(Tenant).order_by(Tenant.name, ApiKey.created_at)
     if tenant_name is not None:
         query = query.where(Tenant.name == tenant_name)
-    return [(key, tenant) for key, tenant in session.execute(query).tuples()]
+    return [(row[0], row[1]) for row in session.execute(query)]
 
 
 def revoke_api_key(session: Session, *, prefix: str) -> bool:

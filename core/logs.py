@@ -36,11 +36,32 @@ def log_event(logger: logging.Logger, event: str, *, level: int = logging.INFO, 
     """``log_event(log, "job.probe.failed", job_id=…, code=…)``: the event is the message;
     ``exc_info=`` attaches a traceback."""
     exc_info = fields.pop("exc_info", None)
-    logger.log(level, event, extra={"event_fields": fields}, exc_info=exc_info, stacklevel=2)
+    logger.log(
+        level,
+        event,
+        extra={"event_fields": {**(_context.get() or {}), **fields}},
+        exc_info=exc_info,
+        stacklevel=2,
+    )
+
+
+def _install_context_capture() -> None:
+    """Records take the bound context when they are made, not when a handler formats them."""
+    current = logging.getLogRecordFactory()
+    if getattr(current, "_captures_log_context", False):
+        return
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = current(*args, **kwargs)
+        record._log_context = _context.get()
+        return record
+
+    factory._captures_log_context = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    fields: dict[str, Any] = dict(_context.get() or {})
+    fields: dict[str, Any] = dict(getattr(record, "_log_context", None) or {})
     fields.update(getattr(record, "event_fields", {}) or {})
     for key, value in record.__dict__.items():
         if key not in _RESERVED and key != "event_fields" and not key.startswith("_"):
@@ -80,6 +101,7 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(TextFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    _install_context_capture()
     root = logging.getLogger()
     for existing in list(root.handlers):
         root.removeHandler(existing)

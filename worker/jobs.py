@@ -623,8 +623,9 @@ def reconcile(ctx: WorkerContext) -> dict[str, int]:
                 .limit(_RECONCILE_BATCH)
             )
         )
-        segment_keys = list(
-            session.execute(
+        segment_keys: list[tuple[uuid.UUID, int]] = [
+            (row[0], row[1])
+            for row in session.execute(
                 select(Segment.job_id, Segment.segment_index)
                 .join(Job, Job.id == Segment.job_id)
                 .where(
@@ -643,8 +644,8 @@ def reconcile(ctx: WorkerContext) -> dict[str, int]:
                 )
                 .order_by(Segment.job_id, Segment.segment_index)
                 .limit(_RECONCILE_BATCH)
-            ).tuples()
-        )
+            )
+        ]
         touched = {*probe_ids, *(job_id for job_id, _ in segment_keys)}
         if touched:
             session.execute(
@@ -668,8 +669,9 @@ def recover_node_claims(ctx: WorkerContext, *, booted_at: datetime) -> dict[str,
     died with it. Put those claims back and re-send their messages now, rather than after the
     broker's visibility timeout."""
     with ctx.session() as session, session.begin():
-        segment_keys = list(
-            session.execute(
+        segment_keys: list[tuple[uuid.UUID, int]] = [
+            (row[0], row[1])
+            for row in session.execute(
                 update(Segment)
                 .where(
                     Segment.claimed_by == ctx.hostname,
@@ -680,8 +682,8 @@ def recover_node_claims(ctx: WorkerContext, *, booted_at: datetime) -> dict[str,
                 .values(status=SegmentStatus.PENDING.value)
                 .returning(Segment.job_id, Segment.segment_index)
                 .execution_options(synchronize_session=False)
-            ).tuples()
-        )
+            )
+        ]
         probe_ids = list(
             session.scalars(
                 update(Job)

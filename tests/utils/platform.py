@@ -40,7 +40,9 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-ADMIN_DATABASE_URL = os.environ.get("TEST_ADMIN_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+ADMIN_DATABASE_URL = os.environ.get(
+    "TEST_ADMIN_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+)
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 S3_TEST_CREDENTIALS = {"S3_ACCESS_KEY_ID": "testing", "S3_SECRET_ACCESS_KEY": "testing"}
 
@@ -64,8 +66,10 @@ def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str, inter
         if value:
             return value
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what}" + (
-        f" (last error: {last_error!r})" if last_error else ""))
+    raise AssertionError(
+        f"timed out after {timeout_s:.0f}s waiting for {what}"
+        + (f" (last error: {last_error!r})" if last_error else "")
+    )
 
 
 @contextlib.contextmanager
@@ -101,8 +105,14 @@ class ServiceProcess:
     def start(self) -> ServiceProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it for its lifetime
-        self.process = subprocess.Popen(self.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                        cwd=REPO_ROOT, start_new_session=True)
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO_ROOT,
+            start_new_session=True,
+        )
         log.close()
         return self
 
@@ -156,12 +166,19 @@ def moto_s3_server(log_dir: Path) -> Iterator[str]:
     """A standalone moto server (S3-compatible) on a free port; yields its endpoint URL."""
     port = free_port()
     env = {**os.environ, "MOTO_ALLOW_NONEXISTENT_REGION": "true"}
-    server = ServiceProcess("moto", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            env=env, log_path=log_dir / "moto.log").start()
+    server = ServiceProcess(
+        "moto",
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        log_path=log_dir / "moto.log",
+    ).start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        wait_for(lambda: server.alive() and httpx.get(f"{endpoint}/moto-api/", timeout=1).status_code < 500,
-                 timeout_s=60, what=f"moto S3 server on {endpoint}\n{server.tail()}")
+        wait_for(
+            lambda: server.alive() and httpx.get(f"{endpoint}/moto-api/", timeout=1).status_code < 500,
+            timeout_s=60,
+            what=f"moto S3 server on {endpoint}\n{server.tail()}",
+        )
         yield endpoint
     finally:
         server.stop()
@@ -170,8 +187,13 @@ def moto_s3_server(log_dir: Path) -> Iterator[str]:
 def create_bucket(endpoint: str, bucket: str) -> None:
     import boto3
 
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
     client.create_bucket(Bucket=bucket)
 
 
@@ -201,8 +223,25 @@ def make_test_checkpoint(path: Path, *, input_size: int = 128) -> Path:
 def make_small_video(path: Path, *, seconds: float = 1.0, size: str = "64x48", fps: int = 5) -> Path:
     """A tiny H.264 MP4 of ffmpeg's test pattern (no faces): for tests of the API, not the model."""
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc=size={size}:rate={fps}", "-t", str(seconds),
-         "-c:v", "libx264", "-pix_fmt", "yuv420p", "-movflags", "+faststart", str(path)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"testsrc=size={size}:rate={fps}",
+            "-t",
+            str(seconds),
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            "-movflags",
+            "+faststart",
+            str(path),
+        ],
         check=True,
     )
     return path
@@ -220,20 +259,22 @@ def platform_env(
 ) -> dict[str, str]:
     """The environment the API and workers of one test run share."""
     env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "S3_"))}
-    env.update({
-        "ENVIRONMENT": "test",
-        "DATABASE_URL": database_url,
-        "BROKER_URL": REDIS_URL,
-        "BROKER_KEY_PREFIX": broker_key_prefix,
-        "STORAGE_URL": storage_url,
-        "WORK_DIR": str(work_dir),
-        "LOG_FORMAT": "json",
-        "LOG_LEVEL": "INFO",
-        "PYTHONUNBUFFERED": "1",
-        "DEVICE": "cpu",
-        # One torch thread per process: the tests share two cores with everything else.
-        "OMP_NUM_THREADS": "1",
-    })
+    env.update(
+        {
+            "ENVIRONMENT": "test",
+            "DATABASE_URL": database_url,
+            "BROKER_URL": REDIS_URL,
+            "BROKER_KEY_PREFIX": broker_key_prefix,
+            "STORAGE_URL": storage_url,
+            "WORK_DIR": str(work_dir),
+            "LOG_FORMAT": "json",
+            "LOG_LEVEL": "INFO",
+            "PYTHONUNBUFFERED": "1",
+            "DEVICE": "cpu",
+            # One torch thread per process: the tests share two cores with everything else.
+            "OMP_NUM_THREADS": "1",
+        }
+    )
     if s3_endpoint is not None:
         env.update({"S3_ENDPOINT_URL": s3_endpoint, **S3_TEST_CREDENTIALS})
     if model_path is not None:
@@ -246,13 +287,22 @@ def _cli() -> list[str]:
     return [sys.executable, "-m", "core.cli"]
 
 
-def start_api(env: Mapping[str, str], *, log_dir: Path, timeout_s: float = 60.0) -> tuple[ServiceProcess, str]:
+def start_api(
+    env: Mapping[str, str], *, log_dir: Path, timeout_s: float = 60.0
+) -> tuple[ServiceProcess, str]:
     port = free_port()
-    api = ServiceProcess("api", [*_cli(), "serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
-                         log_path=log_dir / "api.log").start()
+    api = ServiceProcess(
+        "api",
+        [*_cli(), "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        log_path=log_dir / "api.log",
+    ).start()
     base_url = f"http://127.0.0.1:{port}"
-    wait_for(lambda: api.alive() and httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200,
-             timeout_s=timeout_s, what=f"the API on {base_url}\n{api.tail()}")
+    wait_for(
+        lambda: api.alive() and httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200,
+        timeout_s=timeout_s,
+        what=f"the API on {base_url}\n{api.tail()}",
+    )
     return api, base_url
 
 
@@ -267,8 +317,16 @@ def start_worker(
     timeout_s: float = 180.0,
 ) -> ServiceProcess:
     """A real ``deepfakestream worker``; returns once it and its pool processes are ready."""
-    argv = [*_cli(), "worker", "--queues", queues, "--concurrency", str(concurrency), "--hostname",
-            f"{name}@%h"]
+    argv = [
+        *_cli(),
+        "worker",
+        "--queues",
+        queues,
+        "--concurrency",
+        str(concurrency),
+        "--hostname",
+        f"{name}@%h",
+    ]
     if beat:
         argv.append("--beat")
     worker = ServiceProcess(name, argv, env=env, log_path=log_dir / f"{name}.log")

@@ -1,0 +1,98 @@
+"""Every error answers {"error": {"code", "message"}}; health and readiness report what they check."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from core.config import Settings
+
+Headers = Callable[..., dict[str, str]]
+
+
+def test_unknown_route_is_404_in_error_shape(client: TestClient) -> None:
+    response = client.get("/v1/nothing-here")
+
+    assert response.status_code == 404
+    assert response.json() == {"error": {"code": "not_found", "message": "no route /v1/nothing-here"}}
+
+
+def test_wrong_method_is_405_in_error_shape(client: TestClient, make_key: Headers) -> None:
+    response = client.patch("/v1/jobs", headers=make_key())
+
+    assert response.status_code == 405
+    assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_malformed_json_is_422_in_error_shape(client: TestClient, make_key: Headers) -> None:
+    response = client.post(
+        "/v1/jobs", headers={**make_key(), "Content-Type": "application/json"}, content=b"{not json"
+    )
+
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_json_body_past_limit_is_413(client: TestClient, make_key: Headers, api_settings: Settings) -> None:
+    body = b'{"source": "s3://client-videos/' + b"a" * api_settings.json_body_max_bytes + b'"}'
+
+    response = client.post(
+        "/v1/jobs", headers={**make_key(), "Content-Type": "application/json"}, content=body
+    )
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "body_too_large"
+
+
+def test_healthz_answers_without_key(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+
+
+def test_readyz_checks_database_broker_storage_and_reports_no_workers(client: TestClient) -> None:
+    response = client.get("/readyz")
+
+    body = response.json()
+    assert response.status_code == 200
+    assert {name: body["checks"][name]["ok"] for name in ("database", "broker", "storage")} == {
+        "database": True,
+        "broker": True,
+        "storage": True,
+    }
+    assert body["checks"]["workers"]["ok"] is False  # no worker runs in these tests
+    assert body["status"] == "degraded"
+
+
+def test_readyz_is_503_when_database_is_unreachable(api_settings: Settings) -> None:
+    broken = api_settings.model_copy(
+        update={"database_url": "postgresql+psycopg2://postgres@127.0.0.1:1/none"}
+    )
+    with TestClient(create_app(broken)) as client:
+        response = client.get("/readyz")
+
+    assert response.status_code == 503
+    assert response.json()["checks"]["database"]["ok"] is False
+    assert response.json()["error"]["code"] == "not_ready"
+    assert response.headers["retry-after"] == "5"
+
+
+def test_database_outage_on_v1_is_503_with_retry_after(api_settings: Settings) -> None:
+    broken = api_settings.model_copy(
+        update={"database_url": "postgresql+psycopg2://postgres@127.0.0.1:1/none"}
+    )
+    with TestClient(create_app(broken)) as client:
+        response = client.get("/v1/jobs", headers={"Authorization": "Bearer dfs_abcd1234_x"})
+
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert response.headers["retry-after"] == "5"
+
+
+def test_openapi_documents_both_job_bodies(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+
+    body = schema["paths"]["/v1/jobs"]["post"]["requestBody"]["content"]
+    assert set(body) == {"multipart/form-data", "application/json"}
+    assert "JobCreate" in schema["components"]["schemas"]
+    assert schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"

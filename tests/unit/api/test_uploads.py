@@ -1,0 +1,151 @@
+"""Direct uploads through the API (local storage), the container sniffer and file-name hygiene."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.uploads import sanitize_filename, sniff_container
+from tests.unit.api.conftest import MAX_UPLOAD_BYTES
+
+Headers = Callable[..., dict[str, str]]
+
+
+def _reserve(client: TestClient, headers: dict[str, str], size: int, filename: str = "big.mp4") -> dict:
+    response = client.post("/v1/uploads", headers=headers, json={"size_bytes": size, "filename": filename})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_upload_through_api_then_create_job(
+    client: TestClient, make_key: Headers, small_video: bytes
+) -> None:
+    headers = make_key()
+    slot = _reserve(client, headers, len(small_video))
+    assert slot["method"] == "PUT"
+    assert slot["url"].endswith(f"/v1/uploads/{slot['upload_id']}")
+
+    put = client.put(slot["url"], headers=headers, content=small_video)
+    job = client.post("/v1/jobs", headers=headers, json={"upload_id": slot["upload_id"], "sample_fps": 1})
+    reused = client.post("/v1/jobs", headers=headers, json={"upload_id": slot["upload_id"]})
+    put_again = client.put(slot["url"], headers=headers, content=small_video)
+
+    assert put.status_code == 200, put.text
+    assert put.json() == {"upload_id": slot["upload_id"], "size_bytes": len(small_video), "container": "mp4"}
+    assert job.status_code == 202, job.text
+    assert job.json()["video"]["filename"] == "big.mp4"
+    assert job.json()["video"]["size_bytes"] == len(small_video)
+    assert reused.status_code == 409 and reused.json()["error"]["code"] == "upload_consumed"
+    assert put_again.status_code == 409 and put_again.json()["error"]["code"] == "upload_consumed"
+
+
+def test_job_from_empty_upload_slot_is_409(client: TestClient, make_key: Headers) -> None:
+    headers = make_key()
+    slot = _reserve(client, headers, 1000)
+
+    response = client.post("/v1/jobs", headers=headers, json={"upload_id": slot["upload_id"]})
+
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "upload_incomplete"
+
+
+def test_upload_past_declared_size_is_413(client: TestClient, make_key: Headers, small_video: bytes) -> None:
+    headers = make_key()
+    slot = _reserve(client, headers, len(small_video) - 100)
+
+    response = client.put(slot["url"], headers=headers, content=small_video)
+
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "file_too_large"
+
+
+def test_reserving_past_the_limit_is_413(client: TestClient, make_key: Headers) -> None:
+    response = client.post("/v1/uploads", headers=make_key(), json={"size_bytes": MAX_UPLOAD_BYTES + 1})
+
+    assert response.status_code == 413
+
+
+def test_other_tenants_upload_is_404(client: TestClient, make_key: Headers, small_video: bytes) -> None:
+    owner, stranger = make_key(), make_key()
+    slot = _reserve(client, owner, len(small_video))
+
+    put = client.put(slot["url"], headers=stranger, content=small_video)
+    job = client.post("/v1/jobs", headers=stranger, json={"upload_id": slot["upload_id"]})
+
+    assert put.status_code == 404 and put.json()["error"]["code"] == "upload_not_found"
+    assert job.status_code == 404 and job.json()["error"]["code"] == "upload_not_found"
+
+
+@pytest.mark.parametrize(
+    ("extension", "codec_args", "container"),
+    [
+        ("mp4", ["-c:v", "libx264"], "mp4"),
+        ("mov", ["-c:v", "libx264"], "mov"),
+        ("mkv", ["-c:v", "libx264"], "mkv"),
+        ("webm", ["-c:v", "libvpx-vp9", "-b:v", "50k"], "webm"),
+        ("avi", ["-c:v", "mpeg4"], "avi"),
+        ("ts", ["-c:v", "libx264"], "mpegts"),
+        ("flv", ["-c:v", "flv"], "flv"),
+    ],
+)
+def test_sniff_container_recognises_real_files(
+    tmp_path: Path, extension: str, codec_args: list[str], container: str
+) -> None:
+    path = tmp_path / f"clip.{extension}"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=64x48:rate=5",
+            "-t",
+            "0.6",
+            *codec_args,
+            "-pix_fmt",
+            "yuv420p",
+            str(path),
+        ],
+        check=True,
+    )
+
+    assert sniff_container(path.read_bytes()[:512]) == container
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"",
+        b"hello world",
+        b"\x89PNG\r\n\x1a\n" + b"\x00" * 64,
+        b"\xff\xd8\xff\xe0" + b"\x00" * 64,
+        b"RIFF\x00\x00\x00\x00WAVEfmt " + b"\x00" * 64,
+        b"ID3\x03" + b"\x00" * 64,
+    ],
+    ids=["empty", "text", "png", "jpeg", "wav", "mp3"],
+)
+def test_sniff_container_refuses_non_video(head: bytes) -> None:
+    assert sniff_container(head) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("clip.mp4", "clip.mp4"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\v.mov", "v.mov"),
+        ("bad\x00name\n.mp4", "badname.mp4"),
+        ("..", None),
+        ("", None),
+        ("x" * 400, "x" * 255),
+    ],
+)
+def test_sanitize_filename(raw: str, expected: str | None) -> None:
+    assert sanitize_filename(raw) == expected
