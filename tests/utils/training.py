@@ -72,6 +72,9 @@ def make_crop_folder(
             writer.writerow(["file", "label", "original"])
             writer.writerows(rows)
     else:
-        doc = {name: {"label": label, **({"original": original} if original else {})} for name, label, original in rows}
+        doc = {
+            name: {"label": label, **({"original": original} if original else {})}
+            for name, label, original in rows
+        }
         (root / "metadata.json").write_text(json.dumps(doc))
     return root

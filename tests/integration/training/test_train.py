@@ -18,10 +18,20 @@ pytestmark = pytest.mark.integration
 
 def _config(tmp_path: Path, data: Path, **changes: object) -> TrainConfig:
     values: dict[str, object] = {
-        "data": [str(data)], "out": str(tmp_path / "model.safetensors"), "run_dir": str(tmp_path / "run"),
-        "input_size": 32, "epochs": 8, "batch_size": 16, "lr": 3e-3, "sbi_ratio": 0.0,
-        "augment_strength": 0.0, "val_fraction": 0.3, "cache_dir": str(tmp_path / "cache"),
-        "device": "cpu", "progress": False, "save_every": 5,
+        "data": [str(data)],
+        "out": str(tmp_path / "model.safetensors"),
+        "run_dir": str(tmp_path / "run"),
+        "input_size": 32,
+        "epochs": 8,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "sbi_ratio": 0.0,
+        "augment_strength": 0.0,
+        "val_fraction": 0.3,
+        "cache_dir": str(tmp_path / "cache"),
+        "device": "cpu",
+        "progress": False,
+        "save_every": 5,
     }
     values.update(changes)
     return TrainConfig(**values)  # type: ignore[arg-type]
@@ -77,13 +87,36 @@ def test_self_blending_and_no_srm_run(tmp_path: Path, crops: Path) -> None:
     assert model.srm is None and model.config.training["sbi_ratio"] == 0.5
 
 
-def test_cli_trains_and_reports_errors(tmp_path: Path, crops: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_trains_and_reports_errors(
+    tmp_path: Path, crops: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli.safetensors"
-    code = main([
-        "train", "--data", str(crops), "--out", str(out), "--run-dir", str(tmp_path / "run"),
-        "--input-size", "32", "--epochs", "1", "--batch-size", "16", "--max-steps", "2",
-        "--cache-dir", str(tmp_path / "cache"), "--device", "cpu", "--no-progress", "--val-fraction", "0.3",
-    ])
+    code = main(
+        [
+            "train",
+            "--data",
+            str(crops),
+            "--out",
+            str(out),
+            "--run-dir",
+            str(tmp_path / "run"),
+            "--input-size",
+            "32",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "16",
+            "--max-steps",
+            "2",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--device",
+            "cpu",
+            "--no-progress",
+            "--val-fraction",
+            "0.3",
+        ]
+    )
     assert code == 0 and out.is_file()
     assert "threshold" in capsys.readouterr().out
     code = main(["train", "--data", str(tmp_path / "nowhere"), "--out", str(out), "--device", "cpu"])

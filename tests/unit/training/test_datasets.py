@@ -85,7 +85,7 @@ def test_bad_metadata_is_a_typed_error(tmp_path: Path) -> None:
 def test_missing_image_is_reported(tmp_path: Path) -> None:
     root = make_crop_folder(tmp_path / "crops", identities=2)
     (root / "faces" / "real001.jpg").unlink()
-    with pytest.raises(DatasetError, match="real001.jpg"):
+    with pytest.raises(DatasetError, match=r"real001\.jpg"):
         load_crop_folder(root, size=32, cache_dir=tmp_path / "cache")
 
 

@@ -25,8 +25,18 @@ def test_metrics_worked_by_hand() -> None:
     assert m["false_positive_rate"] == pytest.approx(1 / 4)
     # AUC: of the 16 (fake, real) pairs, the fake scores higher in all but (0.3 vs 0.6), (0.3 vs 0.4).
     assert m["auc"] == pytest.approx(14 / 16)
-    expected_loss = -np.mean([math.log(0.9), math.log(0.8), math.log(0.3), math.log(0.4),
-                              math.log(0.8), math.log(0.9), math.log(0.6), math.log(0.7)])
+    expected_loss = -np.mean(
+        [
+            math.log(0.9),
+            math.log(0.8),
+            math.log(0.3),
+            math.log(0.4),
+            math.log(0.8),
+            math.log(0.9),
+            math.log(0.6),
+            math.log(0.7),
+        ]
+    )
     assert m["log_loss"] == pytest.approx(expected_loss)
 
 
