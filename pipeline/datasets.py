@@ -54,6 +54,7 @@ __all__ = [
     "load_video_folder",
     "measure_face_margin",
     "read_entries",
+    "resolve_file",
     "split_indices",
 ]
 
@@ -175,7 +176,8 @@ def dataset_kind(entries: Sequence[Entry]) -> str:
     raise DatasetError(f"a dataset holds either images or videos, found {sorted(suffixes)}")
 
 
-def _resolve(root: Path, file: str) -> Path:
+def resolve_file(root: Path, file: str) -> Path:
+    """Where a file named in the metadata lies: next to it or under faces/."""
     for candidate in (root / file, root / "faces" / file):
         if candidate.is_file():
             return candidate
@@ -185,7 +187,7 @@ def _resolve(root: Path, file: str) -> Path:
 def _manifest_sha256(root: Path, entries: Sequence[Entry], extra: str = "") -> str:
     digest = hashlib.sha256(extra.encode())
     for entry in entries:
-        size = _resolve(root, entry.file).stat().st_size
+        size = resolve_file(root, entry.file).stat().st_size
         digest.update(f"{entry.file},{entry.label},{entry.group},{size}\n".encode())
     return digest.hexdigest()
 
@@ -278,7 +280,7 @@ def load_crop_folder(
     else:
         if progress:
             progress(f"decoding {len(entries)} crops from {root} at {size}×{size}")
-        paths = [_resolve(root, e.file) for e in entries]
+        paths = [resolve_file(root, e.file) for e in entries]
         images = np.empty((len(entries), size, size, 3), dtype=np.uint8)
         workers = max(1, min(4, os.cpu_count() or 1))
 
@@ -354,7 +356,7 @@ def load_video_folder(
             if progress:
                 progress(f"[{number}/{len(entries)}] faces of {entry.file}")
             for crop in _largest_face_crops(
-                _resolve(root, entry.file), detector, frames=frames_per_video, size=size, margin=margin
+                resolve_file(root, entry.file), detector, frames=frames_per_video, size=size, margin=margin
             ):
                 crops.append(crop)
                 items.append(entry.file)

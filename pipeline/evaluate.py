@@ -92,7 +92,7 @@ def _score_videos(
     indices_for: Callable[[list[str]], np.ndarray],
     say: Callable[[str], None] | None,
 ) -> list[ItemScore]:
-    from pipeline.datasets import _resolve
+    from pipeline.datasets import resolve_file
 
     entries = read_entries(root)
     rows = indices_for([e.group for e in entries])
@@ -100,7 +100,7 @@ def _score_videos(
     for number, row in enumerate(rows, 1):
         entry = entries[row]
         try:
-            result = analyzer.analyze(_resolve(root, entry.file))
+            result = analyzer.analyze(resolve_file(root, entry.file))
         except PipelineError as exc:
             items.append(ItemScore(entry.file, entry.group, entry.label, None, exc.code))
             status = exc.code
