@@ -34,9 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-srm", action="store_true", help="RGB only, without SRM residual channels")
     parser.add_argument(
         "--face-margin",
-        type=float,
+        type=_margin,
         default=0.3,
-        help="margin stored in the checkpoint (and used to crop faces from video folders)",
+        help="margin stored in the checkpoint (and used to crop faces from video folders); "
+        "'auto' measures it on the first --data crop folder with the face detector",
     )
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -62,6 +63,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default="1.0.0", help="version written into the checkpoint")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--no-progress", action="store_true")
+
+
+def _margin(text: str) -> float | None:
+    if text == "auto":
+        return None
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from exc
+    if not 0.0 <= value <= 2.0:
+        raise argparse.ArgumentTypeError("the face margin must be in [0, 2]")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:

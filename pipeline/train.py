@@ -60,7 +60,9 @@ class TrainConfig:
     architecture: str = "efficientnet_b0"
     input_size: int = 128
     use_srm: bool = True
-    face_margin: float = 0.3
+    # None: measure it on the first crop folder (see ``measure_margin``) so that inference crops
+    # are framed like the training crops.
+    face_margin: float | None = 0.3
     epochs: int = 6
     batch_size: int = 32
     lr: float = 2e-3
@@ -89,6 +91,35 @@ class TrainConfig:
             raise TrainingError("--epochs must be ≥ 1 and --batch-size ≥ 2", code="invalid_arguments")
         if not 32 <= self.input_size <= 1024:
             raise TrainingError("--input-size must be in 32–1024", code="invalid_arguments")
+
+
+def measure_margin(folder: str | Path, *, samples: int = 300, seed: int = 0) -> dict[str, Any]:
+    """Run the pipeline's face detector on ``samples`` crops of a crop folder (seeded choice, full
+    resolution, each padded into a larger canvas) and return the ``face_margin`` that makes
+    ``crop_face`` frame a detected face like those crops, with the measurements behind it."""
+    import cv2
+
+    from pipeline.datasets import dataset_kind, measure_face_margin, read_entries, resolve_file
+    from pipeline.faces import FaceDetector
+
+    root = Path(folder)
+    entries = read_entries(root)
+    if dataset_kind(entries) != "crops":
+        raise TrainingError(f"the face margin is measured on a crop folder; {root} holds videos")
+    chosen = _rng(seed, 5).choice(len(entries), min(samples, len(entries)), replace=False)
+    images = []
+    for index in sorted(chosen):
+        image = cv2.imread(str(resolve_file(root, entries[index].file)), cv2.IMREAD_COLOR)
+        if image is not None:
+            images.append(np.ascontiguousarray(image[:, :, ::-1]))
+    sizes = {image.shape for image in images}
+    if len(sizes) != 1:
+        side = max(max(image.shape[:2]) for image in images)
+        images = [cv2.resize(image, (side, side), interpolation=cv2.INTER_CUBIC) for image in images]
+    # A slightly lower detection threshold than analysis uses: the canvas border is artificial.
+    measurement = measure_face_margin(np.stack(images), FaceDetector(device="cpu", det_threshold=0.9))
+    measurement["folder"] = str(root)
+    return measurement
 
 
 @dataclass
@@ -157,6 +188,8 @@ class _Sampler:
 
 
 def _load_all(config: TrainConfig, say: Callable[[str], None]) -> tuple[CropSet, np.ndarray, dict[str, str]]:
+    if config.face_margin is None:
+        raise TrainingError("the face margin must be known before faces are cropped from videos")
     sets: list[CropSet] = []
     manifests: dict[str, str] = {}
     for folder in config.data:
@@ -295,6 +328,11 @@ def train(
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
 
+    margin_measurement: dict[str, Any] | None = None
+    if config.face_margin is None:
+        margin_measurement = measure_margin(config.data[0], seed=config.seed)
+        config.face_margin = float(margin_measurement["face_margin"])
+        say(f"face margin measured: {json.dumps(margin_measurement)}")
     data, extra_reals, manifests = _load_all(config, say)
     train_rows, val_rows = identity_split(
         _split_groups(data), val_fraction=config.val_fraction, seed=config.seed
@@ -458,6 +496,7 @@ def train(
             "sbi_ratio": config.sbi_ratio,
             "augment_strength": config.augment_strength,
             "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
+            "face_margin_measurement": margin_measurement,
             "device": str(device),
             "torch": torch.__version__,
             "python": platform.python_version(),
