@@ -77,7 +77,8 @@ class FaceVideo:
     faces: int
     codec: str
     frame_count: int
-    face_lanes: tuple[tuple[float, float, float, int], ...]  # per face: x_from, x_to, y_top, size
+    # Per face: x_from, x_to, y_top, patch height, mirrored.
+    face_lanes: tuple[tuple[float, float, float, int, bool], ...]
 
     def face_boxes(self, frame_index: int) -> list[Box]:
         """Where the faces are in frame ``frame_index`` (full-resolution pixels, x1, y1, x2, y2)."""
@@ -85,12 +86,12 @@ class FaceVideo:
             return []
         progress = frame_index / max(self.frame_count - 1, 1)
         boxes: list[Box] = []
-        for x_from, x_to, y_top, patch_height in self.face_lanes:
+        for x_from, x_to, y_top, patch_height, mirrored in self.face_lanes:
             scale = patch_height / (_HEAD_ROWS.stop - _HEAD_ROWS.start)
             left = round(x_from + (x_to - x_from) * progress)
             top = round(y_top)
             fx1, fy1, fx2, fy2 = ASTRONAUT_FACE_BOX
-            if x_to < x_from:  # the mirrored head: its face box mirrors too
+            if mirrored:  # the mirrored head: its face box mirrors too
                 patch_width = round((_HEAD_COLS.stop - _HEAD_COLS.start) * scale)
                 fx1, fx2 = patch_width / scale - fx2, patch_width / scale - fx1
             boxes.append((left + fx1 * scale, top + fy1 * scale, left + fx2 * scale, top + fy2 * scale))
@@ -196,6 +197,7 @@ def make_face_video(
     rotation: int = 0,
     frame_code: bool = False,
     faststart: bool = False,
+    travel: float = 1.0,
 ) -> FaceVideo:
     """Encode a video in which ``faces`` (0, 1 or 2) astronaut heads move across the frame.
 
@@ -204,7 +206,8 @@ def make_face_video(
     ``rotation`` (0, 90, 180, 270) is written as the stream's ``rotate`` tag, which this ffmpeg
     stores as a display matrix: players, and ffmpeg, show the frames rotated (the returned width
     and height are the displayed ones). ``frame_code`` writes each frame's index in its top-left
-    corner (see ``read_frame_code``).
+    corner (see ``read_frame_code``). ``travel`` is the fraction of the frame's free width the
+    faces cross over the whole video (1.0: edge to edge; smaller is slower).
     """
     if faces not in (0, 1, 2):
         raise ValueError("faces must be 0, 1 or 2")
@@ -218,15 +221,16 @@ def make_face_video(
     lane_height = height / lanes
 
     movers: list[tuple[np.ndarray, float, float, float]] = []  # patch, x_from, x_to, y_top
-    face_lanes: list[tuple[float, float, float, int]] = []
+    face_lanes: list[tuple[float, float, float, int, bool]] = []
     for lane in range(lanes):
         mirrored = lane == 1
         patch = _head_patch(patch_height, mirrored) if faces else _faceless_patch(patch_height)
-        travel = max(width - patch.shape[1], 0)
-        x_from, x_to = (float(travel), 0.0) if mirrored else (0.0, float(travel))
+        free = max(width - patch.shape[1], 0)
+        distance = round(free * min(max(travel, 0.0), 1.0))
+        x_from, x_to = (float(free), float(free - distance)) if mirrored else (0.0, float(distance))
         y_top = float(round(lane * lane_height + (lane_height - patch_height) / 2))
         movers.append((patch, x_from, x_to, y_top))
-        face_lanes.append((x_from, x_to, y_top, patch_height))
+        face_lanes.append((x_from, x_to, y_top, patch_height, mirrored))
 
     background = _background(width, height)
     tmp = path.with_name(path.name + ".encoding" + path.suffix)

@@ -1,0 +1,126 @@
+"""Probe and decode on real files made by ffmpeg: the right frames, sizes, rotations and errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pipeline import errors
+from pipeline.types import AnalysisConfig, SegmentPlan
+from pipeline.video import decode_segment, plan_segments, probe
+from tests.utils.media import BAD_MEDIA_KINDS, FaceVideo, make_bad_media, make_face_video, read_frame_code
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def coded_video(media_dir: Path) -> FaceVideo:
+    """Every frame carries its own index, so we can tell exactly which frames come back."""
+    return make_face_video(media_dir / "coded.mp4", seconds=12.0, width=320, height=240, fps=25,
+                           frame_code=True)
+
+
+def test_probe_reads_what_the_video_is(long_video: FaceVideo) -> None:
+    info = probe(long_video.path)
+    assert info.duration_s == pytest.approx(5.0, abs=0.05)
+    assert info.fps == pytest.approx(25.0)
+    assert (info.width, info.height) == (640, 360)
+    assert info.codec == "h264"
+    assert info.rotation == 0
+    assert info.has_audio
+    assert info.size_bytes == long_video.path.stat().st_size
+
+
+def test_probe_and_decode_apply_rotation(media_dir: Path) -> None:
+    video = make_face_video(media_dir / "rotated.mp4", seconds=1.0, width=320, height=240, rotation=90)
+    info = probe(video.path)
+    assert (info.width, info.height) == (240, 320)
+    assert info.rotation in (90, 270)
+    _, frames = decode_segment(video.path, info, plan_segments(info)[0])
+    assert frames.shape == (3, 320, 240, 3)
+
+
+def test_decode_returns_exactly_the_planned_frames(coded_video: FaceVideo) -> None:
+    config = AnalysisConfig(segment_seconds=5.0)
+    info = probe(coded_video.path)
+    plans = plan_segments(info, config)
+    assert [(p.start_s, p.end_s) for p in plans] == [(0.0, 5.0), (5.0, 10.0), (10.0, 12.0)]
+    for plan in plans:
+        times, frames = decode_segment(coded_video.path, info, plan, config)
+        assert times == list(plan.frame_times)
+        assert frames.shape == (len(plan.frame_times), 240, 320, 3) and frames.dtype == np.uint8
+        expected = [math.floor(t * 25 + 1e-6) for t in times]
+        assert [read_frame_code(f) for f in frames] == expected
+
+
+def test_decode_spreads_capped_samples_over_the_segment(coded_video: FaceVideo) -> None:
+    config = AnalysisConfig(segment_seconds=12.0, sample_fps=10, max_frames=24)
+    info = probe(coded_video.path)
+    (plan,) = plan_segments(info, config)
+    times, frames = decode_segment(coded_video.path, info, plan, config)
+    assert len(frames) == 24
+    assert [read_frame_code(f) for f in frames] == [math.floor(t * 25 + 1e-6) for t in times]
+
+
+def test_decode_scales_large_frames_down(face_1080p: FaceVideo) -> None:
+    config = AnalysisConfig(decode_long_side=960)
+    info = probe(face_1080p.path, config)
+    plan = SegmentPlan(0, 0.0, 1.0, (0.0, 0.5))
+    _, frames = decode_segment(face_1080p.path, info, plan, config)
+    assert frames.shape == (2, 540, 960, 3)
+
+
+def test_decode_past_its_time_limit_is_a_timeout(face_1080p: FaceVideo) -> None:
+    config = AnalysisConfig(decode_timeout_s=0.01)
+    info = probe(face_1080p.path, config)
+    with pytest.raises(errors.DecodeTimeoutError, match="longer than") as caught:
+        decode_segment(face_1080p.path, info, plan_segments(info, config)[0], config)
+    assert caught.value.retryable and caught.value.exit_code == 11
+
+
+def test_decode_of_a_truncated_file_is_corrupt_video(media_dir: Path) -> None:
+    path = make_bad_media("truncated", media_dir / "cut.mp4")
+    info = probe(path)  # the index survived, so the probe cannot tell
+    with pytest.raises(errors.CorruptVideoError, match="truncated"):
+        decode_segment(path, info, plan_segments(info)[0])
+
+
+EXPECTED_ERRORS: dict[str, type[errors.PipelineError]] = {
+    "text": errors.NotAVideoError,
+    "image_as_mp4": errors.NotAVideoError,
+    "empty": errors.EmptyFileError,
+    "corrupt_header": errors.CorruptVideoError,
+    "audio_only": errors.NoVideoStreamError,
+    "absurd_resolution": errors.LimitExceededError,
+    "absurd_duration": errors.LimitExceededError,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_ERRORS))
+def test_probe_refuses_bad_input_with_its_error(kind: str, media_dir: Path) -> None:
+    path = make_bad_media(kind, media_dir / f"bad-{kind}.mp4")
+    with pytest.raises(EXPECTED_ERRORS[kind]) as caught:
+        probe(path)
+    assert caught.value.message and "\n" not in caught.value.message
+    assert not caught.value.retryable
+
+
+def test_every_bad_media_kind_is_covered() -> None:
+    assert set(EXPECTED_ERRORS) | {"truncated"} == set(BAD_MEDIA_KINDS)
+
+
+def test_probe_refuses_missing_files_and_directories(tmp_path: Path) -> None:
+    with pytest.raises(errors.SourceNotFoundError):
+        probe(tmp_path / "nothing.mp4")
+    with pytest.raises(errors.NotAVideoError, match="directory"):
+        probe(tmp_path)
+
+
+def test_probe_applies_the_configured_caps(long_video: FaceVideo) -> None:
+    with pytest.raises(errors.LimitExceededError, match="claims to last"):
+        probe(long_video.path, AnalysisConfig(max_duration_s=3.0))
+    with pytest.raises(errors.LimitExceededError, match="640×360"):
+        probe(long_video.path, AnalysisConfig(max_width=320, max_height=240))
