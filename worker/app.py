@@ -46,7 +46,7 @@ def create_worker_app(settings: Settings) -> Celery:
     app = make_celery(settings)
     app.conf.update(
         # Loading torch, MTCNN and the classifier takes longer than Celery's default 4 s.
-        worker_proc_alivetimeout=300.0,
+        worker_proc_alive_timeout=300.0,
         beat_schedule_filename=str(settings.work_dir / "celerybeat-schedule"),
         worker_lost_wait=20.0,
         worker_redirect_stdouts=False,
