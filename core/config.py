@@ -16,8 +16,8 @@ from core.errors import ConfigError
 __all__ = ["Settings", "StorageKind", "get_settings", "load_settings"]
 
 GIB = 1024**3
-# Credentials shipped in examples (MinIO's defaults); refused outside development.
-_EXAMPLE_SECRETS = frozenset({"minioadmin", "changeme", "secret", "password"})
+# Credentials shipped in examples (MinIO's and docker-compose.yml's defaults); refused in production.
+_EXAMPLE_SECRETS = frozenset({"minioadmin", "changeme", "secret", "password", "deepfakestream-dev-secret"})
 # Containers the upload sniffer recognises; see api.uploads.sniff_container.
 KNOWN_CONTAINERS = ("mp4", "mov", "3gp", "webm", "mkv", "avi", "mpegts", "flv", "mpeg")
 
