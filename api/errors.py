@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from api.schemas import ErrorBody
 from core.errors import ServiceError
@@ -115,6 +116,14 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     return await _unexpected_error(request, exc)
 
 
+async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
+    # The client hung up mid-request (usually mid-upload); nothing it sent was kept.
+    log_event(log, "api.request.disconnected", path=request.url.path)
+    return error_response(
+        400, "client_disconnected", "the client closed the connection before the request ended"
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("api.request.crashed", extra={"event_fields": {"path": request.url.path}}, exc_info=exc)
     return error_response(500, "internal_error", "an internal error occurred; it has been logged")
@@ -125,4 +134,5 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -30,6 +30,7 @@ __all__ = [
     "S3ObjectStore",
     "get_object_store",
     "get_source_store",
+    "make_s3_client",
     "parse_s3_uri",
     "video_key",
 ]
@@ -412,7 +413,8 @@ class S3ObjectStore(ObjectStore):
             raise error from exc
 
 
-def _make_s3_client(settings: Settings, endpoint_url: str | None) -> Any:
+def make_s3_client(settings: Settings, endpoint_url: str | None) -> Any:
+    """A boto3 S3 client with the service's credentials, timeouts and retry policy."""
     import boto3
     from botocore.config import Config
 
@@ -437,9 +439,9 @@ def _make_s3_client(settings: Settings, endpoint_url: str | None) -> Any:
 @functools.cache
 def _s3_clients(settings: Settings, pid: int) -> tuple[Any, Any]:
     # pid in the key: boto3's connection pools must not cross fork().
-    client = _make_s3_client(settings, settings.s3_endpoint_url)
+    client = make_s3_client(settings, settings.s3_endpoint_url)
     public = settings.s3_public_endpoint_url
-    presign = _make_s3_client(settings, public) if public and public != settings.s3_endpoint_url else client
+    presign = make_s3_client(settings, public) if public and public != settings.s3_endpoint_url else client
     return client, presign
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
@@ -28,6 +29,7 @@ from api.schemas import (
 )
 from api.services import jobs as service
 from api.uploads import content_type_for, receive_json_body, receive_multipart
+from core.config import Settings
 from core.errors import InvalidRequestError, UnsupportedMediaTypeError
 from core.logs import log_event
 from core.models import Job
@@ -92,8 +94,8 @@ async def _create_from_multipart(
     request: Request,
     *,
     tenant_id: uuid.UUID,
-    session: Any,
-    settings: Any,
+    session: Session,
+    settings: Settings,
     storage: ObjectStore,
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
@@ -155,8 +157,8 @@ async def _create_from_json(
     request: Request,
     *,
     tenant_id: uuid.UUID,
-    session: Any,
-    settings: Any,
+    session: Session,
+    settings: Settings,
     storage: ObjectStore,
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:

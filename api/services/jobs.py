@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from celery import Celery
@@ -243,7 +243,7 @@ def create_job(
         claimed = session.execute(
             update(Upload)
             .where(Upload.id == upload_id, Upload.tenant_id == tenant_id, Upload.consumed_at.is_(None))
-            .values(consumed_at=datetime.now().astimezone())
+            .values(consumed_at=datetime.now(UTC))
             .execution_options(synchronize_session=False)
         )
         if not claimed.rowcount:  # type: ignore[attr-defined]
