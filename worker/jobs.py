@@ -168,6 +168,9 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
             job = session.scalar(select(Job).where(Job.id == job_id).with_for_update(of=Job))
             if job is None or job.status != JobStatus.PROCESSING.value or job.plan is not None:
                 log_event(log, "job.probe.dropped", reason="job changed while probing")
+                ended = job is None or job.status != JobStatus.PROCESSING.value
+                if ended:
+                    remove_job_copy(job_id=job_id, settings=settings)
                 return "dropped"
             _store_video_info(job.video, info)
             job.plan = [plan.to_dict() for plan in plans]
@@ -337,6 +340,7 @@ def _store_segment(
             log_event(
                 log, "job.analyze.dropped", reason="job deleted" if job is None else f"job {job.status}"
             )
+            remove_job_copy(job_id=job_id, settings=ctx.settings)
             return "dropped"
         segment = session.scalar(
             select(Segment).where(Segment.job_id == job_id, Segment.segment_index == result.index)
