@@ -282,6 +282,9 @@ class Classifier:
                     model = load_checkpoint(self.path, device=self.device)
                     if self.device.type == "cuda":
                         model = model.half()
+                    # NHWC crops arrive channels-last already; oneDNN's depthwise convolutions
+                    # run about a fifth faster in that layout on CPU.
+                    model = model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
                     self._model = model
                     self._warm_up()
         return self._model
