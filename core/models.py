@@ -20,6 +20,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    SmallInteger,
     String,
     Text,
     UniqueConstraint,
@@ -35,6 +36,8 @@ from core.states import JobStatus, SegmentStatus, Verdict
 __all__ = [
     "ApiKey",
     "Base",
+    "Batch",
+    "CallbackSecret",
     "Frame",
     "Job",
     "Segment",
@@ -42,6 +45,9 @@ __all__ = [
     "Track",
     "Upload",
     "Video",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
 ]
 
 # Stable constraint names, so migrations can refer to them and ON CONFLICT can name them.
@@ -171,6 +177,11 @@ class Job(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
     callback_url: Mapped[str | None] = mapped_column(String(2048))
     external_id: Mapped[str | None] = mapped_column(String(255))
+    # Set for the items of a batch: which batch, and the item's position in its request.
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
+    batch_index: Mapped[int | None] = mapped_column(Integer)
+    # The Celery priority of the job's messages (0 first): backlog items wait behind interactive jobs.
+    priority: Mapped[int] = mapped_column(SmallInteger, default=0, server_default=text("0"))
     # The probe's claim: which worker node, which message (a redelivery of the same message may
     # take the job over; a duplicate may not), and when.
     claimed_by: Mapped[str | None] = mapped_column(String(255))
@@ -201,6 +212,14 @@ class Job(Base):
             postgresql_where=text("status IN ('queued', 'processing')"),
         ),
         Index("ix_jobs_tenant_external_id", "tenant_id", "external_id"),
+        # A batch's results are exported in item order.
+        UniqueConstraint("batch_id", "batch_index"),
+        # The per-tenant limit on jobs in flight counts these.
+        Index(
+            "ix_jobs_tenant_active",
+            "tenant_id",
+            postgresql_where=text("status IN ('queued', 'processing')"),
+        ),
     )
 
 
@@ -258,3 +277,120 @@ class Track(Base):
     faces: Mapped[int] = mapped_column(Integer)
 
     __table_args__ = (UniqueConstraint("job_id", "track_id"),)
+
+
+class Batch(Base):
+    """Many videos submitted as one request. ``jobs_finished`` is bumped in the transaction that
+    ends each job, so exactly one of them sees the last one end and completes the batch."""
+
+    __tablename__ = "batches"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str | None] = mapped_column(String(255))
+    callback_url: Mapped[str | None] = mapped_column(String(2048))
+    status: Mapped[str] = mapped_column(String(16), default="running")
+    jobs_total: Mapped[int] = mapped_column(Integer)
+    jobs_finished: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = _now_column()
+    canceled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('running', 'completed', 'canceled')", name="status"),
+        CheckConstraint("jobs_finished >= 0 AND jobs_finished <= jobs_total", name="counters"),
+        UniqueConstraint("tenant_id", "idempotency_key"),
+        Index("ix_batches_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
+    )
+
+
+class WebhookEndpoint(Base):
+    """A tenant's receiver of events. The signing secret is needed in plaintext to sign, so it is
+    kept encrypted (AES-GCM under WEBHOOK_SECRETS_KEY), never hashed; it is shown once."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    description: Mapped[str | None] = mapped_column(String(255))
+    event_types: Mapped[list[Any]] = mapped_column(JSONB, default=list)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    secret_hint: Mapped[str] = mapped_column(String(16))  # the first characters, to tell secrets apart
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled_reason: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = _now_column()
+
+
+class CallbackSecret(Base):
+    """The secret that signs a tenant's per-job and per-batch ``callback_url`` deliveries."""
+
+    __tablename__ = "webhook_callback_secrets"
+
+    tenant_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True
+    )
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    secret_hint: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = _now_column()
+
+
+class WebhookDelivery(Base):
+    """One event for one destination (the ``webhook-id``); its body is fixed when the event
+    happens, so every attempt sends the same bytes. Written in the transaction that made the
+    event (an outbox): a crash can delay a delivery, never lose it."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"), index=True)
+    endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="SET NULL"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2048))  # the endpoint's URL or the callback_url, at event time
+    event_type: Mapped[str] = mapped_column(String(32))
+    job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    batch_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("batches.id", ondelete="CASCADE"), index=True
+    )
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    # Attempts since the delivery was created or last redelivered: the position in the schedule.
+    series_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a message was last sent for it, and until when a worker's claim on it holds.
+    dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_status_code: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    created_at: Mapped[datetime] = _now_column()
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+        # The dispatcher scans only deliveries still to make.
+        Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
+    )
+
+
+class WebhookAttempt(Base):
+    """One HTTP attempt of a delivery: the log behind GET /v1/jobs/{id}/deliveries."""
+
+    __tablename__ = "webhook_attempts"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("webhook_deliveries.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    duration_ms: Mapped[float] = mapped_column(Float)
+    remote_address: Mapped[str | None] = mapped_column(String(64))  # the address actually connected to
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error_code: Mapped[str | None] = mapped_column(String(64))
+    error_message: Mapped[str | None] = mapped_column(String(500))
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (UniqueConstraint("delivery_id", "attempt"),)
