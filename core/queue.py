@@ -76,6 +76,7 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_soft_shutdown_timeout=settings.worker_soft_shutdown_timeout_s,
         task_default_queue=Queue.PROBE.value,
         task_queues=[
             KombuQueue(q.value, Exchange(q.value, type="direct"), routing_key=q.value) for q in Queue
