@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     reconcile_interval_s: float = Field(default=60.0, gt=0)
     # A queued job, or a pending segment, with no message sent for this long is re-enqueued.
     reconcile_queued_after_s: float = Field(default=1800.0, gt=0)
+    # On SIGTERM (remapped to SIGQUIT in containers) a worker gets this long to finish its task
+    # before it re-queues the message and exits: keep it below the orchestrator's grace period.
+    worker_soft_shutdown_timeout_s: float = Field(default=60.0, ge=0)
+    # Port of each worker's Prometheus endpoint; 0 turns it off.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
 
     # API
     page_size_default: int = Field(default=50, ge=1)
