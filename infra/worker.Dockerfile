@@ -35,10 +35,12 @@ COPY api api
 COPY migrations migrations
 COPY worker worker
 COPY pipeline pipeline
+# The shipped checkpoint (safetensors); mount another at MODEL_PATH to override it.
+COPY models models
 RUN pip install --no-deps -e . && python -c "import worker.app, pipeline.analyze"
 
 USER deepfakestream
-# The checkpoint is mounted at /models (MODEL_PATH); the worker refuses to start without it.
-ENV MODEL_PATH=/models/deepfakestream-b0.safetensors
+# The worker refuses to start without a valid checkpoint at MODEL_PATH.
+ENV MODEL_PATH=/app/models/deepfakestream-b0.safetensors
 # One pool process per GPU; give each container one GPU and a stable hostname.
 CMD ["deepfakestream", "worker", "--queues", "probe,analyze,maintenance", "--concurrency", "1"]
