@@ -20,7 +20,7 @@ import numpy as np
 
 from pipeline import aggregate
 from pipeline.crop import crop_face
-from pipeline.faces import FaceDetector, link_segment_tracks, link_tracks
+from pipeline.faces import Detection, FaceDetector, link_segment_tracks, link_tracks
 from pipeline.model import Classifier
 from pipeline.types import (
     AnalysisConfig,
@@ -31,7 +31,7 @@ from pipeline.types import (
     VideoInfo,
     VideoResult,
 )
-from pipeline.video import decode_segment, plan_segments, probe
+from pipeline.video import SegmentDecoder, plan_segments, probe
 
 __all__ = ["Analyzer", "ProgressCallback", "analyze"]
 
@@ -80,33 +80,47 @@ class Analyzer:
         return plan_segments(info, self.config)
 
     def analyze_segment(self, path: str | Path, info: VideoInfo, plan: SegmentPlan) -> SegmentResult:
-        """Decode, detect, track, crop and classify one segment. Track ids are local (1, 2, …)."""
+        """Decode, detect, track, crop and classify one segment. Track ids are local (1, 2, …).
+
+        Frames are detected and classified in chunks while ffmpeg is still decoding the rest, so
+        ``decode_s`` is the time spent waiting for frames, not ffmpeg's own time.
+        """
         config = self.config
         started = time.perf_counter()
-        times, frames = decode_segment(path, info, plan, config)
-        decoded = time.perf_counter()
-
-        # Frames may come back downscaled (decode_long_side); results are in the video's pixels.
-        scale_x = info.width / frames.shape[2] if len(frames) else 1.0
-        scale_y = info.height / frames.shape[1] if len(frames) else 1.0
-        detections = self.detector.detect(frames)
+        detect_s = classify_s = 0.0
+        size = self.model_config.input_size
+        margin = self.model_config.face_margin
+        detections: list[list[Detection]] = []
+        scores: list[np.ndarray] = []
+        with SegmentDecoder(path, info, plan, config) as decoder:
+            for start, stop in decoder.chunks(config.chunk_frames):
+                frames = decoder.frames[start:stop]
+                t0 = time.perf_counter()
+                found = self.detector.detect(frames)
+                t1 = time.perf_counter()
+                crops = [
+                    crop_face(frame, det.box, margin=margin, size=size)
+                    for frame, dets in zip(frames, found, strict=True)
+                    for det in dets
+                ]
+                if crops:
+                    scores.append(self.classifier.predict(np.stack(crops)))
+                t2 = time.perf_counter()
+                detections.extend(found)
+                detect_s += t1 - t0
+                classify_s += t2 - t1
+            times = decoder.times
+            decoded_height, decoded_width = decoder.frames.shape[1:3]
+        t0 = time.perf_counter()
         track_ids = link_tracks(
             [[d.box for d in dets] for dets in detections], iou_threshold=config.track_iou
         )
-        detected = time.perf_counter()
+        detect_s += time.perf_counter() - t0
 
-        size = self.model_config.input_size
-        margin = self.model_config.face_margin
-        crops = [
-            crop_face(frames[i], det.box, margin=margin, size=size)
-            for i, dets in enumerate(detections)
-            for det in dets
-        ]
-        scores = (
-            self.classifier.predict(np.stack(crops)) if crops else np.zeros((0,), dtype=np.float32)
-        )
-        classified = time.perf_counter()
-
+        # Frames may come back downscaled (decode_long_side); results are in the video's pixels.
+        scale_x = info.width / decoded_width
+        scale_y = info.height / decoded_height
+        all_scores = np.concatenate(scores) if scores else np.zeros((0,), dtype=np.float32)
         frame_results: list[FrameResult] = []
         position = 0
         for t, dets, ids in zip(times, detections, track_ids, strict=True):
@@ -117,7 +131,7 @@ class Analyzer:
                     box=(x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y),
                     det_score=det.score,
                     track=track_id,
-                    score=float(scores[position]),
+                    score=float(all_scores[position]),
                 ))
                 position += 1
             frame_results.append(FrameResult(
@@ -126,10 +140,11 @@ class Analyzer:
                 score=aggregate.frame_score(f.score for f in faces),
                 faces=faces,
             ))
+        total = time.perf_counter() - started
         timings = {
-            "decode_s": decoded - started,
-            "detect_s": detected - decoded,
-            "classify_s": classified - detected,
+            "decode_s": max(0.0, total - detect_s - classify_s),
+            "detect_s": detect_s,
+            "classify_s": classify_s,
         }
         result = SegmentResult(
             index=plan.index,

@@ -43,6 +43,8 @@ class AnalysisConfig:
     # are still reported in the video's own pixels): bounds memory for 4K and 8K inputs.
     decode_long_side: int = 1920
     ffmpeg_threads: int = 0  # decoder threads; 0 lets ffmpeg choose
+    # Frames handed to detection and classification at a time while ffmpeg decodes the rest.
+    chunk_frames: int = 8
     # Input caps: a file beyond any of these is refused before decoding.
     max_width: int = 7680
     max_height: int = 4320

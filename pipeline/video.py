@@ -13,8 +13,8 @@ import math
 import shutil
 import subprocess
 import threading
-import time
 from collections import deque
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, cast
@@ -35,7 +35,7 @@ from pipeline.errors import (
 )
 from pipeline.types import AnalysisConfig, SegmentPlan, VideoInfo
 
-__all__ = ["decode_segment", "decoded_size", "plan_segments", "probe"]
+__all__ = ["SegmentDecoder", "decode_segment", "decoded_size", "plan_segments", "probe"]
 
 log = logging.getLogger(__name__)
 
@@ -328,88 +328,184 @@ def _rate_text(plan: SegmentPlan) -> str:
     return f"{rate.numerator}/{rate.denominator}"
 
 
+class SegmentDecoder:
+    """Decodes one segment's sampled frames in the background and hands them out as they arrive.
+
+    One ffmpeg process: input seek to the segment, ``fps`` filter to keep only the sampled
+    frames (``round=up``: each sample is the last source frame at or before its time), optional
+    downscale to ``decode_long_side``, raw RGB on stdout. A reader thread copies each frame
+    straight into ``frames`` (preallocated N×H×W×3 uint8), so ffmpeg keeps decoding while the
+    caller works on the frames already there::
+
+        with SegmentDecoder(path, info, plan, config) as decoder:
+            for start, stop in decoder.chunks(8):
+                use(decoder.frames[start:stop])
+
+    ``chunks`` raises DecodeTimeoutError past ``decode_timeout_s``, CorruptVideoError when the
+    stream breaks off, DecodeError otherwise; leaving the block stops ffmpeg in every case.
+    """
+
+    def __init__(
+        self, path: str | Path, info: VideoInfo, plan: SegmentPlan, config: AnalysisConfig | None = None
+    ) -> None:
+        self.path = Path(path)
+        self.info = info
+        self.plan = plan
+        self.config = config or AnalysisConfig()
+        width, height = decoded_size(info, self.config)
+        self.frames = np.empty((len(plan.frame_times), height, width, 3), dtype=np.uint8)
+        self.count = 0  # frames completely read so far
+        self._ended = False
+        self._read_error: OSError | None = None
+        self._changed = threading.Condition()
+        self._timed_out = threading.Event()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._threads: list[threading.Thread] = []
+        self._stderr: _StderrReader | None = None
+        self._watchdog: threading.Timer | None = None
+
+    @property
+    def times(self) -> list[float]:
+        """Times of the frames read so far."""
+        return list(self.plan.frame_times[: self.count])
+
+    def _command(self) -> list[str]:
+        height, width = self.frames.shape[1:3]
+        filters = [f"fps=fps={_rate_text(self.plan)}:round=up"]
+        if (width, height) != (self.info.width, self.info.height):
+            filters.append(f"scale={width}:{height}:flags=area")
+        return [
+            _ffmpeg_binary("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
+            "-threads", str(self.config.ffmpeg_threads),
+            "-ss", f"{self.plan.start_s:.6f}", "-t", f"{self.plan.end_s - self.plan.start_s:.6f}",
+            "-i", str(self.path),
+            "-map", "0:v:0", "-an", "-sn", "-dn",
+            "-vf", ",".join(filters),
+            "-frames:v", str(len(self.frames)),
+            "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
+        ]
+
+    def __enter__(self) -> SegmentDecoder:
+        if len(self.frames) == 0:
+            self._ended = True
+            return self
+        try:
+            self._process = subprocess.Popen(
+                self._command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                bufsize=0,
+            )
+        except OSError as exc:
+            raise DecodeError(f"{self.path.name}: ffmpeg could not start ({exc})") from exc
+        assert self._process.stderr is not None
+        self._stderr = _StderrReader(self._process.stderr)
+        self._stderr.start()
+        reader = threading.Thread(target=self._read_frames, name="segment-reader", daemon=True)
+        reader.start()
+        self._threads = [reader]
+        self._watchdog = threading.Timer(self.config.decode_timeout_s, self._on_timeout)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self._process is not None:
+            _stop(self._process)
+        for thread in self._threads:
+            thread.join(timeout=5)
+        if self._stderr is not None:
+            self._stderr.join(timeout=5)
+
+    def _on_timeout(self) -> None:
+        self._timed_out.set()
+        if self._process is not None:
+            self._process.kill()
+
+    def _read_frames(self) -> None:
+        assert self._process is not None and self._process.stdout is not None
+        stdout = cast(io.RawIOBase, self._process.stdout)  # unbuffered (bufsize=0): raw reads
+        frame_bytes = self.frames[0].nbytes
+        try:
+            for index in range(len(self.frames)):
+                view = memoryview(self.frames[index]).cast("B")
+                filled = 0
+                while filled < frame_bytes:
+                    got = stdout.readinto(view[filled:])
+                    if not got:
+                        break
+                    filled += got
+                if filled < frame_bytes:
+                    break  # end of stream; a partial frame is dropped
+                with self._changed:
+                    self.count = index + 1
+                    self._changed.notify_all()
+        except OSError as exc:  # the pipe closed under us (timeout kill)
+            self._read_error = exc
+        finally:
+            stdout.close()
+            with self._changed:
+                self._ended = True
+                self._changed.notify_all()
+
+    def chunks(self, size: int) -> Iterator[tuple[int, int]]:
+        """Yield (start, stop) ranges of ``frames`` as soon as ``size`` more are ready (or the end)."""
+        size = max(1, size)
+        start = 0
+        while True:
+            wanted = start + size
+            with self._changed:
+                self._changed.wait_for(lambda: self._ended or self.count >= wanted)  # noqa: B023
+                stop = min(self.count, start + size)
+                ended = self._ended
+            if stop > start:
+                yield start, stop
+                start = stop
+                continue
+            if ended:
+                break
+        self._finish()
+
+    def _finish(self) -> None:
+        """After the last frame: wait for ffmpeg and decide whether the segment is complete."""
+        process = self._process
+        if process is None:
+            return
+        wanted = len(self.frames)
+        if self.count >= wanted:
+            _stop(process)  # it may still be flushing; we have what we need
+        else:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _stop(process)
+        if self._stderr is not None:
+            self._stderr.join(timeout=5)
+        stderr_lines = self._stderr.lines if self._stderr is not None else []
+        stderr_text = "\n".join(_strip_context(line) for line in stderr_lines)
+        if stderr_text:
+            log.info("video.decode.stderr", extra={"path": str(self.path), "segment": self.plan.index,
+                                                    "stderr": stderr_text[-2000:]})
+        if self._timed_out.is_set():
+            raise DecodeTimeoutError(
+                f"{self.path.name}: decoding segment {self.plan.index} took longer than "
+                f"{self.config.decode_timeout_s:g} s"
+            )
+        if self.count < wanted:
+            _raise_for_shortfall(self.path, self.info, self.plan, self.count, process.returncode, stderr_text)
+
+
 def decode_segment(
     path: str | Path, info: VideoInfo, plan: SegmentPlan, config: AnalysisConfig | None = None
 ) -> tuple[list[float], np.ndarray]:
     """Decode the frames ``plan`` samples: (their times in seconds, uint8 array N×H×W×3 RGB).
 
-    One ffmpeg process: input seek to the segment, ``fps`` filter to keep only the sampled
-    frames (``round=up``: each sample is the last source frame at or before its time), optional
-    downscale to ``decode_long_side``, raw RGB on stdout. Raises DecodeTimeoutError past
-    ``decode_timeout_s``, CorruptVideoError when the stream breaks off, DecodeError otherwise.
+    The whole segment at once; see ``SegmentDecoder`` for the errors and for frames as they come.
     """
-    config = config or AnalysisConfig()
-    path = Path(path)
-    if not plan.frame_times:
-        return [], np.zeros((0, info.height, info.width, 3), dtype=np.uint8)
-    width, height = decoded_size(info, config)
-    frame_bytes = width * height * 3
-    wanted = len(plan.frame_times)
-    filters = [f"fps=fps={_rate_text(plan)}:round=up"]
-    if (width, height) != (info.width, info.height):
-        filters.append(f"scale={width}:{height}:flags=area")
-    command = [
-        _ffmpeg_binary("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
-        "-threads", str(config.ffmpeg_threads),
-        "-ss", f"{plan.start_s:.6f}", "-t", f"{plan.end_s - plan.start_s:.6f}",
-        "-i", str(path),
-        "-map", "0:v:0", "-an", "-sn", "-dn",
-        "-vf", ",".join(filters),
-        "-frames:v", str(wanted),
-        "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
-    ]
-    frames = np.empty((wanted, height, width, 3), dtype=np.uint8)
-    started = time.monotonic()
-    try:
-        process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.PIPE, bufsize=0)
-    except OSError as exc:
-        raise DecodeError(f"{path.name}: ffmpeg could not start ({exc})") from exc
-    assert process.stdout is not None and process.stderr is not None
-    stdout = cast(io.RawIOBase, process.stdout)  # unbuffered (bufsize=0): raw reads into our array
-    stderr_reader = _StderrReader(process.stderr)
-    stderr_reader.start()
-    timed_out = threading.Event()
-
-    def _on_timeout() -> None:
-        timed_out.set()
-        process.kill()
-
-    watchdog = threading.Timer(config.decode_timeout_s, _on_timeout)
-    watchdog.daemon = True
-    watchdog.start()
-    got = 0
-    try:
-        while got < wanted:
-            view = memoryview(frames[got]).cast("B")
-            filled = 0
-            while filled < frame_bytes:
-                count = stdout.readinto(view[filled:])
-                if not count:
-                    break
-                filled += count
-            if filled < frame_bytes:
-                break  # end of stream; a partial frame is dropped
-            got += 1
-    finally:
-        watchdog.cancel()
-        process.stdout.close()
-        _stop(process)
-        stderr_reader.join(timeout=5)
-    elapsed = time.monotonic() - started
-    stderr_text = "\n".join(_strip_context(line) for line in stderr_reader.lines)
-    if stderr_text:
-        log.info("video.decode.stderr", extra={"path": str(path), "segment": plan.index,
-                                                "stderr": stderr_text[-2000:]})
-    if timed_out.is_set():
-        raise DecodeTimeoutError(
-            f"{path.name}: decoding segment {plan.index} took longer than {config.decode_timeout_s:.0f} s"
-        )
-    if got < wanted:
-        _raise_for_shortfall(path, info, plan, got, process.returncode, stderr_text)
-    log.debug("video.decode.done", extra={"path": str(path), "segment": plan.index, "frames": got,
-                                          "seconds": round(elapsed, 3)})
-    return list(plan.frame_times[:got]), frames[:got]
+    with SegmentDecoder(path, info, plan, config) as decoder:
+        for _ in decoder.chunks(len(decoder.frames) or 1):
+            pass
+        return decoder.times, decoder.frames[: decoder.count]
 
 
 def _strip_context(line: str) -> str:
