@@ -20,6 +20,8 @@ GIB = 1024**3
 _EXAMPLE_SECRETS = frozenset({"minioadmin", "changeme", "secret", "password", "deepfakestream-dev-secret"})
 # Containers the upload sniffer recognises; see api.uploads.sniff_container.
 KNOWN_CONTAINERS = ("mp4", "mov", "3gp", "webm", "mkv", "avi", "mpegts", "flv", "mpeg")
+# 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27 hours of retries.
+WEBHOOK_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
 
 class StorageKind(StrEnum):
@@ -117,6 +119,39 @@ class Settings(BaseSettings):
     json_body_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     enqueue_timeout_s: float = Field(default=3.0, gt=0)
 
+    # Webhooks. Loopback, private and link-local receivers are refused unless allowed (an
+    # on-premises receiver, or tests); cloud metadata addresses are refused always.
+    webhook_allow_private: bool = False
+    webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    webhook_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # Delay before each retry (the first attempt is immediate), ±jitter, as Standard Webhooks
+    # recommends.
+    webhook_retry_schedule_s: Annotated[tuple[float, ...], NoDecode] = WEBHOOK_RETRY_SCHEDULE_S
+    webhook_retry_jitter: float = Field(default=0.2, ge=0, lt=1)
+    # A receiver's Retry-After is honoured up to this long.
+    webhook_retry_after_max_s: float = Field(default=86400.0, gt=0)
+    # How often due deliveries are looked for, and when a message sent for one that was never
+    # claimed (lost with a worker or a flushed broker) is sent again.
+    webhook_dispatch_interval_s: float = Field(default=2.0, gt=0)
+    webhook_redispatch_after_s: float = Field(default=300.0, gt=0)
+    # Encrypts the stored signing secrets (they must be recovered to sign, so they are not hashed).
+    webhook_secrets_key: SecretStr = SecretStr("deepfakestream-dev-secret")
+    # Extra CA certificates trusted for webhooks and https sources (a private CA); None: certifi's.
+    outbound_ca_bundle: Path | None = None
+
+    # Batches and backlog
+    batch_max_items: int = Field(default=10_000, ge=1, le=100_000)
+    # Celery priority of batch items (0 is served first; interactive jobs use 0).
+    batch_priority: int = Field(default=9, ge=1, le=9)
+    # Queued plus processing jobs one tenant may have; past it, 429 with Retry-After.
+    max_jobs_in_flight_per_tenant: int = Field(default=20_000, ge=1)
+    in_flight_retry_after_s: int = Field(default=30, ge=1)
+    # https:// sources are fetched by the workers under the webhook address guard.
+    https_source_max_bytes: int = Field(default=2 * GIB, ge=1)
+    https_source_timeout_s: float = Field(default=600.0, gt=0)
+    https_source_connect_timeout_s: float = Field(default=10.0, gt=0)
+    https_source_max_redirects: int = Field(default=3, ge=0, le=10)
+
     # Logging
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
@@ -173,6 +208,18 @@ class Settings(BaseSettings):
     def _parse_lists(cls, value: Any) -> Any:
         return _split_csv(value)
 
+    @field_validator("webhook_retry_schedule_s", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _check_schedule(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(delay < 0 for delay in value):
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE_S delays must not be negative")
+        return value
+
     @field_validator("allowed_containers")
     @classmethod
     def _check_containers(cls, value: tuple[str, ...]) -> tuple[str, ...]:
@@ -216,6 +263,10 @@ class Settings(BaseSettings):
             secret = self.s3_secret_access_key.get_secret_value() if self.s3_secret_access_key else ""
             if secret in _EXAMPLE_SECRETS:
                 raise ValueError("S3_SECRET_ACCESS_KEY is an example value; set a real secret in production")
+            if self.webhook_secrets_key.get_secret_value() in _EXAMPLE_SECRETS:
+                raise ValueError("WEBHOOK_SECRETS_KEY is an example value; set a real secret in production")
+        if len(self.webhook_secrets_key.get_secret_value()) < 16:
+            raise ValueError("WEBHOOK_SECRETS_KEY must have at least 16 characters")
         return self
 
     @property

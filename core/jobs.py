@@ -9,10 +9,12 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
+from core.batches import count_finished_job
 from core.models import Job
 from core.states import ACTIVE_JOB_STATES, JobStatus, can_transition
+from core.webhooks import record_job_event
 
-__all__ = ["cancel_job", "fail_job", "mark_enqueued", "transition_job"]
+__all__ = ["cancel_job", "fail_job", "mark_enqueued", "record_job_end", "transition_job"]
 
 ERROR_MESSAGE_MAX = 2000
 
@@ -33,7 +35,18 @@ def transition_job(
         .values(status=to.value, **values)
         .execution_options(synchronize_session=False)
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    moved = bool(result.rowcount)  # type: ignore[attr-defined]
+    if moved and terminal:
+        record_job_end(session, job_id=job_id)
+    return moved
+
+
+def record_job_end(session: Session, *, job_id: uuid.UUID) -> None:
+    """What must commit together with a job's end: its webhook deliveries and its batch's count.
+    Every move to a terminal state calls it once, in the transaction that made the move."""
+    ended = record_job_event(session, job_id=job_id)
+    if ended is not None and ended.batch_id is not None:
+        count_finished_job(session, batch_id=ended.batch_id)
 
 
 def fail_job(session: Session, *, job_id: uuid.UUID, code: str, message: str) -> bool:

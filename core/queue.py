@@ -20,7 +20,16 @@ from kombu import Queue as KombuQueue
 
 from core.config import Settings
 
-__all__ = ["Queue", "TaskName", "enqueue_analyze", "enqueue_probe", "get_celery", "make_celery"]
+__all__ = [
+    "INTERACTIVE_PRIORITY",
+    "Queue",
+    "TaskName",
+    "enqueue_analyze",
+    "enqueue_probe",
+    "enqueue_webhook",
+    "get_celery",
+    "make_celery",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +50,23 @@ class TaskName(StrEnum):
     PROBE = "deepfakestream.probe_job"
     ANALYZE = "deepfakestream.analyze_segment"
     RECONCILE = "deepfakestream.reconcile_jobs"
+    DELIVER_WEBHOOK = "deepfakestream.deliver_webhook"
+    DISPATCH_WEBHOOKS = "deepfakestream.dispatch_webhooks"
 
 
 TASK_QUEUES: dict[TaskName, Queue] = {
     TaskName.PROBE: Queue.PROBE,
     TaskName.ANALYZE: Queue.ANALYZE,
     TaskName.RECONCILE: Queue.MAINTENANCE,
+    TaskName.DELIVER_WEBHOOK: Queue.WEBHOOKS,
+    TaskName.DISPATCH_WEBHOOKS: Queue.MAINTENANCE,
 }
+
+# Redis serves lower priority numbers first, across every queue a worker consumes (kombu polls
+# each priority level of all its queues before the next level). Interactive jobs use 0; batch
+# items use Settings.batch_priority, so a backlog never delays an interactive job by more than
+# the task already running.
+INTERACTIVE_PRIORITY = 0
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -97,6 +116,14 @@ def make_celery(settings: Settings) -> Celery:
                     "expires": settings.reconcile_interval_s,
                 },
             },
+            "dispatch-webhooks": {
+                "task": TaskName.DISPATCH_WEBHOOKS.value,
+                "schedule": timedelta(seconds=settings.webhook_dispatch_interval_s),
+                "options": {
+                    "queue": Queue.MAINTENANCE.value,
+                    "expires": max(settings.webhook_dispatch_interval_s, 1.0),
+                },
+            },
         },
     )
     return app
@@ -113,7 +140,13 @@ def get_celery(settings: Settings) -> Celery:
 
 
 def _send(
-    app: Celery, name: TaskName, args: list[Any], *, timeout_s: float, countdown: float | None = None
+    app: Celery,
+    name: TaskName,
+    args: list[Any],
+    *,
+    timeout_s: float,
+    countdown: float | None = None,
+    priority: int = INTERACTIVE_PRIORITY,
 ) -> str:
     task_id = str(uuid.uuid4())
     app.send_task(
@@ -123,6 +156,7 @@ def _send(
         queue=TASK_QUEUES[name].value,
         routing_key=TASK_QUEUES[name].value,
         countdown=countdown,
+        priority=priority,
         retry=True,
         retry_policy={
             "max_retries": 2,
@@ -135,9 +169,16 @@ def _send(
 
 
 def enqueue_probe(
-    app: Celery, *, job_id: uuid.UUID, timeout_s: float = 3.0, countdown: float | None = None
+    app: Celery,
+    *,
+    job_id: uuid.UUID,
+    timeout_s: float = 3.0,
+    countdown: float | None = None,
+    priority: int = INTERACTIVE_PRIORITY,
 ) -> str:
-    return _send(app, TaskName.PROBE, [str(job_id)], timeout_s=timeout_s, countdown=countdown)
+    return _send(
+        app, TaskName.PROBE, [str(job_id)], timeout_s=timeout_s, countdown=countdown, priority=priority
+    )
 
 
 def enqueue_analyze(
@@ -147,7 +188,17 @@ def enqueue_analyze(
     segment_index: int,
     timeout_s: float = 3.0,
     countdown: float | None = None,
+    priority: int = INTERACTIVE_PRIORITY,
 ) -> str:
     return _send(
-        app, TaskName.ANALYZE, [str(job_id), segment_index], timeout_s=timeout_s, countdown=countdown
+        app,
+        TaskName.ANALYZE,
+        [str(job_id), segment_index],
+        timeout_s=timeout_s,
+        countdown=countdown,
+        priority=priority,
     )
+
+
+def enqueue_webhook(app: Celery, *, delivery_id: uuid.UUID, timeout_s: float = 3.0) -> str:
+    return _send(app, TaskName.DELIVER_WEBHOOK, [str(delivery_id)], timeout_s=timeout_s)

@@ -22,7 +22,7 @@ from sqlalchemy import Table, and_, bindparam, exists, false, func, or_, select,
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from core.jobs import fail_job, mark_enqueued
+from core.jobs import fail_job, mark_enqueued, record_job_end
 from core.logs import log_context, log_event
 from core.models import Frame, Job, Segment, Track, Video
 from core.queue import enqueue_analyze, enqueue_probe
@@ -99,6 +99,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
         if job is None:
             log_event(log, "job.probe.skipped", reason="deleted")
             return "skipped"
+        priority = job.priority
         status = JobStatus(job.status)
         redelivered = task_id is not None and job.task_id == task_id
         stale = job.claimed_at is not None and job.claimed_at < _stale_before(ctx)
@@ -148,7 +149,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
             video = job.video
     if resend is not None:
         if resend:
-            _send_segments(ctx, job_id=job_id, indexes=resend)
+            _send_segments(ctx, job_id=job_id, indexes=resend, priority=priority)
         log_event(log, "job.probe.resent", segments=len(resend))
         return "resent"
 
@@ -208,7 +209,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
         if not plans:
             remove_job_copy(job_id=job_id, settings=settings)
             return "finalized"
-        _send_segments(ctx, job_id=job_id, indexes=[p.index for p in plans])
+        _send_segments(ctx, job_id=job_id, indexes=[p.index for p in plans], priority=priority)
         return "planned"
 
 
@@ -222,10 +223,14 @@ def _store_video_info(video: Video, info: VideoInfo) -> None:
     video.info = info.to_dict()
 
 
-def _send_segments(ctx: WorkerContext, *, job_id: uuid.UUID, indexes: list[int]) -> None:
+def _send_segments(ctx: WorkerContext, *, job_id: uuid.UUID, indexes: list[int], priority: int) -> None:
     for index in indexes:
         enqueue_analyze(
-            ctx.celery, job_id=job_id, segment_index=index, timeout_s=ctx.settings.enqueue_timeout_s
+            ctx.celery,
+            job_id=job_id,
+            segment_index=index,
+            timeout_s=ctx.settings.enqueue_timeout_s,
+            priority=priority,
         )
     with ctx.session() as session, session.begin():
         mark_enqueued(session, job_id=job_id)
@@ -523,6 +528,7 @@ def _finalize_locked(session: Session, *, job: Job, analyzer: Analyzer) -> None:
     job.finished_at = finished_at
     job.error_code = None
     job.error_message = None
+    record_job_end(session, job_id=job.id)
     log_event(
         log,
         "job.finalize.succeeded",
@@ -603,9 +609,10 @@ def reconcile(ctx: WorkerContext) -> dict[str, int]:
     with ctx.session() as session, session.begin():
         if not session.scalar(select(func.pg_try_advisory_xact_lock(RECONCILE_LOCK_ID))):
             return {"skipped": 1}
-        probe_ids = list(
-            session.scalars(
-                select(Job.id)
+        probes: list[tuple[uuid.UUID, int]] = [
+            (row[0], row[1])
+            for row in session.execute(
+                select(Job.id, Job.priority)
                 .where(
                     or_(
                         and_(
@@ -626,11 +633,12 @@ def reconcile(ctx: WorkerContext) -> dict[str, int]:
                 .order_by(Job.created_at)
                 .limit(_RECONCILE_BATCH)
             )
-        )
-        segment_keys: list[tuple[uuid.UUID, int]] = [
-            (row[0], row[1])
+        ]
+        probe_ids = [job_id for job_id, _ in probes]
+        segment_keys: list[tuple[uuid.UUID, int, int]] = [
+            (row[0], row[1], row[2])
             for row in session.execute(
-                select(Segment.job_id, Segment.segment_index)
+                select(Segment.job_id, Segment.segment_index, Job.priority)
                 .join(Job, Job.id == Segment.job_id)
                 .where(
                     Job.status == JobStatus.PROCESSING.value,
@@ -650,7 +658,7 @@ def reconcile(ctx: WorkerContext) -> dict[str, int]:
                 .limit(_RECONCILE_BATCH)
             )
         ]
-        touched = {*probe_ids, *(job_id for job_id, _ in segment_keys)}
+        touched = {*probe_ids, *(job_id for job_id, _, _ in segment_keys)}
         if touched:
             session.execute(
                 update(Job)
@@ -658,10 +666,16 @@ def reconcile(ctx: WorkerContext) -> dict[str, int]:
                 .values(enqueued_at=func.now())
                 .execution_options(synchronize_session=False)
             )
-    for job_id in probe_ids:
-        enqueue_probe(ctx.celery, job_id=job_id, timeout_s=settings.enqueue_timeout_s)
-    for job_id, index in segment_keys:
-        enqueue_analyze(ctx.celery, job_id=job_id, segment_index=index, timeout_s=settings.enqueue_timeout_s)
+    for job_id, priority in probes:
+        enqueue_probe(ctx.celery, job_id=job_id, timeout_s=settings.enqueue_timeout_s, priority=priority)
+    for job_id, index, priority in segment_keys:
+        enqueue_analyze(
+            ctx.celery,
+            job_id=job_id,
+            segment_index=index,
+            timeout_s=settings.enqueue_timeout_s,
+            priority=priority,
+        )
     counts = {"probes": len(probe_ids), "segments": len(segment_keys)}
     if probe_ids or segment_keys:
         log_event(log, "reconcile.resent", **counts)
@@ -673,8 +687,8 @@ def recover_node_claims(ctx: WorkerContext, *, booted_at: datetime) -> dict[str,
     died with it. Put those claims back and re-send their messages now, rather than after the
     broker's visibility timeout."""
     with ctx.session() as session, session.begin():
-        segment_keys: list[tuple[uuid.UUID, int]] = [
-            (row[0], row[1])
+        segment_keys: list[tuple[uuid.UUID, int, int]] = [
+            (row[0], row[1], row[2])
             for row in session.execute(
                 update(Segment)
                 .where(
@@ -684,12 +698,17 @@ def recover_node_claims(ctx: WorkerContext, *, booted_at: datetime) -> dict[str,
                     exists().where(Job.id == Segment.job_id, Job.status == JobStatus.PROCESSING.value),
                 )
                 .values(status=SegmentStatus.PENDING.value)
-                .returning(Segment.job_id, Segment.segment_index)
+                .returning(
+                    Segment.job_id,
+                    Segment.segment_index,
+                    select(Job.priority).where(Job.id == Segment.job_id).scalar_subquery(),
+                )
                 .execution_options(synchronize_session=False)
             )
         ]
-        probe_ids = list(
-            session.scalars(
+        probes: list[tuple[uuid.UUID, int]] = [
+            (row[0], row[1])
+            for row in session.execute(
                 update(Job)
                 .where(
                     Job.claimed_by == ctx.hostname,
@@ -698,17 +717,21 @@ def recover_node_claims(ctx: WorkerContext, *, booted_at: datetime) -> dict[str,
                     Job.claimed_at < booted_at,
                 )
                 .values(status=JobStatus.QUEUED.value)
-                .returning(Job.id)
+                .returning(Job.id, Job.priority)
                 .execution_options(synchronize_session=False)
             )
-        )
-    for job_id in probe_ids:
-        enqueue_probe(ctx.celery, job_id=job_id, timeout_s=ctx.settings.enqueue_timeout_s)
-    for job_id, index in segment_keys:
+        ]
+    for job_id, priority in probes:
+        enqueue_probe(ctx.celery, job_id=job_id, timeout_s=ctx.settings.enqueue_timeout_s, priority=priority)
+    for job_id, index, priority in segment_keys:
         enqueue_analyze(
-            ctx.celery, job_id=job_id, segment_index=index, timeout_s=ctx.settings.enqueue_timeout_s
+            ctx.celery,
+            job_id=job_id,
+            segment_index=index,
+            timeout_s=ctx.settings.enqueue_timeout_s,
+            priority=priority,
         )
-    counts = {"probes": len(probe_ids), "segments": len(segment_keys)}
-    if probe_ids or segment_keys:
+    counts = {"probes": len(probes), "segments": len(segment_keys)}
+    if probes or segment_keys:
         log_event(log, "worker.recovery.resent", node=ctx.hostname, **counts)
     return counts

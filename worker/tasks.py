@@ -11,11 +11,17 @@ from celery import Task, shared_task
 
 from core.logs import log_event
 from core.queue import TaskName
-from worker import jobs
+from worker import jobs, webhooks
 from worker.app import context_for
 from worker.failures import RETRYABLE_ERRORS
 
-__all__ = ["analyze_segment_task", "probe_job_task", "reconcile_jobs_task"]
+__all__ = [
+    "analyze_segment_task",
+    "deliver_webhook_task",
+    "dispatch_webhooks_task",
+    "probe_job_task",
+    "reconcile_jobs_task",
+]
 
 log = logging.getLogger(__name__)
 
@@ -68,3 +74,24 @@ def analyze_segment_task(self: Task, job_id: str, segment_index: int) -> str:
 def reconcile_jobs_task(self: Task) -> dict[str, int]:
     # Periodic: a missed run is replaced by the next one, so no retries and no late acks.
     return jobs.reconcile(context_for(self.request.hostname))
+
+
+@shared_task(bind=True, name=TaskName.DELIVER_WEBHOOK.value, max_retries=None)
+def deliver_webhook_task(self: Task, delivery_id: str) -> str:
+    # The delivery's own retries are scheduled in its row; Celery retries only cover an outage
+    # of the database or broker around the attempt.
+    try:
+        parsed = uuid.UUID(str(delivery_id))
+    except ValueError:
+        log_event(log, "webhook.delivery.rejected", level=logging.ERROR, delivery_id=str(delivery_id)[:64])
+        return "rejected"
+    try:
+        return webhooks.deliver(context_for(self.request.hostname), delivery_id=parsed).result
+    except RETRYABLE_ERRORS as exc:
+        raise self.retry(countdown=random.uniform(*_OUTAGE_RETRY_S), exc=exc) from exc
+
+
+@shared_task(bind=True, name=TaskName.DISPATCH_WEBHOOKS.value, max_retries=0, acks_late=False)
+def dispatch_webhooks_task(self: Task) -> int:
+    # Periodic, like the reconciler: a missed run is replaced by the next one.
+    return webhooks.dispatch_due(context_for(self.request.hostname))

@@ -1,0 +1,62 @@
+"""Batches: their states, the per-state counts of their jobs, and the bookkeeping done in the
+transaction that ends one of their jobs (the last one completes the batch and queues its event)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from core.models import Batch, Job
+from core.states import JobStatus
+from core.webhooks import record_batch_event
+
+__all__ = ["BatchStatus", "count_finished_job", "job_counts"]
+
+
+class BatchStatus(StrEnum):
+    RUNNING = "running"  # some of its jobs have not ended
+    COMPLETED = "completed"  # every job ended (succeeded, failed or canceled one by one)
+    CANCELED = "canceled"  # every job ended after the batch was canceled
+
+
+def job_counts(session: Session, *, batch_id: uuid.UUID) -> dict[str, int]:
+    """Jobs of the batch by status, every status present (zeros included)."""
+    counts = {status.value: 0 for status in JobStatus}
+    for status, count in session.execute(
+        select(Job.status, func.count()).where(Job.batch_id == batch_id).group_by(Job.status)
+    ):
+        counts[status] = int(count)
+    return counts
+
+
+def count_finished_job(session: Session, *, batch_id: uuid.UUID) -> bool:
+    """Counts one more ended job of the batch; the call that counts the last one marks the batch
+    ended and queues ``batch.completed``. True when this call completed the batch. Does not commit.
+
+    The counter UPDATE takes the batch's row lock, so jobs ending at the same moment are counted
+    one after the other and exactly one of them sees the total reached.
+    """
+    row = session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.jobs_finished < Batch.jobs_total)
+        .values(jobs_finished=Batch.jobs_finished + 1)
+        .returning(Batch.jobs_finished, Batch.jobs_total)
+        .execution_options(synchronize_session=False)
+    ).one_or_none()
+    if row is None or row.jobs_finished < row.jobs_total:
+        return False
+    batch = session.scalar(
+        select(Batch).where(Batch.id == batch_id).execution_options(populate_existing=True)
+    )
+    assert batch is not None
+    batch.status = (
+        BatchStatus.CANCELED.value if batch.canceled_at is not None else BatchStatus.COMPLETED.value
+    )
+    batch.completed_at = datetime.now(UTC)
+    session.flush()
+    record_batch_event(session, batch=batch, counts=job_counts(session, batch_id=batch_id))
+    return True

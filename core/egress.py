@@ -1,0 +1,385 @@
+"""Outbound HTTP to addresses clients chose (webhooks, https sources), guarded against SSRF.
+
+A URL's host is resolved once, every address it resolves to is checked (IPv4-mapped and NAT64
+IPv6 by the IPv4 address inside), and the connection goes to a checked address: the name is never
+resolved a second time, so DNS cannot swap in an internal address between check and use (TLS
+still verifies the certificate against the name). Redirects are never followed blindly, and no
+proxy from the environment is used, since a proxy would make its own, unchecked, resolution.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import SplitResult, urljoin, urlsplit
+
+import httpx
+
+__all__ = [
+    "AddressNotAllowedError",
+    "EgressError",
+    "FetchedFile",
+    "OutboundResponse",
+    "address_problem",
+    "check_url",
+    "check_url_statically",
+    "download",
+    "post",
+    "resolve_checked",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# Cloud instance metadata services: never a legitimate receiver, refused even when private
+# addresses are allowed (AWS/GCP/Azure/OpenStack, AWS over IPv6, Alibaba, Oracle).
+METADATA_ADDRESSES = frozenset(
+    ipaddress.ip_address(address)
+    for address in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2", "192.0.0.192")
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
+_RESPONSE_KEEP_BYTES = 4096
+_CHUNK_BYTES = 1024 * 1024
+
+
+class EgressError(Exception):
+    """An outbound request was refused or failed. ``retryable``: another try later may work."""
+
+    code = "egress_failed"
+
+    def __init__(self, message: str, *, code: str | None = None, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        self.retryable = retryable
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class AddressNotAllowedError(EgressError):
+    code = "address_not_allowed"
+
+
+def _embedded_ipv4(address: IPAddress) -> IPAddress:
+    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4), or the address itself."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+        if address in _NAT64:
+            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address.sixtofour is not None:
+            return address.sixtofour
+    return address
+
+
+def address_problem(address: IPAddress | str, *, allow_private: bool) -> str | None:
+    """Why the service must not connect to ``address`` (None when it may)."""
+    original = ipaddress.ip_address(address) if isinstance(address, str) else address
+    checked = _embedded_ipv4(original)
+    for candidate in {original, checked}:
+        if candidate in METADATA_ADDRESSES:
+            return "a cloud metadata address"
+    if checked.is_multicast or checked.is_unspecified or checked == ipaddress.IPv4Address("255.255.255.255"):
+        return "not a unicast address"
+    if allow_private:
+        return None
+    if checked.is_loopback:
+        return "a loopback address"
+    if checked.is_link_local:
+        return "a link-local address"
+    if checked.is_private or checked.is_reserved or not checked.is_global:
+        return "a private or reserved address"
+    return None
+
+
+def _literal_address(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host.strip("[]").split("%", 1)[0])
+    except ValueError:
+        return None
+
+
+def check_url(url: str, *, schemes: tuple[str, ...] = ("http", "https")) -> SplitResult:
+    """The URL's parts when it is an absolute URL the service may call (no DNS here)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise EgressError(f"{url!r} is not a valid URL: {exc}", code="invalid_url") from exc
+    if parts.scheme not in schemes or not parts.hostname:
+        raise EgressError(
+            f"the URL must be an absolute {' or '.join(f'{s}://' for s in schemes)} URL", code="invalid_url"
+        )
+    if parts.username is not None or parts.password is not None:
+        raise EgressError("the URL must not carry credentials", code="invalid_url")
+    if port == 0:
+        raise EgressError("the URL's port must be 1 to 65535", code="invalid_url")
+    return parts
+
+
+def check_url_statically(
+    url: str, *, allow_private: bool, schemes: tuple[str, ...] = ("http", "https")
+) -> SplitResult:
+    """``check_url`` plus what can be refused without DNS: literal addresses and local names.
+    Used when a URL is accepted; every connection checks the resolved addresses again."""
+    parts = check_url(url, schemes=schemes)
+    host = (parts.hostname or "").rstrip(".").lower()
+    literal = _literal_address(host)
+    if literal is not None:
+        problem = address_problem(literal, allow_private=allow_private)
+        if problem:
+            raise AddressNotAllowedError(f"{host} is {problem}; the service does not call it")
+    elif not allow_private and (host in _LOCAL_NAMES or host.endswith(".localhost")):
+        raise AddressNotAllowedError(f"{host} names this machine; the service does not call it")
+    return parts
+
+
+def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[IPAddress]:
+    """Every address ``host`` resolves to, each one checked; AddressNotAllowedError if any is refused
+    (a name that mixes public and internal addresses is refused whole)."""
+    literal = _literal_address(host)
+    if literal is not None:
+        candidates: list[IPAddress] = [literal]
+    else:
+        try:
+            infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise EgressError(f"{host} does not resolve ({exc})", code="dns_failed", retryable=True) from exc
+        candidates = []
+        for info in infos:
+            address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+            if address not in candidates:
+                candidates.append(address)
+        if not candidates:
+            raise EgressError(f"{host} resolves to no address", code="dns_failed", retryable=True)
+    for address in candidates:
+        problem = address_problem(address, allow_private=allow_private)
+        if problem:
+            shown = host if literal is not None else f"{host} resolves to {address}, which"
+            raise AddressNotAllowedError(f"{shown} is {problem}; the service does not call it")
+    return candidates
+
+
+def _ssl_context(ca_bundle: Path | None) -> ssl.SSLContext:
+    import certifi
+
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_bundle is not None:
+        context.load_verify_locations(cafile=str(ca_bundle))
+    return context
+
+
+def _pinned_url(parts: SplitResult, address: IPAddress) -> str:
+    host = f"[{address}]" if address.version == 6 else str(address)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += f"?{parts.query}"
+    return f"{parts.scheme}://{host}:{port}{target}"
+
+
+def _host_header(parts: SplitResult) -> str:
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{host}:{parts.port}" if parts.port else host
+
+
+@dataclass(frozen=True)
+class OutboundResponse:
+    status_code: int
+    headers: dict[str, str]
+    remote_address: str
+    body_head: bytes  # the first few KiB of the body, for logs
+
+
+@contextmanager
+def _pinned_stream(
+    method: str,
+    url: str,
+    *,
+    allow_private: bool,
+    timeout: httpx.Timeout,
+    ca_bundle: Path | None,
+    headers: dict[str, str] | None = None,
+    content: bytes | None = None,
+    schemes: tuple[str, ...] = ("http", "https"),
+) -> Iterator[tuple[httpx.Response, str]]:
+    """Sends one request to a checked address of the URL's host (the first that accepts a
+    connection) and yields the streaming response with the address used."""
+    parts = check_url(url, schemes=schemes)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    addresses = resolve_checked(host, port, allow_private=allow_private)
+    request_headers = {**(headers or {}), "Host": _host_header(parts)}
+    extensions = {"sni_hostname": host} if parts.scheme == "https" and _literal_address(host) is None else {}
+    verify: ssl.SSLContext | bool = _ssl_context(ca_bundle) if parts.scheme == "https" else False
+    last_error: Exception | None = None
+    with httpx.Client(follow_redirects=False, trust_env=False, verify=verify, timeout=timeout) as client:
+        for address in addresses:
+            request = client.build_request(
+                method, _pinned_url(parts, address), headers=request_headers, content=content
+            )
+            request.extensions.update(extensions)
+            try:
+                response = client.send(request, stream=True)
+            except httpx.ConnectError as exc:
+                last_error = exc
+                continue  # the next address of the name may answer
+            except httpx.TimeoutException as exc:
+                raise EgressError(
+                    f"{host} did not answer in time ({type(exc).__name__})", code="timeout", retryable=True
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise EgressError(
+                    f"request to {host} failed: {exc}", code="request_failed", retryable=True
+                ) from exc
+            try:
+                yield response, str(address)
+            finally:
+                response.close()
+            return
+    reason = str(last_error) if last_error else "no address"
+    if last_error is not None and "CERTIFICATE" in reason.upper():
+        raise EgressError(f"TLS with {host} failed: {reason}", code="tls_failed", retryable=True)
+    raise EgressError(f"could not connect to {host}: {reason}", code="connect_failed", retryable=True)
+
+
+def post(
+    url: str,
+    *,
+    body: bytes,
+    headers: dict[str, str],
+    allow_private: bool,
+    timeout_s: float,
+    connect_timeout_s: float,
+    ca_bundle: Path | None = None,
+) -> OutboundResponse:
+    """POSTs ``body`` to ``url`` through the address guard; a redirect is answered as it is, not followed."""
+    deadline = time.monotonic() + timeout_s
+    timeout = httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s))
+    with _pinned_stream(
+        "POST",
+        url,
+        allow_private=allow_private,
+        timeout=timeout,
+        ca_bundle=ca_bundle,
+        headers=headers,
+        content=body,
+    ) as (response, address):
+        head = bytearray()
+        try:
+            for chunk in response.iter_bytes():
+                head.extend(chunk[: _RESPONSE_KEEP_BYTES - len(head)])
+                if len(head) >= _RESPONSE_KEEP_BYTES or time.monotonic() > deadline:
+                    break  # the body does not matter; a receiver that keeps talking is cut off
+        except httpx.HTTPError:
+            pass  # the status is what counts; a body cut short is not a failed delivery
+        return OutboundResponse(
+            status_code=response.status_code,
+            headers={key.lower(): value for key, value in response.headers.items()},
+            remote_address=address,
+            body_head=bytes(head),
+        )
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    path: Path
+    size: int
+    url: str  # the URL the bytes came from, after redirects
+    content_type: str | None
+
+
+def download(
+    url: str,
+    destination: Path,
+    *,
+    allow_private: bool,
+    max_bytes: int,
+    timeout_s: float,
+    connect_timeout_s: float,
+    max_redirects: int,
+    ca_bundle: Path | None = None,
+) -> FetchedFile:
+    """Streams an https:// URL into ``destination`` under a size cap and a total time cap.
+    Each redirect is checked like the first URL (https only, guarded addresses)."""
+    deadline = time.monotonic() + timeout_s
+    timeout = httpx.Timeout(min(timeout_s, 60.0), connect=min(connect_timeout_s, timeout_s))
+    current = url
+    partial = destination.with_name(destination.name + ".part")
+    for _ in range(max_redirects + 1):
+        with _pinned_stream(
+            "GET",
+            current,
+            allow_private=allow_private,
+            timeout=timeout,
+            ca_bundle=ca_bundle,
+            schemes=("https",),
+        ) as (response, _address):
+            status = response.status_code
+            if status in (301, 302, 303, 307, 308):
+                location = response.headers.get("location")
+                if not location:
+                    raise EgressError(f"{current} redirected without a Location", code="source_unreadable")
+                current = urljoin(current, location)
+                continue
+            if status in (404, 410):
+                raise EgressError(
+                    f"{current} answered {status}: the source does not exist", code="source_not_found"
+                )
+            if status == 429 or status >= 500:
+                raise EgressError(f"{current} answered {status}", code="source_unavailable", retryable=True)
+            if status != 200:
+                raise EgressError(f"{current} answered {status}", code="source_refused")
+            declared = response.headers.get("content-length")
+            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                raise EgressError(
+                    f"the source is {int(declared)} bytes, past the {max_bytes} byte limit",
+                    code="source_too_large",
+                )
+            size = 0
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                with partial.open("wb") as sink:
+                    for chunk in response.iter_bytes(_CHUNK_BYTES):
+                        size += len(chunk)
+                        if size > max_bytes:
+                            raise EgressError(
+                                f"the source is past the {max_bytes} byte limit", code="source_too_large"
+                            )
+                        if time.monotonic() > deadline:
+                            raise EgressError(
+                                f"the source did not download within {timeout_s:.0f} s",
+                                code="source_timeout",
+                                retryable=True,
+                            )
+                        sink.write(chunk)
+            except httpx.TimeoutException as exc:
+                partial.unlink(missing_ok=True)
+                raise EgressError(
+                    f"the source stopped sending ({type(exc).__name__})",
+                    code="source_timeout",
+                    retryable=True,
+                ) from exc
+            except httpx.HTTPError as exc:
+                partial.unlink(missing_ok=True)
+                raise EgressError(
+                    f"the download broke off: {exc}", code="source_unavailable", retryable=True
+                ) from exc
+            except BaseException:
+                partial.unlink(missing_ok=True)
+                raise
+            partial.replace(destination)
+            return FetchedFile(
+                path=destination, size=size, url=current, content_type=response.headers.get("content-type")
+            )
+    raise EgressError(f"{url} redirected more than {max_redirects} times", code="source_unreadable")
