@@ -20,10 +20,13 @@ import numpy as np
 
 from pipeline import aggregate
 from pipeline.crop import crop_face
+from pipeline.explain import GradCam, TopCrops, encode_jpeg, overlay_heatmap
 from pipeline.faces import Detection, FaceDetector, link_segment_tracks, link_tracks
 from pipeline.model import Classifier
+from pipeline.quality import QualityStats, measure_segment
 from pipeline.types import (
     AnalysisConfig,
+    FaceExplanation,
     FaceResult,
     FrameResult,
     SegmentPlan,
@@ -68,6 +71,7 @@ class Analyzer:
             batch_size=self.config.batch_size,
         )
         self.model_info: dict[str, Any] = self.classifier.describe()
+        self._gradcam: GradCam | None = None  # built when the first explanation is asked for
 
     @property
     def threshold(self) -> float:
@@ -87,11 +91,13 @@ class Analyzer:
         """
         config = self.config
         started = time.perf_counter()
-        detect_s = classify_s = 0.0
+        detect_s = classify_s = quality_s = 0.0
         size = self.model_config.input_size
         margin = self.model_config.face_margin
         detections: list[list[Detection]] = []
         scores: list[np.ndarray] = []
+        quality = QualityStats()
+        suspicious = TopCrops(config.explain_top_k)
         with SegmentDecoder(path, info, plan, config) as decoder:
             for start, stop in decoder.chunks(config.chunk_frames):
                 frames = decoder.frames[start:stop]
@@ -105,10 +111,18 @@ class Analyzer:
                 ]
                 if crops:
                     scores.append(self.classifier.predict(np.stack(crops)))
+                    suspicious.offer(scores[-1], crops, first=sum(len(s) for s in scores[:-1]))
                 t2 = time.perf_counter()
+                quality.merge(measure_segment(
+                    frames,
+                    [[d.box for d in dets] for dets in found],
+                    scale=(info.width / frames.shape[2], info.height / frames.shape[1]),
+                ))
+                t3 = time.perf_counter()
                 detections.extend(found)
                 detect_s += t1 - t0
                 classify_s += t2 - t1
+                quality_s += t3 - t2
             times = decoder.times
             decoded_height, decoded_width = decoder.frames.shape[1:3]
         t0 = time.perf_counter()
@@ -121,7 +135,11 @@ class Analyzer:
         scale_x = info.width / decoded_width
         scale_y = info.height / decoded_height
         all_scores = np.concatenate(scores) if scores else np.zeros((0,), dtype=np.float32)
+        t0 = time.perf_counter()
+        explained = self._explain(suspicious)
+        explain_s = time.perf_counter() - t0
         frame_results: list[FrameResult] = []
+        explanations: list[FaceExplanation] = []
         position = 0
         for t, dets, ids in zip(times, detections, track_ids, strict=True):
             faces = []
@@ -133,6 +151,13 @@ class Analyzer:
                     track=track_id,
                     score=float(all_scores[position]),
                 ))
+                if position in explained:
+                    heatmap_jpeg, crop_jpeg = explained[position]
+                    face = faces[-1]
+                    explanations.append(FaceExplanation(
+                        frame_index=_frame_index(t, info.fps), t=t, face=len(faces) - 1, track=track_id,
+                        score=face.score, box=face.box, heatmap_jpeg=heatmap_jpeg, crop_jpeg=crop_jpeg,
+                    ))
                 position += 1
             frame_results.append(FrameResult(
                 index=_frame_index(t, info.fps),
@@ -141,10 +166,13 @@ class Analyzer:
                 faces=faces,
             ))
         total = time.perf_counter() - started
+        explanations.sort(key=lambda explanation: -explanation.score)
         timings = {
-            "decode_s": max(0.0, total - detect_s - classify_s),
+            "decode_s": max(0.0, total - detect_s - classify_s - quality_s - explain_s),
             "detect_s": detect_s,
             "classify_s": classify_s,
+            "quality_s": quality_s,
+            "explain_s": explain_s,
         }
         result = SegmentResult(
             index=plan.index,
@@ -154,12 +182,27 @@ class Analyzer:
             frames=frame_results,
             tracks=aggregate.track_results(frame_results),
             timings=timings,
+            quality=quality.to_dict(),
+            explanations=explanations,
         )
         log.info("pipeline.segment.done", extra={
             "segment": plan.index, "frames": len(frame_results), "faces": result.face_count,
             **{k: round(v, 3) for k, v in timings.items()},
         })
         return result
+
+    def _explain(self, suspicious: TopCrops) -> dict[int, tuple[bytes, bytes]]:
+        """Grad-CAM of the segment's most suspicious crops: position → (overlay, crop) as JPEG."""
+        chosen = suspicious.items()
+        if not chosen:
+            return {}
+        if self._gradcam is None:
+            self._gradcam = GradCam(self.classifier.model)
+        heatmaps = self._gradcam.explain(np.stack([crop for _, _, crop in chosen]))
+        return {
+            position: (encode_jpeg(overlay_heatmap(crop, heatmap)), encode_jpeg(crop))
+            for (position, _, crop), heatmap in zip(chosen, heatmaps.maps, strict=True)
+        }
 
     def finalize(
         self, info: VideoInfo, segments: Sequence[SegmentResult], timings: dict[str, float] | None = None

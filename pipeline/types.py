@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 __all__ = [
     "AnalysisConfig",
+    "FaceExplanation",
     "FaceResult",
     "FrameResult",
     "SegmentPlan",
@@ -51,6 +52,9 @@ class AnalysisConfig:
     max_duration_s: float = 4 * 3600.0
     max_pixels_per_second: float = 7680 * 4320 * 120.0
     decode_timeout_s: float = 300.0  # per segment
+    # Grad-CAM heatmaps for this many of each segment's most suspicious faces (0: none); each
+    # costs a backward pass.
+    explain_top_k: int = 0
 
     def replace(self, **changes: Any) -> AnalysisConfig:
         values = asdict(self)
@@ -132,6 +136,24 @@ class TrackResult:
 
 
 @dataclass
+class FaceExplanation:
+    """A Grad-CAM heatmap of one face: the model's crop and the crop with the heatmap over it."""
+
+    frame_index: int
+    t: float
+    face: int  # position of the face in its frame's faces
+    track: int  # local to the segment, like FaceResult.track before finalize
+    score: float
+    box: Box
+    heatmap_jpeg: bytes
+    crop_jpeg: bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"frame_index": self.frame_index, "t": round(self.t, 3), "face": self.face,
+                "track": self.track, "score": round(self.score, 5), "box": [round(v, 1) for v in self.box]}
+
+
+@dataclass
 class SegmentResult:
     index: int
     start_s: float
@@ -140,6 +162,9 @@ class SegmentResult:
     frames: list[FrameResult]
     tracks: list[TrackResult]  # ids local to this segment until the video is aggregated
     timings: dict[str, float] = field(default_factory=dict)  # decode_s, detect_s, classify_s
+    # Input statistics of the sampled frames (pipeline.quality.QualityStats.to_dict()).
+    quality: dict[str, Any] | None = None
+    explanations: list[FaceExplanation] = field(default_factory=list)
 
     @property
     def face_count(self) -> int:
