@@ -10,8 +10,9 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
+from api.batch_schemas import BatchCreate
 from api.errors import register_error_handlers
-from api.routes import health, jobs, uploads
+from api.routes import batches, deliveries, health, jobs, uploads, webhooks
 from api.schemas import JobCreate
 from core.config import Settings, get_settings
 from core.logs import log_event
@@ -39,6 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(jobs.router)
     app.include_router(uploads.router)
+    app.include_router(batches.router)
+    app.include_router(webhooks.router)
+    app.include_router(deliveries.router)
 
     @app.middleware("http")
     async def _access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -67,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             job_create = JobCreate.model_json_schema(ref_template="#/components/schemas/{model}")
             components.update(job_create.pop("$defs", {}))
             components["JobCreate"] = job_create
+            batch_create = BatchCreate.model_json_schema(ref_template="#/components/schemas/{model}")
+            components.update(batch_create.pop("$defs", {}))
+            components["BatchCreate"] = batch_create
             app.openapi_schema = schema
         return app.openapi_schema
 

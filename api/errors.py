@@ -43,6 +43,7 @@ _DESCRIPTIONS = {
     413: "past a size limit",
     415: "not a supported video container or content type",
     422: "invalid request",
+    429: "past a limit that passes with time; retry after Retry-After seconds",
     503: "a dependency is unavailable; retry after Retry-After seconds",
 }
 

@@ -132,6 +132,7 @@ class JobPublic(BaseModel):
     options: dict[str, Any]
     callback_url: str | None
     external_id: str | None
+    batch_id: uuid.UUID | None = Field(default=None, description="the batch the job is an item of")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -175,6 +176,7 @@ class JobPublic(BaseModel):
             options=dict(job.options or {}),
             callback_url=job.callback_url,
             external_id=job.external_id,
+            batch_id=job.batch_id,
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,

@@ -141,6 +141,8 @@ class Settings(BaseSettings):
 
     # Batches and backlog
     batch_max_items: int = Field(default=10_000, ge=1, le=100_000)
+    # A batch request (JSON, CSV or JSONL) may be larger than other JSON bodies.
+    batch_body_max_bytes: int = Field(default=32 * 1024 * 1024, ge=1024)
     # Celery priority of batch items (0 is served first; interactive jobs use 0).
     batch_priority: int = Field(default=9, ge=1, le=9)
     # Queued plus processing jobs one tenant may have; past it, 429 with Retry-After.

@@ -13,6 +13,7 @@ __all__ = [
     "ServiceError",
     "ServiceUnavailableError",
     "StorageUnavailableError",
+    "TooManyRequestsError",
     "UnauthorizedError",
     "UnsupportedMediaTypeError",
 ]
@@ -77,6 +78,16 @@ class PayloadTooLargeError(ServiceError):
 class UnsupportedMediaTypeError(ServiceError):
     status_code = 415
     code = "unsupported_media_type"
+
+
+class TooManyRequestsError(ServiceError):
+    """Past a limit that passes with time (jobs in flight, request rates); retry after Retry-After."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, code: str | None = None, retry_after_s: int = 30) -> None:
+        super().__init__(message, code=code, headers={"Retry-After": str(retry_after_s)})
 
 
 class ServiceUnavailableError(ServiceError):

@@ -10,11 +10,18 @@ from sqlalchemy import func, update
 from sqlalchemy.orm import Session
 
 from core.batches import count_finished_job
-from core.models import Job
+from core.models import Batch, Job
 from core.states import ACTIVE_JOB_STATES, JobStatus, can_transition
 from core.webhooks import record_job_event
 
-__all__ = ["cancel_job", "fail_job", "mark_enqueued", "record_job_end", "transition_job"]
+__all__ = [
+    "cancel_batch_jobs",
+    "cancel_job",
+    "fail_job",
+    "mark_enqueued",
+    "record_job_end",
+    "transition_job",
+]
 
 ERROR_MESSAGE_MAX = 2000
 
@@ -71,6 +78,36 @@ def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:
         error_code="canceled",
         error_message="canceled by the client",
     )
+
+
+def cancel_batch_jobs(session: Session, *, batch_id: uuid.UUID) -> list[uuid.UUID]:
+    """Cancels a batch: every unfinished job in one UPDATE, then the batch itself. The job locks
+    are taken before the batch's, the order a worker finalizing a job uses, so the two never
+    deadlock. Does not commit."""
+    canceled = list(
+        session.scalars(
+            update(Job)
+            .where(Job.batch_id == batch_id, Job.status.in_([s.value for s in ACTIVE_JOB_STATES]))
+            .values(
+                status=JobStatus.CANCELED.value,
+                error_code="canceled",
+                error_message="canceled with its batch",
+                finished_at=func.now(),
+            )
+            .returning(Job.id)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    # Before the jobs are counted, so the count that ends the batch marks it canceled.
+    session.execute(
+        update(Batch)
+        .where(Batch.id == batch_id, Batch.status == "running", Batch.canceled_at.is_(None))
+        .values(canceled_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    for job_id in canceled:
+        record_job_end(session, job_id=job_id)
+    return canceled
 
 
 def mark_enqueued(session: Session, *, job_id: uuid.UUID) -> None:

@@ -350,6 +350,9 @@ class WebhookDelivery(Base):
     endpoint_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("webhook_endpoints.id", ondelete="SET NULL"), index=True
     )
+    # "callback" (a job's or batch's callback_url, signed with the tenant's callback secret) or
+    # "endpoint" (endpoint_id; null once the endpoint is deleted).
+    destination: Mapped[str] = mapped_column(String(16))
     url: Mapped[str] = mapped_column(String(2048))  # the endpoint's URL or the callback_url, at event time
     event_type: Mapped[str] = mapped_column(String(32))
     job_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
@@ -372,6 +375,7 @@ class WebhookDelivery(Base):
 
     __table_args__ = (
         CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+        CheckConstraint("destination IN ('callback', 'endpoint')", name="destination"),
         # The dispatcher scans only deliveries still to make.
         Index("ix_webhook_deliveries_due", "next_attempt_at", postgresql_where=text("status = 'pending'")),
     )

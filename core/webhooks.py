@@ -210,6 +210,7 @@ def _insert_deliveries(
             "id": delivery_id,
             "tenant_id": tenant_id,
             "endpoint_id": endpoint_id,
+            "destination": "callback" if endpoint_id is None else "endpoint",
             "url": url,
             "event_type": event.value,
             "job_id": job_id,

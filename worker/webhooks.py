@@ -145,8 +145,12 @@ def _claim(ctx: WorkerContext, session: Session, delivery_id: uuid.UUID) -> _Cla
     if delivery is None:
         return AttemptOutcome("skipped")
     try:
-        if delivery.endpoint_id is not None:
-            endpoint = session.get(WebhookEndpoint, delivery.endpoint_id)
+        if delivery.destination == "endpoint":
+            endpoint = (
+                session.get(WebhookEndpoint, delivery.endpoint_id)
+                if delivery.endpoint_id is not None
+                else None
+            )
             if endpoint is None or not endpoint.is_active:
                 return _finish_without_attempt(session, delivery, "the endpoint is disabled")
             secret = decrypt_secret(

@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from api.pagination import decode_cursor, encode_cursor
 from api.schemas import JobOptions
+from api.services.limits import ensure_in_flight_capacity
+from api.services.webhooks import check_callback_url
 from core.config import Settings
 from core.errors import (
     ConflictError,
@@ -217,6 +219,8 @@ def create_job(
     if existing is not None:
         return existing, False
     resolved = resolve_options(options, settings)
+    check_callback_url(options.callback_url, settings=settings)
+    ensure_in_flight_capacity(session, tenant_id=tenant_id, adding=1, settings=settings)
     video = Video(
         id=draft.video_id,
         tenant_id=tenant_id,

@@ -94,6 +94,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("tenant_id", sa.Uuid(), nullable=False),
         sa.Column("endpoint_id", sa.Uuid(), nullable=True),
+        sa.Column("destination", sa.String(length=16), nullable=False),
         sa.Column("url", sa.String(length=2048), nullable=False),
         sa.Column("event_type", sa.String(length=32), nullable=False),
         sa.Column("job_id", sa.Uuid(), nullable=True),
@@ -111,6 +112,9 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.DateTime(timezone=True), nullable=True),
         sa.CheckConstraint(
             "status IN ('pending', 'succeeded', 'failed')", name=op.f("ck_webhook_deliveries_status")
+        ),
+        sa.CheckConstraint(
+            "destination IN ('callback', 'endpoint')", name=op.f("ck_webhook_deliveries_destination")
         ),
         sa.ForeignKeyConstraint(
             ["batch_id"],

@@ -1,0 +1,101 @@
+"""The webhook delivery log: deliveries of a job or a batch with every attempt, and redelivery."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
+from api.errors import error_responses
+from api.pagination import page_limit
+from api.services import webhooks as service
+from api.webhook_schemas import DeliveryPage, DeliveryPublic
+from core.models import WebhookAttempt, WebhookDelivery
+
+__all__ = ["router"]
+
+router = APIRouter(tags=["webhooks"])
+
+Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
+Limit = Annotated[int | None, Query(description="items per page (default 50)")]
+
+
+def _page(rows: list[tuple[WebhookDelivery, list[WebhookAttempt]]], next_cursor: str | None) -> DeliveryPage:
+    return DeliveryPage(
+        items=[DeliveryPublic.from_row(row, attempts) for row, attempts in rows], next_cursor=next_cursor
+    )
+
+
+@router.get(
+    "/v1/jobs/{job_id}/deliveries",
+    response_model=DeliveryPage,
+    summary="Webhook deliveries of a job's events, oldest first, with every attempt",
+    responses=error_responses(401, 404, 422),
+)
+def list_job_deliveries(
+    job_id: str,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    cursor: Cursor = None,
+    limit: Limit = None,
+) -> DeliveryPage:
+    rows, next_cursor = service.list_deliveries(
+        session, tenant_id=key.tenant_id, job_id=job_id, cursor=cursor, limit=page_limit(limit, settings)
+    )
+    return _page(rows, next_cursor)
+
+
+@router.get(
+    "/v1/batches/{batch_id}/deliveries",
+    response_model=DeliveryPage,
+    summary="Webhook deliveries of a batch's own events (batch.completed), with every attempt",
+    responses=error_responses(401, 404, 422),
+)
+def list_batch_deliveries(
+    batch_id: str,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    cursor: Cursor = None,
+    limit: Limit = None,
+) -> DeliveryPage:
+    rows, next_cursor = service.list_deliveries(
+        session, tenant_id=key.tenant_id, batch_id=batch_id, cursor=cursor, limit=page_limit(limit, settings)
+    )
+    return _page(rows, next_cursor)
+
+
+@router.get(
+    "/v1/deliveries/{delivery_id}",
+    response_model=DeliveryPublic,
+    summary="One webhook delivery with every attempt",
+    responses=error_responses(401, 404),
+)
+def get_delivery(delivery_id: str, key: CurrentKey, session: SessionDep) -> DeliveryPublic:
+    row, attempts = service.get_delivery(session, tenant_id=key.tenant_id, delivery_id=delivery_id)
+    return DeliveryPublic.from_row(row, attempts)
+
+
+@router.post(
+    "/v1/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    response_model=DeliveryPublic,
+    summary="Send a finished delivery again",
+    description=(
+        "Starts a new series of attempts now, with the same `webhook-id` and body, freshly signed. "
+        "A delivery still being attempted answers 409."
+    ),
+    responses=error_responses(401, 404, 409),
+)
+async def redeliver(
+    delivery_id: str, key: CurrentKey, session: SessionDep, settings: SettingsDep, celery: QueueDep
+) -> DeliveryPublic:
+    row, attempts = await run_in_threadpool(
+        lambda: service.redeliver(
+            session, celery, tenant_id=key.tenant_id, delivery_id=delivery_id, settings=settings
+        )
+    )
+    return DeliveryPublic.from_row(row, attempts)

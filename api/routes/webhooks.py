@@ -1,0 +1,152 @@
+"""/v1/webhooks: a tenant's webhook endpoints and the secret that signs its callback URLs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import CurrentKey, SessionDep, SettingsDep
+from api.errors import error_responses
+from api.pagination import page_limit
+from api.services import webhooks as service
+from api.webhook_schemas import (
+    CallbackSecretPublic,
+    DeliveryPage,
+    DeliveryPublic,
+    EndpointCreate,
+    EndpointCreated,
+    EndpointPage,
+    EndpointPublic,
+)
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=EndpointCreated,
+    summary="Register a webhook endpoint",
+    description=(
+        "Events are POSTed to the URL signed as Standard Webhooks (`webhook-id`, `webhook-timestamp`, "
+        "`webhook-signature`). The `whsec_…` secret is in this answer only. The URL's host must not "
+        "resolve to a loopback, private, link-local or metadata address."
+    ),
+    responses=error_responses(401, 409, 422),
+)
+async def create_endpoint(
+    body: EndpointCreate, key: CurrentKey, session: SessionDep, settings: SettingsDep
+) -> EndpointCreated:
+    endpoint, secret = await run_in_threadpool(
+        lambda: service.create_endpoint(
+            session,
+            tenant_id=key.tenant_id,
+            url=body.url,
+            description=body.description,
+            event_types=body.event_types,
+            settings=settings,
+        )
+    )
+    return EndpointCreated(**EndpointPublic.from_row(endpoint).model_dump(), secret=secret)
+
+
+@router.get("", response_model=EndpointPage, summary="List webhook endpoints", responses=error_responses(401))
+def list_endpoints(key: CurrentKey, session: SessionDep) -> EndpointPage:
+    rows = service.list_endpoints(session, tenant_id=key.tenant_id)
+    return EndpointPage(items=[EndpointPublic.from_row(row) for row in rows])
+
+
+@router.get(
+    "/callback-secret",
+    response_model=CallbackSecretPublic,
+    summary="The secret that signs callback_url deliveries",
+    description="Deliveries to the `callback_url` of jobs and batches are signed with this secret "
+    "(made on first use).",
+    responses=error_responses(401),
+)
+def get_callback_secret(key: CurrentKey, session: SessionDep, settings: SettingsDep) -> CallbackSecretPublic:
+    secret, row = service.get_callback_secret(session, tenant_id=key.tenant_id, settings=settings)
+    return CallbackSecretPublic(secret=secret, secret_hint=row.secret_hint, created_at=row.created_at)
+
+
+@router.post(
+    "/callback-secret/rotate",
+    response_model=CallbackSecretPublic,
+    summary="Replace the callback signing secret",
+    description="Every attempt from now on, retries of earlier events included, uses the new secret.",
+    responses=error_responses(401),
+)
+def rotate_callback_secret(
+    key: CurrentKey, session: SessionDep, settings: SettingsDep
+) -> CallbackSecretPublic:
+    secret, row = service.rotate_callback_secret(session, tenant_id=key.tenant_id, settings=settings)
+    return CallbackSecretPublic(secret=secret, secret_hint=row.secret_hint, created_at=row.created_at)
+
+
+@router.get(
+    "/{endpoint_id}",
+    response_model=EndpointPublic,
+    summary="A webhook endpoint",
+    responses=error_responses(401, 404),
+)
+def get_endpoint(endpoint_id: str, key: CurrentKey, session: SessionDep) -> EndpointPublic:
+    return EndpointPublic.from_row(
+        service.get_endpoint(session, tenant_id=key.tenant_id, endpoint_id=endpoint_id)
+    )
+
+
+@router.post(
+    "/{endpoint_id}/enable",
+    response_model=EndpointPublic,
+    summary="Turn an endpoint back on after it answered 410 Gone",
+    responses=error_responses(401, 404, 422),
+)
+async def enable_endpoint(
+    endpoint_id: str, key: CurrentKey, session: SessionDep, settings: SettingsDep
+) -> EndpointPublic:
+    endpoint = await run_in_threadpool(
+        lambda: service.enable_endpoint(
+            session, tenant_id=key.tenant_id, endpoint_id=endpoint_id, settings=settings
+        )
+    )
+    return EndpointPublic.from_row(endpoint)
+
+
+@router.delete(
+    "/{endpoint_id}",
+    status_code=204,
+    summary="Delete a webhook endpoint",
+    description="Deliveries still waiting for it fail; its delivery log stays readable.",
+    responses=error_responses(401, 404),
+)
+def delete_endpoint(endpoint_id: str, key: CurrentKey, session: SessionDep) -> Response:
+    service.delete_endpoint(session, tenant_id=key.tenant_id, endpoint_id=endpoint_id)
+    return Response(status_code=204)
+
+
+@router.get(
+    "/{endpoint_id}/deliveries",
+    response_model=DeliveryPage,
+    summary="Deliveries to an endpoint, oldest first, with every attempt",
+    responses=error_responses(401, 404, 422),
+)
+def list_endpoint_deliveries(
+    endpoint_id: str,
+    key: CurrentKey,
+    session: SessionDep,
+    settings: SettingsDep,
+    cursor: str | None = Query(default=None, max_length=512),
+    limit: int | None = None,
+) -> DeliveryPage:
+    rows, next_cursor = service.list_deliveries(
+        session,
+        tenant_id=key.tenant_id,
+        endpoint_id=endpoint_id,
+        cursor=cursor,
+        limit=page_limit(limit, settings),
+    )
+    return DeliveryPage(
+        items=[DeliveryPublic.from_row(row, attempts) for row, attempts in rows], next_cursor=next_cursor
+    )

@@ -1,0 +1,327 @@
+"""Webhook endpoints, callback secrets and the delivery log, always within one tenant."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+
+from celery import Celery
+from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from api.pagination import decode_cursor, encode_cursor
+from core.config import Settings
+from core.egress import EgressError, check_url_statically, resolve_checked
+from core.errors import ConflictError, InvalidRequestError, NotFoundError
+from core.logs import log_event
+from core.models import Batch, CallbackSecret, Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint
+from core.queue import enqueue_webhook
+from core.webhooks import (
+    EVENT_TYPES,
+    DeliveryStatus,
+    decrypt_secret,
+    encrypt_secret,
+    ensure_callback_secret,
+    new_secret,
+    secret_hint,
+)
+
+__all__ = [
+    "MAX_ENDPOINTS_PER_TENANT",
+    "check_callback_url",
+    "create_endpoint",
+    "delete_endpoint",
+    "enable_endpoint",
+    "get_callback_secret",
+    "get_delivery",
+    "get_endpoint",
+    "list_deliveries",
+    "list_endpoints",
+    "redeliver",
+    "rotate_callback_secret",
+]
+
+log = logging.getLogger(__name__)
+
+MAX_ENDPOINTS_PER_TENANT = 20
+
+
+def check_callback_url(url: str | None, *, settings: Settings, field: str = "callback_url") -> None:
+    """What can be refused when a callback URL is accepted, without DNS (every attempt resolves
+    and checks again)."""
+    if url is None:
+        return
+    try:
+        check_url_statically(url, allow_private=settings.webhook_allow_private)
+    except EgressError as exc:
+        raise InvalidRequestError(f"{field}: {exc.message}", code=exc.code) from exc
+
+
+def _check_endpoint_url(url: str, *, settings: Settings) -> None:
+    try:
+        parts = check_url_statically(url, allow_private=settings.webhook_allow_private)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        resolve_checked(parts.hostname or "", port, allow_private=settings.webhook_allow_private)
+    except EgressError as exc:
+        raise InvalidRequestError(f"url: {exc.message}", code=exc.code) from exc
+
+
+def create_endpoint(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    url: str,
+    description: str | None,
+    event_types: list[str] | None,
+    settings: Settings,
+) -> tuple[WebhookEndpoint, str]:
+    """Registers an endpoint; returns it with its secret (the only time the plaintext leaves).
+    The URL's host is resolved and every address checked now, and again on every attempt. Commits."""
+    _check_endpoint_url(url, settings=settings)
+    count = session.scalar(
+        select(func.count()).select_from(WebhookEndpoint).where(WebhookEndpoint.tenant_id == tenant_id)
+    )
+    if (count or 0) >= MAX_ENDPOINTS_PER_TENANT:
+        raise ConflictError(
+            f"a tenant may register {MAX_ENDPOINTS_PER_TENANT} endpoints; delete one first",
+            code="too_many_endpoints",
+        )
+    endpoint_id = uuid.uuid4()
+    secret = new_secret()
+    endpoint = WebhookEndpoint(
+        id=endpoint_id,
+        tenant_id=tenant_id,
+        url=url,
+        description=description,
+        event_types=list(event_types or EVENT_TYPES),
+        secret_encrypted=encrypt_secret(
+            secret, key=settings.webhook_secrets_key, context=f"endpoint:{endpoint_id}"
+        ),
+        secret_hint=secret_hint(secret),
+    )
+    session.add(endpoint)
+    session.commit()
+    log_event(log, "webhook.endpoint.created", endpoint_id=str(endpoint_id), tenant_id=str(tenant_id))
+    return endpoint, secret
+
+
+def _parse_id(raw: str, *, what: str, code: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(raw)
+    except ValueError as exc:
+        raise NotFoundError(f"no {what} with this id", code=code) from exc
+
+
+def get_endpoint(session: Session, *, tenant_id: uuid.UUID, endpoint_id: str) -> WebhookEndpoint:
+    endpoint = session.scalar(
+        select(WebhookEndpoint).where(
+            WebhookEndpoint.id == _parse_id(endpoint_id, what="endpoint", code="endpoint_not_found"),
+            WebhookEndpoint.tenant_id == tenant_id,
+        )
+    )
+    if endpoint is None:
+        raise NotFoundError("no endpoint with this id", code="endpoint_not_found")
+    return endpoint
+
+
+def list_endpoints(session: Session, *, tenant_id: uuid.UUID) -> list[WebhookEndpoint]:
+    return list(
+        session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.tenant_id == tenant_id)
+            .order_by(WebhookEndpoint.created_at, WebhookEndpoint.id)
+        )
+    )
+
+
+def delete_endpoint(session: Session, *, tenant_id: uuid.UUID, endpoint_id: str) -> None:
+    """Removes the endpoint; what it still had to receive fails (the log stays). Commits."""
+    endpoint = get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
+    session.execute(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.endpoint_id == endpoint.id,
+            WebhookDelivery.status == DeliveryStatus.PENDING.value,
+        )
+        .values(
+            status=DeliveryStatus.FAILED.value,
+            next_attempt_at=None,
+            finished_at=func.now(),
+            last_error="the endpoint was deleted",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(delete(WebhookEndpoint).where(WebhookEndpoint.id == endpoint.id))
+    session.commit()
+    log_event(log, "webhook.endpoint.deleted", endpoint_id=str(endpoint.id))
+
+
+def enable_endpoint(
+    session: Session, *, tenant_id: uuid.UUID, endpoint_id: str, settings: Settings
+) -> WebhookEndpoint:
+    """Turns an endpoint disabled by a 410 back on (its URL is checked again). Commits."""
+    endpoint = get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
+    if not endpoint.is_active:
+        _check_endpoint_url(endpoint.url, settings=settings)
+        endpoint.is_active = True
+        endpoint.disabled_at = None
+        endpoint.disabled_reason = None
+        session.commit()
+        log_event(log, "webhook.endpoint.enabled", endpoint_id=str(endpoint.id))
+    return endpoint
+
+
+def get_callback_secret(
+    session: Session, *, tenant_id: uuid.UUID, settings: Settings
+) -> tuple[str, CallbackSecret]:
+    """The tenant's callback signing secret (made on first use). Commits."""
+    secret = ensure_callback_secret(session, tenant_id=tenant_id, key=settings.webhook_secrets_key)
+    session.commit()
+    row = session.get(CallbackSecret, tenant_id)
+    assert row is not None
+    return secret, row
+
+
+def rotate_callback_secret(
+    session: Session, *, tenant_id: uuid.UUID, settings: Settings
+) -> tuple[str, CallbackSecret]:
+    """A new callback secret; deliveries from now on (retries included) are signed with it. Commits."""
+    secret = new_secret()
+    row = session.get(CallbackSecret, tenant_id, with_for_update=True)
+    encrypted = encrypt_secret(secret, key=settings.webhook_secrets_key, context=f"callback:{tenant_id}")
+    if row is None:
+        row = CallbackSecret(tenant_id=tenant_id, secret_encrypted=encrypted, secret_hint=secret_hint(secret))
+        session.add(row)
+    else:
+        row.secret_encrypted = encrypted
+        row.secret_hint = secret_hint(secret)
+        row.created_at = datetime.now(UTC)
+    session.commit()
+    # The decrypt proves the stored value round-trips before the client relies on it.
+    assert (
+        decrypt_secret(
+            row.secret_encrypted, key=settings.webhook_secrets_key, context=f"callback:{tenant_id}"
+        )
+        == secret
+    )
+    log_event(log, "webhook.callback_secret.rotated", tenant_id=str(tenant_id))
+    return secret, row
+
+
+def _attempts_by_delivery(
+    session: Session, delivery_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[WebhookAttempt]]:
+    grouped: dict[uuid.UUID, list[WebhookAttempt]] = defaultdict(list)
+    if delivery_ids:
+        for attempt in session.scalars(
+            select(WebhookAttempt)
+            .where(WebhookAttempt.delivery_id.in_(delivery_ids))
+            .order_by(WebhookAttempt.delivery_id, WebhookAttempt.attempt)
+        ):
+            grouped[attempt.delivery_id].append(attempt)
+    return grouped
+
+
+def list_deliveries(
+    session: Session,
+    *,
+    tenant_id: uuid.UUID,
+    job_id: str | None = None,
+    batch_id: str | None = None,
+    endpoint_id: str | None = None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[tuple[WebhookDelivery, list[WebhookAttempt]]], str | None]:
+    """Deliveries of one job, batch or endpoint (oldest first), each with its attempts."""
+    query = select(WebhookDelivery).where(WebhookDelivery.tenant_id == tenant_id)
+    if job_id is not None:
+        parsed = _parse_id(job_id, what="job", code="job_not_found")
+        if session.scalar(select(Job.id).where(Job.id == parsed, Job.tenant_id == tenant_id)) is None:
+            raise NotFoundError("no job with this id", code="job_not_found")
+        query = query.where(WebhookDelivery.job_id == parsed)
+    if batch_id is not None:
+        parsed = _parse_id(batch_id, what="batch", code="batch_not_found")
+        if session.scalar(select(Batch.id).where(Batch.id == parsed, Batch.tenant_id == tenant_id)) is None:
+            raise NotFoundError("no batch with this id", code="batch_not_found")
+        query = query.where(WebhookDelivery.batch_id == parsed, WebhookDelivery.job_id.is_(None))
+    if endpoint_id is not None:
+        endpoint = get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
+        query = query.where(WebhookDelivery.endpoint_id == endpoint.id)
+    if cursor is not None:
+        created_raw, id_raw = decode_cursor(cursor, arity=2)
+        try:
+            created_at, last_id = datetime.fromisoformat(str(created_raw)), uuid.UUID(str(id_raw))
+        except ValueError as exc:
+            raise InvalidRequestError("cursor is not one this API returned", code="invalid_cursor") from exc
+        query = query.where(
+            tuple_(WebhookDelivery.created_at, WebhookDelivery.id) > tuple_(created_at, last_id)
+        )
+    rows = list(
+        session.scalars(query.order_by(WebhookDelivery.created_at, WebhookDelivery.id).limit(limit + 1))
+    )
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id))
+    attempts = _attempts_by_delivery(session, [row.id for row in rows])
+    return [(row, attempts.get(row.id, [])) for row in rows], next_cursor
+
+
+def get_delivery(
+    session: Session, *, tenant_id: uuid.UUID, delivery_id: str
+) -> tuple[WebhookDelivery, list[WebhookAttempt]]:
+    delivery = session.scalar(
+        select(WebhookDelivery).where(
+            WebhookDelivery.id == _parse_id(delivery_id, what="delivery", code="delivery_not_found"),
+            WebhookDelivery.tenant_id == tenant_id,
+        )
+    )
+    if delivery is None:
+        raise NotFoundError("no delivery with this id", code="delivery_not_found")
+    return delivery, _attempts_by_delivery(session, [delivery.id]).get(delivery.id, [])
+
+
+def redeliver(
+    session: Session, celery: Celery, *, tenant_id: uuid.UUID, delivery_id: str, settings: Settings
+) -> tuple[WebhookDelivery, list[WebhookAttempt]]:
+    """Starts a finished delivery over: a full retry schedule from now, same webhook-id and body
+    (receivers deduplicate on the id). Commits."""
+    delivery, _ = get_delivery(session, tenant_id=tenant_id, delivery_id=delivery_id)
+    session.refresh(delivery, with_for_update=True)
+    if delivery.status == DeliveryStatus.PENDING.value:
+        raise ConflictError(
+            "the delivery is still being attempted; wait for it to finish", code="delivery_pending"
+        )
+    if delivery.destination == "endpoint":
+        endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery.endpoint_id else None
+        if endpoint is None:
+            raise ConflictError("the endpoint of this delivery was deleted", code="endpoint_deleted")
+        if not endpoint.is_active:
+            raise ConflictError(
+                "the endpoint is disabled; enable it first (POST /v1/webhooks/{id}/enable)",
+                code="endpoint_disabled",
+            )
+    now = datetime.now(UTC)
+    delivery.status = DeliveryStatus.PENDING.value
+    delivery.series_attempts = 0
+    delivery.next_attempt_at = now
+    delivery.finished_at = None
+    delivery.claimed_until = None
+    session.commit()
+    log_event(log, "webhook.delivery.redelivery_requested", delivery_id=str(delivery.id))
+    try:
+        enqueue_webhook(celery, delivery_id=delivery.id, timeout_s=settings.enqueue_timeout_s)
+    except Exception as exc:  # the dispatcher sends it on its next run
+        log_event(
+            log,
+            "webhook.delivery.enqueue_failed",
+            level=logging.WARNING,
+            delivery_id=str(delivery.id),
+            error=f"{type(exc).__name__}: {exc}"[:300],
+        )
+    else:
+        delivery.dispatched_at = datetime.now(UTC)
+        session.commit()
+    return get_delivery(session, tenant_id=tenant_id, delivery_id=str(delivery.id))
