@@ -14,10 +14,12 @@ import uuid
 from pathlib import Path
 
 from core.config import Settings
+from core.egress import EgressError, download
 from core.models import Video
 from core.storage import ObjectStore, get_source_store, parse_s3_uri
+from pipeline.errors import InputError
 
-__all__ = ["local_video", "prune_stale_copies", "remove_job_copy"]
+__all__ = ["SourceFetchError", "local_video", "prune_stale_copies", "remove_job_copy"]
 
 STALE_AFTER_S = 6 * 3600.0
 _PRUNE_EVERY_S = 600.0
@@ -51,9 +53,42 @@ def local_video(*, job_id: uuid.UUID, video: Video, storage: ObjectStore, settin
         storage.download(video.storage_key, destination)
     else:
         assert video.source_uri is not None
-        bucket, key = parse_s3_uri(video.source_uri)
-        get_source_store(settings, bucket).download(key, destination)
+        if video.source_uri.startswith("https://"):
+            _download_https(video.source_uri, destination, settings=settings)
+        else:
+            bucket, key = parse_s3_uri(video.source_uri)
+            get_source_store(settings, bucket).download(key, destination)
     return destination
+
+
+class SourceFetchError(InputError):
+    """An https:// source could not be fetched; ``retryable`` when the cause may pass."""
+
+    code = "source_unavailable"
+
+    def __init__(self, message: str, *, code: str, retryable: bool) -> None:
+        super().__init__(message, code=code)
+        self.retryable = retryable
+
+
+def _download_https(url: str, destination: Path, *, settings: Settings) -> None:
+    """Fetches a client's https:// source under the webhook address guard and the size and time caps."""
+    try:
+        download(
+            url,
+            destination,
+            allow_private=settings.webhook_allow_private,
+            max_bytes=min(settings.https_source_max_bytes, settings.max_upload_bytes),
+            timeout_s=settings.https_source_timeout_s,
+            connect_timeout_s=settings.https_source_connect_timeout_s,
+            max_redirects=settings.https_source_max_redirects,
+            ca_bundle=settings.outbound_ca_bundle,
+        )
+    except EgressError as exc:
+        code = exc.code if exc.code.startswith("source_") else f"source_{exc.code}"
+        raise SourceFetchError(
+            f"the source URL could not be fetched: {exc.message}", code=code[:64], retryable=exc.retryable
+        ) from exc
 
 
 def remove_job_copy(*, job_id: uuid.UUID, settings: Settings) -> None:
