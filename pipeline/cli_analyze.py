@@ -15,10 +15,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.errors import ModelError, PipelineError
 from pipeline.types import AnalysisConfig, VideoResult
+
+if TYPE_CHECKING:
+    from pipeline.analyze import Analyzer
 
 __all__ = ["EXIT_OUTPUT_FAILED", "EXIT_USAGE", "add_arguments", "run"]
 
@@ -124,7 +127,7 @@ def _write_json(path: str, document: dict[str, Any], stdout: TextIO) -> None:
     os.replace(tmp, target)
 
 
-def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> VideoResult:
+def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoResult, Analyzer]:
     from pipeline.analyze import Analyzer
     from pipeline.video import plan_segments, probe
 
@@ -144,7 +147,7 @@ def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> VideoResult:
             bar.update(1)
     result = analyzer.finalize(info, segments, {"probe_s": probe_s})
     result.timings["total_s"] = time.perf_counter() - started
-    return result
+    return result, analyzer
 
 
 def run(args: argparse.Namespace) -> int:
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error [usage]: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result = _analyse(args, config)
+        result, analyzer = _analyse(args, config)
     except PipelineError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -178,9 +181,16 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             _write_json(args.json, result.to_dict(), sys.stdout)
         if args.report:
+            from pipeline.explain import GradCam
             from pipeline.report import write_report
 
-            write_report(args.report, result, video_path=args.video, config=config)
+            write_report(
+                args.report,
+                result,
+                video_path=args.video,
+                config=config,
+                gradcam=GradCam(analyzer.classifier.model),
+            )
     except (OSError, ValueError) as exc:
         print(f"error [output_failed]: could not write output: {exc}", file=sys.stderr)
         return EXIT_OUTPUT_FAILED

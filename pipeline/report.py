@@ -1,4 +1,5 @@
-"""A one-file HTML report of an analysis: summary, score over time (inline SVG), the most suspicious faces.
+"""A one-file HTML report of an analysis: summary, score over time (inline SVG), the most suspicious
+faces with their Grad-CAM heatmaps.
 
 Everything is inline (styles, the chart, face crops as base64 JPEG), so the file can be mailed or
 attached to a ticket and opens anywhere without a network.
@@ -9,8 +10,9 @@ from __future__ import annotations
 import base64
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -19,6 +21,9 @@ from pipeline.crop import crop_face
 from pipeline.errors import PipelineError
 from pipeline.types import AnalysisConfig, SegmentPlan, VideoResult
 from pipeline.video import decode_segment
+
+if TYPE_CHECKING:
+    from pipeline.explain import GradCam
 
 __all__ = ["SuspiciousFace", "collect_suspicious_faces", "render_report", "write_report"]
 
@@ -37,6 +42,7 @@ class SuspiciousFace:
     det_score: float
     box: tuple[float, float, float, float]
     jpeg_base64: str
+    heatmap_base64: str | None = None  # Grad-CAM over the model's own crop of this face
 
 
 def _pick_faces(result: VideoResult, limit: int) -> list[tuple[int, int]]:
@@ -69,8 +75,10 @@ def collect_suspicious_faces(
     limit: int = 8,
     margin: float = 0.3,
     config: AnalysisConfig | None = None,
+    gradcam: GradCam | None = None,
 ) -> list[SuspiciousFace]:
-    """Decode again only the frames holding the top faces and crop them for display.
+    """Decode again only the frames holding the top faces and crop them for display; with
+    ``gradcam``, also explain each face as the model saw it (its margin and input size).
 
     The analysis keeps no pixels (its results are plain numbers the worker stores), so the
     report seeks back to each chosen frame: a handful of one-frame decodes.
@@ -92,6 +100,7 @@ def collect_suspicious_faces(
         if len(decoded):
             pixels[fi] = decoded[0]
     faces = []
+    model_crops = []
     for fi, ai in chosen:
         if fi not in pixels:
             continue
@@ -105,11 +114,31 @@ def collect_suspicious_faces(
         ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 88])
         if not ok:
             continue
+        if gradcam is not None:
+            model_config = gradcam.model.config
+            model_crops.append(
+                crop_face(image, box, margin=model_config.face_margin, size=model_config.input_size)
+            )
         faces.append(SuspiciousFace(
             t=frame.t, frame_index=frame.index, track=face.track, score=face.score,
             det_score=face.det_score, box=face.box, jpeg_base64=base64.b64encode(encoded.tobytes()).decode(),
         ))
+    if gradcam is not None and model_crops:
+        faces = _with_heatmaps(faces, np.stack(model_crops), gradcam)
     return faces
+
+
+def _with_heatmaps(faces: list[SuspiciousFace], crops: np.ndarray, gradcam: GradCam) -> list[SuspiciousFace]:
+    from pipeline.explain import encode_jpeg, overlay_heatmap
+
+    heatmaps = gradcam.explain(crops)
+    explained = []
+    for face, crop, heatmap in zip(faces, crops, heatmaps.maps, strict=True):
+        overlay = cv2.resize(
+            overlay_heatmap(crop, heatmap), (CROP_SIZE, CROP_SIZE), interpolation=cv2.INTER_AREA
+        )
+        explained.append(replace(face, heatmap_base64=base64.b64encode(encode_jpeg(overlay)).decode()))
+    return explained
 
 
 def _chart(result: VideoResult) -> str:
@@ -184,7 +213,7 @@ table { border-collapse: collapse; }
 td, th { padding: 3px 12px 3px 0; text-align: left; vertical-align: top; }
 th { color: #555; font-weight: 600; } .tick { font-size: 10px; fill: #666; }
 .faces { display: flex; flex-wrap: wrap; gap: 10px; } figure { margin: 0; text-align: center; }
-figure img { width: 160px; height: 160px; border: 1px solid #ccc; }
+figure img { width: 160px; height: 160px; border: 1px solid #ccc; } figure img.heatmap { margin-left: 4px; }
 figcaption { font-size: 12px; color: #444; }
 """
 
@@ -233,12 +262,23 @@ def render_report(result: VideoResult, *, title: str, faces: Sequence[Suspicious
         _chart(result),
     ]
     lines.append("<h2>Most suspicious faces</h2>")
+    if any(face.heatmap_base64 for face in faces):
+        lines.append(
+            "<p>Beside each face, its Grad-CAM heatmap: red where the classifier found the most "
+            "evidence for a fake, computed on the crop the classifier saw.</p>"
+        )
     if faces:
         lines.append('<div class="faces">')
         for face in faces:
+            heatmap = (
+                f'<img class="heatmap" alt="Grad-CAM heatmap, track {face.track}, t={face.t:.2f} s" '
+                f'src="data:image/jpeg;base64,{face.heatmap_base64}">'
+                if face.heatmap_base64
+                else ""
+            )
             lines.append(
                 f'<figure><img alt="face, track {face.track}, t={face.t:.2f} s" '
-                f'src="data:image/jpeg;base64,{face.jpeg_base64}">'
+                f'src="data:image/jpeg;base64,{face.jpeg_base64}">{heatmap}'
                 f"<figcaption>P(fake) {face.score:.3f}<br>track {face.track}, {face.t:.2f} s "
                 f"(frame {face.frame_index})</figcaption></figure>"
             )
@@ -274,10 +314,12 @@ def write_report(
     video_path: str | Path,
     margin: float = 0.3,
     config: AnalysisConfig | None = None,
+    gradcam: GradCam | None = None,
 ) -> Path:
-    """Render the report for ``result`` (of ``video_path``) and write it atomically to ``path``."""
+    """Render the report for ``result`` (of ``video_path``) and write it atomically to ``path``;
+    with ``gradcam``, each suspicious face comes with its heatmap."""
     path = Path(path)
-    faces = collect_suspicious_faces(video_path, result, margin=margin, config=config)
+    faces = collect_suspicious_faces(video_path, result, margin=margin, config=config, gradcam=gradcam)
     document = render_report(result, title=Path(video_path).name, faces=faces)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
