@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 UNMATCHED_ROUTE = "<unmatched>"
 # Pipeline stages timed per segment (decode, detect, classify, quality, explain) or per job.
 STAGES = ("probe", "decode", "detect", "classify", "quality", "explain", "finalize", "upload")
-WEBHOOK_OUTCOMES = ("delivered", "retrying", "failed", "blocked", "disabled")
+WEBHOOK_OUTCOMES = ("succeeded", "retrying", "failed")
 _JOB_STATES = ("succeeded", "failed", "canceled")
 _VERDICTS = ("fake", "real", "no_face", "none")
 

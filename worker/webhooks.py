@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from core.egress import EgressError, post
 from core.logs import log_context, log_event
+from core.metrics import record_webhook_delivery
 from core.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from core.queue import enqueue_webhook
 from core.webhooks import (
@@ -301,6 +302,7 @@ def _attempt(ctx: WorkerContext, claimed: _Claimed) -> AttemptOutcome:
         next_attempt_at=next_attempt_at.isoformat() if next_attempt_at else None,
         endpoint_disabled=disable_endpoint or None,
     )
+    record_webhook_delivery(result)
     return AttemptOutcome(result, status_code=status_code, next_attempt_at=next_attempt_at)
 
 
