@@ -1,0 +1,274 @@
+"""The address guard: every refused kind of address, names resolved before use, the connection
+pinned to a checked address, no redirects followed blindly, size caps. Only loopback traffic is
+ever sent; refused addresses are refused before any connection."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.egress import (
+    AddressNotAllowedError,
+    EgressError,
+    address_problem,
+    check_url_statically,
+    download,
+    post,
+    resolve_checked,
+)
+from tests.utils.receiver import Answer, Receiver, running_receiver
+from tests.utils.tls import TlsFiles, make_certificates
+
+REFUSED_WITHOUT_ALLOW_PRIVATE = [
+    ("127.0.0.1", "loopback"),
+    ("127.9.9.9", "loopback"),
+    ("::1", "loopback"),
+    ("::ffff:127.0.0.1", "loopback"),
+    ("64:ff9b::7f00:1", "loopback"),  # NAT64 for 127.0.0.1
+    ("10.1.2.3", "private"),
+    ("172.16.0.1", "private"),
+    ("192.168.1.1", "private"),
+    ("::ffff:10.0.0.1", "private"),
+    ("100.64.0.1", "private"),  # carrier-grade NAT
+    ("fd00::1", "private"),
+    ("169.254.10.10", "link-local"),
+    ("fe80::1", "link-local"),
+]
+REFUSED_ALWAYS = [
+    ("169.254.169.254", "metadata"),
+    ("::ffff:169.254.169.254", "metadata"),
+    ("fd00:ec2::254", "metadata"),
+    ("100.100.100.200", "metadata"),
+    ("0.0.0.0", "unicast"),
+    ("::", "unicast"),
+    ("224.0.0.1", "unicast"),
+    ("255.255.255.255", "unicast"),
+]
+
+
+@pytest.mark.parametrize(("address", "kind"), REFUSED_WITHOUT_ALLOW_PRIVATE + REFUSED_ALWAYS)
+def test_internal_addresses_are_refused(address: str, kind: str) -> None:
+    problem = address_problem(address, allow_private=False)
+
+    assert problem is not None and kind in problem
+
+
+@pytest.mark.parametrize(("address", "kind"), REFUSED_ALWAYS)
+def test_metadata_and_non_unicast_stay_refused_when_private_is_allowed(address: str, kind: str) -> None:
+    problem = address_problem(address, allow_private=True)
+
+    assert problem is not None and kind in problem
+
+
+@pytest.mark.parametrize(("address", "_kind"), REFUSED_WITHOUT_ALLOW_PRIVATE)
+def test_private_addresses_are_allowed_when_configured(address: str, _kind: str) -> None:
+    assert address_problem(address, allow_private=True) is None
+
+
+@pytest.mark.parametrize("address", ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+def test_public_addresses_pass(address: str) -> None:
+    assert address_problem(ipaddress.ip_address(address), allow_private=False) is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://10.0.0.5:8080/hook",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:127.0.0.1]/hook",
+        "http://[::1]:9000/",
+        "http://localhost/hook",
+        "http://api.localhost/hook",
+    ],
+)
+def test_urls_to_internal_hosts_are_refused_when_accepted(url: str) -> None:
+    with pytest.raises(AddressNotAllowedError):
+        check_url_statically(url, allow_private=False)
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("ftp://example.com/x", "http"),
+        ("https://user:pass@example.com/x", "credentials"),
+        ("/relative/path", "absolute"),
+        ("http://example.com:0/x", "port"),
+        ("http://example.com:99999/x", "valid URL"),
+    ],
+)
+def test_malformed_urls_are_refused(url: str, fragment: str) -> None:
+    with pytest.raises(EgressError, match=fragment):
+        check_url_statically(url, allow_private=False)
+
+
+def test_a_name_resolving_to_loopback_is_refused() -> None:
+    with pytest.raises(AddressNotAllowedError, match=r"localhost resolves to 127\.0\.0\.1"):
+        resolve_checked("localhost", 80, allow_private=False)
+
+
+def test_a_name_that_does_not_resolve_is_retryable() -> None:
+    with pytest.raises(EgressError) as caught:
+        resolve_checked("no-such-host.invalid", 80, allow_private=False)
+
+    assert caught.value.code == "dns_failed" and caught.value.retryable
+
+
+@pytest.fixture()
+def receiver() -> Iterator[Receiver]:
+    with running_receiver() as running:
+        yield running
+
+
+def test_post_to_refused_address_never_connects(receiver: Receiver) -> None:
+    url = receiver.script("/hook", [Answer(200)])
+
+    with pytest.raises(AddressNotAllowedError):
+        post(url, body=b"{}", headers={}, allow_private=False, timeout_s=5, connect_timeout_s=2)
+    with pytest.raises(AddressNotAllowedError):
+        post(
+            url.replace("127.0.0.1", "localhost"),
+            body=b"{}",
+            headers={},
+            allow_private=False,
+            timeout_s=5,
+            connect_timeout_s=2,
+        )
+
+    assert receiver.connections == 0
+
+
+def test_post_pins_the_checked_address_and_keeps_the_host_name(receiver: Receiver) -> None:
+    url = receiver.script("/hook?x=1", [Answer(202, {"X-Reply": "yes"}, b"accepted")])
+    by_name = url.replace("127.0.0.1", "localhost")
+
+    response = post(
+        by_name,
+        body=b'{"a":1}',
+        headers={"content-type": "application/json"},
+        allow_private=True,
+        timeout_s=5,
+        connect_timeout_s=2,
+    )
+
+    (request,) = receiver.requests("/hook?x=1")
+    assert response.status_code == 202 and response.remote_address == "127.0.0.1"
+    assert response.headers["x-reply"] == "yes" and response.body_head == b"accepted"
+    assert request.headers["host"] == by_name.split("/")[2]
+    assert request.body == b'{"a":1}'
+
+
+def test_post_does_not_follow_redirects(receiver: Receiver) -> None:
+    receiver.script("/target", [Answer(200)])
+    url = receiver.script("/hook", [Answer(307, {"Location": receiver.base_url + "/target"})])
+
+    response = post(url, body=b"{}", headers={}, allow_private=True, timeout_s=5, connect_timeout_s=2)
+
+    assert response.status_code == 307
+    assert receiver.requests("/target") == []
+
+
+def test_post_to_a_closed_port_is_a_retryable_connect_failure() -> None:
+    with running_receiver() as closed:
+        url = closed.base_url + "/hook"
+    with pytest.raises(EgressError) as caught:
+        post(url, body=b"{}", headers={}, allow_private=True, timeout_s=5, connect_timeout_s=2)
+
+    assert caught.value.code == "connect_failed" and caught.value.retryable
+
+
+@pytest.fixture(scope="module")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture()
+def https_server(certificates: TlsFiles) -> Iterator[Receiver]:
+    with running_receiver(cert=certificates.cert, key=certificates.key, host="localhost") as running:
+        yield running
+
+
+def _download(url: str, destination: Path, certificates: TlsFiles | None, **overrides: object) -> object:
+    options: dict[str, object] = {
+        "allow_private": True,
+        "max_bytes": 1_000_000,
+        "timeout_s": 10.0,
+        "connect_timeout_s": 2.0,
+        "max_redirects": 2,
+        "ca_bundle": certificates.ca if certificates else None,
+    }
+    options.update(overrides)
+    return download(url, destination, **options)  # type: ignore[arg-type]
+
+
+def test_download_over_https_with_a_private_ca(
+    https_server: Receiver, certificates: TlsFiles, tmp_path: Path
+) -> None:
+    data = bytes(range(256)) * 1000
+    url = https_server.serve_file("/videos/a.mp4", data)
+
+    fetched = _download(url, tmp_path / "a.mp4", certificates)
+
+    assert (tmp_path / "a.mp4").read_bytes() == data
+    assert fetched.size == len(data)  # type: ignore[attr-defined]
+    assert not (tmp_path / "a.mp4.part").exists()
+
+
+def test_download_refuses_an_untrusted_certificate(https_server: Receiver, tmp_path: Path) -> None:
+    url = https_server.serve_file("/a.mp4", b"x" * 100)
+
+    with pytest.raises(EgressError) as caught:
+        _download(url, tmp_path / "a.mp4", None)
+
+    assert caught.value.code == "tls_failed"
+    assert not (tmp_path / "a.mp4").exists()
+
+
+def test_download_stops_at_the_size_cap(
+    https_server: Receiver, certificates: TlsFiles, tmp_path: Path
+) -> None:
+    url = https_server.serve_file("/big.mp4", b"x" * 5000)
+
+    with pytest.raises(EgressError) as caught:
+        _download(url, tmp_path / "big.mp4", certificates, max_bytes=4000)
+
+    assert caught.value.code == "source_too_large" and not caught.value.retryable
+    assert not (tmp_path / "big.mp4").exists() and not (tmp_path / "big.mp4.part").exists()
+
+
+def test_download_follows_redirects_only_to_allowed_https(
+    https_server: Receiver, certificates: TlsFiles, tmp_path: Path
+) -> None:
+    target = https_server.serve_file("/final.mp4", b"video-bytes")
+    hop = https_server.script("/hop", [Answer(302, {"Location": "/final.mp4"})])
+    to_http = https_server.script("/to-http", [Answer(302, {"Location": "http://localhost/x.mp4"})])
+    to_metadata = https_server.script(
+        "/to-metadata", [Answer(302, {"Location": "https://169.254.169.254/latest/meta-data/"})]
+    )
+
+    fetched = _download(hop, tmp_path / "ok.mp4", certificates)
+    with pytest.raises(EgressError, match="https://"):
+        _download(to_http, tmp_path / "no.mp4", certificates)
+    with pytest.raises(AddressNotAllowedError, match="metadata"):
+        _download(to_metadata, tmp_path / "no.mp4", certificates)
+
+    assert fetched.url == target  # type: ignore[attr-defined]
+    assert (tmp_path / "ok.mp4").read_bytes() == b"video-bytes"
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "retryable"),
+    [(404, "source_not_found", False), (503, "source_unavailable", True), (403, "source_refused", False)],
+)
+def test_download_errors_are_typed(
+    https_server: Receiver, certificates: TlsFiles, tmp_path: Path, status: int, code: str, retryable: bool
+) -> None:
+    url = https_server.script("/x.mp4", [Answer(status)])
+
+    with pytest.raises(EgressError) as caught:
+        _download(url, tmp_path / "x.mp4", certificates)
+
+    assert (caught.value.code, caught.value.retryable) == (code, retryable)
