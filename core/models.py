@@ -38,8 +38,11 @@ __all__ = [
     "Base",
     "Batch",
     "CallbackSecret",
+    "Explanation",
     "Frame",
+    "HealthCheck",
     "Job",
+    "JobStatistics",
     "Segment",
     "Tenant",
     "Track",
@@ -240,6 +243,8 @@ class Segment(Base):
     face_count: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     tracks: Mapped[list[Any] | None] = mapped_column(JSONB)  # track summaries, ids local to the segment
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # Input statistics of the sampled frames (pipeline.quality.QualityStats as sums, so segments merge).
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
@@ -398,3 +403,85 @@ class WebhookAttempt(Base):
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     __table_args__ = (UniqueConstraint("delivery_id", "attempt"),)
+
+
+class Explanation(Base):
+    """A Grad-CAM heatmap of one face, stored as images next to the video. Each segment explains
+    its most suspicious faces; at finalize the job's best ``EXPLAIN_TOP_K`` get a rank."""
+
+    __tablename__ = "explanations"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    segment_index: Mapped[int] = mapped_column(Integer)
+    frame_index: Mapped[int] = mapped_column(Integer)
+    face: Mapped[int] = mapped_column(SmallInteger)  # position in the frame's faces
+    t: Mapped[float] = mapped_column(Float)
+    score: Mapped[float] = mapped_column(Float)
+    box: Mapped[list[Any]] = mapped_column(JSONB)
+    heatmap_key: Mapped[str] = mapped_column(String(1024))
+    crop_key: Mapped[str] = mapped_column(String(1024))
+    rank: Mapped[int | None] = mapped_column(Integer)  # 1: the job's most suspicious face
+    created_at: Mapped[datetime] = _now_column()
+
+    __table_args__ = (
+        UniqueConstraint("job_id", "frame_index", "face"),
+        Index("ix_explanations_job_rank", "job_id", "rank"),
+    )
+
+
+class JobStatistics(Base):
+    """One finished job's input statistics (what arrived) and output statistics (what the model
+    said): the rows drift is computed from. Columns are named after ``core.drift.FEATURES``."""
+
+    __tablename__ = "job_statistics"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    finished_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    frames_sampled: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    faces: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    brightness_pct: Mapped[float | None] = mapped_column(Float)
+    histogram_mean: Mapped[float | None] = mapped_column(Float)
+    histogram_std: Mapped[float | None] = mapped_column(Float)
+    histogram_variance: Mapped[float | None] = mapped_column(Float)
+    sharpness: Mapped[float | None] = mapped_column(Float)
+    face_sharpness: Mapped[float | None] = mapped_column(Float)
+    face_size_px: Mapped[float | None] = mapped_column(Float)
+    face_size_ratio: Mapped[float | None] = mapped_column(Float)
+    faces_per_frame: Mapped[float | None] = mapped_column(Float)
+    face_frame_ratio: Mapped[float | None] = mapped_column(Float)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    fps: Mapped[float | None] = mapped_column(Float)
+    duration_s: Mapped[float | None] = mapped_column(Float)
+    codec: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[float | None] = mapped_column(Float)
+    verdict: Mapped[str | None] = mapped_column(String(16))
+    no_face: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    details: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
+    storage_key: Mapped[str | None] = mapped_column(String(1024))  # the same document as JSON in storage
+
+    __table_args__ = (
+        # Drift reads a time window, of every tenant or of one.
+        Index("ix_job_statistics_finished_at", "finished_at"),
+        Index("ix_job_statistics_tenant_finished_at", "tenant_id", "finished_at"),
+    )
+
+
+class HealthCheck(Base):
+    """One call of GET /healthcheck/: what every dependency answered, kept for the record."""
+
+    __tablename__ = "health_checks"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    checked_at: Mapped[datetime] = _now_column()
+    status: Mapped[str] = mapped_column(String(16))
+    duration_ms: Mapped[float] = mapped_column(Float)
+    checks: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+
+    __table_args__ = (
+        CheckConstraint("status IN ('healthy', 'degraded', 'unhealthy')", name="status"),
+        Index("ix_health_checks_checked_at", text("checked_at DESC")),
+    )
