@@ -154,6 +154,22 @@ class Settings(BaseSettings):
     https_source_connect_timeout_s: float = Field(default=10.0, gt=0)
     https_source_max_redirects: int = Field(default=3, ge=0, le=10)
 
+    # Monitoring
+    # Grad-CAM heatmaps for this many of each job's most suspicious faces (0: none).
+    explain_top_k: int = Field(default=4, ge=0, le=32)
+    # Workers write their CPU, memory and GPU figures to Redis this often (read by
+    # GET /system/resource/consumption/); a report older than three intervals is stale.
+    resource_report_interval_s: float = Field(default=5.0, gt=0, le=300)
+    # Drift: the recent window and the reference window just before it (seconds), the PSI and
+    # p-value a feature must pass to be flagged, the fewest jobs per window for a verdict, and
+    # how long the /metrics drift gauges are cached.
+    drift_window_s: float = Field(default=86400.0, gt=0)
+    drift_reference_s: float = Field(default=7 * 86400.0, gt=0)
+    drift_psi_threshold: float = Field(default=0.2, gt=0)
+    drift_p_value: float = Field(default=0.01, gt=0, lt=1)
+    drift_min_samples: int = Field(default=30, ge=2)
+    drift_refresh_s: float = Field(default=60.0, ge=0)
+
     # Logging
     log_level: str = "INFO"
     log_format: Literal["json", "text"] = "json"
