@@ -1,0 +1,150 @@
+"""The platform for webhook and batch tests: the same real services as the platform tests (fresh
+PostgreSQL database, Redis under its own key prefix, moto S3, uvicorn API, one Celery worker
+process that also consumes the webhooks queue), set up for loopback receivers, fast retries and a
+small per-tenant limit; plus a loopback webhook receiver and an HTTPS file server."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core.config import load_settings
+from tests.integration.platform.conftest import (
+    SOURCE_BUCKET,
+    STORAGE_BUCKET,
+    TEST_SETTINGS,
+    WORKER_NAME,
+    Platform,
+)
+from tests.utils.media import FaceVideo, make_face_video
+from tests.utils.platform import (
+    ServiceProcess,
+    clear_broker_keys,
+    create_bucket,
+    fresh_database,
+    make_test_checkpoint,
+    moto_s3_server,
+    platform_env,
+    start_api,
+    start_worker,
+)
+from tests.utils.receiver import Receiver, running_receiver
+from tests.utils.tls import TlsFiles, make_certificates
+
+IN_FLIGHT_LIMIT = 40
+RETRY_SCHEDULE_S = (0.5, 0.5, 0.5, 0.5)  # four retries: five attempts at most
+
+HOOKS_SETTINGS = {
+    **TEST_SETTINGS,
+    # Backlogs wait for minutes here by design; the reconciler must not re-send their messages.
+    "RECONCILE_QUEUED_AFTER_S": "300",
+    "WEBHOOK_ALLOW_PRIVATE": "true",
+    "WEBHOOK_RETRY_SCHEDULE_S": ",".join(str(delay) for delay in RETRY_SCHEDULE_S),
+    "WEBHOOK_RETRY_JITTER": "0.1",
+    "WEBHOOK_DISPATCH_INTERVAL_S": "0.5",
+    "WEBHOOK_REDISPATCH_AFTER_S": "20",
+    "WEBHOOK_TIMEOUT_S": "5",
+    "MAX_JOBS_IN_FLIGHT_PER_TENANT": str(IN_FLIGHT_LIMIT),
+    "DEFAULT_SAMPLE_FPS": "1",
+}
+
+
+@pytest.fixture(scope="session")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    return make_certificates(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture(scope="session")
+def hooks_platform(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("hooks-platform")
+    log_dir = root / "logs"
+    model = make_test_checkpoint(root / "model.safetensors")
+    prefix = f"dfs-test-hooks-{secrets.token_hex(4)}:"
+    with fresh_database() as database_url, moto_s3_server(log_dir) as endpoint:
+        create_bucket(endpoint, STORAGE_BUCKET)
+        create_bucket(endpoint, SOURCE_BUCKET)
+        env = platform_env(
+            database_url=database_url,
+            storage_url=f"s3://{STORAGE_BUCKET}/hooks",
+            broker_key_prefix=prefix,
+            work_dir=root / "work",
+            s3_endpoint=endpoint,
+            model_path=model,
+            extra={**HOOKS_SETTINGS, "OUTBOUND_CA_BUNDLE": str(tls_files.ca)},
+        )
+        settings = load_settings(
+            database_url=database_url,
+            broker_url=env["BROKER_URL"],
+            broker_key_prefix=prefix,
+            storage_url=env["STORAGE_URL"],
+            s3_endpoint_url=endpoint,
+            s3_access_key_id="testing",
+            s3_secret_access_key="testing",
+        )
+        worker = start_worker(
+            env, log_dir=log_dir, name=WORKER_NAME, queues="probe,analyze,webhooks,maintenance"
+        )
+        api: ServiceProcess | None = None
+        platform: Platform | None = None
+        try:
+            api, base_url = start_api(env, log_dir=log_dir)
+            media_dir = root / "media"
+            media_dir.mkdir()
+            platform = Platform(
+                base_url=base_url,
+                env=env,
+                settings=settings,
+                s3_endpoint=endpoint,
+                log_dir=log_dir,
+                media_dir=media_dir,
+                api=api,
+                worker=worker,
+            )
+            yield platform
+            errors = [
+                line
+                for line in api.log_text().splitlines()
+                if '"status": 5' in line or "api.request.crashed" in line
+            ]
+            assert not errors, "the API answered 5xx:\n" + "\n".join(errors[:10])
+            crashed = [line for line in worker.log_text().splitlines() if "internal_error" in line]
+            assert not crashed, "a task crashed:\n" + "\n".join(crashed[:10])
+        finally:
+            if api is not None:
+                api.stop()
+            (platform.worker if platform is not None else worker).stop()
+            clear_broker_keys(prefix)
+
+
+@pytest.fixture(scope="session")
+def receiver() -> Iterator[Receiver]:
+    """A plain-HTTP receiver on 127.0.0.1 (allowed: the platform sets WEBHOOK_ALLOW_PRIVATE)."""
+    with running_receiver() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def https_files(tls_files: TlsFiles) -> Iterator[Receiver]:
+    """An HTTPS server for ``localhost`` with a certificate the platform trusts."""
+    with running_receiver(cert=tls_files.cert, key=tls_files.key, host="localhost") as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> FaceVideo:
+    """1 s, 320×240, one face: one frame analysed at the platform's 1 frame per second."""
+    return make_face_video(
+        tmp_path_factory.mktemp("hooks-media") / "short.mp4", seconds=1.0, width=320, height=240, fps=10.0
+    )
+
+
+def upload_sources(platform: Platform, clip: Path, keys: list[str]) -> list[str]:
+    """Puts ``clip`` at each key of the source bucket; returns their s3:// URIs."""
+    data = clip.read_bytes()
+    client = platform.s3()
+    for key in keys:
+        client.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=data)
+    return [f"s3://{SOURCE_BUCKET}/{key}" for key in keys]
