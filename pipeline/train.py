@@ -25,6 +25,7 @@ import math
 import platform
 import sys
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -280,15 +281,37 @@ def _load_state(
         raise TrainingError(
             f"nothing to resume in {run_dir}: {exc.filename} is missing", code="no_resume"
         ) from exc
-    if state.get("config_key") != _resume_key(config):
+    saved = json.loads(state.get("config_key") or "{}")
+    current = json.loads(_resume_key(config))
+    # The epoch budget may change on resume (a run cut short or extended); nothing else may.
+    saved_epochs = int(saved.pop("epochs", config.epochs))
+    current.pop("epochs")
+    if saved != current:
         raise TrainingError(
             f"{run_dir} was started with different settings ({state.get('config_key')}); "
-            "resume with the same ones or use another --run-dir",
+            "resume with the same ones (only --epochs may change) or use another --run-dir",
             code="resume_mismatch",
         )
     model.load_state_dict(weights, strict=True)
     optimizer.load_state_dict(optim["optimizer"])
-    scheduler.load_state_dict(optim["scheduler"])
+    if saved_epochs == config.epochs:
+        scheduler.load_state_dict(optim["scheduler"])
+    else:
+        total = int(getattr(scheduler, "total_steps", 0))
+        if state["global_step"] > total or state["epoch"] > config.epochs:
+            raise TrainingError(
+                f"{run_dir} is already past {config.epochs} epochs", code="resume_mismatch"
+            )
+        # The new one-cycle schedule is replayed up to the current step, so the learning rate
+        # continues from where the new budget puts it.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            for _ in range(state["global_step"]):
+                scheduler.step()
+        state.setdefault("schedule_changes", []).append(
+            {"at_step": state["global_step"], "epochs_from": saved_epochs, "epochs_to": config.epochs}
+        )
+        state["config_key"] = _resume_key(config)
     return dict(state)
 
 
@@ -497,6 +520,7 @@ def train(
             "augment_strength": config.augment_strength,
             "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
             "face_margin_measurement": margin_measurement,
+            "schedule_changes": state.get("schedule_changes", []),
             "device": str(device),
             "torch": torch.__version__,
             "python": platform.python_version(),

@@ -74,6 +74,12 @@ def test_resume_continues_where_the_run_stopped(tmp_path: Path, crops: Path) -> 
     assert fresh.steps == resumed.steps
     for key, value in fresh_weights.items():
         assert torch.allclose(value.float(), resumed_weights[key].float(), atol=1e-5), key
+    # A shorter budget on resume: the schedule is replayed to the current step and noted.
+    train(_config(tmp_path / "cut", crops, epochs=4, max_steps=3), say=lambda _: None)
+    cut = train(_config(tmp_path / "cut", crops, epochs=2), resume=True, say=lambda _: None)
+    assert cut.epochs_done == 2 and cut.steps == 4
+    changes = load_checkpoint(cut.checkpoint).config.training["schedule_changes"]
+    assert changes == [{"at_step": 3, "epochs_from": 4, "epochs_to": 2}]
     with pytest.raises(TrainingError, match="different settings"):
         train(_config(tmp_path, crops, epochs=3, lr=1e-2), resume=True, say=lambda _: None)
 
