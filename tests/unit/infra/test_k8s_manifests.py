@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import shutil
@@ -13,9 +14,11 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from kombu.transport.redis import PRIORITY_STEPS
+from kombu.transport.redis import Channel as RedisChannel
 
 from core.config import Settings
-from core.queue import Queue
+from core.queue import INTERACTIVE_PRIORITY, Queue
 
 K8S = Path(__file__).resolve().parents[3] / "infra" / "k8s"
 OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
@@ -98,7 +101,13 @@ def test_gpu_workers_one_process_per_gpu_scaled_by_keda_from_zero(rendered: list
     assert scaled["scaleTargetRef"]["name"] == "deepfakestream-worker-gpu"
     assert scaled["minReplicaCount"] == 0
     lists = {t["metadata"]["listName"] for t in scaled["triggers"] if t["type"] == "redis"}
-    assert lists == set(option(worker["command"], "--queues").split(","))
+    # kombu's Redis transport keeps one list per priority step: interactive and batch work.
+    expected = set()
+    for queue in option(worker["command"], "--queues").split(","):
+        for priority in (INTERACTIVE_PRIORITY, Settings.model_fields["batch_priority"].default):
+            step = PRIORITY_STEPS[bisect.bisect(PRIORITY_STEPS, priority) - 1]
+            expected.add(f"{queue}{RedisChannel.sep}{step}" if step else queue)
+    assert lists == expected
 
 
 def test_cpu_workers_take_every_other_queue(rendered: list[dict[str, Any]]) -> None:
@@ -129,7 +138,9 @@ def test_api_probes_hpa_and_disruption_budgets(rendered: list[dict[str, Any]]) -
     hpa = by_kind(rendered, "HorizontalPodAutoscaler")["deepfakestream-api"]["spec"]
     assert hpa["scaleTargetRef"]["name"] == "deepfakestream-api"
     assert 1 <= hpa["minReplicas"] < hpa["maxReplicas"]
-    budgets = [pdb["spec"]["selector"]["matchLabels"] for pdb in by_kind(rendered, "PodDisruptionBudget").values()]
+    budgets = [
+        pdb["spec"]["selector"]["matchLabels"] for pdb in by_kind(rendered, "PodDisruptionBudget").values()
+    ]
     for name in ("deepfakestream-api", "deepfakestream-worker-gpu", "deepfakestream-worker-cpu"):
         assert {"app.kubernetes.io/name": name} in budgets
 
