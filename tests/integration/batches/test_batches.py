@@ -1,0 +1,283 @@
+"""Batches through the real platform: 20 short videos from S3 and HTTPS with correct counts and a
+signed batch.completed, an interactive job served before a 20-video backlog drains, cancel, the
+CSV/JSONL export checked job by job, and the batch command."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+from tests.integration.conftest import upload_sources
+from tests.integration.platform.conftest import SOURCE_BUCKET, Platform
+from tests.utils.media import FaceVideo
+from tests.utils.platform import REPO_ROOT, wait_for
+from tests.utils.receiver import Answer, Receiver
+
+pytestmark = pytest.mark.integration
+
+
+def _submit_batch(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
+    response = client.post("/v1/batches", json=body)
+    assert response.status_code == 202, response.text
+    return dict(response.json())
+
+
+def _wait_batch(client: httpx.Client, batch_id: str, *, timeout_s: float = 300.0) -> dict[str, Any]:
+    def ended() -> dict[str, Any] | None:
+        batch = client.get(f"/v1/batches/{batch_id}").json()
+        return batch if batch["status"] != "running" else None
+
+    return dict(wait_for(ended, timeout_s=timeout_s, what=f"batch {batch_id} to end", interval_s=0.5))
+
+
+def _results(client: httpx.Client, batch_id: str, fmt: str) -> httpx.Response:
+    response = client.get(f"/v1/batches/{batch_id}/results", params={"format": fmt})
+    assert response.status_code == 200, response.text
+    return response
+
+
+def test_batch_of_20_completes_with_counts_webhook_and_matching_exports(
+    hooks_platform: Platform, receiver: Receiver, https_files: Receiver, short_clip: FaceVideo
+) -> None:
+    headers = hooks_platform.new_key()
+    run = uuid.uuid4().hex[:8]
+    s3_sources = upload_sources(
+        hooks_platform, short_clip.path, [f"{run}/clip-{i:02d}.mp4" for i in range(17)]
+    )
+    https_source = https_files.serve_file(f"/{run}/clip-https.mp4", short_clip.path.read_bytes())
+    sources = [
+        *s3_sources,
+        https_source,
+        f"s3://{SOURCE_BUCKET}/{run}/missing.mp4",  # fails: not in the bucket
+        https_files.base_url + f"/{run}/gone.mp4",  # fails: the server answers 404
+    ]
+    items = [{"source": source, "external_id": f"item-{index:02d}"} for index, source in enumerate(sources)]
+    path = f"/cb/{uuid.uuid4().hex}"
+    callback = receiver.script(path, [Answer(200)])
+    with hooks_platform.client(headers) as client:
+        secret = client.get("/v1/webhooks/callback-secret").json()["secret"]
+        created = _submit_batch(client, {"items": items, "name": "backlog 20", "callback_url": callback})
+        batch = _wait_batch(client, created["id"])
+        jobs = {}
+        exported = list(csv.DictReader(io.StringIO(_results(client, batch["id"], "csv").text)))
+        for row in exported:
+            jobs[row["job_id"]] = client.get(f"/v1/jobs/{row['job_id']}").json()
+        lines = _results(client, batch["id"], "jsonl").text.splitlines()
+        deliveries = client.get(f"/v1/batches/{batch['id']}/deliveries").json()["items"]
+        (request,) = receiver.wait_for(path, 1)
+
+    assert created["status"] == "running" and created["jobs_total"] == 20
+    assert created["counts"]["queued"] + created["counts"]["processing"] + created["jobs_finished"] == 20
+    assert batch["status"] == "completed" and batch["name"] == "backlog 20"
+    assert batch["jobs_finished"] == 20 and batch["progress"] == 1.0
+    assert batch["counts"] == {"queued": 0, "processing": 0, "succeeded": 18, "failed": 2, "canceled": 0}
+    assert sum(batch["verdicts"].values()) == 18
+    assert batch["estimated_completion_at"] is None and batch["completed_at"] is not None
+    # batch.completed, signed with the tenant's callback secret, carries the same counts.
+    payload = Webhook(secret).verify(request.body, request.headers)
+    assert payload["type"] == "batch.completed"
+    assert payload["data"] == {
+        "batch_id": batch["id"],
+        "name": "backlog 20",
+        "status": "completed",
+        "jobs_total": 20,
+        "counts": batch["counts"],
+    }
+    assert [d["event_type"] for d in deliveries] == ["batch.completed"]
+    assert deliveries[0]["status"] == "succeeded"
+    # The CSV export parses, lists the items in order, and matches every job.
+    assert [int(row["index"]) for row in exported] == list(range(20))
+    assert [row["external_id"] for row in exported] == [item["external_id"] for item in items]
+    assert [row["source"] for row in exported] == sources
+    for row in exported:
+        job = jobs[row["job_id"]]
+        assert job["batch_id"] == batch["id"] and job["external_id"] == row["external_id"]
+        assert row["status"] == job["status"]
+        assert row["verdict"] == (job["verdict"] or "")
+        assert (float(row["score"]) if row["score"] else None) == job["score"]
+        assert row["error_code"] == (job["error"]["code"] if job["error"] else "")
+        assert row["model_version"] == (job["model_version"] or "")
+    failed = {row["external_id"]: row["error_code"] for row in exported if row["status"] == "failed"}
+    assert failed == {"item-18": "source_not_found", "item-19": "source_not_found"}
+    https_job = jobs[exported[17]["job_id"]]
+    assert https_job["status"] == "succeeded" and https_job["video"]["width"] == 320
+    # JSONL carries the same rows.
+    records = [json.loads(line) for line in lines]
+    assert [r["job_id"] for r in records] == [row["job_id"] for row in exported]
+    assert [r["score"] for r in records] == [jobs[row["job_id"]]["score"] for row in exported]
+    assert all(r["index"] == index for index, r in enumerate(records))
+
+
+def test_interactive_job_finishes_before_the_backlog_drains(
+    hooks_platform: Platform, short_clip: FaceVideo
+) -> None:
+    headers = hooks_platform.new_key()
+    run = uuid.uuid4().hex[:8]
+    sources = upload_sources(
+        hooks_platform, short_clip.path, [f"{run}/backlog-{i:02d}.mp4" for i in range(20)]
+    )
+    with hooks_platform.client(headers) as client:
+        backlog = _submit_batch(client, {"items": [{"source": source} for source in sources]})
+        # The backlog is under way when the interactive job arrives behind it.
+        wait_for(
+            lambda: client.get(f"/v1/batches/{backlog['id']}").json()["counts"]["queued"] < 20,
+            timeout_s=60,
+            what="the backlog to start",
+        )
+        interactive = hooks_platform.submit(headers, short_clip.path, external_id="interactive")
+        done = hooks_platform.wait_job(headers, interactive["id"], timeout_s=120)
+        at_that_moment = client.get(f"/v1/batches/{backlog['id']}").json()
+        batch = _wait_batch(client, backlog["id"])
+        finish_times = [
+            row["finished_at"]
+            for row in csv.DictReader(io.StringIO(_results(client, backlog["id"], "csv").text))
+        ]
+
+    assert done["status"] == "succeeded"
+    assert batch["status"] == "completed" and batch["counts"]["succeeded"] == 20
+    # One worker process, 20 videos ahead of it: the interactive job still went first, waiting at
+    # most for the backlog task already running.
+    assert at_that_moment["jobs_finished"] <= 5, at_that_moment
+    finished_before = sum(1 for stamp in finish_times if stamp < done["finished_at"])
+    assert finished_before <= 5, (finished_before, done["finished_at"], sorted(finish_times))
+
+
+def test_cancel_batch_cancels_the_rest_and_sends_batch_completed(
+    hooks_platform: Platform, receiver: Receiver, short_clip: FaceVideo
+) -> None:
+    headers = hooks_platform.new_key()
+    run = uuid.uuid4().hex[:8]
+    sources = upload_sources(hooks_platform, short_clip.path, [f"{run}/c-{i:02d}.mp4" for i in range(10)])
+    batch_path = f"/cb/{uuid.uuid4().hex}"
+    endpoint_path = f"/ep/{uuid.uuid4().hex}"
+    callback = receiver.script(batch_path, [Answer(200)])
+    endpoint_url = receiver.script(endpoint_path, [Answer(200)])
+    with hooks_platform.client(headers) as client:
+        endpoint = client.post(
+            "/v1/webhooks", json={"url": endpoint_url, "event_types": ["job.canceled"]}
+        ).json()
+        batch = _submit_batch(client, {"items": [{"source": s} for s in sources], "callback_url": callback})
+        canceled = client.post(f"/v1/batches/{batch['id']}/cancel")
+        again = client.post(f"/v1/batches/{batch['id']}/cancel")
+        final = _wait_batch(client, batch["id"], timeout_s=120)
+        exported = list(csv.DictReader(io.StringIO(_results(client, batch["id"], "csv").text)))
+    (request,) = receiver.wait_for(batch_path, 1)
+    canceled_count = final["counts"]["canceled"]
+    job_events = receiver.wait_for(endpoint_path, canceled_count)
+
+    assert canceled.status_code == 200, canceled.text
+    assert again.status_code == 200 and again.json()["status"] == final["status"]
+    assert final["status"] == "canceled" and final["jobs_finished"] == 10
+    assert canceled_count >= 1 and sum(final["counts"].values()) == 10
+    assert final["counts"]["queued"] == final["counts"]["processing"] == 0
+    payload = Webhook(client_secret(hooks_platform, headers)).verify(request.body, request.headers)
+    assert payload["type"] == "batch.completed" and payload["data"]["status"] == "canceled"
+    assert payload["data"]["counts"] == final["counts"]
+    assert len(job_events) == canceled_count
+    for event in job_events:
+        data = Webhook(endpoint["secret"]).verify(event.body, event.headers)
+        assert data["type"] == "job.canceled" and data["data"]["batch_id"] == batch["id"]
+    rows_canceled = [row for row in exported if row["status"] == "canceled"]
+    assert len(rows_canceled) == canceled_count
+    assert all(row["error_code"] == "canceled" for row in rows_canceled)
+
+
+def client_secret(platform: Platform, headers: dict[str, str]) -> str:
+    with platform.client(headers) as client:
+        return str(client.get("/v1/webhooks/callback-secret").json()["secret"])
+
+
+def test_manifest_uploads_and_a_finished_batch_cannot_be_canceled(
+    hooks_platform: Platform, short_clip: FaceVideo
+) -> None:
+    headers = hooks_platform.new_key()
+    run = uuid.uuid4().hex[:8]
+    sources = upload_sources(hooks_platform, short_clip.path, [f"{run}/m-{i}.mp4" for i in range(2)])
+    manifest_csv = "source,external_id\r\n" + "".join(f"{s},csv-{i}\r\n" for i, s in enumerate(sources))
+    manifest_jsonl = "\n".join(
+        json.dumps({"source": s, "external_id": f"jl-{i}"}) for i, s in enumerate(sources)
+    )
+    with hooks_platform.client(headers) as client:
+        from_csv = client.post(
+            "/v1/batches",
+            params={"name": "from csv"},
+            content=manifest_csv,
+            headers={"Content-Type": "text/csv"},
+        )
+        from_jsonl = client.post(
+            "/v1/batches", content=manifest_jsonl, headers={"Content-Type": "application/x-ndjson"}
+        )
+        assert from_csv.status_code == 202, from_csv.text
+        assert from_jsonl.status_code == 202, from_jsonl.text
+        done = _wait_batch(client, from_csv.json()["id"])
+        ids = [
+            r["external_id"] for r in map(json.loads, _results(client, done["id"], "jsonl").text.splitlines())
+        ]
+        late = client.post(f"/v1/batches/{done['id']}/cancel")
+        listed = client.get("/v1/batches").json()["items"]
+        _wait_batch(client, from_jsonl.json()["id"])
+
+    assert done["name"] == "from csv" and done["counts"]["succeeded"] == 2
+    assert ids == ["csv-0", "csv-1"]
+    assert late.status_code == 409 and late.json()["error"]["code"] == "batch_finished"
+    assert [b["id"] for b in listed] == [from_jsonl.json()["id"], from_csv.json()["id"]]
+
+
+def _batch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "core.cli", "batch", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_batch_command_submits_follows_and_exports(
+    hooks_platform: Platform, short_clip: FaceVideo, tmp_path: Path
+) -> None:
+    headers = hooks_platform.new_key()
+    key = headers["Authorization"].split(" ", 1)[1]
+    run = uuid.uuid4().hex[:8]
+    sources = upload_sources(hooks_platform, short_clip.path, [f"{run}/cli-{i}.mp4" for i in range(3)])
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("source,external_id\n" + "".join(f"{s},cli-{i}\n" for i, s in enumerate(sources)))
+    broken = tmp_path / "broken.csv"
+    broken.write_text("url,id\nhttps://example.com/a.mp4,a\n")
+    env = {**hooks_platform.env, "DEEPFAKESTREAM_API": hooks_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
+    output = tmp_path / "results.csv"
+
+    submitted = _batch_cli(
+        "submit", str(manifest), "--name", "from the command", "--poll-interval", "0.5", env=env
+    )
+    batch_id = submitted.stdout.strip()
+    exported = _batch_cli("results", batch_id, "--format", "csv", "--output", str(output), env=env)
+    streamed = _batch_cli("results", batch_id, "--format", "jsonl", env=env)
+    refused = _batch_cli("submit", str(broken), env=env)
+    unknown = _batch_cli("results", str(uuid.uuid4()), env=env)
+    no_key = _batch_cli("status", batch_id, env={**env, "DEEPFAKESTREAM_API_KEY": ""})
+
+    assert submitted.returncode == 0, submitted.stderr
+    assert uuid.UUID(batch_id) and "analysed" in submitted.stderr  # the progress bar
+    assert "completed: 3/3 ended (succeeded 3" in submitted.stderr
+    assert exported.returncode == 0, exported.stderr
+    rows = list(csv.DictReader(output.open(newline="")))
+    assert [row["external_id"] for row in rows] == ["cli-0", "cli-1", "cli-2"]
+    assert all(row["status"] == "succeeded" for row in rows)
+    assert [json.loads(line)["job_id"] for line in streamed.stdout.splitlines()] == [
+        r["job_id"] for r in rows
+    ]
+    assert refused.returncode == 1 and "invalid_manifest" in refused.stderr
+    assert unknown.returncode == 1 and "batch_not_found" in unknown.stderr
+    assert no_key.returncode == 2 and "API key" in no_key.stderr
