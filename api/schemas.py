@@ -136,6 +136,10 @@ class JobPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    links: dict[str, str] = Field(
+        default_factory=dict,
+        description="the job's results: segments, frames, tracks, explanations (heatmaps), statistics",
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -180,6 +184,10 @@ class JobPublic(BaseModel):
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            links={
+                name: f"/v1/jobs/{job.id}/{name}"
+                for name in ("segments", "frames", "tracks", "explanations", "statistics")
+            },
         )
 
 

@@ -6,10 +6,11 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from core.batches import count_finished_job
+from core.metrics import record_job_finished
 from core.models import Batch, Job
 from core.states import ACTIVE_JOB_STATES, JobStatus, can_transition
 from core.webhooks import record_job_event
@@ -54,6 +55,15 @@ def record_job_end(session: Session, *, job_id: uuid.UUID) -> None:
     ended = record_job_event(session, job_id=job_id)
     if ended is not None and ended.batch_id is not None:
         count_finished_job(session, batch_id=ended.batch_id)
+    _count_job_end(session, job_id=job_id)
+
+
+def _count_job_end(session: Session, *, job_id: uuid.UUID) -> None:
+    row = session.execute(
+        select(Job.status, Job.verdict, Job.created_at).where(Job.id == job_id)
+    ).one_or_none()
+    if row is not None:
+        record_job_finished(status=row.status, verdict=row.verdict, created_at=row.created_at)
 
 
 def fail_job(session: Session, *, job_id: uuid.UUID, code: str, message: str) -> bool:

@@ -220,4 +220,3 @@ def queue_depths(settings: Settings, queues: Iterable[str]) -> dict[str, dict[st
         entry["waiting"] += int(length)
         entry["by_priority"][str(step)] = int(length)
     return depths
-

@@ -15,6 +15,7 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
+import worker.monitoring  # noqa: F401 - connects the metrics port, resource reports and task log context
 from core.config import Settings, get_settings
 from core.logs import configure_logging, log_event
 from core.queue import make_celery

@@ -22,6 +22,7 @@ from sqlalchemy import Table, and_, bindparam, exists, false, func, or_, select,
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from core import metrics
 from core.jobs import fail_job, mark_enqueued, record_job_end
 from core.logs import log_context, log_event
 from core.models import Frame, Job, Segment, Track, Video
@@ -29,6 +30,12 @@ from core.queue import enqueue_analyze, enqueue_probe
 from core.states import JobStatus, SegmentStatus
 from worker.failures import RETRYABLE_ERRORS, FailureKind, classify
 from worker.fetch import local_video, remove_job_copy
+from worker.monitoring import (
+    finalize_outputs,
+    store_segment_outputs,
+    upload_explanations,
+    write_statistics_document,
+)
 from worker.runtime import WorkerContext
 
 if TYPE_CHECKING:
@@ -139,6 +146,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
                     attempt=job.attempts,
                 )
                 return "failed"
+            metrics.record_queue_wait(queue="probe", sent_at=job.enqueued_at or job.created_at)
             job.status = JobStatus.PROCESSING.value
             job.attempts = attempt
             job.claimed_by = ctx.hostname
@@ -164,6 +172,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
         except Exception as exc:  # classified: only curated errors are retried
             return _handle_failure(ctx, job_id=job_id, exc=exc, attempt=attempt)
         probe_s = time.perf_counter() - started
+        metrics.record_stage("probe", probe_s)
 
         with ctx.session() as session, session.begin():
             job = session.scalar(select(Job).where(Job.id == job_id).with_for_update(of=Job))
@@ -207,6 +216,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
             probe_s=round(probe_s, 3),
         )
         if not plans:
+            write_statistics_document(ctx.session_factory, ctx.storage, job_id=job_id)
             remove_job_copy(job_id=job_id, settings=settings)
             return "finalized"
         _send_segments(ctx, job_id=job_id, indexes=[p.index for p in plans], priority=priority)
@@ -309,6 +319,7 @@ def _analyze_segment(
         )
         job = session.scalar(select(Job).where(Job.id == job_id))
         assert job is not None and job.plan is not None
+        metrics.record_queue_wait(queue="analyze", sent_at=job.enqueued_at)
         plan = SegmentPlan.from_dict(job.plan[segment_index])
         options = dict(job.options or {})
         video = job.video
@@ -319,9 +330,12 @@ def _analyze_segment(
             analyzer = ctx.analyzer_for(options)
             path = local_video(job_id=job_id, video=video, storage=ctx.storage, settings=settings)
             result = analyzer.analyze_segment(path, _video_info(video), plan)
+            uploading = time.perf_counter()
+            uploaded = upload_explanations(ctx.storage, video=video, result=result)
+            metrics.record_stage("upload", time.perf_counter() - uploading)
         except Exception as exc:  # classified: only curated errors are retried
             return _handle_failure(ctx, job_id=job_id, exc=exc, attempt=attempt, segment_index=segment_index)
-        return _store_segment(ctx, job_id=job_id, result=result, analyzer=analyzer)
+        return _store_segment(ctx, job_id=job_id, result=result, analyzer=analyzer, uploaded=uploaded)
 
 
 def _face_doc(face: Any) -> dict[str, Any]:
@@ -335,7 +349,12 @@ def _face_doc(face: Any) -> dict[str, Any]:
 
 
 def _store_segment(
-    ctx: WorkerContext, *, job_id: uuid.UUID, result: SegmentResult, analyzer: Analyzer
+    ctx: WorkerContext,
+    *,
+    job_id: uuid.UUID,
+    result: SegmentResult,
+    analyzer: Analyzer,
+    uploaded: list[dict[str, Any]],
 ) -> str:
     with ctx.session() as session, session.begin():
         # Every writer of this job's results takes this lock first: segments finishing together
@@ -386,6 +405,7 @@ def _store_segment(
         segment.tracks = [track.to_dict() for track in result.tracks]
         segment.timings = {key: round(float(value), 4) for key, value in result.timings.items()}
         segment.finished_at = _now()
+        store_segment_outputs(session, job_id=job_id, segment=segment, result=result, uploaded=uploaded)
         session.flush()
         done = (
             session.scalar(
@@ -406,7 +426,9 @@ def _store_segment(
         faces=result.face_count,
         timings={key: round(float(value), 3) for key, value in result.timings.items()},
     )
+    metrics.record_segment(timings=result.timings, frames=len(rows), faces=result.face_count)
     if finished:
+        write_statistics_document(ctx.session_factory, ctx.storage, job_id=job_id)
         remove_job_copy(job_id=job_id, settings=ctx.settings)
         return "finalized"
     return "stored"
@@ -423,6 +445,8 @@ def _box(values: list[float]) -> tuple[float, float, float, float]:
 def _finalize_locked(session: Session, *, job: Job, analyzer: Analyzer) -> None:
     """Aggregates every stored segment into the video's result. The caller holds the job lock."""
     from pipeline.types import FaceResult, FrameResult, SegmentResult
+
+    finalize_started = time.perf_counter()
 
     segments = list(
         session.scalars(select(Segment).where(Segment.job_id == job.id).order_by(Segment.segment_index))
@@ -528,7 +552,9 @@ def _finalize_locked(session: Session, *, job: Job, analyzer: Analyzer) -> None:
     job.finished_at = finished_at
     job.error_code = None
     job.error_message = None
+    finalize_outputs(session, job=job, result=result, segments=segments, top_k=analyzer.config.explain_top_k)
     record_job_end(session, job_id=job.id)
+    metrics.record_stage("finalize", time.perf_counter() - finalize_started)
     log_event(
         log,
         "job.finalize.succeeded",

@@ -44,6 +44,7 @@ def analysis_config(settings: Settings, options: dict[str, Any] | None = None) -
         max_height=settings.max_height,
         max_duration_s=settings.max_duration_s,
         decode_timeout_s=decode_timeout,
+        explain_top_k=settings.explain_top_k,
     )
 
 

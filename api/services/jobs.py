@@ -33,6 +33,7 @@ from core.logs import log_event
 from core.models import Frame, Job, Segment, Track, Upload, Video
 from core.queue import enqueue_probe
 from core.states import JobStatus
+from core.statistics import artifact_keys
 from core.storage import ObjectStore, get_source_store, parse_s3_uri
 
 __all__ = [
@@ -423,6 +424,9 @@ def delete_job(session: Session, *, tenant_id: uuid.UUID, job_id: str, storage: 
     video = job.video
     if video.owned and video.storage_key:
         storage.delete(video.storage_key)
+    # Heatmaps and statistics beside the video (kept for S3-sourced videos too).
+    for key in artifact_keys(session, job_id=job.id):
+        storage.delete(key)
     # Workers lock the job row before writing results, so this waits for an in-flight write.
     session.execute(delete(Job).where(Job.id == job.id, Job.tenant_id == tenant_id))
     session.execute(delete(Video).where(Video.id == video.id, ~exists().where(Job.video_id == video.id)))
