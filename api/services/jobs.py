@@ -78,7 +78,9 @@ def request_hash(document: dict[str, Any]) -> str:
 
 
 def resolve_options(options: JobOptions, settings: Settings) -> dict[str, float]:
-    """The analysis options a job runs with: the request's, or the service's defaults, within bounds."""
+    """The analysis options a job runs with: the request's, or the service's defaults, within bounds.
+    The callback URL is checked here too, so a bad one is refused before storage is touched."""
+    check_callback_url(options.callback_url, settings=settings)
     sample_fps = options.sample_fps if options.sample_fps is not None else settings.default_sample_fps
     segment_seconds = (
         options.segment_seconds if options.segment_seconds is not None else settings.default_segment_seconds
@@ -220,7 +222,6 @@ def create_job(
     if existing is not None:
         return existing, False
     resolved = resolve_options(options, settings)
-    check_callback_url(options.callback_url, settings=settings)
     ensure_in_flight_capacity(session, tenant_id=tenant_id, adding=1, settings=settings)
     video = Video(
         id=draft.video_id,
