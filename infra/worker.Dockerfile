@@ -43,4 +43,4 @@ USER deepfakestream
 # The worker refuses to start without a valid checkpoint at MODEL_PATH.
 ENV MODEL_PATH=/app/models/deepfakestream-b0.safetensors
 # One pool process per GPU; give each container one GPU and a stable hostname.
-CMD ["deepfakestream", "worker", "--queues", "probe,analyze,maintenance", "--concurrency", "1"]
+CMD ["deepfakestream", "worker", "--queues", "probe,analyze,webhooks,maintenance", "--concurrency", "1"]

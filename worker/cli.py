@@ -1,4 +1,4 @@
-"""`deepfakestream worker`: a Celery worker for the probe, analyze and maintenance queues.
+"""`deepfakestream worker`: a Celery worker for the probe, analyze, webhooks and maintenance queues.
 
 One pool process per GPU (``--concurrency``); each loads the model once. ``--beat`` also runs the
 periodic reconciler's schedule in this worker (run it in exactly one worker).
@@ -21,7 +21,7 @@ _DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "deepfakest
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--queues",
-        default="probe,analyze,maintenance",
+        default="probe,analyze,webhooks,maintenance",
         help=f"comma-separated queues to consume (of {', '.join(_QUEUES)})",
     )
     parser.add_argument("--concurrency", type=int, default=1, help="pool processes; one per GPU (default: 1)")
