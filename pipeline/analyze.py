@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,8 @@ class Analyzer:
     ) -> None:
         self.config = config or AnalysisConfig()
         self.classifier = Classifier(model_path, device=device, batch_size=self.config.batch_size)
+        if self.classifier.device.type == "cpu":
+            _set_cpu_threads(self.config.torch_threads)
         model = self.classifier.model  # load and warm up now: a bad checkpoint fails here
         self.model_config = model.config
         self.device = self.classifier.device
@@ -91,40 +95,57 @@ class Analyzer:
         """
         config = self.config
         started = time.perf_counter()
-        detect_s = classify_s = quality_s = 0.0
+        decode_s = detect_s = classify_s = quality_s = 0.0
         size = self.model_config.input_size
         margin = self.model_config.face_margin
         detections: list[list[Detection]] = []
         scores: list[np.ndarray] = []
         quality = QualityStats()
         suspicious = TopCrops(config.explain_top_k)
-        with SegmentDecoder(path, info, plan, config) as decoder:
-            for start, stop in decoder.chunks(config.chunk_frames):
-                frames = decoder.frames[start:stop]
+        # Three stages run at once: ffmpeg decodes ahead (its own process), this thread detects
+        # faces in the frames already decoded, and a second thread classifies the faces found.
+        pending: list[tuple[Future[tuple[np.ndarray, float]], list[np.ndarray], int]] = []
+        faces_so_far = 0
+        with (
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as classify_pool,
+            SegmentDecoder(path, info, plan, config) as decoder,
+        ):
+            chunks = decoder.chunks(config.chunk_frames)
+            while True:
+                waited = time.perf_counter()
+                chunk = next(chunks, None)
+                decode_s += time.perf_counter() - waited
+                if chunk is None:
+                    break
+                frames = decoder.frames[chunk[0] : chunk[1]]
                 t0 = time.perf_counter()
                 found = self.detector.detect(frames)
-                t1 = time.perf_counter()
                 crops = [
                     crop_face(frame, det.box, margin=margin, size=size)
                     for frame, dets in zip(frames, found, strict=True)
                     for det in dets
                 ]
+                t1 = time.perf_counter()
                 if crops:
-                    scores.append(self.classifier.predict(np.stack(crops)))
-                    suspicious.offer(scores[-1], crops, first=sum(len(s) for s in scores[:-1]))
-                t2 = time.perf_counter()
+                    future = classify_pool.submit(self._classify, np.stack(crops))
+                    pending.append((future, crops, faces_so_far))
+                    faces_so_far += len(crops)
                 quality.merge(measure_segment(
                     frames,
                     [[d.box for d in dets] for dets in found],
                     scale=(info.width / frames.shape[2], info.height / frames.shape[1]),
                 ))
-                t3 = time.perf_counter()
+                t2 = time.perf_counter()
                 detections.extend(found)
                 detect_s += t1 - t0
-                classify_s += t2 - t1
-                quality_s += t3 - t2
+                quality_s += t2 - t1
             times = decoder.times
             decoded_height, decoded_width = decoder.frames.shape[1:3]
+            for future, crops, first in pending:
+                chunk_scores, seconds = future.result()
+                classify_s += seconds
+                scores.append(chunk_scores)
+                suspicious.offer(chunk_scores, crops, first=first)
         t0 = time.perf_counter()
         track_ids = link_tracks(
             [[d.box for d in dets] for dets in detections], iou_threshold=config.track_iou
@@ -165,10 +186,12 @@ class Analyzer:
                 score=aggregate.frame_score(f.score for f in faces),
                 faces=faces,
             ))
-        total = time.perf_counter() - started
         explanations.sort(key=lambda explanation: -explanation.score)
+        # Stage times are each stage's own busy time; they overlap, so they need not add up to
+        # the segment's wall time. decode_s is the time spent waiting for decoded frames.
         timings = {
-            "decode_s": max(0.0, total - detect_s - classify_s - quality_s - explain_s),
+            "wall_s": time.perf_counter() - started,
+            "decode_s": decode_s,
             "detect_s": detect_s,
             "classify_s": classify_s,
             "quality_s": quality_s,
@@ -191,6 +214,11 @@ class Analyzer:
         })
         return result
 
+    def _classify(self, crops: np.ndarray) -> tuple[np.ndarray, float]:
+        started = time.perf_counter()
+        scores = self.classifier.predict(crops)
+        return scores, time.perf_counter() - started
+
     def _explain(self, suspicious: TopCrops) -> dict[int, tuple[bytes, bytes]]:
         """Grad-CAM of the segment's most suspicious crops: position → (overlay, crop) as JPEG."""
         chosen = suspicious.items()
@@ -210,7 +238,7 @@ class Analyzer:
         """Give tracks video-wide ids, score the video and decide the verdict.
 
         ``timings`` may carry ``probe_s`` and ``total_s``; the stage times are summed from the
-        segments, and ``total_s`` defaults to probe plus all stages.
+        segments, and ``total_s`` defaults to probe plus the segments' wall times.
         """
         config = self.config
         ordered = sorted(segments, key=lambda s: s.index)
@@ -229,12 +257,17 @@ class Analyzer:
         score = aggregate.video_score(linked_segments, config.aggregation)
 
         totals = {"probe_s": 0.0, **{key: 0.0 for key in _STAGE_KEYS}}
+        segments_wall = 0.0
         for segment in ordered:
             for key in _STAGE_KEYS:
                 totals[key] += float(segment.timings.get(key, 0.0))
+            # Stages overlap within a segment: its wall time, when recorded, is what it cost.
+            segments_wall += float(segment.timings.get(
+                "wall_s", sum(float(segment.timings.get(key, 0.0)) for key in _STAGE_KEYS)
+            ))
         given = dict(timings or {})
         totals["probe_s"] = float(given.pop("probe_s", 0.0))
-        totals["total_s"] = float(given.pop("total_s", sum(totals.values())))
+        totals["total_s"] = float(given.pop("total_s", totals["probe_s"] + segments_wall))
         return VideoResult(
             verdict=aggregate.verdict(score, self.threshold),
             score=score,
@@ -261,6 +294,15 @@ class Analyzer:
         result = self.finalize(info, segments, {"probe_s": probe_s})
         result.timings["total_s"] = time.perf_counter() - started
         return result
+
+
+def _set_cpu_threads(requested: int) -> None:
+    """Size torch's CPU thread pool for stages that run side by side (see AnalysisConfig)."""
+    import torch
+
+    threads = requested if requested > 0 else max(1, (os.cpu_count() or 2) // 2)
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
 
 
 def _frame_index(t: float, fps: float) -> int:

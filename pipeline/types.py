@@ -46,6 +46,9 @@ class AnalysisConfig:
     ffmpeg_threads: int = 0  # decoder threads; 0 lets ffmpeg choose
     # Frames handed to detection and classification at a time while ffmpeg decodes the rest.
     chunk_frames: int = 8
+    # Intra-op threads for torch on CPU (process-wide). 0: half the cores, since detection and
+    # classification run side by side next to ffmpeg; one thread each on a 2-core machine.
+    torch_threads: int = 0
     # Input caps: a file beyond any of these is refused before decoding.
     max_width: int = 7680
     max_height: int = 4320
