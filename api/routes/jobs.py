@@ -28,6 +28,7 @@ from api.schemas import (
     TrackPublic,
 )
 from api.services import jobs as service
+from api.services.limits import ensure_in_flight_capacity
 from api.uploads import content_type_for, receive_json_body, receive_multipart
 from core.config import Settings
 from core.errors import InvalidRequestError, UnsupportedMediaTypeError
@@ -90,6 +91,13 @@ async def _delete_quietly(storage: ObjectStore, key: str) -> None:
         log_event(log, "job.upload.cleanup_failed", level=logging.WARNING, key=key, error=str(exc)[:300])
 
 
+def _precheck_capacity(session: Session, *, tenant_id: uuid.UUID, settings: Settings) -> None:
+    try:
+        ensure_in_flight_capacity(session, tenant_id=tenant_id, adding=1, settings=settings, lock=False)
+    finally:
+        session.rollback()  # no transaction stays open during the upload
+
+
 async def _create_from_multipart(
     request: Request,
     *,
@@ -99,6 +107,9 @@ async def _create_from_multipart(
     storage: ObjectStore,
     idempotency_key: str | None,
 ) -> tuple[Job, bool]:
+    if idempotency_key is None:
+        # Refuse before the upload rather than after it; create_job checks again under a lock.
+        await run_in_threadpool(lambda: _precheck_capacity(session, tenant_id=tenant_id, settings=settings))
     video_id = uuid.uuid4()
     key = video_key(tenant_id=tenant_id, video_id=video_id)
     form = await receive_multipart(

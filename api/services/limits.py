@@ -18,18 +18,20 @@ IN_FLIGHT_LOCK_ID = 724139  # pg advisory lock namespace: one tenant's job creat
 
 
 def ensure_in_flight_capacity(
-    session: Session, *, tenant_id: uuid.UUID, adding: int, settings: Settings
+    session: Session, *, tenant_id: uuid.UUID, adding: int, settings: Settings, lock: bool = True
 ) -> None:
     """TooManyRequestsError when ``adding`` more jobs would put the tenant past its limit of jobs
     queued or processing. Takes a per-tenant transaction lock, so two requests cannot both pass
-    on the same free room: call it in the transaction that inserts the jobs."""
+    on the same free room: call it in the transaction that inserts the jobs. ``lock=False`` is
+    an early, advisory look (before an upload), not a guarantee."""
     limit = settings.max_jobs_in_flight_per_tenant
     if adding > limit:
         raise InvalidRequestError(
             f"{adding} jobs at once is more than the limit of {limit} jobs in flight; split the batch",
             code="batch_exceeds_limit",
         )
-    session.execute(select(func.pg_advisory_xact_lock(IN_FLIGHT_LOCK_ID, func.hashtext(str(tenant_id)))))
+    if lock:
+        session.execute(select(func.pg_advisory_xact_lock(IN_FLIGHT_LOCK_ID, func.hashtext(str(tenant_id)))))
     active = (
         session.scalar(
             select(func.count())

@@ -202,7 +202,7 @@ def test_bad_manifests_are_typed_errors(
 
 
 def test_jobs_in_flight_past_the_limit_answer_429_with_retry_after(
-    hooks_client: TestClient, new_key: Headers, small_video: bytes
+    hooks_client: TestClient, new_key: Headers, small_video: bytes, hooks_api_settings: Settings
 ) -> None:
     headers = new_key()
     upload = {"file": ("clip.mp4", small_video, "video/mp4")}
@@ -211,7 +211,9 @@ def test_jobs_in_flight_past_the_limit_answer_429_with_retry_after(
     ]
     first = hooks_client.post("/v1/batches", json={"items": items}, headers=headers)
     one_more = hooks_client.post("/v1/jobs", files=upload, headers=headers)
+    stored_before = sorted(hooks_api_settings.storage_dir.rglob("*"))
     over_job = hooks_client.post("/v1/jobs", files=upload, headers=headers)
+    stored_after = sorted(hooks_api_settings.storage_dir.rglob("*"))
     over_batch = hooks_client.post(
         "/v1/batches", json={"items": [{"source": "s3://client-videos/q.mp4"}]}, headers=headers
     )
@@ -232,6 +234,7 @@ def test_jobs_in_flight_past_the_limit_answer_429_with_retry_after(
         assert refused.headers["Retry-After"] == "17"
         assert refused.json()["error"]["code"] == "too_many_jobs_in_flight"
         assert f"the limit is {IN_FLIGHT_LIMIT}" in refused.json()["error"]["message"]
+    assert stored_after == stored_before  # the refused upload left nothing in storage
     assert too_big.status_code == 422 and too_big.json()["error"]["code"] == "batch_exceeds_limit"
     assert other_tenant.status_code == 202  # the limit is per tenant
     assert canceled.status_code == 200 and canceled.json()["status"] == "canceled"
