@@ -33,17 +33,20 @@ def job_counts(session: Session, *, batch_id: uuid.UUID) -> dict[str, int]:
     return counts
 
 
-def count_finished_job(session: Session, *, batch_id: uuid.UUID) -> bool:
-    """Counts one more ended job of the batch; the call that counts the last one marks the batch
-    ended and queues ``batch.completed``. True when this call completed the batch. Does not commit.
+def count_finished_job(session: Session, *, batch_id: uuid.UUID, count: int = 1) -> bool:
+    """Counts ``count`` more ended jobs of the batch; the call that counts the last one marks the
+    batch ended and queues ``batch.completed``. True when this call completed the batch. Does not
+    commit.
 
     The counter UPDATE takes the batch's row lock, so jobs ending at the same moment are counted
     one after the other and exactly one of them sees the total reached.
     """
+    if count < 1:
+        return False
     row = session.execute(
         update(Batch)
-        .where(Batch.id == batch_id, Batch.jobs_finished < Batch.jobs_total)
-        .values(jobs_finished=Batch.jobs_finished + 1)
+        .where(Batch.id == batch_id, Batch.jobs_finished + count <= Batch.jobs_total)
+        .values(jobs_finished=Batch.jobs_finished + count)
         .returning(Batch.jobs_finished, Batch.jobs_total)
         .execution_options(synchronize_session=False)
     ).one_or_none()

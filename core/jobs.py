@@ -13,7 +13,7 @@ from core.batches import count_finished_job
 from core.metrics import record_job_finished
 from core.models import Batch, Job
 from core.states import ACTIVE_JOB_STATES, JobStatus, can_transition
-from core.webhooks import record_job_event
+from core.webhooks import record_job_event, record_job_events
 
 __all__ = [
     "cancel_batch_jobs",
@@ -115,8 +115,8 @@ def cancel_batch_jobs(session: Session, *, batch_id: uuid.UUID) -> list[uuid.UUI
         .values(canceled_at=func.now())
         .execution_options(synchronize_session=False)
     )
-    for job_id in canceled:
-        record_job_end(session, job_id=job_id)
+    record_job_events(session, job_ids=canceled)
+    count_finished_job(session, batch_id=batch_id, count=len(canceled))
     return canceled
 
 

@@ -45,6 +45,7 @@ __all__ = [
     "parse_retry_after",
     "record_batch_event",
     "record_job_event",
+    "record_job_events",
     "retry_delay_s",
     "secret_hint",
     "serialize_payload",
@@ -191,38 +192,36 @@ def _destinations(
     return destinations
 
 
-def _insert_deliveries(
-    session: Session,
+def _delivery_row(
     *,
     tenant_id: uuid.UUID,
     event: EventType,
     payload: dict[str, Any],
-    destinations: Sequence[tuple[uuid.UUID | None, str]],
+    destination: tuple[uuid.UUID | None, str],
+    now: datetime,
     job_id: uuid.UUID | None = None,
     batch_id: uuid.UUID | None = None,
-) -> list[uuid.UUID]:
-    if not destinations:
-        return []
-    now = datetime.now(UTC)
-    ids = [uuid.uuid4() for _ in destinations]
-    rows = [
-        {
-            "id": delivery_id,
-            "tenant_id": tenant_id,
-            "endpoint_id": endpoint_id,
-            "destination": "callback" if endpoint_id is None else "endpoint",
-            "url": url,
-            "event_type": event.value,
-            "job_id": job_id,
-            "batch_id": batch_id,
-            "payload": payload,
-            "status": DeliveryStatus.PENDING.value,
-            "next_attempt_at": now,
-        }
-        for delivery_id, (endpoint_id, url) in zip(ids, destinations, strict=True)
-    ]
-    session.execute(insert(WebhookDelivery).values(rows))
-    return ids
+) -> dict[str, Any]:
+    endpoint_id, url = destination
+    return {
+        "id": uuid.uuid4(),
+        "tenant_id": tenant_id,
+        "endpoint_id": endpoint_id,
+        "destination": "callback" if endpoint_id is None else "endpoint",
+        "url": url,
+        "event_type": event.value,
+        "job_id": job_id,
+        "batch_id": batch_id,
+        "payload": payload,
+        "status": DeliveryStatus.PENDING.value,
+        "next_attempt_at": now,
+    }
+
+
+def _insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
+    if rows:
+        session.execute(insert(WebhookDelivery), rows)
+    return [row["id"] for row in rows]
 
 
 _JOB_EVENTS = {
@@ -240,13 +239,16 @@ class EndedJob:
     batch_id: uuid.UUID | None
 
 
-def record_job_event(session: Session, *, job_id: uuid.UUID) -> EndedJob | None:
-    """Queues the job's ``job.<status>`` deliveries in the caller's transaction (call it in the
-    transaction that ended the job). Does not commit."""
+def record_job_events(session: Session, *, job_ids: Sequence[uuid.UUID]) -> list[EndedJob]:
+    """Queues each job's ``job.<status>`` deliveries in the caller's transaction (call it in the
+    transaction that ended the jobs). Jobs that no longer exist are skipped. Does not commit."""
+    if not job_ids:
+        return []
     session.flush()
-    # Columns, not the ORM object: the state was changed by an UPDATE the identity map has not seen.
-    row = session.execute(
+    # Columns, not ORM objects: the states were changed by UPDATEs the identity map has not seen.
+    rows = session.execute(
         select(
+            Job.id,
             Job.tenant_id,
             Job.status,
             Job.verdict,
@@ -255,51 +257,76 @@ def record_job_event(session: Session, *, job_id: uuid.UUID) -> EndedJob | None:
             Job.batch_id,
             Job.callback_url,
             Job.error_code,
-        ).where(Job.id == job_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    event = _JOB_EVENTS.get(row.status)
-    if event is None:
-        raise ValueError(f"job {job_id} has not ended (status {row.status})")
-    payload = job_payload(
-        event=event,
-        job_id=job_id,
-        status=row.status,
-        verdict=row.verdict,
-        score=row.score,
-        external_id=row.external_id,
-        batch_id=row.batch_id,
-        error_code=row.error_code,
-        at=datetime.now(UTC),
-    )
-    destinations = _destinations(session, tenant_id=row.tenant_id, event=event, callback_url=row.callback_url)
-    _insert_deliveries(
-        session,
-        tenant_id=row.tenant_id,
-        event=event,
-        payload=payload,
-        destinations=destinations,
-        job_id=job_id,
-        batch_id=row.batch_id,
-    )
-    return EndedJob(id=job_id, tenant_id=row.tenant_id, status=row.status, batch_id=row.batch_id)
+        ).where(Job.id.in_(list(job_ids)))
+    ).all()
+    now = datetime.now(UTC)
+    endpoints: dict[tuple[uuid.UUID, EventType], list[tuple[uuid.UUID | None, str]]] = {}
+    deliveries: list[dict[str, Any]] = []
+    ended: list[EndedJob] = []
+    for row in rows:
+        event = _JOB_EVENTS.get(row.status)
+        if event is None:
+            raise ValueError(f"job {row.id} has not ended (status {row.status})")
+        if (row.tenant_id, event) not in endpoints:
+            endpoints[row.tenant_id, event] = _destinations(
+                session, tenant_id=row.tenant_id, event=event, callback_url=None
+            )
+        destinations = endpoints[row.tenant_id, event]
+        if row.callback_url:
+            destinations = [(None, row.callback_url), *destinations]
+        payload = job_payload(
+            event=event,
+            job_id=row.id,
+            status=row.status,
+            verdict=row.verdict,
+            score=row.score,
+            external_id=row.external_id,
+            batch_id=row.batch_id,
+            error_code=row.error_code,
+            at=now,
+        )
+        deliveries.extend(
+            _delivery_row(
+                tenant_id=row.tenant_id,
+                event=event,
+                payload=payload,
+                destination=destination,
+                now=now,
+                job_id=row.id,
+                batch_id=row.batch_id,
+            )
+            for destination in destinations
+        )
+        ended.append(EndedJob(id=row.id, tenant_id=row.tenant_id, status=row.status, batch_id=row.batch_id))
+    _insert_deliveries(session, deliveries)
+    return ended
+
+
+def record_job_event(session: Session, *, job_id: uuid.UUID) -> EndedJob | None:
+    """``record_job_events`` for one job."""
+    ended = record_job_events(session, job_ids=[job_id])
+    return ended[0] if ended else None
 
 
 def record_batch_event(session: Session, *, batch: Batch, counts: dict[str, int]) -> list[uuid.UUID]:
     """Queues the batch's ``batch.completed`` deliveries in the caller's transaction."""
-    payload = batch_payload(batch=batch, counts=counts, at=datetime.now(UTC))
+    now = datetime.now(UTC)
+    payload = batch_payload(batch=batch, counts=counts, at=now)
     destinations = _destinations(
         session, tenant_id=batch.tenant_id, event=EventType.BATCH_COMPLETED, callback_url=batch.callback_url
     )
-    return _insert_deliveries(
-        session,
-        tenant_id=batch.tenant_id,
-        event=EventType.BATCH_COMPLETED,
-        payload=payload,
-        destinations=destinations,
-        batch_id=batch.id,
-    )
+    rows = [
+        _delivery_row(
+            tenant_id=batch.tenant_id,
+            event=EventType.BATCH_COMPLETED,
+            payload=payload,
+            destination=destination,
+            now=now,
+            batch_id=batch.id,
+        )
+        for destination in destinations
+    ]
+    return _insert_deliveries(session, rows)
 
 
 def ensure_callback_secret(session: Session, *, tenant_id: uuid.UUID, key: SecretStr) -> str:
