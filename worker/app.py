@@ -15,10 +15,10 @@ from typing import Any
 from celery import Celery
 from celery.signals import worker_process_init, worker_ready
 
-import worker.monitoring  # noqa: F401 - connects the metrics port, resource reports and task log context
 from core.config import Settings, get_settings
 from core.logs import configure_logging, log_event
 from core.queue import make_celery
+from worker import monitoring
 from worker.jobs import recover_node_claims
 from worker.runtime import WorkerContext, build_context, load_analyzer
 
@@ -58,7 +58,7 @@ def create_worker_app(settings: Settings) -> Celery:
 
 
 @worker_process_init.connect
-def _load_model_in_pool_process(**_: Any) -> None:
+def _load_model_in_pool_process(sender: Any = None, **_: Any) -> None:
     settings = _settings()
     configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
     from pipeline.errors import ModelError
@@ -77,6 +77,8 @@ def _load_model_in_pool_process(**_: Any) -> None:
         model=analyzer.model_info.get("version"),
         device=str(analyzer.device),
     )
+    # Only now: orchestrators take an open metrics port as "ready for work".
+    monitoring.start_pool_process_monitoring(settings, node=sender)
 
 
 @worker_ready.connect

@@ -17,7 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from celery.signals import task_postrun, task_prerun, worker_process_init, worker_ready, worker_shutdown
+from celery.signals import task_postrun, task_prerun, worker_ready, worker_shutdown
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -39,6 +39,7 @@ __all__ = [
     "explanation_rows",
     "finalize_outputs",
     "gpu_usage",
+    "start_pool_process_monitoring",
     "store_segment_outputs",
     "upload_explanations",
     "write_statistics_document",
@@ -263,10 +264,9 @@ def _pool_index() -> int:
     return int(index) if index is not None else 0
 
 
-@worker_process_init.connect
-def _monitor_pool_process(sender: Any = None, **_: Any) -> None:
-    settings = _settings()
-    node = str(sender or f"worker@{os.uname().nodename}")
+def start_pool_process_monitoring(settings: Settings, *, node: str | None) -> None:
+    """The pool process's metrics port and resource reports; called once its model has loaded."""
+    node = str(node or f"worker@{os.uname().nodename}")
     if settings.worker_metrics_port:
         # One port per pool process (base + index): each process has its own counters.
         metrics.serve_metrics(settings.worker_metrics_port + _pool_index())
