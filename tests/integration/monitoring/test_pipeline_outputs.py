@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import cv2
@@ -64,11 +65,22 @@ def test_segments_carry_statistics_and_top_k_heatmaps(face_clip: FaceVideo, rand
 def test_statistics_see_a_darker_video(monitoring_media: Path, random_checkpoint: Path) -> None:
     bright = make_face_video(monitoring_media / "bright.mp4", seconds=1.0, width=320, height=180, fps=10)
     dark = monitoring_media / "dark.mp4"
-    import subprocess
-
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(bright.path), "-vf", "eq=brightness=-0.3",
-         "-c:v", "libx264", "-pix_fmt", "yuv420p", str(dark)],
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-i",
+            str(bright.path),
+            "-vf",
+            "eq=brightness=-0.3",
+            "-c:v",
+            "libx264",
+            "-pix_fmt",
+            "yuv420p",
+            str(dark),
+        ],
         check=True,
     )
     analyzer = Analyzer(model_path=random_checkpoint, device="cpu", config=AnalysisConfig(sample_fps=2))
@@ -89,8 +101,17 @@ def test_cli_report_embeds_heatmaps(
     face_clip: FaceVideo, random_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     report = tmp_path / "report.html"
-    code = main(["analyze", str(face_clip.path), "--model", str(random_checkpoint), "--report", str(report),
-                 "--no-progress"])
+    code = main(
+        [
+            "analyze",
+            str(face_clip.path),
+            "--model",
+            str(random_checkpoint),
+            "--report",
+            str(report),
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     document = report.read_text()
     faces = re.findall(r'<img alt="face[^"]*" src="data:image/jpeg;base64,([^"]+)"', document)
