@@ -33,6 +33,7 @@ from core.models import Batch, CallbackSecret, Job, WebhookDelivery, WebhookEndp
 __all__ = [
     "EVENT_TYPES",
     "DeliveryStatus",
+    "EndedJob",
     "EventType",
     "SecretError",
     "batch_payload",
