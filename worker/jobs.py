@@ -31,6 +31,7 @@ from core.states import JobStatus, SegmentStatus
 from worker.failures import RETRYABLE_ERRORS, FailureKind, classify
 from worker.fetch import local_video, remove_job_copy
 from worker.monitoring import (
+    discard_uploads,
     finalize_outputs,
     store_segment_outputs,
     upload_explanations,
@@ -365,6 +366,8 @@ def _store_segment(
                 log, "job.analyze.dropped", reason="job deleted" if job is None else f"job {job.status}"
             )
             remove_job_copy(job_id=job_id, settings=ctx.settings)
+            # No row will point at this segment's heatmaps: do not leave them in storage.
+            discard_uploads(ctx.storage, uploaded)
             return "dropped"
         segment = session.scalar(
             select(Segment).where(Segment.job_id == job_id, Segment.segment_index == result.index)

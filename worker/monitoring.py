@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "artifact_key",
+    "discard_uploads",
     "explanation_rows",
     "finalize_outputs",
     "gpu_usage",
@@ -90,6 +91,22 @@ def upload_explanations(storage: ObjectStore, *, video: Video, result: SegmentRe
             }
         )
     return rows
+
+
+def discard_uploads(storage: ObjectStore, uploaded: list[dict[str, Any]]) -> None:
+    """Removes images a segment wrote when its results are dropped (the job ended meanwhile)."""
+    for row in uploaded:
+        for key in (row["heatmap_key"], row["crop_key"]):
+            try:
+                storage.delete(key)
+            except Exception as exc:  # best effort: an orphan image is logged, never fatal
+                log_event(
+                    log,
+                    "job.explanation.cleanup_failed",
+                    level=logging.WARNING,
+                    key=key,
+                    error=str(exc)[:200],
+                )
 
 
 def explanation_rows(job_id: uuid.UUID, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
