@@ -37,10 +37,15 @@ TARGET_SPEEDUP = 3.0
 
 
 def _peak_rss_mb() -> dict[str, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
-    return {"process_mb": round(own, 1), "largest_child_mb": round(children, 1),
-            "upper_bound_mb": round(own + children, 1)}
+    """This process's peak resident memory (ffmpeg's is measured in a process of its own)."""
+    return {"process_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1)}  # KiB
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (ffmpeg) so far."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def _make_clip(path: Path) -> Path:
@@ -74,7 +79,11 @@ def _run_optimized(video: Path, model: Path, device: str, runs: int) -> dict[str
     loaded = time.perf_counter()
     analyzer.analyze(video)
     cold_done = time.perf_counter()
-    warm = [analyzer.analyze(video) for _ in range(runs)]
+    warm, cpu = [], []
+    for _ in range(runs):
+        before = _cpu_seconds()
+        warm.append(analyzer.analyze(video))
+        cpu.append(_cpu_seconds() - before)
     median = sorted(warm, key=lambda r: r.timings["total_s"])[len(warm) // 2]
     frames = len(median.frames)
     faces = sum(len(f.faces) for f in median.frames)
@@ -86,6 +95,7 @@ def _run_optimized(video: Path, model: Path, device: str, runs: int) -> dict[str
         "cold_s": cold_done - started,
         "warm_s": [r.timings["total_s"] for r in warm],
         "warm_median_s": timings["total_s"],
+        "warm_cpu_s": cpu,
         "stages_s": {k: timings[k] for k in ("probe_s", "decode_s", "detect_s", "classify_s")},
         "frames": frames,
         "faces": faces,
@@ -146,6 +156,12 @@ def _run_baseline(video: Path, model: Path, device: str, runs: int, min_face_px:
     from pipeline.video import plan_segments, probe
 
     imported = time.perf_counter()
+    import torch
+
+    # The same CPU thread count as the pipeline: the speed-up should come from how the work is
+    # done, not from a thread setting.
+    threads = AnalysisConfig().torch_threads or max(1, (os.cpu_count() or 2) // 2)
+    torch.set_num_threads(threads)
     torch_device = resolve_device(device)
     detector = MTCNN(keep_all=True, min_face_size=min_face_px, device=torch_device, post_process=False)
     classifier = Classifier(model, device=device)
@@ -156,7 +172,11 @@ def _run_baseline(video: Path, model: Path, device: str, runs: int, min_face_px:
                for t in plan.frame_times}
     first = _baseline_once(video, detector, classifier, indices)
     cold_done = time.perf_counter()
-    warm = [_baseline_once(video, detector, classifier, indices) for _ in range(runs)]
+    warm, cpu = [], []
+    for _ in range(runs):
+        before = _cpu_seconds()
+        warm.append(_baseline_once(video, detector, classifier, indices))
+        cpu.append(_cpu_seconds() - before)
     median = sorted(warm, key=lambda r: r["total_s"])[len(warm) // 2]
     return {
         "import_s": imported - started,
@@ -165,6 +185,7 @@ def _run_baseline(video: Path, model: Path, device: str, runs: int, min_face_px:
         "cold_s": cold_done - started,
         "warm_s": [r["total_s"] for r in warm],
         "warm_median_s": median["total_s"],
+        "warm_cpu_s": cpu,
         "stages_s": {k: median[k] for k in ("decode_s", "detect_s", "classify_s")},
         "frames": median["frames"],
         "faces": median["faces"],
@@ -172,6 +193,22 @@ def _run_baseline(video: Path, model: Path, device: str, runs: int, min_face_px:
         "score": median["score"],
         "peak_rss": _peak_rss_mb(),
     }
+
+
+def _run_ffmpeg_alone(video: Path) -> dict[str, Any]:
+    """ffmpeg's own peak RSS while decoding the clip's segments, from a process without torch.
+
+    The analysis process cannot tell: a child's peak RSS includes the parent's pages it shared
+    between fork and exec, so there it would count the whole Python process twice.
+    """
+    from pipeline.video import decode_segment, plan_segments, probe
+
+    info = probe(video)
+    for plan in plan_segments(info):
+        decode_segment(video, info, plan)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    return {"ffmpeg_peak_mb": round(children, 1), "spawning_process_mb": round(own, 1)}
 
 
 def _subprocess(kind: str, args: argparse.Namespace, model: Path) -> dict[str, Any]:
@@ -204,8 +241,13 @@ def _other_load() -> list[str]:
 
 def _derived(result: dict[str, Any], duration: float) -> dict[str, Any]:
     stages = result["stages_s"]
+    cpu = sorted(result["warm_cpu_s"])[len(result["warm_cpu_s"]) // 2]
     return {
         "warm_rtf": result["warm_median_s"] / duration,
+        # CPU seconds spent per video second, spread over every core: the real-time factor an
+        # otherwise idle machine would reach if the stages overlapped perfectly.
+        "warm_cpu_s": cpu,
+        "cpu_rtf_bound": cpu / (os.cpu_count() or 1) / duration,
         "cold_rtf": result["cold_s"] / duration,
         "decode_fps_sampled": result["frames"] / stages["decode_s"] if stages["decode_s"] else None,
         "decode_fps_source": result["source_frames"] / stages["decode_s"] if stages["decode_s"] else None,
@@ -215,8 +257,8 @@ def _derived(result: dict[str, Any], duration: float) -> dict[str, Any]:
 
 
 def _table(report: dict[str, Any]) -> str:
-    rows = [("", "warm s", "RTF", "cold s", "decode f/s", "detect f/s", "classify f/s", "peak RSS MB",
-             "faces", "speed-up")]
+    rows = [("", "warm s", "RTF", "CPU s", "CPU RTF", "cold s", "decode f/s", "detect f/s", "classify f/s",
+             "peak RSS MB", "faces", "speed-up")]
     for entry in report["runs"]:
         for name in ("optimized", "baseline"):
             result = entry.get(name)
@@ -228,11 +270,13 @@ def _table(report: dict[str, Any]) -> str:
                 f"{name} @{entry['input_size']}",
                 f"{result['warm_median_s']:.2f}",
                 f"{derived['warm_rtf']:.3f}",
+                f"{derived['warm_cpu_s']:.2f}",
+                f"{derived['cpu_rtf_bound']:.3f}",
                 f"{result['cold_s']:.2f}",
                 f"{derived['decode_fps_sampled'] or 0:.1f} ({derived['decode_fps_source'] or 0:.0f} src)",
                 f"{derived['detect_fps'] or 0:.1f}",
                 f"{derived['classify_faces_per_s'] or 0:.1f}",
-                f"{result['peak_rss']['upper_bound_mb']:.0f}",
+                f"{result['peak_rss'].get('pipeline_mb', result['peak_rss']['process_mb']):.0f}",
                 f"{result['faces']}/{result['frames']}",
                 "" if speedup is None else f"{speedup:.1f}×",
             ))
@@ -255,11 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default bench/results/pipeline-<device>.json)")
-    parser.add_argument("--measure", choices=("optimized", "baseline"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("optimized", "baseline", "ffmpeg"), help=argparse.SUPPRESS)
     parser.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.measure:  # inside a measurement process
+        if args.measure == "ffmpeg":
+            print(json.dumps(_run_ffmpeg_alone(args.video)))
+            return 0
         config_min_face = _full_resolution_min_face(args.video)
         if args.measure == "optimized":
             result = _run_optimized(args.video, args.model, args.device, args.runs)
@@ -275,12 +322,16 @@ def main(argv: list[str] | None = None) -> int:
 
     info = probe(args.video)
     load_before = _other_load()
+    ffmpeg_memory = _subprocess("ffmpeg", args, Path("unused"))
     runs = []
     for size in (int(s) for s in args.input_sizes.split(",") if s.strip()):
         model = _make_checkpoint(WORK_DIR / f"random-b0-{size}.safetensors", size)
         entry: dict[str, Any] = {"input_size": size, "model": "efficientnet_b0 + SRM, random weights"}
         print(f"[bench] optimized pipeline, input {size} …", file=sys.stderr)
         optimized = _subprocess("optimized", args, model)
+        # Analysis process plus the ffmpeg it runs (one at a time), measured apart (see above).
+        peak = optimized["peak_rss"]
+        peak["pipeline_mb"] = round(peak["process_mb"] + ffmpeg_memory["ffmpeg_peak_mb"], 1)
         optimized["derived"] = _derived(optimized, info.duration_s)
         entry["optimized"] = optimized
         if not args.no_baseline:
@@ -289,6 +340,7 @@ def main(argv: list[str] | None = None) -> int:
             baseline["derived"] = _derived(baseline, info.duration_s)
             entry["baseline"] = baseline
             entry["speedup"] = baseline["warm_median_s"] / optimized["warm_median_s"]
+            entry["speedup_cpu"] = baseline["derived"]["warm_cpu_s"] / optimized["derived"]["warm_cpu_s"]
         runs.append(entry)
     config = AnalysisConfig()
     import torch
@@ -309,6 +361,7 @@ def main(argv: list[str] | None = None) -> int:
                            "same classifier per frame",
         "targets": {"warm_rtf": TARGET_WARM_RTF, "peak_rss_gb": TARGET_PEAK_RSS_GB,
                     "speedup": TARGET_SPEEDUP},
+        "ffmpeg_memory": ffmpeg_memory,
         "other_cpu_load": {"before": load_before, "after": _other_load()},
         "runs": runs,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

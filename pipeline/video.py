@@ -416,6 +416,10 @@ class SegmentDecoder:
             thread.join(timeout=5)
         if self._stderr is not None:
             self._stderr.join(timeout=5)
+        # The watchdog holds a bound method of this object: a reference cycle that would keep the
+        # frame buffer (hundreds of MB) alive until the garbage collector happens to run.
+        self._watchdog = None
+        self._threads = []
 
     def _on_timeout(self) -> None:
         self._timed_out.set()
