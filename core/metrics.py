@@ -31,6 +31,8 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
+from core.logs import log_event
+
 __all__ = [
     "CONTENT_TYPE_LATEST",
     "FACES_DETECTED",
@@ -229,9 +231,9 @@ def serve_metrics(port: int, *, addr: str = "0.0.0.0", attempts: int = 10, wait_
         try:
             start_http_server(port, addr=addr)
         except OSError as exc:
-            log.debug("metrics.server.bind_failed", extra={"event_fields": {"port": port, "error": str(exc)}})
+            log_event(log, "metrics.server.bind_failed", level=logging.DEBUG, port=port, error=str(exc))
             return False
-        log.info("metrics.server.started", extra={"event_fields": {"port": port, "pid": os.getpid()}})
+        log_event(log, "metrics.server.started", port=port, pid=os.getpid())
         return True
 
     if bind():
@@ -242,9 +244,13 @@ def serve_metrics(port: int, *, addr: str = "0.0.0.0", attempts: int = 10, wait_
             time.sleep(wait_s)
             if bind():
                 return
-        log.warning(
+        log_event(
+            log,
             "metrics.server.unavailable",
-            extra={"event_fields": {"port": port, "pid": os.getpid(), "attempts": attempts}},
+            level=logging.WARNING,
+            port=port,
+            pid=os.getpid(),
+            attempts=attempts,
         )
 
     threading.Thread(target=retry, name=f"metrics-port-{port}", daemon=True).start()

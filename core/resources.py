@@ -21,6 +21,7 @@ import psutil
 import redis
 
 from core.config import Settings
+from core.logs import log_event
 
 __all__ = [
     "PRIORITY_STEPS",
@@ -141,13 +142,16 @@ class ResourceReporter:
             try:
                 self.report()
                 if failing:
-                    log.info("resources.report.recovered", extra={"event_fields": {"node": self.node}})
+                    log_event(log, "resources.report.recovered", node=self.node)
                 failing = False
             except (redis.RedisError, OSError) as exc:
                 if not failing:  # once per outage, not every few seconds
-                    log.warning(
+                    log_event(
+                        log,
                         "resources.report.failed",
-                        extra={"event_fields": {"node": self.node, "error": str(exc)[:200]}},
+                        level=logging.WARNING,
+                        node=self.node,
+                        error=str(exc)[:200],
                     )
                 failing = True
             self._stop.wait(self.interval_s)
