@@ -60,6 +60,29 @@ def _regress(boxes: torch.Tensor, offsets: torch.Tensor, *, inclusive: bool) -> 
     return boxes + offsets * scale
 
 
+def _crop_cpu(frames: np.ndarray, frame_index: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+    """The CPU path of ``_crop``: OpenCV area resizes of uint8 regions, several times faster than
+    ``roi_align`` for the thousand-odd small crops of a batch."""
+    height, width = frames.shape[1:3]
+    out = np.zeros((len(boxes), size, size, 3), dtype=np.uint8)
+    for k, ((bx1, by1, bx2, by2), frame_number) in enumerate(
+        zip(boxes[:, :4].floor().int().tolist(), frame_index.tolist(), strict=True)
+    ):
+        x1, y1, x2, y2 = bx1 - 1, by1 - 1, bx2, by2
+        if x2 <= x1 or y2 <= y1:
+            continue
+        region = frames[frame_number, max(y1, 0) : min(y2, height), max(x1, 0) : min(x2, width)]
+        if region.size == 0:
+            continue
+        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:  # zero padding outside the frame
+            region = cv2.copyMakeBorder(region, max(0, -y1), max(0, y2 - height), max(0, -x1),
+                                        max(0, x2 - width), cv2.BORDER_CONSTANT, value=(0, 0, 0))
+        shrinking = region.shape[0] > size or region.shape[1] > size
+        interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+        out[k] = cv2.resize(region, (size, size), interpolation=interpolation)
+    return torch.from_numpy(out).permute(0, 3, 1, 2).float()
+
+
 def _crop(images: torch.Tensor, frame_index: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
     """size×size crops of whole-pixel boxes (pixel x1-1 … x2-1 inclusive), zero outside the frame."""
     boxes = boxes.floor()
@@ -99,6 +122,26 @@ def _nms_min(
     return torch.tensor(sorted(keep), dtype=torch.long, device=boxes.device)
 
 
+class _CropSource:
+    """Where the later stages cut their candidates from: OpenCV on the uint8 frames on a CPU,
+    ``roi_align`` on a float copy of them on a GPU."""
+
+    def __init__(self, frames: np.ndarray, device: torch.device, dtype: torch.dtype) -> None:
+        self.frames = frames
+        self.device = device
+        self.dtype = dtype
+        self._images: torch.Tensor | None = None
+
+    def crop(self, frame_index: torch.Tensor, boxes: torch.Tensor, size: int) -> torch.Tensor:
+        if self.device.type == "cpu":
+            return _crop_cpu(self.frames, frame_index.cpu(), boxes.cpu(), size).to(self.dtype)
+        if self._images is None:
+            self._images = (
+                torch.from_numpy(self.frames).to(self.device).permute(0, 3, 1, 2).to(self.dtype).contiguous()
+            )
+        return _crop(self._images, frame_index, boxes, size)
+
+
 class Cascade:
     """P-net over an image pyramid → R-net on 24×24 crops → O-net on 48×48 crops with landmarks."""
 
@@ -126,11 +169,10 @@ class Cascade:
         landmarks = torch.zeros((0, 5, 2))
         scores = torch.zeros((0,))
         if len(boxes):
-            # The later stages crop from the full detection frames: one float copy, NCHW.
-            images = torch.from_numpy(frames).to(device).permute(0, 3, 1, 2).to(dtype).contiguous()
-            boxes, frame_index = self._refine(images, boxes, frame_index)
+            source = _CropSource(frames, device, dtype)
+            boxes, frame_index = self._refine(source, boxes, frame_index)
             if len(boxes):
-                boxes, scores, landmarks, frame_index = self._output(images, boxes, frame_index)
+                boxes, scores, landmarks, frame_index = self._output(source, boxes, frame_index)
         result = CascadeResult([], [], [])
         boxes_cpu, scores_cpu = boxes[:, :4].float().cpu(), scores.float().cpu()
         marks_cpu, index_cpu = landmarks.float().cpu(), frame_index.cpu()
@@ -193,9 +235,9 @@ class Cascade:
         return torch.cat([boxes, candidates[:, 4:5]], dim=1), frame_index
 
     def _refine(
-        self, images: torch.Tensor, boxes: torch.Tensor, frame_index: torch.Tensor
+        self, source: _CropSource, boxes: torch.Tensor, frame_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        crops = _normalise(_crop(images, frame_index, boxes, 24))
+        crops = _normalise(source.crop(frame_index, boxes, 24))
         crops = crops.contiguous(memory_format=torch.channels_last)
         offsets, probs = (out.float() for out in self.rnet(crops))
         score = probs[:, 1]
@@ -207,9 +249,9 @@ class Cascade:
         return torch.cat([boxes, score[:, None]], dim=1), frame_index
 
     def _output(
-        self, images: torch.Tensor, boxes: torch.Tensor, frame_index: torch.Tensor
+        self, source: _CropSource, boxes: torch.Tensor, frame_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        crops = _normalise(_crop(images, frame_index, boxes, 48))
+        crops = _normalise(source.crop(frame_index, boxes, 48))
         offsets, points, probs = (
             out.float() for out in self.onet(crops.contiguous(memory_format=torch.channels_last))
         )

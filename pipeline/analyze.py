@@ -64,6 +64,8 @@ class Analyzer:
         self.classifier = Classifier(model_path, device=device, batch_size=self.config.batch_size)
         if self.classifier.device.type == "cpu":
             _set_cpu_threads(self.config.torch_threads)
+            if self.config.ffmpeg_threads == 0:
+                self.config = self.config.replace(ffmpeg_threads=_half_the_cores())
         model = self.classifier.model  # load and warm up now: a bad checkpoint fails here
         self.model_config = model.config
         self.device = self.classifier.device
@@ -296,11 +298,15 @@ class Analyzer:
         return result
 
 
+def _half_the_cores() -> int:
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
 def _set_cpu_threads(requested: int) -> None:
     """Size torch's CPU thread pool for stages that run side by side (see AnalysisConfig)."""
     import torch
 
-    threads = requested if requested > 0 else max(1, (os.cpu_count() or 2) // 2)
+    threads = requested if requested > 0 else _half_the_cores()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
 

@@ -43,7 +43,9 @@ class AnalysisConfig:
     # Frames larger than this long side are scaled down by ffmpeg before they reach Python (boxes
     # are still reported in the video's own pixels): bounds memory for 4K and 8K inputs.
     decode_long_side: int = 1920
-    ffmpeg_threads: int = 0  # decoder threads; 0 lets ffmpeg choose
+    # Decoder threads. 0: automatic; with the networks on a CPU that means half the cores (they
+    # are shared with detection and classification), on a GPU ffmpeg's own choice.
+    ffmpeg_threads: int = 0
     # Frames handed to detection and classification at a time while ffmpeg decodes the rest.
     chunk_frames: int = 8
     # Intra-op threads for torch on CPU (process-wide). 0: half the cores, since detection and
