@@ -106,15 +106,16 @@ def _run_optimized(video: Path, model: Path, device: str, runs: int) -> dict[str
     }
 
 
-def _baseline_once(video: Path, detector: Any, classifier: Any, frame_indices: set[int]) -> dict[str, Any]:
+def _baseline_pass(
+    video: Path, detector: Any, classifiers: dict[int, Any], frame_indices: set[int]
+) -> dict[int, dict[str, Any]]:
+    """One plain pass; decode and detection are shared by the classifiers (one per input size)."""
     import cv2
     import numpy as np
 
     from pipeline.crop import crop_face
 
-    margin = classifier.config.face_margin
-    size = classifier.config.input_size
-    t0 = time.perf_counter()
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
     capture = cv2.VideoCapture(str(video))
     sampled: list[np.ndarray] = []
     index = 0
@@ -129,26 +130,38 @@ def _baseline_once(video: Path, detector: Any, classifier: Any, frame_indices: s
     capture.release()
     t1 = time.perf_counter()
     detections = []
-    for frame in sampled:
+    for frame in sampled:  # one frame at a time, at full resolution
         boxes, probs = detector.detect(frame)
         kept = [] if boxes is None else [b for b, p in zip(boxes, probs, strict=True) if p >= 0.95]
         detections.append(kept)
-    t2 = time.perf_counter()
-    scores = []
-    for frame, boxes in zip(sampled, detections, strict=True):
-        if boxes:
-            crops = np.stack([crop_face(frame, box, margin=margin, size=size) for box in boxes])
-            scores.extend(classifier.predict(crops).tolist())
-    t3 = time.perf_counter()
-    return {"total_s": t3 - t0, "decode_s": t1 - t0, "detect_s": t2 - t1, "classify_s": t3 - t2,
+    cpu2, t2 = _cpu_seconds(), time.perf_counter()
+    results = {}
+    for size, classifier in classifiers.items():
+        cpu3, t3 = _cpu_seconds(), time.perf_counter()
+        scores = []
+        for frame, boxes in zip(sampled, detections, strict=True):
+            if boxes:
+                crops = np.stack([
+                    crop_face(frame, box, margin=classifier.config.face_margin, size=size) for box in boxes
+                ])
+                scores.extend(classifier.predict(crops).tolist())
+        cpu4, t4 = _cpu_seconds(), time.perf_counter()
+        results[size] = {
+            "total_s": (t2 - t0) + (t4 - t3), "cpu_s": (cpu2 - cpu0) + (cpu4 - cpu3),
+            "decode_s": t1 - t0, "detect_s": t2 - t1, "classify_s": t4 - t3,
             "decoded_frames": index, "frames": len(sampled), "faces": sum(len(d) for d in detections),
-            "score": float(np.mean(scores)) if scores else None}
+            "score": float(np.mean(scores)) if scores else None,
+        }
+    return results
 
 
-def _run_baseline(video: Path, model: Path, device: str, runs: int, min_face_px: int) -> dict[str, Any]:
+def _run_baseline(
+    video: Path, models: list[Path], device: str, runs: int, min_face_px: int
+) -> dict[str, Any]:
     started = time.perf_counter()
     import math
 
+    import torch
     from facenet_pytorch import MTCNN
 
     from pipeline.model import Classifier, resolve_device
@@ -156,43 +169,41 @@ def _run_baseline(video: Path, model: Path, device: str, runs: int, min_face_px:
     from pipeline.video import plan_segments, probe
 
     imported = time.perf_counter()
-    import torch
-
     # The same CPU thread count as the pipeline: the speed-up should come from how the work is
     # done, not from a thread setting.
-    threads = AnalysisConfig().torch_threads or max(1, (os.cpu_count() or 2) // 2)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(AnalysisConfig().torch_threads or max(1, (os.cpu_count() or 2) // 2))
     torch_device = resolve_device(device)
     detector = MTCNN(keep_all=True, min_face_size=min_face_px, device=torch_device, post_process=False)
-    classifier = Classifier(model, device=device)
-    _ = classifier.model  # loads and warms up now, as the pipeline's Analyzer does
+    classifiers = {}
+    for model in models:
+        classifier = Classifier(model, device=device)
+        classifiers[classifier.config.input_size] = classifier  # loads and warms up, as the pipeline does
     loaded = time.perf_counter()
     info = probe(video)
     indices = {math.floor(t * info.fps + 1e-6) for plan in plan_segments(info, AnalysisConfig())
                for t in plan.frame_times}
-    first = _baseline_once(video, detector, classifier, indices)
-    cold_done = time.perf_counter()
-    warm, cpu = [], []
-    for _ in range(runs):
-        before = _cpu_seconds()
-        warm.append(_baseline_once(video, detector, classifier, indices))
-        cpu.append(_cpu_seconds() - before)
-    median = sorted(warm, key=lambda r: r["total_s"])[len(warm) // 2]
-    return {
-        "import_s": imported - started,
-        "load_s": loaded - imported,
-        "first_analyze_s": first["total_s"],
-        "cold_s": cold_done - started,
-        "warm_s": [r["total_s"] for r in warm],
-        "warm_median_s": median["total_s"],
-        "warm_cpu_s": cpu,
-        "stages_s": {k: median[k] for k in ("decode_s", "detect_s", "classify_s")},
-        "frames": median["frames"],
-        "faces": median["faces"],
-        "source_frames": median["decoded_frames"],
-        "score": median["score"],
-        "peak_rss": _peak_rss_mb(),
-    }
+    first = _baseline_pass(video, detector, classifiers, indices)
+    passes = [_baseline_pass(video, detector, classifiers, indices) for _ in range(runs)] or [first]
+    out: dict[str, Any] = {"min_face_px": min_face_px, "sizes": {}}
+    for size in classifiers:
+        warm = [p[size] for p in passes]
+        median = sorted(warm, key=lambda r: r["total_s"])[len(warm) // 2]
+        out["sizes"][str(size)] = {
+            "import_s": imported - started,
+            "load_s": loaded - imported,
+            "first_analyze_s": first[size]["total_s"],
+            "cold_s": (loaded - started) + first[size]["total_s"],
+            "warm_s": [r["total_s"] for r in warm],
+            "warm_median_s": median["total_s"],
+            "warm_cpu_s": [r["cpu_s"] for r in warm],
+            "stages_s": {k: median[k] for k in ("decode_s", "detect_s", "classify_s")},
+            "frames": median["frames"],
+            "faces": median["faces"],
+            "source_frames": median["decoded_frames"],
+            "score": median["score"],
+            "peak_rss": _peak_rss_mb(),  # the whole process: every classifier loaded at once
+        }
+    return out
 
 
 def _run_ffmpeg_alone(video: Path) -> dict[str, Any]:
@@ -211,10 +222,13 @@ def _run_ffmpeg_alone(video: Path) -> dict[str, Any]:
     return {"ffmpeg_peak_mb": round(children, 1), "spawning_process_mb": round(own, 1)}
 
 
-def _subprocess(kind: str, args: argparse.Namespace, model: Path) -> dict[str, Any]:
+def _subprocess(
+    kind: str, args: argparse.Namespace, models: list[Path], min_face_px: int = 0
+) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "--measure", kind, "--video", str(args.video),
-               "--model", str(model), "--device", args.device, "--runs", str(args.runs),
-               "--baseline-runs", str(args.baseline_runs)]
+               "--models", ",".join(str(m) for m in models), "--device", args.device,
+               "--runs", str(args.runs),
+               "--baseline-runs", str(args.baseline_runs), "--baseline-min-face", str(min_face_px)]
     done = subprocess.run(command, capture_output=True, text=True, check=False, cwd=REPO)
     if done.returncode != 0:
         raise RuntimeError(f"{kind} measurement failed:\n{done.stderr[-3000:]}")
@@ -258,16 +272,18 @@ def _derived(result: dict[str, Any], duration: float) -> dict[str, Any]:
 
 def _table(report: dict[str, Any]) -> str:
     rows = [("", "warm s", "RTF", "CPU s", "CPU RTF", "cold s", "decode f/s", "detect f/s", "classify f/s",
-             "peak RSS MB", "faces", "speed-up")]
+             "peak RSS MB", "faces", "speed-up", "CPU speed-up")]
     for entry in report["runs"]:
-        for name in ("optimized", "baseline"):
+        for name in ("optimized", "baseline_plain", "baseline_same_min_face"):
             result = entry.get(name)
             if result is None:
                 continue
             derived = result["derived"]
-            speedup = entry.get("speedup") if name == "optimized" else None
+            suffix = name.removeprefix("baseline_")
+            speedup = entry.get(f"speedup_{suffix}")
+            speedup_cpu = entry.get(f"speedup_cpu_{suffix}")
             rows.append((
-                f"{name} @{entry['input_size']}",
+                f"{name.replace('_', ' ')} @{entry['input_size']}",
                 f"{result['warm_median_s']:.2f}",
                 f"{derived['warm_rtf']:.3f}",
                 f"{derived['warm_cpu_s']:.2f}",
@@ -279,6 +295,7 @@ def _table(report: dict[str, Any]) -> str:
                 f"{result['peak_rss'].get('pipeline_mb', result['peak_rss']['process_mb']):.0f}",
                 f"{result['faces']}/{result['frames']}",
                 "" if speedup is None else f"{speedup:.1f}×",
+                "" if speedup_cpu is None else f"{speedup_cpu:.1f}×",
             ))
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
     lines = [
@@ -300,18 +317,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default bench/results/pipeline-<device>.json)")
     parser.add_argument("--measure", choices=("optimized", "baseline", "ffmpeg"), help=argparse.SUPPRESS)
-    parser.add_argument("--model", type=Path, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--models", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--baseline-min-face", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.measure:  # inside a measurement process
+        models = [Path(m) for m in args.models.split(",") if m]
         if args.measure == "ffmpeg":
-            print(json.dumps(_run_ffmpeg_alone(args.video)))
-            return 0
-        config_min_face = _full_resolution_min_face(args.video)
-        if args.measure == "optimized":
-            result = _run_optimized(args.video, args.model, args.device, args.runs)
+            result = _run_ffmpeg_alone(args.video)
+        elif args.measure == "optimized":
+            result = _run_optimized(args.video, models[0], args.device, args.runs)
         else:
-            result = _run_baseline(args.video, args.model, args.device, args.baseline_runs, config_min_face)
+            result = _run_baseline(
+                args.video, models, args.device, args.baseline_runs, args.baseline_min_face
+            )
         print(json.dumps(result))
         return 0
 
@@ -322,26 +341,38 @@ def main(argv: list[str] | None = None) -> int:
 
     info = probe(args.video)
     load_before = _other_load()
-    ffmpeg_memory = _subprocess("ffmpeg", args, Path("unused"))
+    ffmpeg_memory = _subprocess("ffmpeg", args, [])
+    sizes = [int(s) for s in args.input_sizes.split(",") if s.strip()]
+    models = {size: _make_checkpoint(WORK_DIR / f"random-b0-{size}.safetensors", size) for size in sizes}
     runs = []
-    for size in (int(s) for s in args.input_sizes.split(",") if s.strip()):
-        model = _make_checkpoint(WORK_DIR / f"random-b0-{size}.safetensors", size)
-        entry: dict[str, Any] = {"input_size": size, "model": "efficientnet_b0 + SRM, random weights"}
+    for size in sizes:
         print(f"[bench] optimized pipeline, input {size} …", file=sys.stderr)
-        optimized = _subprocess("optimized", args, model)
+        optimized = _subprocess("optimized", args, [models[size]])
         # Analysis process plus the ffmpeg it runs (one at a time), measured apart (see above).
         peak = optimized["peak_rss"]
         peak["pipeline_mb"] = round(peak["process_mb"] + ffmpeg_memory["ffmpeg_peak_mb"], 1)
         optimized["derived"] = _derived(optimized, info.duration_s)
-        entry["optimized"] = optimized
-        if not args.no_baseline:
-            print(f"[bench] baseline, input {size} …", file=sys.stderr)
-            baseline = _subprocess("baseline", args, model)
-            baseline["derived"] = _derived(baseline, info.duration_s)
-            entry["baseline"] = baseline
-            entry["speedup"] = baseline["warm_median_s"] / optimized["warm_median_s"]
-            entry["speedup_cpu"] = baseline["derived"]["warm_cpu_s"] / optimized["derived"]["warm_cpu_s"]
-        runs.append(entry)
+        runs.append({"input_size": size, "model": "efficientnet_b0 + SRM, random weights",
+                     "optimized": optimized})
+    baselines: dict[str, Any] = {}
+    if not args.no_baseline:
+        same_face = _full_resolution_min_face(args.video)
+        # "plain": facenet-pytorch's defaults (smallest face 20 px) on full-resolution frames, as
+        # a straightforward script would run it; "same_min_face": the pipeline's smallest face
+        # (in source pixels), so detection does exactly the work the pipeline does.
+        for name, min_face in (("plain", 20), ("same_min_face", same_face)):
+            print(f"[bench] baseline {name} (smallest face {min_face} px) …", file=sys.stderr)
+            baselines[name] = _subprocess("baseline", args, [models[s] for s in sizes], min_face)
+        for entry in runs:
+            optimized = entry["optimized"]
+            for name, baseline in baselines.items():
+                result = baseline["sizes"][str(entry["input_size"])]
+                result["min_face_px"] = baseline["min_face_px"]
+                result["derived"] = _derived(result, info.duration_s)
+                entry[f"baseline_{name}"] = result
+                entry[f"speedup_{name}"] = result["warm_median_s"] / optimized["warm_median_s"]
+                cpu_ratio = result["derived"]["warm_cpu_s"] / optimized["derived"]["warm_cpu_s"]
+                entry[f"speedup_cpu_{name}"] = cpu_ratio
     config = AnalysisConfig()
     import torch
 
@@ -357,8 +388,10 @@ def main(argv: list[str] | None = None) -> int:
                                                     "detect_long_side", "min_face_size", "batch_size",
                                                     "decode_long_side", "ffmpeg_threads")},
         "baseline_method": "OpenCV decodes and converts every frame; facenet-pytorch MTCNN on each sampled "
-                           "frame at full resolution, one at a time, same smallest face in source pixels; "
-                           "same classifier per frame",
+                           "frame at full resolution, one at a time (plain: its default smallest face, "
+                           "20 px; "
+                           "same_min_face: the pipeline's, in source pixels); the same classifier, one "
+                           "frame's faces at a time; the same torch CPU threads as the pipeline",
         "targets": {"warm_rtf": TARGET_WARM_RTF, "peak_rss_gb": TARGET_PEAK_RSS_GB,
                     "speedup": TARGET_SPEEDUP},
         "ffmpeg_memory": ffmpeg_memory,
