@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.ratelimit import enforce_rate_limit
 from core.config import Settings
 from core.db import get_session_factory
 from core.errors import ForbiddenError, UnauthorizedError
@@ -62,13 +63,18 @@ QueueDep = Annotated[Celery, Depends(_queue)]
 
 
 def _api_key(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'", code="missing_api_key")
     key = authenticate(session, key=credentials.credentials.strip())
     if key is None:
         raise UnauthorizedError("the API key is unknown or revoked", code="invalid_api_key")
+    # Every authenticated route is rate limited here, new ones included.
+    enforce_rate_limit(settings, tenant_id=key.tenant_id, method=request.method)
     return key
 
 

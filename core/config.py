@@ -118,6 +118,15 @@ class Settings(BaseSettings):
     page_size_max: int = Field(default=500, ge=1)
     json_body_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     enqueue_timeout_s: float = Field(default=3.0, gt=0)
+    # Per-tenant request rates (a token bucket in Redis, shared by every API process): a sustained
+    # rate per second and a burst; writes (POST, PUT, PATCH, DELETE) also draw from a smaller
+    # bucket. Past either, 429 with Retry-After. RATE_LIMIT_REDIS_URL defaults to BROKER_URL.
+    rate_limit_enabled: bool = True
+    rate_limit_per_s: float = Field(default=300.0, gt=0)
+    rate_limit_burst: int = Field(default=600, ge=1)
+    rate_limit_writes_per_s: float = Field(default=50.0, gt=0)
+    rate_limit_writes_burst: int = Field(default=200, ge=1)
+    rate_limit_redis_url: str | None = None
 
     # Webhooks. Loopback, private and link-local receivers are refused unless allowed (an
     # on-premises receiver, or tests); cloud metadata addresses are refused always.
@@ -186,12 +195,14 @@ class Settings(BaseSettings):
             raise ValueError("DATABASE_URL must name a database")
         return value
 
-    @field_validator("broker_url")
+    @field_validator("broker_url", "rate_limit_redis_url")
     @classmethod
-    def _check_broker_url(cls, value: str) -> str:
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         scheme = urlsplit(value).scheme
         if scheme not in ("redis", "rediss"):
-            raise ValueError(f"BROKER_URL must be a redis:// or rediss:// URL, got scheme {scheme!r}")
+            raise ValueError(f"must be a redis:// or rediss:// URL, got scheme {scheme!r}")
         return value
 
     @field_validator("storage_url")

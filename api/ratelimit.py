@@ -1,0 +1,156 @@
+"""Per-tenant request rate limits: token buckets kept in Redis (shared by every API process), 429 with
+``Retry-After`` past them.
+
+Every authenticated request draws from its tenant's bucket (``RATE_LIMIT_PER_S`` sustained, up to
+``RATE_LIMIT_BURST`` at once); writes also draw from a smaller one (``RATE_LIMIT_WRITES_*``). The
+buckets are GCRA cells: one timestamp per bucket, updated by a Lua script, so concurrent API
+processes never both spend the same token. When Redis cannot be reached the limiter lets requests
+through (and says so in the log): the database, not the limiter, decides whether the API works.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from core.config import Settings
+from core.errors import TooManyRequestsError
+from core.logs import log_event
+
+__all__ = ["READ_METHODS", "RateLimiter", "enforce_rate_limit", "get_rate_limiter"]
+
+log = logging.getLogger(__name__)
+
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# After Redis fails, the limiter stands aside this long before asking it again: a dead Redis
+# must not add a connection timeout to every request.
+_OUTAGE_BACKOFF_S = 5.0
+_REDIS_TIMEOUT_S = 0.5
+
+# KEYS: the buckets this request draws from. ARGV: per bucket, microseconds per token and burst.
+# A bucket stores its "theoretical arrival time" (TAT); a request is allowed when TAT + one
+# interval stays within burst × interval of now. Either every bucket is charged or none is.
+# Returns {allowed (0/1), microseconds until allowed}.
+_GCRA_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local next_tats = {}
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local interval = tonumber(ARGV[2 * i - 1])
+  local burst = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', key) or now)
+  if tat < now then tat = now end
+  local next_tat = tat + interval
+  local allowed_at = next_tat - burst * interval
+  if allowed_at > now and allowed_at - now > wait then wait = allowed_at - now end
+  next_tats[i] = next_tat
+end
+if wait > 0 then return {0, string.format('%.0f', wait)} end
+for i, key in ipairs(KEYS) do
+  local ttl_ms = math.ceil((next_tats[i] - now) / 1000) + 1000
+  redis.call('SET', key, string.format('%.0f', next_tats[i]), 'PX', ttl_ms)
+end
+return {1, '0'}
+"""
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    name: str
+    per_s: float
+    burst: int
+
+    @property
+    def interval_us(self) -> int:
+        return max(1, round(1_000_000 / self.per_s))
+
+
+class RateLimiter:
+    """Checks and charges a tenant's buckets. ``check`` raises TooManyRequestsError past a limit."""
+
+    def __init__(self, client: Any, *, key_prefix: str, requests: _Bucket, writes: _Bucket) -> None:
+        self._client = client
+        self._script = client.register_script(_GCRA_SCRIPT)
+        self._prefix = key_prefix
+        self._requests = requests
+        self._writes = writes
+        self._lock = threading.Lock()
+        self._skip_until = 0.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RateLimiter:
+        import redis
+
+        client = redis.Redis.from_url(
+            settings.rate_limit_redis_url or settings.broker_url,
+            socket_connect_timeout=_REDIS_TIMEOUT_S,
+            socket_timeout=_REDIS_TIMEOUT_S,
+            retry_on_timeout=False,
+        )
+        return cls(
+            client,
+            key_prefix=f"{settings.broker_key_prefix}ratelimit:",
+            requests=_Bucket("requests", settings.rate_limit_per_s, settings.rate_limit_burst),
+            writes=_Bucket("writes", settings.rate_limit_writes_per_s, settings.rate_limit_writes_burst),
+        )
+
+    def check(self, *, tenant_id: uuid.UUID, write: bool) -> None:
+        if time.monotonic() < self._skip_until:
+            return
+        buckets = [self._requests, self._writes] if write else [self._requests]
+        keys = [f"{self._prefix}{tenant_id}:{bucket.name}" for bucket in buckets]
+        arguments = [value for bucket in buckets for value in (bucket.interval_us, bucket.burst)]
+        try:
+            allowed, wait_us = self._script(keys=keys, args=arguments)
+        except Exception as exc:  # redis raises many types (connection, timeout, auth, script)
+            self._stand_aside(exc)
+            return
+        if int(allowed):
+            return
+        retry_after = max(1, math.ceil(int(wait_us) / 1_000_000))
+        limiting = buckets[-1] if write else buckets[0]
+        what = "writes" if write else "requests"
+        raise TooManyRequestsError(
+            f"too many {what}: this tenant may send {limiting.per_s:g} per second "
+            f"(bursts of {limiting.burst}); retry after {retry_after} s",
+            code="rate_limited",
+            retry_after_s=retry_after,
+        )
+
+    def _stand_aside(self, exc: Exception) -> None:
+        with self._lock:
+            if time.monotonic() < self._skip_until:
+                return
+            self._skip_until = time.monotonic() + _OUTAGE_BACKOFF_S
+        log_event(
+            log,
+            "api.ratelimit.unavailable",
+            level=logging.WARNING,
+            error=type(exc).__name__,
+            retry_in_s=_OUTAGE_BACKOFF_S,
+        )
+
+
+@functools.cache
+def _limiter(settings: Settings, pid: int) -> RateLimiter:
+    # pid in the key: a Redis connection pool must not cross fork().
+    return RateLimiter.from_settings(settings)
+
+
+def get_rate_limiter(settings: Settings) -> RateLimiter:
+    return _limiter(settings, os.getpid())
+
+
+def enforce_rate_limit(settings: Settings, *, tenant_id: uuid.UUID, method: str) -> None:
+    """TooManyRequestsError (429, Retry-After) when the tenant is past its request or write rate."""
+    if not settings.rate_limit_enabled:
+        return
+    get_rate_limiter(settings).check(tenant_id=tenant_id, write=method.upper() not in READ_METHODS)
