@@ -25,7 +25,7 @@ OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
 KUBERNETES_VERSION = "1.33.0"
 KEDA_SCHEMAS = json.loads((K8S / "schemas" / "keda.sh-v1alpha1.json").read_text())
 # Variables read by something other than core.config.Settings.
-NON_SETTINGS_ENV = {"REMAP_SIGTERM", "REDIS_PASSWORD"}
+NON_SETTINGS_ENV = {"REMAP_SIGTERM", "REDIS_PASSWORD", "PROMETHEUS_MULTIPROC_DIR"}
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
@@ -108,6 +108,24 @@ def test_gpu_workers_one_process_per_gpu_scaled_by_keda_from_zero(rendered: list
             step = PRIORITY_STEPS[bisect.bisect(PRIORITY_STEPS, priority) - 1]
             expected.add(f"{queue}{RedisChannel.sep}{step}" if step else queue)
     assert lists == expected
+
+
+def test_every_worker_pod_runs_one_process_with_its_metrics_port(rendered: list[dict[str, Any]]) -> None:
+    # Pool process i serves WORKER_METRICS_PORT + i: one process per pod keeps one port to scrape.
+    for deployment in by_kind(rendered, "Deployment").values():
+        spec = container(deployment)
+        if "worker" not in spec["command"]:
+            continue
+        assert option(spec["command"], "--concurrency") == "1", deployment["metadata"]["name"]
+        env = {e["name"]: e.get("value") for e in spec.get("env", [])}
+        ports = {p["containerPort"] for p in spec["ports"]}
+        assert int(env["WORKER_METRICS_PORT"]) in ports, deployment["metadata"]["name"]
+
+
+def test_api_processes_share_a_metrics_directory(rendered: list[dict[str, Any]]) -> None:
+    api = container(by_kind(rendered, "Deployment")["deepfakestream-api"])
+    directory = {e["name"]: e.get("value") for e in api["env"]}["PROMETHEUS_MULTIPROC_DIR"]
+    assert directory in {m["mountPath"] for m in api["volumeMounts"]}
 
 
 def test_cpu_workers_take_every_other_queue(rendered: list[dict[str, Any]]) -> None:
