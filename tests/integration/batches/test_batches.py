@@ -73,8 +73,14 @@ def test_batch_of_20_completes_with_counts_webhook_and_matching_exports(
         for row in exported:
             jobs[row["job_id"]] = client.get(f"/v1/jobs/{row['job_id']}").json()
         lines = _results(client, batch["id"], "jsonl").text.splitlines()
-        deliveries = client.get(f"/v1/batches/{batch['id']}/deliveries").json()["items"]
         (request,) = receiver.wait_for(path, 1)
+
+        # The receiver has the request before the worker records the attempt's outcome.
+        def delivered() -> list[dict[str, Any]] | None:
+            items = client.get(f"/v1/batches/{batch['id']}/deliveries").json()["items"]
+            return items if items and all(d["status"] != "pending" for d in items) else None
+
+        deliveries = wait_for(delivered, timeout_s=30, what="the batch.completed delivery to be recorded")
 
     assert created["status"] == "running" and created["jobs_total"] == 20
     assert created["counts"]["queued"] + created["counts"]["processing"] + created["jobs_finished"] == 20
