@@ -91,7 +91,7 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
-def _summary(result: VideoResult, video: str) -> str:
+def _summary(result: VideoResult, video: str, load_s: float) -> str:
     faces = sum(len(f.faces) for f in result.frames)
     with_faces = sum(1 for f in result.frames if f.faces)
     info = result.video
@@ -107,10 +107,13 @@ def _summary(result: VideoResult, video: str) -> str:
         f"  faces   {faces} in {with_faces} of {len(result.frames)} sampled frames, "
         f"{len(result.tracks)} track(s), {len(result.segments)} segment(s)",
         f"  video   {info.duration_s:.2f} s, {info.width}×{info.height}, {info.fps:.2f} fps, {info.codec}",
-        f"  time    {timings.get('total_s', 0.0):.2f} s (decode {timings.get('decode_s', 0.0):.2f}, "
-        f"detect {timings.get('detect_s', 0.0):.2f}, classify {timings.get('classify_s', 0.0):.2f}), "
-        f"real-time factor {result.rtf if result.rtf is not None else float('nan'):.3f}",
-        f"  model   {result.model.get('name')} {result.model.get('version')}",
+        # The stages overlap (decode, detection and classification run side by side), so their
+        # busy times need not add up to the total.
+        f"  time    {timings.get('total_s', 0.0):.2f} s, real-time factor "
+        f"{result.rtf if result.rtf is not None else float('nan'):.3f} (busy: decode wait "
+        f"{timings.get('decode_s', 0.0):.2f}, detect {timings.get('detect_s', 0.0):.2f}, "
+        f"classify {timings.get('classify_s', 0.0):.2f})",
+        f"  model   {result.model.get('name')} {result.model.get('version')}, loaded in {load_s:.2f} s",
     ]
     return "\n".join(lines)
 
@@ -127,7 +130,9 @@ def _write_json(path: str, document: dict[str, Any], stdout: TextIO) -> None:
     os.replace(tmp, target)
 
 
-def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoResult, Analyzer]:
+def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoResult, Analyzer, float]:
+    """Analyse ``args.video``; also returns the analyzer and the seconds spent loading the networks,
+    which the result's times leave out (a worker loads them once for many videos)."""
     from pipeline.analyze import Analyzer
     from pipeline.video import plan_segments, probe
 
@@ -136,7 +141,9 @@ def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoRes
     info = probe(args.video, config)
     probe_s = time.perf_counter() - started
     plans = plan_segments(info, config)
+    loading = time.perf_counter()
     analyzer = Analyzer(model_path=_model_path(args), device=args.device, config=config)
+    load_s = time.perf_counter() - loading
     from tqdm import tqdm
 
     show_bar = not args.no_progress and len(plans) >= PROGRESS_MIN_SEGMENTS and sys.stderr.isatty()
@@ -146,8 +153,8 @@ def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoRes
             segments.append(analyzer.analyze_segment(args.video, info, plan))
             bar.update(1)
     result = analyzer.finalize(info, segments, {"probe_s": probe_s})
-    result.timings["total_s"] = time.perf_counter() - started
-    return result, analyzer
+    result.timings["total_s"] = time.perf_counter() - started - load_s
+    return result, analyzer, load_s
 
 
 def run(args: argparse.Namespace) -> int:
@@ -162,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error [usage]: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result, analyzer = _analyse(args, config)
+        result, analyzer, load_s = _analyse(args, config)
     except PipelineError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -176,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         print("warning: UNTRAINED MODEL: scores come from random weights", file=sys.stderr)
     json_to_stdout = args.json == "-"
     if not json_to_stdout:
-        print(_summary(result, args.video))
+        print(_summary(result, args.video, load_s))
     try:
         if args.json:
             _write_json(args.json, result.to_dict(), sys.stdout)
