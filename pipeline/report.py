@@ -166,8 +166,10 @@ def _chart(result: VideoResult) -> str:
     steps = 5
     for k in range(steps + 1):
         t = duration * k / steps
+        anchor = "start" if k == 0 else "end" if k == steps else "middle"  # keep the end labels inside
         parts.append(
-            f'<text x="{x_of(t):.1f}" y="{_CHART_H - 10}" text-anchor="middle" class="tick">{t:.1f} s</text>'
+            f'<text x="{x_of(t):.1f}" y="{_CHART_H - 10}" text-anchor="{anchor}" class="tick">'
+            f"{t:.1f} s</text>"
         )
     threshold_y = y_of(result.threshold)
     parts.append(
@@ -252,9 +254,10 @@ def render_report(result: VideoResult, *, title: str, faces: Sequence[Suspicious
         f"<tr><th>Model</th><td>{esc(str(model.get('name')))} {esc(str(model.get('version')))}, "
         f"trained: {esc(str(model.get('trained')).lower())}, "
         f"sha256 {esc(str(model.get('sha256', ''))[:16])}…</td></tr>",
-        f"<tr><th>Time</th><td>{_fmt(timings.get('total_s'), 2)} s (probe {_fmt(timings.get('probe_s'), 2)}, "
-        f"decode {_fmt(timings.get('decode_s'), 2)}, detect {_fmt(timings.get('detect_s'), 2)}, "
-        f"classify {_fmt(timings.get('classify_s'), 2)}), real-time factor {_fmt(result.rtf, 3)}</td></tr>",
+        f"<tr><th>Time</th><td>{_fmt(timings.get('total_s'), 2)} s, real-time factor {_fmt(result.rtf, 3)} "
+        f"(overlapping busy times: probe {_fmt(timings.get('probe_s'), 2)}, "
+        f"decode wait {_fmt(timings.get('decode_s'), 2)}, detect {_fmt(timings.get('detect_s'), 2)}, "
+        f"classify {_fmt(timings.get('classify_s'), 2)})</td></tr>",
         "</table>",
         "<h2>Score over time</h2>",
         "<p>Dots: sampled frames (highest face score in the frame). Bars: segment scores. "
