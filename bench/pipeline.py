@@ -310,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", type=Path, default=None,
                         help="clip to use (default: make a 10 s 1080p30 one)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--input-sizes", default="224,128", help="classifier input sizes to measure")
+    parser.add_argument("--input-sizes", default="224,128,96", help="classifier input sizes to measure")
     parser.add_argument("--runs", type=int, default=3, help="warm runs of the pipeline (median reported)")
     parser.add_argument("--baseline-runs", type=int, default=1, help="warm runs of the baseline")
     parser.add_argument("--no-baseline", action="store_true")
