@@ -1,0 +1,79 @@
+"""The platform on private Redis, PostgreSQL and a cuttable path to S3, for tests that restart,
+kill and cut them; shared by the fault tests of a run, which leave every service running."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator
+
+import pytest
+from sqlalchemy import text
+
+from core.models import Batch
+from tests.utils.media import FaceVideo, make_face_video
+from tests.utils.services import SOURCE_BUCKET, PrivateStack, private_stack
+
+
+@pytest.fixture(scope="session")
+def fault_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateStack]:
+    with private_stack(tmp_path_factory.mktemp("fault-stack"), ffmpeg_faults=True) as stack:
+        yield stack
+        # 503 answers are expected while a dependency is down; anything else 5xx is a defect.
+        errors = stack.api_server_errors(allow_unavailable=True)
+        assert not errors, "the API answered 5xx (not 503) or crashed:\n" + "\n".join(errors[:10])
+        crashed = [line for line in stack.worker_logs().splitlines() if '"internal_error"' in line]
+        assert not crashed, "a task crashed:\n" + "\n".join(crashed[:10])
+
+
+@pytest.fixture(scope="session")
+def short_clip(tmp_path_factory: pytest.TempPathFactory) -> FaceVideo:
+    """2 s, 320×240, one face: two frames analysed at 1 frame per second, one segment."""
+    return make_face_video(
+        tmp_path_factory.mktemp("fault-media") / "short.mp4", seconds=2.0, width=320, height=240, fps=10.0
+    )
+
+
+def put_sources(stack: PrivateStack, clip: FaceVideo, count: int, *, prefix: str) -> list[str]:
+    """``count`` copies of ``clip`` in the source bucket; their s3:// URIs."""
+    data = clip.path.read_bytes()
+    client = stack.s3()
+    keys = [f"{prefix}/{index:04d}.mp4" for index in range(count)]
+    for key in keys:
+        client.put_object(Bucket=SOURCE_BUCKET, Key=key, Body=data)
+    return [f"s3://{SOURCE_BUCKET}/{key}" for key in keys]
+
+
+_DUPLICATES_SQL = {
+    table: text(
+        f"SELECT count(*) - count(DISTINCT (job_id, {column})) FROM {table} WHERE job_id = ANY(:ids)"
+    )
+    for table, column in (("frames", "frame_index"), ("segments", "segment_index"), ("tracks", "track_id"))
+}
+
+
+def duplicate_rows(stack: PrivateStack, job_ids: Iterable[uuid.UUID]) -> dict[str, int]:
+    """Rows stored more than once for these jobs, per table (0 everywhere when all is well)."""
+    ids = list(job_ids)
+    with stack.session() as session:
+        return {table: int(session.scalar(sql, {"ids": ids}) or 0) for table, sql in _DUPLICATES_SQL.items()}
+
+
+def finalized_counts(stack: PrivateStack, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+    """How many times each job was finalized, read from the workers' logs."""
+    wanted = {str(job_id): job_id for job_id in job_ids}
+    counts = dict.fromkeys(wanted.values(), 0)
+    for line in stack.worker_logs().splitlines():
+        if '"job.finalize.succeeded"' not in line:
+            continue
+        for text_id, job_id in wanted.items():
+            if text_id in line:
+                counts[job_id] += 1
+                break
+    return counts
+
+
+def batch_row(stack: PrivateStack, batch_id: uuid.UUID) -> Batch:
+    with stack.session() as session:
+        batch = session.get(Batch, batch_id)
+        assert batch is not None
+        return batch
