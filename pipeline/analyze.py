@@ -9,7 +9,6 @@ worker may rebuild it from database rows.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from pipeline.types import (
     VideoInfo,
     VideoResult,
 )
-from pipeline.video import SegmentDecoder, plan_segments, probe
+from pipeline.video import SegmentDecoder, frame_number, plan_segments, probe
 
 __all__ = ["Analyzer", "ProgressCallback", "analyze"]
 
@@ -312,8 +311,7 @@ def _set_cpu_threads(requested: int) -> None:
 
 
 def _frame_index(t: float, fps: float) -> int:
-    # The decoder samples the last source frame at or before t (fps filter, round=up).
-    return max(0, math.floor(t * fps + 1e-6))
+    return frame_number(t, fps)  # plans sample whole frames
 
 
 def analyze(

@@ -35,7 +35,7 @@ from pipeline.errors import (
 )
 from pipeline.types import AnalysisConfig, SegmentPlan, VideoInfo
 
-__all__ = ["SegmentDecoder", "decode_segment", "decoded_size", "plan_segments", "probe"]
+__all__ = ["SegmentDecoder", "decode_segment", "decoded_size", "frame_number", "plan_segments", "probe"]
 
 log = logging.getLogger(__name__)
 
@@ -258,6 +258,7 @@ def plan_segments(info: VideoInfo, config: AnalysisConfig | None = None) -> list
 
     Frames are sampled every 1/sample_fps seconds from the start of each window; when that is
     more than ``max_frames``, the ``max_frames`` frames are spread evenly over the window instead.
+    Each sample is a whole source frame: its time is that frame's (``frame_number``).
     """
     config = config or AnalysisConfig()
     if config.segment_seconds <= 0 or config.sample_fps <= 0 or config.max_frames < 1:
@@ -275,11 +276,34 @@ def plan_segments(info: VideoInfo, config: AnalysisConfig | None = None) -> list
     plans = []
     for index, (start, end) in enumerate(bounds):
         count, step = _sample_step(end - start, config)
-        times = tuple(round(start + k * step, 6) for k in range(count))
+        frames = _frame_numbers(start, end, info.fps, count, step)
+        times = tuple(round(n / info.fps, 6) for n in frames)
         plans.append(
             SegmentPlan(index=index, start_s=round(start, 6), end_s=round(end, 6), frame_times=times)
         )
     return plans
+
+
+def _frame_numbers(start: float, end: float, fps: float, count: int, step: float) -> list[int]:
+    """The source frames nearest to ``start + k·step`` (k < count) among those shown in [start, end).
+
+    Sampling whole frames (not instants between them) makes every sample's time and frame number
+    exact, whatever the frame rate: 29.97 fps and millisecond container clocks included. When
+    the sampling rate is above the frame rate, the repeats are dropped.
+    """
+    first = math.ceil(start * fps - 1e-6)
+    last = max(first, math.ceil(end * fps - 1e-6) - 1)
+    chosen: list[int] = []
+    for k in range(count):
+        number = min(max(math.floor((start + k * step) * fps + 0.5), first), last)
+        if not chosen or number > chosen[-1]:
+            chosen.append(number)
+    return chosen
+
+
+def frame_number(t: float, fps: float) -> int:
+    """The source frame a sampled time stands for (plans only sample whole frames)."""
+    return max(0, math.floor(t * fps + 0.5))
 
 
 def decoded_size(info: VideoInfo, config: AnalysisConfig) -> tuple[int, int]:
@@ -321,18 +345,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(timeout=5)
 
 
-def _rate_text(plan: SegmentPlan) -> str:
-    times = plan.frame_times
-    step = times[1] - times[0] if len(times) >= 2 else max(plan.end_s - plan.start_s, 1e-3)
-    rate = Fraction(1.0 / step).limit_denominator(1001)
-    return f"{rate.numerator}/{rate.denominator}"
-
-
 class SegmentDecoder:
     """Decodes one segment's sampled frames in the background and hands them out as they arrive.
 
-    One ffmpeg process: input seek to the segment, ``fps`` filter to keep only the sampled
-    frames (``round=up``: each sample is the last source frame at or before its time), optional
+    One ffmpeg process: input seek to the segment's first sample, ``select`` filter to keep only
+    the sampled frames (by frame number, so each is exactly the frame its time names), optional
     downscale to ``decode_long_side``, raw RGB on stdout. A reader thread copies each frame
     straight into ``frames`` (preallocated N×H×W×3 uint8), so ffmpeg keeps decoding while the
     caller works on the frames already there::
@@ -371,16 +388,27 @@ class SegmentDecoder:
 
     def _command(self) -> list[str]:
         height, width = self.frames.shape[1:3]
-        filters = [f"fps=fps={_rate_text(self.plan)}:round=up"]
+        fps = self.info.fps
+        numbers = [frame_number(t, fps) for t in self.plan.frame_times]
+        # Seek to half a frame before the first sample, so the first frame ffmpeg passes on is
+        # that sample (frame 0 of the selection), then keep frames by their number from there.
+        seek = max(0.0, (numbers[0] - 0.5) / fps)
+        # -frames:v ends the decode at the last sample; -t is only a bound for when samples are
+        # missing, generous because demuxers cut input time limits differently.
+        span = (numbers[-1] + 0.5) / fps - seek + max(1.0, 2.0 / fps)
+        wanted = "+".join(f"eq(n,{n - numbers[0]})" for n in numbers)
+        filters = [f"select='{wanted}'"]
         if (width, height) != (self.info.width, self.info.height):
             filters.append(f"scale={width}:{height}:flags=area")
         return [
             _ffmpeg_binary("ffmpeg"), "-nostdin", "-hide_banner", "-loglevel", "error",
             "-threads", str(self.config.ffmpeg_threads),
-            "-ss", f"{self.plan.start_s:.6f}", "-t", f"{self.plan.end_s - self.plan.start_s:.6f}",
+            "-ss", f"{seek:.6f}", "-t", f"{span:.6f}",
             "-i", str(self.path),
             "-map", "0:v:0", "-an", "-sn", "-dn",
             "-vf", ",".join(filters),
+            # Pass the selected frames through as they are: no frame duplicated to fill the gaps.
+            "-vsync", "passthrough",
             "-frames:v", str(len(self.frames)),
             "-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1",
         ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -43,8 +42,8 @@ def test_face_crossing_1080p_is_found_in_the_right_place_in_every_frame(
     result = analyzer.analyze(face_1080p.path)
     assert len(result.frames) == 12  # 4 s at 3 frames per second
     for frame in result.frames:
-        # The sampled frame is the source frame at (or just before) its time...
-        assert frame.index == math.floor(frame.t * face_1080p.fps + 1e-6)
+        # The sampled frame is the source frame at its time...
+        assert frame.index == round(frame.t * face_1080p.fps)
         assert len(frame.faces) == 1, f"frame {frame.index}: {len(frame.faces)} faces"
         (face,) = frame.faces
         (truth,) = face_1080p.face_boxes(frame.index)
@@ -104,7 +103,8 @@ def test_several_segments_one_track_and_the_steps_match_the_whole(
     assert [len(s.frames) for s in whole.segments] == [6, 6, 3]
     # The face is tracked across segment boundaries: one track for the whole video.
     assert [t.id for t in whole.tracks] == [1]
-    assert whole.tracks[0].first_t == 0.0 and whole.tracks[0].last_t == pytest.approx(4.667, abs=1e-3)
+    # The last sample, 4.667 s, is the nearest whole frame at 25 fps: frame 117, 4.68 s.
+    assert whole.tracks[0].first_t == 0.0 and whole.tracks[0].last_t == pytest.approx(4.68)
 
     # The worker's way: separate steps, segments finished out of order, rebuilt from plain data.
     info = analyzer.probe(long_video.path)

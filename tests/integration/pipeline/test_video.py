@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 
 from pipeline import errors
 from pipeline.types import AnalysisConfig, SegmentPlan
-from pipeline.video import decode_segment, plan_segments, probe
+from pipeline.video import decode_segment, frame_number, plan_segments, probe
 from tests.utils.media import BAD_MEDIA_KINDS, FaceVideo, make_bad_media, make_face_video, read_frame_code
 
 pytestmark = pytest.mark.integration
@@ -52,7 +51,7 @@ def test_decode_returns_exactly_the_planned_frames(coded_video: FaceVideo) -> No
         times, frames = decode_segment(coded_video.path, info, plan, config)
         assert times == list(plan.frame_times)
         assert frames.shape == (len(plan.frame_times), 240, 320, 3) and frames.dtype == np.uint8
-        expected = [math.floor(t * 25 + 1e-6) for t in times]
+        expected = [round(t * 25) for t in times]
         assert [read_frame_code(f) for f in frames] == expected
 
 
@@ -62,7 +61,7 @@ def test_decode_spreads_capped_samples_over_the_segment(coded_video: FaceVideo) 
     (plan,) = plan_segments(info, config)
     times, frames = decode_segment(coded_video.path, info, plan, config)
     assert len(frames) == 24
-    assert [read_frame_code(f) for f in frames] == [math.floor(t * 25 + 1e-6) for t in times]
+    assert [read_frame_code(f) for f in frames] == [round(t * 25) for t in times]
 
 
 def test_decode_scales_large_frames_down(face_1080p: FaceVideo) -> None:
@@ -124,3 +123,27 @@ def test_probe_applies_the_configured_caps(long_video: FaceVideo) -> None:
         probe(long_video.path, AnalysisConfig(max_duration_s=3.0))
     with pytest.raises(errors.LimitExceededError, match="640×360"):
         probe(long_video.path, AnalysisConfig(max_width=320, max_height=240))
+
+
+@pytest.mark.parametrize(
+    ("name", "fps", "seconds", "codec"),
+    [
+        ("ntsc.mp4", 30000 / 1001, 7.3, "libx264"),  # samples fall between frames
+        ("web.webm", 24.0, 3.1, "libvpx-vp9"),  # millisecond timestamps
+        ("hevc.mkv", 50.0, 2.02, "libx265"),
+        ("old.avi", 15.0, 4.0, "mpeg4"),
+    ],
+)
+def test_every_sample_is_the_frame_its_time_names(
+    name: str, fps: float, seconds: float, codec: str, media_dir: Path
+) -> None:
+    video = make_face_video(media_dir / name, seconds=seconds, width=320, height=240, fps=fps, codec=codec,
+                            frame_code=True)
+    config = AnalysisConfig(segment_seconds=2.5)
+    info = probe(video.path, config)
+    plans = plan_segments(info, config)
+    assert len(plans) >= 2 or seconds < 3
+    for plan in plans:
+        times, frames = decode_segment(video.path, info, plan, config)
+        assert len(frames) == len(plan.frame_times)
+        assert [read_frame_code(f) for f in frames] == [frame_number(t, info.fps) for t in times]
