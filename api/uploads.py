@@ -8,6 +8,7 @@ sending, gets to read the answer instead of a reset connection.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator, Callable, Collection
@@ -37,6 +38,7 @@ WRITE_BATCH_BYTES = 1024 * 1024  # bytes handed to storage per thread hop
 MAX_FIELD_BYTES = 8 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and small fields around the file
 DRAIN_LIMIT_BYTES = 32 * 1024 * 1024
+DRAIN_TIMEOUT_S = 5.0
 
 
 def sniff_container(head: bytes) -> str | None:
@@ -194,13 +196,19 @@ class _FileSink:
 
 
 async def _drain(chunks: AsyncIterator[bytes]) -> None:
+    # Bounded in time too: a client that announces a huge body and then sends nothing must get
+    # its answer, not hold the request open forever.
     drained = 0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + DRAIN_TIMEOUT_S
+    iterator = aiter(chunks)
     try:
-        async for chunk in chunks:
-            drained += len(chunk)
-            if drained > DRAIN_LIMIT_BYTES:
+        while drained <= DRAIN_LIMIT_BYTES:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
                 return
-    except ClientDisconnect:
+            drained += len(await asyncio.wait_for(anext(iterator), remaining))
+    except (StopAsyncIteration, ClientDisconnect, TimeoutError):
         return
 
 
