@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import time
 import uuid
@@ -22,6 +23,8 @@ from pipeline.errors import InputError
 __all__ = ["SourceFetchError", "local_video", "prune_stale_copies", "remove_job_copy"]
 
 STALE_AFTER_S = 6 * 3600.0
+_MAX_NAME_BYTES = 180
+_UNSAFE_NAME = re.compile(r"[\\/\x00-\x1f\x7f]")
 _PRUNE_EVERY_S = 600.0
 _last_prune = 0.0
 
@@ -31,9 +34,15 @@ def _job_dir(settings: Settings, job_id: uuid.UUID) -> Path:
 
 
 def _local_name(video: Video) -> str:
-    # The pipeline's messages name the file: show the client's name, never a path.
-    name = (video.filename or "").replace("/", "_").replace("\\", "_").strip(". ")
-    return name[:200] if name else f"video.{video.container or 'bin'}"
+    # The pipeline's messages name the file: show the client's name, never a path. Only what a
+    # file system takes: no separators or control characters, valid UTF-8, and few enough bytes
+    # (255 at most, with room for the download's temporary suffix), keeping the extension.
+    name = _UNSAFE_NAME.sub("_", video.filename or "").strip(". ")
+    name = name.encode("utf-8", "replace").decode("utf-8")
+    suffix = Path(name).suffix if len(Path(name).suffix.encode()) <= 16 else ""
+    stem = name[: len(name) - len(suffix)].encode()[: _MAX_NAME_BYTES - len(suffix.encode())]
+    name = (stem.decode("utf-8", "ignore") + suffix).strip(". ")
+    return name or f"video.{video.container or 'bin'}"
 
 
 def local_video(*, job_id: uuid.UUID, video: Video, storage: ObjectStore, settings: Settings) -> Path:
