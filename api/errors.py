@@ -125,6 +125,16 @@ async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _value_error(request: Request, exc: Exception) -> JSONResponse:
+    # PostgreSQL text cannot hold NUL, and psycopg2 refuses such a value before sending it: a
+    # client's text (query parameter, JSON field, form field) carried one, on whatever route.
+    if "NUL (0x00)" in str(exc):
+        return error_response(
+            422, "invalid_characters", "text in the request must not contain NUL (\\u0000) characters"
+        )
+    return await _unexpected_error(request, exc)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("api.request.crashed", extra={"event_fields": {"path": request.url.path}}, exc_info=exc)
     return error_response(500, "internal_error", "an internal error occurred; it has been logged")
@@ -136,4 +146,5 @@ def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(ValueError, _value_error)
     app.add_exception_handler(Exception, _unexpected_error)
