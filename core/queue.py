@@ -147,8 +147,9 @@ def _send(
     timeout_s: float,
     countdown: float | None = None,
     priority: int = INTERACTIVE_PRIORITY,
+    task_id: str | None = None,
 ) -> str:
-    task_id = str(uuid.uuid4())
+    task_id = task_id or str(uuid.uuid4())
     app.send_task(
         name.value,
         args=args,
@@ -175,9 +176,17 @@ def enqueue_probe(
     timeout_s: float = 3.0,
     countdown: float | None = None,
     priority: int = INTERACTIVE_PRIORITY,
+    task_id: str | None = None,
 ) -> str:
+    """``task_id``: send again a message that was lost, under its id (see worker.jobs.reconcile)."""
     return _send(
-        app, TaskName.PROBE, [str(job_id)], timeout_s=timeout_s, countdown=countdown, priority=priority
+        app,
+        TaskName.PROBE,
+        [str(job_id)],
+        timeout_s=timeout_s,
+        countdown=countdown,
+        priority=priority,
+        task_id=task_id,
     )
 
 
@@ -189,6 +198,7 @@ def enqueue_analyze(
     timeout_s: float = 3.0,
     countdown: float | None = None,
     priority: int = INTERACTIVE_PRIORITY,
+    task_id: str | None = None,
 ) -> str:
     return _send(
         app,
@@ -197,6 +207,7 @@ def enqueue_analyze(
         timeout_s=timeout_s,
         countdown=countdown,
         priority=priority,
+        task_id=task_id,
     )
 
 

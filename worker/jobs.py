@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from core import metrics
+from core.config import Settings
 from core.jobs import fail_job, mark_enqueued, record_job_end
 from core.logs import log_context, log_event
 from core.models import Frame, Job, Segment, Track, Video
@@ -54,6 +55,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RECONCILE_LOCK_ID = 724138  # pg advisory lock: one reconciler at a time across all workers
+# Left in the broker by the reconciler; its absence means the broker lost its data.
+BROKER_MARKER_KEY = "deepfakestream:broker-marker"
+_RESEND_LOCK_KEY = "deepfakestream:resend-lock"
 _RECONCILE_BATCH = 1000
 _STALE_MARGIN_S = 30.0
 
@@ -629,7 +633,106 @@ def _handle_failure(
 
 def reconcile(ctx: WorkerContext) -> dict[str, int]:
     """Re-sends the messages the jobs table says are missing. Jobs are the truth; Redis can lose
-    messages (a flush, a restart without persistence, a publish that failed)."""
+    messages (a flush, a restart without persistence, a publish that failed).
+
+    A marker key left in the broker tells a broker that lost its data from one whose queues are
+    merely long: when it is gone, every message in flight is sent again at once (see
+    ``_resend_in_flight``); otherwise only those unsent or stale for longer than the limits."""
+    client = _broker_client(ctx.settings)
+    try:
+        if client.exists(_broker_key(ctx.settings, BROKER_MARKER_KEY)):
+            return _reconcile_stale(ctx)
+        # One re-send at a time across workers (it can take longer than the reconcile interval).
+        if not client.set(_broker_key(ctx.settings, _RESEND_LOCK_KEY), ctx.hostname, nx=True, ex=600):
+            return {"skipped": 1}
+        try:
+            counts = _resend_in_flight(ctx)
+            if "skipped" not in counts:
+                client.set(_broker_key(ctx.settings, BROKER_MARKER_KEY), _now().isoformat())
+        finally:
+            client.delete(_broker_key(ctx.settings, _RESEND_LOCK_KEY))
+        return counts
+    finally:
+        client.close()
+
+
+def _broker_client(settings: Settings) -> Any:
+    import redis
+
+    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=5, socket_timeout=30)
+
+
+def _broker_key(settings: Settings, name: str) -> str:
+    return f"{settings.broker_key_prefix}{name}"
+
+
+def _resend_in_flight(ctx: WorkerContext) -> dict[str, int]:
+    """After the broker lost its data, sends again every message the jobs table has in flight:
+    a probe per queued job, an analyze per pending segment, and the messages of claims (a job
+    being probed, a segment running) under their own task ids. Tasks that were running when the
+    broker went away were cancelled by their workers (they could not be acknowledged); the message
+    sent again under the same id takes their claim over. Where one still runs (a flush with the
+    workers connected), the work is done twice and stored once."""
+    settings = ctx.settings
+    with ctx.session() as session, session.begin():
+        if not session.scalar(select(func.pg_try_advisory_xact_lock(RECONCILE_LOCK_ID))):
+            return {"skipped": 1}
+        probes: list[tuple[uuid.UUID, int, str | None]] = [
+            (row[0], row[1], row[2] if row[3] == JobStatus.PROCESSING.value else None)
+            for row in session.execute(
+                select(Job.id, Job.priority, Job.task_id, Job.status)
+                .where(
+                    or_(
+                        Job.status == JobStatus.QUEUED.value,
+                        and_(Job.status == JobStatus.PROCESSING.value, Job.plan.is_(None)),
+                    )
+                )
+                .order_by(Job.priority, Job.created_at)
+            )
+        ]
+        segments: list[tuple[uuid.UUID, int, int, str | None]] = [
+            (row[0], row[1], row[2], row[3] if row[4] == SegmentStatus.RUNNING.value else None)
+            for row in session.execute(
+                select(Segment.job_id, Segment.segment_index, Job.priority, Segment.task_id, Segment.status)
+                .join(Job, Job.id == Segment.job_id)
+                .where(
+                    Job.status == JobStatus.PROCESSING.value,
+                    Segment.status.in_([SegmentStatus.PENDING.value, SegmentStatus.RUNNING.value]),
+                )
+                .order_by(Job.priority, Segment.job_id, Segment.segment_index)
+            )
+        ]
+        session.execute(
+            update(Job)
+            .where(Job.status.in_([JobStatus.QUEUED.value, JobStatus.PROCESSING.value]))
+            .values(enqueued_at=func.now())
+            .execution_options(synchronize_session=False)
+        )
+    for job_id, priority, task_id in probes:
+        enqueue_probe(
+            ctx.celery,
+            job_id=job_id,
+            timeout_s=settings.enqueue_timeout_s,
+            priority=priority,
+            task_id=task_id,
+        )
+    for job_id, index, priority, task_id in segments:
+        enqueue_analyze(
+            ctx.celery,
+            job_id=job_id,
+            segment_index=index,
+            timeout_s=settings.enqueue_timeout_s,
+            priority=priority,
+            task_id=task_id,
+        )
+    counts = {"probes": len(probes), "segments": len(segments)}
+    # A new broker (first start) has nothing in flight: only a loss that mattered is a warning.
+    level = logging.WARNING if probes or segments else logging.INFO
+    log_event(log, "reconcile.broker_lost", level=level, **counts)
+    return counts
+
+
+def _reconcile_stale(ctx: WorkerContext) -> dict[str, int]:
     settings = ctx.settings
     now = _now()
     queued_cutoff = now - timedelta(seconds=settings.reconcile_queued_after_s)

@@ -372,7 +372,9 @@ FAULT_SETTINGS = {
     "BROKER_VISIBILITY_TIMEOUT_S": "120",
     "BROKER_RESTORE_INTERVAL_S": "5",
     "RECONCILE_INTERVAL_S": "2",
-    "RECONCILE_QUEUED_AFTER_S": "20",
+    # Longer than any backlog here waits: a message lost with the broker must be noticed as lost,
+    # not re-sent because it is old.
+    "RECONCILE_QUEUED_AFTER_S": "900",
     "DEFAULT_SAMPLE_FPS": "1",
     "DEFAULT_SEGMENT_SECONDS": "2",
     "EXPLAIN_TOP_K": "1",

@@ -1,9 +1,11 @@
 """Redis (the broker) restarted without persistence in the middle of a batch: every queued message
-and every unacknowledged one is gone, yet no job is lost, because the jobs table is the truth and
-the reconciler sends again whatever it says is missing."""
+and every unacknowledged one is gone, yet no job is lost, because the jobs table is the truth: the
+reconciler notices the broker lost its data and sends again every message in flight, at once
+rather than once they look stale."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 import uuid
@@ -11,16 +13,16 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from core.models import Job
+from core.models import Job, Segment
 from tests.integration.reliability.conftest import (
     batch_row,
     duplicate_rows,
     finalized_counts,
     put_sources,
 )
-from tests.utils.media import FaceVideo
+from tests.utils.media import FaceVideo, make_face_video
 from tests.utils.platform import wait_for
-from tests.utils.services import PrivateStack
+from tests.utils.services import FAULT_SETTINGS, PrivateStack
 
 pytestmark = pytest.mark.integration
 
@@ -85,4 +87,44 @@ def test_redis_restarted_mid_batch_loses_no_job(fault_stack: PrivateStack, short
     every_job = [*after, uuid.UUID(interactive_id)]
     assert set(finalized_counts(stack, every_job).values()) == {1}
     assert duplicate_rows(stack, every_job) == {"frames": 0, "segments": 0, "tracks": 0}
-    assert "reconcile.resent" in stack.worker_logs()[log_offset:]
+    # Recovered because the reconciler saw the broker had lost its data, not by waiting for
+    # messages to look stale.
+    recovery = [
+        json.loads(line)
+        for line in stack.worker_logs()[log_offset:].splitlines()
+        if '"reconcile.broker_lost"' in line
+    ]
+    assert recovery and recovery[0]["probes"] + recovery[0]["segments"] > 0, recovery
+
+
+def test_task_running_when_redis_restarts_is_taken_over_at_once(
+    fault_stack: PrivateStack, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The worker cancels the task it could no longer acknowledge; the claim it left is taken over
+    by the message sent again under the same task id, well before the claim would look stale."""
+    stack = fault_stack
+    headers = stack.new_key()
+    video = make_face_video(
+        tmp_path_factory.mktemp("redis-running") / "heavy.mp4", seconds=4.0, width=640, height=360, fps=25.0
+    )
+    job_id = uuid.UUID(stack.submit(headers, video.path, sample_fps="8", segment_seconds="1").json()["id"])
+
+    def running() -> list[int]:
+        with stack.session() as session:
+            rows = session.scalars(
+                select(Segment.segment_index).where(Segment.job_id == job_id, Segment.status == "running")
+            )
+            return list(rows)
+
+    interrupted = wait_for(running, timeout_s=120, what="a segment to be running", interval_s=0.02)
+    stack.redis.restart()
+    restarted = time.monotonic()
+    job = stack.wait_job(headers, str(job_id), timeout_s=120)
+    recovered_in = time.monotonic() - restarted
+
+    assert job["status"] == "succeeded", job
+    stale_after = int(FAULT_SETTINGS["TASK_TIME_LIMIT_S"]) + 30
+    assert recovered_in < stale_after, f"recovered after {recovered_in:.0f} s: by staleness, not at once"
+    assert interrupted
+    assert set(finalized_counts(stack, [job_id]).values()) == {1}
+    assert duplicate_rows(stack, [job_id]) == {"frames": 0, "segments": 0, "tracks": 0}
