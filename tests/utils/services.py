@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -20,13 +21,14 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from core.config import Settings
@@ -382,6 +384,15 @@ FAULT_SETTINGS = {
 }
 
 
+_DUPLICATES_SQL = {
+    table: text(
+        f"SELECT count(*) - count(DISTINCT (job_id, {column})) FROM {table} WHERE job_id = ANY(:ids)"
+    )
+    for table, column in (("frames", "frame_index"), ("segments", "segment_index"), ("tracks", "track_id"))
+}
+_JOB_ID_FIELD = re.compile(r'"job_id": "([0-9a-f-]{36})"')
+
+
 @dataclass
 class PrivateStack:
     """The API, workers, a private Redis and PostgreSQL, and moto S3 reached through a cuttable proxy."""
@@ -497,6 +508,26 @@ class PrivateStack:
 
     def worker_logs(self) -> str:
         return "\n".join(worker.log_text() for worker in self.workers)
+
+    # -- what happened to jobs
+    def duplicate_rows(self, job_ids: Iterable[uuid.UUID]) -> dict[str, int]:
+        """Rows stored more than once for these jobs, per table (0 everywhere when all is well)."""
+        ids = list(job_ids)
+        with self.session() as session:
+            counts = {table: session.scalar(sql, {"ids": ids}) for table, sql in _DUPLICATES_SQL.items()}
+        return {table: int(count or 0) for table, count in counts.items()}
+
+    def finalized_counts(self, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
+        """How many times each job was finalized, read from the workers' logs."""
+        wanted = {str(job_id): job_id for job_id in job_ids}
+        counts = dict.fromkeys(wanted.values(), 0)
+        for line in self.worker_logs().splitlines():
+            if '"job.finalize.succeeded"' not in line:
+                continue
+            match = _JOB_ID_FIELD.search(line)
+            if match and match.group(1) in wanted:
+                counts[wanted[match.group(1)]] += 1
+        return counts
 
     def api_server_errors(self, *, allow_unavailable: bool = False) -> list[str]:
         """API log lines of 5xx answers (503s only when not allowed) and crashed requests."""

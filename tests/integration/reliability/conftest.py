@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Iterable, Iterator
 
 import pytest
-from sqlalchemy import text
 
 from core.models import Batch
 from tests.utils.media import FaceVideo, make_face_video
@@ -43,33 +42,12 @@ def put_sources(stack: PrivateStack, clip: FaceVideo, count: int, *, prefix: str
     return [f"s3://{SOURCE_BUCKET}/{key}" for key in keys]
 
 
-_DUPLICATES_SQL = {
-    table: text(
-        f"SELECT count(*) - count(DISTINCT (job_id, {column})) FROM {table} WHERE job_id = ANY(:ids)"
-    )
-    for table, column in (("frames", "frame_index"), ("segments", "segment_index"), ("tracks", "track_id"))
-}
-
-
 def duplicate_rows(stack: PrivateStack, job_ids: Iterable[uuid.UUID]) -> dict[str, int]:
-    """Rows stored more than once for these jobs, per table (0 everywhere when all is well)."""
-    ids = list(job_ids)
-    with stack.session() as session:
-        return {table: int(session.scalar(sql, {"ids": ids}) or 0) for table, sql in _DUPLICATES_SQL.items()}
+    return stack.duplicate_rows(job_ids)
 
 
 def finalized_counts(stack: PrivateStack, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """How many times each job was finalized, read from the workers' logs."""
-    wanted = {str(job_id): job_id for job_id in job_ids}
-    counts = dict.fromkeys(wanted.values(), 0)
-    for line in stack.worker_logs().splitlines():
-        if '"job.finalize.succeeded"' not in line:
-            continue
-        for text_id, job_id in wanted.items():
-            if text_id in line:
-                counts[job_id] += 1
-                break
-    return counts
+    return stack.finalized_counts(job_ids)
 
 
 def batch_row(stack: PrivateStack, batch_id: uuid.UUID) -> Batch:
