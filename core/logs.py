@@ -107,6 +107,7 @@ def configure_logging(*, level: str = "INFO", json_lines: bool = True) -> None:
         root.removeHandler(existing)
     root.addHandler(handler)
     root.setLevel(level)
-    # Noisy libraries stay at warnings unless debugging.
-    for name in ("botocore", "boto3", "urllib3", "s3transfer", "kombu", "amqp"):
+    # Noisy libraries stay at warnings unless debugging. httpx and httpcore log every request's
+    # full URL at INFO: webhook and source URLs may carry their owners' tokens.
+    for name in ("botocore", "boto3", "urllib3", "s3transfer", "kombu", "amqp", "httpx", "httpcore"):
         logging.getLogger(name).setLevel(logging.WARNING if level != "DEBUG" else logging.DEBUG)

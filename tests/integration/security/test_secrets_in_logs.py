@@ -45,7 +45,10 @@ def test_no_secret_reaches_the_logs(
         "admin key": admin["Authorization"].removeprefix("Bearer "),
         "unknown key": bogus,
     }
-    callback = receiver.script(f"/secrets-{secrets.token_hex(3)}", [Answer()])
+    # Receivers often carry their own credential in the URL (path or query).
+    url_token = secrets.token_urlsafe(24)
+    callback = receiver.script(f"/secrets-{secrets.token_hex(3)}?token={url_token}", [Answer()])
+    found["token in a webhook URL"] = url_token
 
     with stack.client(tenant) as client:
         first = client.get("/v1/webhooks/callback-secret").json()["secret"]
@@ -64,7 +67,8 @@ def test_no_secret_reaches_the_logs(
         assert signature, upload["url"]
         found |= {"presigned signature": signature}
         assert stack.wait_job(tenant, job_id)["status"] == "succeeded"
-        receiver.wait_for(urlsplit(callback).path, 2)  # the callback and the endpoint both signed
+        path = urlsplit(callback)
+        receiver.wait_for(f"{path.path}?{path.query}", 2)  # the callback and the endpoint both sent
 
         with stack.client({"Authorization": f"Bearer {bogus}"}) as stranger:
             assert stranger.get("/v1/jobs").status_code == 401
