@@ -1,11 +1,11 @@
-"""Per-tenant request rate limits: token buckets kept in Redis (shared by every API process), 429 with
-``Retry-After`` past them.
+"""Per-tenant request rate limits: token buckets in Redis, 429 with ``Retry-After`` past them.
 
 Every authenticated request draws from its tenant's bucket (``RATE_LIMIT_PER_S`` sustained, up to
 ``RATE_LIMIT_BURST`` at once); writes also draw from a smaller one (``RATE_LIMIT_WRITES_*``). The
-buckets are GCRA cells: one timestamp per bucket, updated by a Lua script, so concurrent API
-processes never both spend the same token. When Redis cannot be reached the limiter lets requests
-through (and says so in the log): the database, not the limiter, decides whether the API works.
+buckets are GCRA cells shared by every API process: one timestamp per bucket, updated by a Lua
+script, so two processes never both spend the same token. When Redis cannot be reached the
+limiter lets requests through (and says so in the log): the database, not the limiter, decides
+whether the API works.
 """
 
 from __future__ import annotations

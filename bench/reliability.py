@@ -1,9 +1,11 @@
-"""Reliability benchmark: a batch of short generated videos through two worker processes on this
-machine while faults are injected (a worker killed with SIGKILL mid-run, the broker restarted
-without persistence) and a corpus of hostile media is submitted beside it, with the API polled all
-along. Then every job is checked in the database: succeeded exactly once, nothing lost, no row
-stored twice. Not a test (the suite runs ``run()`` with 50 jobs and asserts on its figures): it
-prints a table and writes JSON.
+"""Reliability benchmark: a batch of jobs through two workers under faults, hostile input and polling.
+
+A batch of short generated videos goes through two worker processes on this machine while faults
+are injected (a worker killed with SIGKILL mid-run, the broker restarted without persistence) and
+a corpus of hostile media is submitted beside it, with the API polled all along. Then every job is
+checked in the database: succeeded exactly once, nothing lost, no row stored twice. Not a test
+(the suite runs ``run()`` with 50 jobs and asserts on its figures): it prints a table and writes
+JSON.
 
     .venv/bin/python bench/reliability.py                  # 1,000 jobs → bench/results/reliability.json
     .venv/bin/python bench/reliability.py --jobs 50 --out /tmp/reliability.json

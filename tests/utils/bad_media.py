@@ -1,7 +1,8 @@
-"""More kinds of hostile media than ``tests.utils.media.make_bad_media`` makes: frame sizes of zero
-or far past any limit, durations that lie, single frames. Everything is generated here with the
-system ffmpeg and a few header patches; ``make_hostile_media`` also makes every kind of
-``make_bad_media``.
+"""More kinds of hostile media than ``tests.utils.media.make_bad_media`` makes.
+
+Frame sizes of zero or far past any limit, durations that lie, single frames. Everything is
+generated here with the system ffmpeg and a few header patches; ``make_hostile_media`` also makes
+every kind of ``make_bad_media``.
 """
 
 from __future__ import annotations

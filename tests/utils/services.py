@@ -1,6 +1,7 @@
-"""Private service instances that fault tests may stop, kill and restart: a Redis server, a
-PostgreSQL cluster and a TCP proxy that cuts the path to a server (storage) without losing its
-state; and ``private_stack``, the whole platform (API, workers, moto S3) on top of them. Each
+"""Private services that fault tests may stop, kill and restart, and the platform on top of them.
+
+A Redis server, a PostgreSQL cluster and a TCP proxy that cuts the path to a server (storage)
+without losing its state; ``private_stack`` runs the API, workers and moto S3 on them. Each
 listens on its own free port on 127.0.0.1, so the machine's shared PostgreSQL and Redis are never
 touched.
 
