@@ -354,46 +354,40 @@ def _int_cursor(cursor: str | None) -> int | None:
     return value
 
 
+def _page_of_job_rows(
+    session: Session, *, column: Any, job_id: uuid.UUID, cursor: str | None, limit: int
+) -> tuple[list[Any], str | None]:
+    """One page of a job's rows (segments, frames or tracks), ordered by their integer ``column``."""
+    model = column.class_
+    after = _int_cursor(cursor)
+    query = select(model).where(model.job_id == job_id)
+    if after is not None:
+        query = query.where(column > after)
+    rows = list(session.scalars(query.order_by(column).limit(limit + 1)))
+    if len(rows) > limit:
+        return rows[:limit], encode_cursor(getattr(rows[limit - 1], column.key))
+    return rows, None
+
+
 def list_segments(
     session: Session, *, tenant_id: uuid.UUID, job_id: str, cursor: str | None, limit: int
 ) -> tuple[list[Segment], str | None]:
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
-    after = _int_cursor(cursor)
-    query = select(Segment).where(Segment.job_id == job.id)
-    if after is not None:
-        query = query.where(Segment.segment_index > after)
-    rows = list(session.scalars(query.order_by(Segment.segment_index).limit(limit + 1)))
-    if len(rows) > limit:
-        return rows[:limit], encode_cursor(rows[limit - 1].segment_index)
-    return rows, None
+    return _page_of_job_rows(session, column=Segment.segment_index, job_id=job.id, cursor=cursor, limit=limit)
 
 
 def list_frames(
     session: Session, *, tenant_id: uuid.UUID, job_id: str, cursor: str | None, limit: int
 ) -> tuple[list[Frame], str | None]:
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
-    after = _int_cursor(cursor)
-    query = select(Frame).where(Frame.job_id == job.id)
-    if after is not None:
-        query = query.where(Frame.frame_index > after)
-    rows = list(session.scalars(query.order_by(Frame.frame_index).limit(limit + 1)))
-    if len(rows) > limit:
-        return rows[:limit], encode_cursor(rows[limit - 1].frame_index)
-    return rows, None
+    return _page_of_job_rows(session, column=Frame.frame_index, job_id=job.id, cursor=cursor, limit=limit)
 
 
 def list_tracks(
     session: Session, *, tenant_id: uuid.UUID, job_id: str, cursor: str | None, limit: int
 ) -> tuple[list[Track], str | None]:
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
-    after = _int_cursor(cursor)
-    query = select(Track).where(Track.job_id == job.id)
-    if after is not None:
-        query = query.where(Track.track_id > after)
-    rows = list(session.scalars(query.order_by(Track.track_id).limit(limit + 1)))
-    if len(rows) > limit:
-        return rows[:limit], encode_cursor(rows[limit - 1].track_id)
-    return rows, None
+    return _page_of_job_rows(session, column=Track.track_id, job_id=job.id, cursor=cursor, limit=limit)
 
 
 def cancel(session: Session, *, tenant_id: uuid.UUID, job_id: str) -> Job:
