@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from api.ratelimit import enforce_rate_limit
+from api.ratelimit import check_auth_failures, enforce_rate_limit, record_auth_failure
 from core.config import Settings
 from core.db import get_session_factory
 from core.errors import ForbiddenError, UnauthorizedError
@@ -68,10 +68,15 @@ def _api_key(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
+    # An address that keeps failing is refused before its key is looked at: guessing stays slow.
+    client = request.client.host if request.client else "unknown"
+    check_auth_failures(settings, client=client)
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        record_auth_failure(settings, client=client)
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'", code="missing_api_key")
     key = authenticate(session, key=credentials.credentials.strip())
     if key is None:
+        record_auth_failure(settings, client=client)
         raise UnauthorizedError("the API key is unknown or revoked", code="invalid_api_key")
     # Every authenticated route is rate limited here, new ones included.
     enforce_rate_limit(settings, tenant_id=key.tenant_id, method=request.method)

@@ -1,7 +1,9 @@
 """Per-tenant request rate limits: token buckets in Redis, 429 with ``Retry-After`` past them.
 
 Every authenticated request draws from its tenant's bucket (``RATE_LIMIT_PER_S`` sustained, up to
-``RATE_LIMIT_BURST`` at once); writes also draw from a smaller one (``RATE_LIMIT_WRITES_*``). The
+``RATE_LIMIT_BURST`` at once); writes also draw from a smaller one (``RATE_LIMIT_WRITES_*``).
+Failed authentications draw from their client address's bucket (``AUTH_FAILURES_*``); an
+address with an empty one is refused before its key is even looked at. The
 buckets are GCRA cells shared by every API process: one timestamp per bucket, updated by a Lua
 script, so two processes never both spend the same token. When Redis cannot be reached the
 limiter lets requests through (and says so in the log): the database, not the limiter, decides
@@ -24,7 +26,14 @@ from core.config import Settings
 from core.errors import TooManyRequestsError
 from core.logs import log_event
 
-__all__ = ["READ_METHODS", "RateLimiter", "enforce_rate_limit", "get_rate_limiter"]
+__all__ = [
+    "READ_METHODS",
+    "RateLimiter",
+    "check_auth_failures",
+    "enforce_rate_limit",
+    "get_rate_limiter",
+    "record_auth_failure",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +71,20 @@ return {1, '0'}
 """
 
 
+# The same arithmetic without spending: {blocked (0/1), microseconds until a token is back}.
+_PEEK_SCRIPT = """
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
+local interval = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local allowed_at = tat + interval - burst * interval
+if allowed_at > now then return {1, string.format('%.0f', allowed_at - now)} end
+return {0, '0'}
+"""
+
+
 @dataclass(frozen=True)
 class _Bucket:
     name: str
@@ -76,12 +99,22 @@ class _Bucket:
 class RateLimiter:
     """Checks and charges a tenant's buckets. ``check`` raises TooManyRequestsError past a limit."""
 
-    def __init__(self, client: Any, *, key_prefix: str, requests: _Bucket, writes: _Bucket) -> None:
+    def __init__(
+        self,
+        client: Any,
+        *,
+        key_prefix: str,
+        requests: _Bucket,
+        writes: _Bucket,
+        auth_failures: _Bucket | None = None,
+    ) -> None:
         self._client = client
         self._script = client.register_script(_GCRA_SCRIPT)
+        self._peek = client.register_script(_PEEK_SCRIPT)
         self._prefix = key_prefix
         self._requests = requests
         self._writes = writes
+        self._auth_failures = auth_failures or _Bucket("auth-failures", 1.0, 30)
         self._lock = threading.Lock()
         self._skip_until = 0.0
 
@@ -100,6 +133,9 @@ class RateLimiter:
             key_prefix=f"{settings.broker_key_prefix}ratelimit:",
             requests=_Bucket("requests", settings.rate_limit_per_s, settings.rate_limit_burst),
             writes=_Bucket("writes", settings.rate_limit_writes_per_s, settings.rate_limit_writes_burst),
+            auth_failures=_Bucket(
+                "auth-failures", settings.auth_failures_per_min / 60.0, settings.auth_failures_burst
+            ),
         )
 
     def check(self, *, tenant_id: uuid.UUID, write: bool) -> None:
@@ -124,6 +160,45 @@ class RateLimiter:
             code="rate_limited",
             retry_after_s=retry_after,
         )
+
+    def check_client(self, client: str) -> None:
+        """TooManyRequestsError when ``client`` has used up its failed authentications."""
+        if time.monotonic() < self._skip_until:
+            return
+        bucket = self._auth_failures
+        try:
+            blocked, wait_us = self._peek(
+                keys=[self._client_key(client)], args=[bucket.interval_us, bucket.burst]
+            )
+        except Exception as exc:  # redis raises many types (connection, timeout, auth, script)
+            self._stand_aside(exc)
+            return
+        if int(blocked):
+            retry_after = max(1, math.ceil(int(wait_us) / 1_000_000))
+            raise TooManyRequestsError(
+                f"too many requests without a valid API key from this address; retry after "
+                f"{retry_after} s",
+                code="too_many_auth_failures",
+                retry_after_s=retry_after,
+            )
+
+    def record_failure(self, client: str) -> None:
+        """Spend one of ``client``'s failed-authentication tokens."""
+        if time.monotonic() < self._skip_until:
+            return
+        bucket = self._auth_failures
+        try:
+            allowed, _ = self._script(
+                keys=[self._client_key(client)], args=[bucket.interval_us, bucket.burst]
+            )
+        except Exception as exc:
+            self._stand_aside(exc)
+            return
+        if not int(allowed):
+            log_event(log, "api.auth.client_limited", level=logging.WARNING, client=client)
+
+    def _client_key(self, client: str) -> str:
+        return f"{self._prefix}client:{client}:{self._auth_failures.name}"
 
     def _stand_aside(self, exc: Exception) -> None:
         with self._lock:
@@ -154,3 +229,14 @@ def enforce_rate_limit(settings: Settings, *, tenant_id: uuid.UUID, method: str)
     if not settings.rate_limit_enabled:
         return
     get_rate_limiter(settings).check(tenant_id=tenant_id, write=method.upper() not in READ_METHODS)
+
+
+def check_auth_failures(settings: Settings, *, client: str) -> None:
+    """TooManyRequestsError (429, Retry-After) while ``client`` is past its failed-key limit."""
+    if settings.rate_limit_enabled:
+        get_rate_limiter(settings).check_client(client)
+
+
+def record_auth_failure(settings: Settings, *, client: str) -> None:
+    if settings.rate_limit_enabled:
+        get_rate_limiter(settings).record_failure(client)

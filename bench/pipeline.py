@@ -142,7 +142,7 @@ def _baseline_pass(
         for frame, boxes in zip(sampled, detections, strict=True):
             if boxes:
                 crops = np.stack([
-                    crop_face(frame, box, margin=classifier.config.face_margin, size=size) for box in boxes
+                    crop_face(frame, box, size=size, **classifier.config.crop_options()) for box in boxes
                 ])
                 scores.extend(classifier.predict(crops).tolist())
         cpu4, t4 = _cpu_seconds(), time.perf_counter()

@@ -65,11 +65,6 @@ BENCH_SETTINGS = {
     "RATE_LIMIT_PER_S": "2000",
     "RATE_LIMIT_BURST": "4000",
 }
-# Hostile inputs that are analysable in substance (their work stays bounded by what the stream
-# holds); every other kind must end as a 4xx or a failed job with an error code.
-_ANALYSABLE = {"container_claims_ten_hours", "single_frame_video"}
-
-
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -173,14 +168,12 @@ def _judge_hostile(
         if status == 202:
             job = stack.wait_job(headers, body["id"], timeout_s=600)
             code = (job.get("error") or {}).get("code")
-            if kind in _ANALYSABLE:
-                typed = job["status"] == "succeeded"
-            else:
-                typed = job["status"] == "failed" and bool(code) and code != "internal_error"
+            # Every hostile kind must end as a failed job with an error code (or a 4xx below).
+            typed = job["status"] == "failed" and bool(code) and code != "internal_error"
             outcomes.append({"kind": kind, "answer": 202, "job": job["status"], "code": code, "typed": typed})
         else:
             code = (body.get("error") or {}).get("code")
-            typed = 400 <= status < 500 and bool(code) and kind not in _ANALYSABLE
+            typed = 400 <= status < 500 and bool(code)
             outcomes.append({"kind": kind, "answer": status, "job": None, "code": code, "typed": typed})
     return outcomes
 

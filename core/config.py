@@ -127,6 +127,12 @@ class Settings(BaseSettings):
     rate_limit_writes_per_s: float = Field(default=50.0, gt=0)
     rate_limit_writes_burst: int = Field(default=200, ge=1)
     rate_limit_redis_url: str | None = None
+    # Requests without a valid key are limited per client address (uvicorn resolves it from
+    # X-Forwarded-For only for trusted proxies): each failed authentication spends a token; an
+    # address with none left gets 429 for every key, a right one included, until its bucket
+    # refills, so guessing keys stays slow. Successful requests spend nothing here.
+    auth_failures_per_min: float = Field(default=60.0, gt=0)
+    auth_failures_burst: int = Field(default=30, ge=1)
 
     # Webhooks. Loopback, private and link-local receivers are refused unless allowed (an
     # on-premises receiver, or tests); cloud metadata addresses are refused always.

@@ -98,7 +98,7 @@ class Analyzer:
         started = time.perf_counter()
         decode_s = detect_s = classify_s = quality_s = 0.0
         size = self.model_config.input_size
-        margin = self.model_config.face_margin
+        framing = self.model_config.crop_options()
         detections: list[list[Detection]] = []
         scores: list[np.ndarray] = []
         quality = QualityStats()
@@ -122,7 +122,7 @@ class Analyzer:
                 t0 = time.perf_counter()
                 found = self.detector.detect(frames)
                 crops = [
-                    crop_face(frame, det.box, margin=margin, size=size)
+                    crop_face(frame, det.box, size=size, **framing)
                     for frame, dets in zip(frames, found, strict=True)
                     for det in dets
                 ]

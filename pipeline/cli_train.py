@@ -63,6 +63,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default="1.0.0", help="version written into the checkpoint")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument(
+        "--square-crop",
+        default=None,
+        metavar="auto|SCALE[:SHIFT]",
+        help="cut faces as squares of SCALE box widths moved down by SHIFT × the side (stored in "
+        "the checkpoint for inference); 'auto' measures both on the first crop folder",
+    )
+    parser.add_argument(
+        "--init-from",
+        default=None,
+        metavar="CHECKPOINT",
+        help="start from this checkpoint's weights (same network) with a fresh schedule",
+    )
 
 
 def _margin(text: str) -> float | None:
@@ -107,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         frames_per_video=args.frames_per_video,
         version=args.version,
         progress=not args.no_progress,
+        init_from=args.init_from,
+        square_crop=args.square_crop,
     )
     try:
         result = train(config, resume=args.resume)

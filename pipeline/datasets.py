@@ -304,7 +304,13 @@ def load_crop_folder(
 
 
 def _largest_face_crops(
-    path: Path, detector: Any, *, frames: int, size: int, margin: float
+    path: Path,
+    detector: Any,
+    *,
+    frames: int,
+    size: int,
+    margin: float,
+    square: tuple[float, float] | None = None,
 ) -> list[np.ndarray]:
     """The largest face of ``frames`` frames spread evenly over the video, cut by ``crop_face``."""
     from pipeline.types import AnalysisConfig
@@ -320,7 +326,16 @@ def _largest_face_crops(
         for frame, detections in zip(decoded, detector.detect(decoded), strict=True):
             if detections:
                 largest = max(detections, key=lambda d: d.size)
-                crops.append(crop_face(frame, largest.box, margin=margin, size=size))
+                crops.append(
+                    crop_face(
+                        frame,
+                        largest.box,
+                        margin=margin,
+                        size=size,
+                        square_scale=square[0] if square else None,
+                        shift_y=square[1] if square else 0.0,
+                    )
+                )
     return crops
 
 
@@ -329,19 +344,22 @@ def load_video_folder(
     *,
     size: int,
     margin: float,
+    square: tuple[float, float] | None = None,
     frames_per_video: int = 8,
     cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
     device: str = "cpu",
     progress: Callable[[str], None] | None = None,
 ) -> CropSet:
     """Faces of a DFDC-layout video folder: ``frames_per_video`` frames spread over each video,
-    the largest face of each frame detected and cropped by the pipeline's own code, cached."""
+    the largest face of each frame detected and cropped by the pipeline's own code, cached.
+    ``square`` (scale, shift) selects ``crop_face``'s square framing instead of ``margin``."""
     root = Path(root)
     entries = read_entries(root)
     if dataset_kind(entries) != "videos":
         raise DatasetError(f"{root} is a crop folder; use load_crop_folder")
     manifest = _manifest_sha256(root, entries, extra=f"frames={frames_per_video}")
-    key = f"videos-{manifest[:16]}-{size}-m{margin:.3f}-v{CACHE_VERSION}"
+    framing = f"s{square[0]:.3f}_{square[1]:.3f}" if square else f"m{margin:.3f}"
+    key = f"videos-{manifest[:16]}-{size}-{framing}-v{CACHE_VERSION}"
     cached = _load_cache(Path(cache_dir), key) if cache_dir is not None else None
     if cached is not None:
         images, info = cached
@@ -356,7 +374,12 @@ def load_video_folder(
             if progress:
                 progress(f"[{number}/{len(entries)}] faces of {entry.file}")
             for crop in _largest_face_crops(
-                resolve_file(root, entry.file), detector, frames=frames_per_video, size=size, margin=margin
+                resolve_file(root, entry.file),
+                detector,
+                frames=frames_per_video,
+                size=size,
+                margin=margin,
+                square=square,
             ):
                 crops.append(crop)
                 items.append(entry.file)
@@ -380,6 +403,7 @@ def load_dataset(
     *,
     size: int,
     margin: float,
+    square: tuple[float, float] | None = None,
     cache_dir: str | Path | None = DEFAULT_CACHE_DIR,
     frames_per_video: int = 8,
     device: str = "cpu",
@@ -393,6 +417,7 @@ def load_dataset(
         root,
         size=size,
         margin=margin,
+        square=square,
         frames_per_video=frames_per_video,
         cache_dir=cache_dir,
         device=device,
@@ -443,6 +468,10 @@ def measure_face_margin(
         "box_centre_offset_x_median": round(float(np.median(centre_dx)), 4),
         "box_centre_offset_y_median": round(float(np.median(centre_dy)), 4),
         "face_margin": round(max(0.0, median_height - 1.0), 3),
+        # crop_face's square framing that reproduces the crops: side from the width (the crops
+        # are square, MTCNN boxes are not), centre moved from the box's as measured.
+        "square_scale": round(float(np.median(width_ratios)), 3),
+        "square_shift_y": round(-float(np.median(centre_dy)), 3),
     }
 
 

@@ -61,6 +61,10 @@ class ModelConfig:
     # Fraction of the detector's box added to its width and height before the square crop:
     # must match how the training crops were framed.
     face_margin: float = 0.3
+    # When set, faces are cut as squares of this many box widths, moved down by
+    # ``face_shift_y`` × the side (``pipeline.crop.square_box``) and ``face_margin`` is unused.
+    face_square_scale: float | None = None
+    face_shift_y: float = 0.0
     threshold: float = 0.5
     dropout: float = 0.2
     name: str = "deepfakestream-b0"
@@ -101,6 +105,14 @@ class ModelConfig:
             raise ModelError(f"bad checkpoint metadata: {exc}") from exc
         return config
 
+    def crop_options(self) -> dict[str, Any]:
+        """``crop_face`` keyword arguments that frame a face as this model was trained."""
+        return {
+            "margin": float(self.face_margin),
+            "square_scale": None if self.face_square_scale is None else float(self.face_square_scale),
+            "shift_y": float(self.face_shift_y),
+        }
+
     def validate(self) -> None:
         if not 32 <= int(self.input_size) <= 1024:
             raise ModelError(f"input_size {self.input_size} is outside 32–1024")
@@ -110,6 +122,10 @@ class ModelConfig:
             raise ModelError(f"threshold {self.threshold} is outside [0, 1]")
         if not 0.0 <= float(self.face_margin) <= 2.0:
             raise ModelError(f"face_margin {self.face_margin} is outside [0, 2]")
+        if self.face_square_scale is not None and not 0.5 <= float(self.face_square_scale) <= 4.0:
+            raise ModelError(f"face_square_scale {self.face_square_scale} is outside [0.5, 4]")
+        if not -0.5 <= float(self.face_shift_y) <= 0.5:
+            raise ModelError(f"face_shift_y {self.face_shift_y} is outside [-0.5, 0.5]")
         if self.layout not in ("deepfakestream", "dfdc_winner"):
             raise ModelError(f"unknown layout {self.layout!r}")
 

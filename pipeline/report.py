@@ -117,7 +117,7 @@ def collect_suspicious_faces(
         if gradcam is not None:
             model_config = gradcam.model.config
             model_crops.append(
-                crop_face(image, box, margin=model_config.face_margin, size=model_config.input_size)
+                crop_face(image, box, size=model_config.input_size, **model_config.crop_options())
             )
         faces.append(SuspiciousFace(
             t=frame.t, frame_index=frame.index, track=face.track, score=face.score,

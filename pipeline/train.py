@@ -41,7 +41,14 @@ from pipeline.augment import Augmenter
 from pipeline.datasets import DEFAULT_CACHE_DIR, CropSet, identity_split, load_dataset
 from pipeline.errors import PipelineError
 from pipeline.metrics import binary_metrics, calibrate_threshold
-from pipeline.model import DeepfakeClassifier, ModelConfig, resolve_device, save_checkpoint
+from pipeline.model import (
+    DeepfakeClassifier,
+    ModelConfig,
+    file_sha256,
+    load_checkpoint,
+    resolve_device,
+    save_checkpoint,
+)
 from pipeline.sbi import self_blend
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingError", "predict_images", "train"]
@@ -64,6 +71,9 @@ class TrainConfig:
     # None: measure it on the first crop folder (see ``measure_margin``) so that inference crops
     # are framed like the training crops.
     face_margin: float | None = 0.3
+    # None: box framing with ``face_margin``. "auto": square framing measured on the first crop
+    # folder; "SCALE:SHIFT" (e.g. "1.083:0.088"): square framing given (``crop_face``).
+    square_crop: str | None = None
     epochs: int = 6
     batch_size: int = 32
     lr: float = 2e-3
@@ -82,6 +92,9 @@ class TrainConfig:
     frames_per_video: int = 8
     version: str = "1.0.0"
     progress: bool = True
+    # Start from this checkpoint's weights (same architecture, input size and SRM setting) with a
+    # fresh optimiser and schedule: fine-tuning, or continuing a run whose state is gone.
+    init_from: str | None = None
 
     def validate(self) -> None:
         if not self.data:
@@ -92,6 +105,25 @@ class TrainConfig:
             raise TrainingError("--epochs must be ≥ 1 and --batch-size ≥ 2", code="invalid_arguments")
         if not 32 <= self.input_size <= 1024:
             raise TrainingError("--input-size must be in 32–1024", code="invalid_arguments")
+        if self.square_crop not in (None, "auto"):
+            parse_square(self.square_crop)
+
+
+def parse_square(text: str) -> tuple[float, float]:
+    """``"SCALE"`` or ``"SCALE:SHIFT"`` → (scale, shift) for ``crop_face``'s square framing."""
+    parts = text.split(":")
+    try:
+        scale = float(parts[0])
+        shift = float(parts[1]) if len(parts) == 2 else 0.0
+    except (ValueError, IndexError):
+        scale, shift = float("nan"), 0.0
+    if len(parts) > 2 or not 0.5 <= scale <= 4.0 or not -0.5 <= shift <= 0.5:
+        raise TrainingError(
+            f"--square-crop {text!r}: expected 'auto' or SCALE[:SHIFT] with SCALE in [0.5, 4] "
+            "and SHIFT in [-0.5, 0.5]",
+            code="invalid_arguments",
+        )
+    return scale, shift
 
 
 def measure_margin(folder: str | Path, *, samples: int = 300, seed: int = 0) -> dict[str, Any]:
@@ -198,6 +230,7 @@ def _load_all(config: TrainConfig, say: Callable[[str], None]) -> tuple[CropSet,
             folder,
             size=config.input_size,
             margin=config.face_margin,
+            square=parse_square(config.square_crop) if config.square_crop else None,
             cache_dir=config.cache_dir,
             frames_per_video=config.frames_per_video,
             device="cpu",
@@ -220,6 +253,7 @@ def _load_all(config: TrainConfig, say: Callable[[str], None]) -> tuple[CropSet,
             folder,
             size=config.input_size,
             margin=config.face_margin,
+            square=parse_square(config.square_crop) if config.square_crop else None,
             cache_dir=config.cache_dir,
             frames_per_video=config.frames_per_video,
             device="cpu",
@@ -331,6 +365,8 @@ def _resume_key(config: TrainConfig) -> str:
         "max_train_items",
         "augment_strength",
         "label_smoothing",
+        "init_from",
+        "square_crop",
     )
     doc = asdict(config)
     return json.dumps({k: doc[k] for k in keys}, sort_keys=True)
@@ -352,10 +388,16 @@ def train(
     run_dir.mkdir(parents=True, exist_ok=True)
 
     margin_measurement: dict[str, Any] | None = None
-    if config.face_margin is None:
+    if config.face_margin is None or config.square_crop == "auto":
         margin_measurement = measure_margin(config.data[0], seed=config.seed)
+        say(f"face framing measured: {json.dumps(margin_measurement)}")
+    if config.face_margin is None:
+        assert margin_measurement is not None
         config.face_margin = float(margin_measurement["face_margin"])
-        say(f"face margin measured: {json.dumps(margin_measurement)}")
+    if config.square_crop == "auto":
+        assert margin_measurement is not None
+        config.square_crop = f"{margin_measurement['square_scale']}:{margin_measurement['square_shift_y']}"
+    square = parse_square(config.square_crop) if config.square_crop else None
     data, extra_reals, manifests = _load_all(config, say)
     train_rows, val_rows = identity_split(
         _split_groups(data), val_fraction=config.val_fraction, seed=config.seed
@@ -378,8 +420,14 @@ def train(
         input_size=config.input_size,
         use_srm=config.use_srm,
         face_margin=config.face_margin,
+        face_square_scale=square[0] if square else None,
+        face_shift_y=square[1] if square else 0.0,
     )
-    model = DeepfakeClassifier(model_config).to(device)
+    model = DeepfakeClassifier(model_config)
+    init_info = _init_weights(model, config.init_from) if config.init_from and not resume else None
+    if init_info:
+        say(f"weights from {init_info['path']} ({init_info['name']} {init_info['version']})")
+    model.to(device)
     sampler = _Sampler(train_set, extra_reals, config)
     total_steps = sampler.steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -402,6 +450,8 @@ def train(
         "best_auc": -1.0,
         "config_key": _resume_key(config),
     }
+    if init_info:
+        state["init_from"] = init_info
     if resume:
         state = _load_state(run_dir, model, optimizer, scheduler, config)
         say(f"resumed at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
@@ -495,6 +545,8 @@ def train(
         input_size=config.input_size,
         use_srm=config.use_srm,
         face_margin=config.face_margin,
+        face_square_scale=square[0] if square else None,
+        face_shift_y=square[1] if square else 0.0,
         threshold=threshold,
         trained=True,
         version=config.version,
@@ -521,6 +573,7 @@ def train(
             "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
             "face_margin_measurement": margin_measurement,
             "schedule_changes": state.get("schedule_changes", []),
+            "init_from": init_info or state.get("init_from"),
             "device": str(device),
             "torch": torch.__version__,
             "python": platform.python_version(),
@@ -541,6 +594,26 @@ def train(
         epochs_done=state["epoch"],
         steps=state["global_step"],
     )
+
+
+def _init_weights(model: DeepfakeClassifier, path: str) -> dict[str, Any]:
+    """Copy a checkpoint's weights into ``model``; it must be the same network."""
+    source = load_checkpoint(path)
+    mine, theirs = model.config, source.config
+    for field_name in ("architecture", "input_size", "use_srm"):
+        if getattr(mine, field_name) != getattr(theirs, field_name):
+            raise TrainingError(
+                f"--init-from {path}: {field_name} is {getattr(theirs, field_name)!r}, "
+                f"this run trains {getattr(mine, field_name)!r}",
+                code="invalid_arguments",
+            )
+    model.load_state_dict(source.state_dict(), strict=True)
+    return {
+        "path": Path(path).name,
+        "sha256": file_sha256(path),
+        "name": theirs.name,
+        "version": theirs.version,
+    }
 
 
 def _round(value: Any) -> Any:

@@ -202,9 +202,12 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
         duration = nb_frames / fps
     if duration is None or duration <= 0:
         raise CorruptVideoError(f"{path.name}: the video's duration cannot be determined")
-    if duration > config.max_duration_s:
+    # The container's own claim counts too: a file whose headers say ten hours over a one-second
+    # stream is refused like a ten-hour video rather than trusted to be short.
+    claimed = max(duration, _parse_float(fmt.get("duration")) or 0.0)
+    if claimed > config.max_duration_s:
         raise LimitExceededError(
-            f"{path.name} claims to last {_human_duration(duration)}; the limit is "
+            f"{path.name} claims to last {_human_duration(claimed)}; the limit is "
             f"{_human_duration(config.max_duration_s)}"
         )
     if fps is None:
@@ -220,6 +223,11 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
         raise LimitExceededError(
             f"{path.name} is {width}×{height} at {fps:.1f} fps, past the limit of "
             f"{config.max_pixels_per_second / 1e6:.0f} Mpixel/s"
+        )
+    if (nb_frames if nb_frames is not None else duration * fps) < 1.5:
+        raise NotAVideoError(
+            f"{path.name} holds a single frame: a still picture, not a video (analyse videos of "
+            "at least two frames)"
         )
     bit_rate = _parse_float(fmt.get("bit_rate"))
     return VideoInfo(

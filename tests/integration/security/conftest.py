@@ -44,6 +44,8 @@ SECURITY_SETTINGS = {
     "RATE_LIMIT_BURST": "2000",
     "RATE_LIMIT_WRITES_PER_S": "500",
     "RATE_LIMIT_WRITES_BURST": "1000",
+    # The route sweeps send every route a few wrong keys from one address.
+    "AUTH_FAILURES_BURST": "1000",
 }
 
 

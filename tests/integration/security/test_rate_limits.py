@@ -1,10 +1,12 @@
 """Per-tenant rate limits: past its request or write rate a tenant gets 429 with Retry-After and a
 typed error, other tenants are not slowed, the budget comes back with time, and concurrent API
-processes share one bucket in Redis."""
+processes share one bucket in Redis. Requests without a valid key are limited per client address:
+an address that keeps failing is refused even with a right key, until its budget comes back."""
 
 from __future__ import annotations
 
 import math
+import secrets
 import time
 import uuid
 from collections import Counter
@@ -26,6 +28,8 @@ PER_S = 5
 BURST = 10
 WRITES_PER_S = 1
 WRITES_BURST = 3
+AUTH_FAILURES_PER_MIN = 60
+AUTH_FAILURES_BURST = 5
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +41,8 @@ def limited_api(security_stack: PrivateStack) -> Iterator[str]:
         "RATE_LIMIT_BURST": str(BURST),
         "RATE_LIMIT_WRITES_PER_S": str(WRITES_PER_S),
         "RATE_LIMIT_WRITES_BURST": str(WRITES_BURST),
+        "AUTH_FAILURES_PER_MIN": str(AUTH_FAILURES_PER_MIN),
+        "AUTH_FAILURES_BURST": str(AUTH_FAILURES_BURST),
     }
     api: ServiceProcess | None = None
     try:
@@ -142,3 +148,54 @@ def test_limiter_stands_aside_when_redis_is_down(tmp_path_factory: pytest.TempPa
     for _ in range(20):  # no error, and no connect timeout on every call either
         limiter.check(tenant_id=tenant, write=False)
     assert time.monotonic() - started < 2.0
+
+
+def _wrong_key() -> dict[str, str]:
+    return {"Authorization": f"Bearer dfs_{secrets.token_hex(4)}_{secrets.token_urlsafe(9)}"}
+
+
+def test_failed_keys_are_limited_per_address(security_stack: PrivateStack, limited_api: str) -> None:
+    good = security_stack.new_key()
+    # The API trusts X-Forwarded-For from loopback (a proxy's place), so one test client can
+    # speak for several addresses.
+    guesser = {"X-Forwarded-For": "203.0.113.9"}
+    bystander = {"X-Forwarded-For": "198.51.100.4"}
+    with httpx.Client(base_url=limited_api, timeout=30) as client:
+        guesses = [
+            client.get("/v1/jobs", headers={**guesser, **_wrong_key()})
+            for _ in range(AUTH_FAILURES_BURST + 3)
+        ]
+        statuses = [response.status_code for response in guesses]
+        assert statuses == [401] * AUTH_FAILURES_BURST + [429] * 3, statuses
+        refused = guesses[-1]
+        assert refused.json()["error"]["code"] == "too_many_auth_failures"
+        retry_after = refused.headers.get("Retry-After", "")
+        assert retry_after.isdigit() and 1 <= int(retry_after) <= 60 // AUTH_FAILURES_PER_MIN + 1
+        assert "WWW-Authenticate" not in refused.headers
+
+        # Refused before the key is looked at: a lucky guess cannot be told from a wrong one.
+        assert client.get("/v1/jobs", headers={**guesser, **good}).status_code == 429
+        assert client.get("/v1/jobs", headers=guesser).status_code == 429
+        assert client.get("/healthz", headers=guesser).status_code == 200  # public routes stay open
+        # Other addresses are not slowed, with a right key or a wrong one.
+        assert client.get("/v1/jobs", headers={**bystander, **good}).status_code == 200
+        assert client.get("/v1/jobs", headers={**bystander, **_wrong_key()}).status_code == 401
+
+        time.sleep(int(retry_after) + 0.2)
+        assert client.get("/v1/jobs", headers={**guesser, **good}).status_code == 200
+
+
+def test_requests_with_a_valid_key_spend_no_failure_budget(
+    security_stack: PrivateStack, limited_api: str
+) -> None:
+    good = security_stack.new_key()
+    address = {"X-Forwarded-For": "203.0.113.77"}
+    with httpx.Client(base_url=limited_api, timeout=30) as client:
+        served = [client.get("/v1/jobs", headers={**address, **good}).status_code for _ in range(BURST)]
+        assert served == [200] * BURST  # twice the failure budget, all served
+        failures = [
+            client.get("/v1/jobs", headers={**address, **_wrong_key()}).status_code
+            for _ in range(AUTH_FAILURES_BURST)
+        ]
+        assert failures == [401] * AUTH_FAILURES_BURST  # the whole budget was still there
+        assert client.get("/v1/jobs", headers={**address, **_wrong_key()}).status_code == 429

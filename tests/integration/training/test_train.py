@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from core.cli import main
-from pipeline.model import load_checkpoint
+from pipeline.model import file_sha256, load_checkpoint
 from pipeline.train import TrainConfig, TrainingError, train
 from tests.utils.training import make_crop_folder
 
@@ -91,6 +91,37 @@ def test_self_blending_and_no_srm_run(tmp_path: Path, crops: Path) -> None:
     )
     model = load_checkpoint(result.checkpoint)
     assert model.srm is None and model.config.training["sbi_ratio"] == 0.5
+
+
+def test_init_from_starts_with_the_checkpoints_weights(tmp_path: Path, crops: Path) -> None:
+    first = train(_config(tmp_path / "a", crops, epochs=2), say=lambda _: None)
+    before = dict(load_checkpoint(first.checkpoint).named_parameters())
+    # One step at a vanishing rate: the weights are the source's (batch-norm statistics aside),
+    # and where they came from is recorded.
+    copied = train(
+        _config(tmp_path / "b", crops, epochs=1, max_steps=1, lr=1e-12, init_from=str(first.checkpoint)),
+        say=lambda _: None,
+    )
+    after = load_checkpoint(copied.checkpoint)
+    after_parameters = dict(after.named_parameters())
+    for key, value in before.items():
+        assert torch.allclose(value, after_parameters[key], atol=1e-6), key
+    assert after.config.training["init_from"]["sha256"] == file_sha256(first.checkpoint)
+    assert train(_config(tmp_path / "c", crops, epochs=1, max_steps=1), say=lambda _: None)  # no init
+    with pytest.raises(TrainingError, match="input_size is 32, this run trains 48"):
+        train(
+            _config(tmp_path / "d", crops, input_size=48, init_from=str(first.checkpoint)), say=lambda _: None
+        )
+
+
+def test_square_crop_is_stored_for_inference(tmp_path: Path, crops: Path) -> None:
+    config_in = _config(tmp_path, crops, epochs=1, max_steps=1, square_crop="1.1:0.05")
+    result = train(config_in, say=lambda _: None)
+    config = load_checkpoint(result.checkpoint).config
+    assert (config.face_square_scale, config.face_shift_y) == (1.1, 0.05)
+    for bad in ("9", "1.1:0.9", "x:y", "1:2:3"):
+        with pytest.raises(TrainingError, match="--square-crop"):
+            train(_config(tmp_path / bad, crops, square_crop=bad), say=lambda _: None)
 
 
 def test_cli_trains_and_reports_errors(

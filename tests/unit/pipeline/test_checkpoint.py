@@ -103,6 +103,9 @@ def _bad_file(kind: str, directory: Path, model: DeepfakeClassifier) -> Path:
     elif kind == "metadata_future_version":
         doc = json.loads(meta) | {"format_version": 99}
         save_file(_state(model), str(path), metadata={METADATA_KEY: json.dumps(doc)})
+    elif kind == "metadata_bad_square_scale":
+        doc = json.loads(meta) | {"face_square_scale": 9.0}
+        save_file(_state(model), str(path), metadata={METADATA_KEY: json.dumps(doc)})
     elif kind == "unknown_architecture":
         doc = json.loads(meta) | {"architecture": "not_a_network"}
         save_file(_state(model), str(path), metadata={METADATA_KEY: json.dumps(doc)})
@@ -128,6 +131,7 @@ BAD_KINDS = [
     ("metadata_wrong_type", "bad checkpoint metadata"),
     ("metadata_bad_threshold", "threshold 1.5"),
     ("metadata_future_version", "format version 99"),
+    ("metadata_bad_square_scale", "face_square_scale 9.0"),
     ("unknown_architecture", "unknown architecture"),
     ("missing", "not found"),
 ]
@@ -148,3 +152,13 @@ def test_random_checkpoint_fixture_says_it_is_untrained(tmp_path: Path) -> None:
     model = load_checkpoint(path)
     assert model.config.trained is False
     assert model.config.input_size == 96
+
+
+def test_square_framing_travels_with_the_checkpoint(tmp_path: Path) -> None:
+    config = ModelConfig(input_size=64, face_margin=0.0, face_square_scale=1.085, face_shift_y=0.087)
+    path = save_checkpoint(DeepfakeClassifier(config), tmp_path / "square.safetensors")
+    loaded = load_checkpoint(path).config
+    assert loaded.crop_options() == {"margin": 0.0, "square_scale": 1.085, "shift_y": 0.087}
+    # Checkpoints written before the square framing existed keep the box framing.
+    box = ModelConfig(face_margin=0.3).crop_options()
+    assert box == {"margin": 0.3, "square_scale": None, "shift_y": 0.0}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.crop import crop_face, isotropic_resize, margin_box, pad_to_square
+from pipeline.crop import crop_face, isotropic_resize, margin_box, pad_to_square, square_box
 
 
 def test_margin_box_grows_half_the_margin_on_each_side() -> None:
@@ -64,3 +64,35 @@ def test_crop_face_rejects_a_box_outside_the_frame_and_a_bad_frame() -> None:
         crop_face(frame, (150, 150, 180, 180), margin=0.0, size=32)
     with pytest.raises(ValueError, match="RGB frame"):
         crop_face(np.zeros((100, 100), dtype=np.uint8), (0, 0, 10, 10), margin=0.0, size=32)
+
+
+def test_square_box_is_scaled_from_the_width_and_moved_down() -> None:
+    # Box 100 wide, 140 tall, centre (150, 170): side 120, centre moved down by 0.1 × 120.
+    assert square_box((100, 100, 200, 240), 1.2, 0.1) == (90, 122, 210, 242)
+    assert square_box((100, 100, 200, 240), 1.0, 0.0) == (100, 120, 200, 220)
+    assert square_box((100, 100, 200, 240), 1.0, -0.2) == (100, 100, 200, 200)
+
+
+def test_square_crop_cuts_exactly_that_square() -> None:
+    frame = np.random.default_rng(0).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    box = (100, 100, 200, 240)
+    crop = crop_face(frame, box, margin=0.7, size=120, square_scale=1.2, shift_y=0.1)
+    left, top, right, bottom = square_box(box, 1.2, 0.1)
+    assert crop.shape == (120, 120, 3)
+    np.testing.assert_array_equal(crop, frame[top:bottom, left:right])  # margin is unused
+
+
+def test_square_crop_pads_what_lies_outside_the_frame_with_black() -> None:
+    frame = np.full((100, 100, 3), 255, dtype=np.uint8)
+    crop = crop_face(frame, (-20, 10, 40, 70), margin=0.0, size=60, square_scale=1.0, shift_y=0.0)
+    assert crop.shape == (60, 60, 3)
+    assert (crop[:, :20] == 0).all() and (crop[:, 20:] == 255).all()
+    with pytest.raises(ValueError, match="outside"):
+        crop_face(frame, (300, 300, 340, 340), margin=0.0, size=32, square_scale=1.0)
+
+
+def test_square_crop_resizes_to_the_model_input() -> None:
+    frame = np.zeros((400, 400, 3), dtype=np.uint8)
+    frame[100:300, 100:300] = 200
+    crop = crop_face(frame, (100, 100, 300, 300), margin=0.0, size=50, square_scale=1.0)
+    assert crop.shape == (50, 50, 3) and (crop == 200).all()
