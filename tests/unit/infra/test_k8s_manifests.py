@@ -25,7 +25,7 @@ OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
 KUBERNETES_VERSION = "1.33.0"
 KEDA_SCHEMAS = json.loads((K8S / "schemas" / "keda.sh-v1alpha1.json").read_text())
 # Variables read by something other than core.config.Settings.
-NON_SETTINGS_ENV = {"REMAP_SIGTERM", "REDIS_PASSWORD", "PROMETHEUS_MULTIPROC_DIR"}
+NON_SETTINGS_ENV = {"REMAP_SIGTERM", "REDIS_PASSWORD", "PROMETHEUS_MULTIPROC_DIR", "FORWARDED_ALLOW_IPS"}
 
 
 def render(overlay: str) -> list[dict[str, Any]]:
@@ -126,6 +126,16 @@ def test_api_processes_share_a_metrics_directory(rendered: list[dict[str, Any]])
     api = container(by_kind(rendered, "Deployment")["deepfakestream-api"])
     directory = {e["name"]: e.get("value") for e in api["env"]}["PROMETHEUS_MULTIPROC_DIR"]
     assert directory in {m["mountPath"] for m in api["volumeMounts"]}
+
+
+def test_api_trusts_forwarded_addresses_only_from_inside_the_cluster(rendered: list[dict[str, Any]]) -> None:
+    import ipaddress
+
+    api = container(by_kind(rendered, "Deployment")["deepfakestream-api"])
+    trusted = {e["name"]: e.get("value") for e in api["env"]}["FORWARDED_ALLOW_IPS"].split(",")
+    # "*" would make uvicorn take the left-most X-Forwarded-For entry, which the client writes.
+    assert "*" not in trusted
+    assert all(ipaddress.ip_network(entry).is_private for entry in trusted), trusted
 
 
 def test_cpu_workers_take_every_other_queue(rendered: list[dict[str, Any]]) -> None:
