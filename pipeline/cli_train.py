@@ -74,7 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--init-from",
         default=None,
         metavar="CHECKPOINT",
-        help="start from this checkpoint's weights (same network) with a fresh schedule",
+        help="start from this checkpoint's weights (same network; the input size may differ) "
+        "with a fresh schedule",
     )
 
 

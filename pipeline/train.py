@@ -92,7 +92,7 @@ class TrainConfig:
     frames_per_video: int = 8
     version: str = "1.0.0"
     progress: bool = True
-    # Start from this checkpoint's weights (same architecture, input size and SRM setting) with a
+    # Start from this checkpoint's weights (same architecture and SRM setting) with a
     # fresh optimiser and schedule: fine-tuning, or continuing a run whose state is gone.
     init_from: str | None = None
 
@@ -600,7 +600,9 @@ def _init_weights(model: DeepfakeClassifier, path: str) -> dict[str, Any]:
     """Copy a checkpoint's weights into ``model``; it must be the same network."""
     source = load_checkpoint(path)
     mine, theirs = model.config, source.config
-    for field_name in ("architecture", "input_size", "use_srm"):
+    # The input size may differ: the network is convolutional (training on larger crops from
+    # weights learnt on smaller ones is progressive resizing).
+    for field_name in ("architecture", "use_srm"):
         if getattr(mine, field_name) != getattr(theirs, field_name):
             raise TrainingError(
                 f"--init-from {path}: {field_name} is {getattr(theirs, field_name)!r}, "
@@ -613,6 +615,7 @@ def _init_weights(model: DeepfakeClassifier, path: str) -> dict[str, Any]:
         "sha256": file_sha256(path),
         "name": theirs.name,
         "version": theirs.version,
+        "input_size": theirs.input_size,
     }
 
 

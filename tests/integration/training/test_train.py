@@ -108,10 +108,16 @@ def test_init_from_starts_with_the_checkpoints_weights(tmp_path: Path, crops: Pa
         assert torch.allclose(value, after_parameters[key], atol=1e-6), key
     assert after.config.training["init_from"]["sha256"] == file_sha256(first.checkpoint)
     assert train(_config(tmp_path / "c", crops, epochs=1, max_steps=1), say=lambda _: None)  # no init
-    with pytest.raises(TrainingError, match="input_size is 32, this run trains 48"):
+    with pytest.raises(TrainingError, match="use_srm is True, this run trains False"):
         train(
-            _config(tmp_path / "d", crops, input_size=48, init_from=str(first.checkpoint)), say=lambda _: None
+            _config(tmp_path / "d", crops, use_srm=False, init_from=str(first.checkpoint)), say=lambda _: None
         )
+    # A larger input from the same weights (progressive resizing) is allowed.
+    larger = train(
+        _config(tmp_path / "e", crops, input_size=48, epochs=1, max_steps=1, init_from=str(first.checkpoint)),
+        say=lambda _: None,
+    )
+    assert load_checkpoint(larger.checkpoint).config.training["init_from"]["input_size"] == 32
 
 
 def test_square_crop_is_stored_for_inference(tmp_path: Path, crops: Path) -> None:
