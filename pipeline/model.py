@@ -176,6 +176,8 @@ def save_checkpoint(model: DeepfakeClassifier, path: str | Path, config: ModelCo
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata={METADATA_KEY: config.to_json()})
+    # safetensors creates the file owner-only; a checkpoint is read by workers of other users.
+    tmp.chmod(0o644)
     tmp.replace(path)
     return path
 

@@ -37,6 +37,7 @@ def test_round_trip_keeps_predictions_and_metadata(small_model: DeepfakeClassifi
     with torch.inference_mode():
         np.testing.assert_allclose(loaded(pixels).numpy(), small_model(pixels).numpy(), rtol=1e-5, atol=1e-6)
     assert not list(tmp_path.glob("*.tmp"))  # written through a temporary file, renamed
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the workers' user too
 
 
 def test_classifier_scores_uint8_crops_and_describes_itself(random_checkpoint: Path) -> None:
