@@ -139,19 +139,12 @@ class RateLimiter:
         )
 
     def check(self, *, tenant_id: uuid.UUID, write: bool) -> None:
-        if time.monotonic() < self._skip_until:
-            return
         buckets = [self._requests, self._writes] if write else [self._requests]
         keys = [f"{self._prefix}{tenant_id}:{bucket.name}" for bucket in buckets]
-        arguments = [value for bucket in buckets for value in (bucket.interval_us, bucket.burst)]
-        try:
-            allowed, wait_us = self._script(keys=keys, args=arguments)
-        except Exception as exc:  # redis raises many types (connection, timeout, auth, script)
-            self._stand_aside(exc)
+        answer = self._run(self._script, keys, buckets)
+        if answer is None or answer[0]:
             return
-        if int(allowed):
-            return
-        retry_after = max(1, math.ceil(int(wait_us) / 1_000_000))
+        retry_after = _seconds(answer[1])
         limiting = buckets[-1] if write else buckets[0]
         what = "writes" if write else "requests"
         raise TooManyRequestsError(
@@ -163,18 +156,9 @@ class RateLimiter:
 
     def check_client(self, client: str) -> None:
         """TooManyRequestsError when ``client`` has used up its failed authentications."""
-        if time.monotonic() < self._skip_until:
-            return
-        bucket = self._auth_failures
-        try:
-            blocked, wait_us = self._peek(
-                keys=[self._client_key(client)], args=[bucket.interval_us, bucket.burst]
-            )
-        except Exception as exc:  # redis raises many types (connection, timeout, auth, script)
-            self._stand_aside(exc)
-            return
-        if int(blocked):
-            retry_after = max(1, math.ceil(int(wait_us) / 1_000_000))
+        answer = self._run(self._peek, [self._client_key(client)], [self._auth_failures])
+        if answer is not None and answer[0]:
+            retry_after = _seconds(answer[1])
             raise TooManyRequestsError(
                 f"too many requests without a valid API key from this address; retry after "
                 f"{retry_after} s",
@@ -184,18 +168,21 @@ class RateLimiter:
 
     def record_failure(self, client: str) -> None:
         """Spend one of ``client``'s failed-authentication tokens."""
-        if time.monotonic() < self._skip_until:
-            return
-        bucket = self._auth_failures
-        try:
-            allowed, _ = self._script(
-                keys=[self._client_key(client)], args=[bucket.interval_us, bucket.burst]
-            )
-        except Exception as exc:
-            self._stand_aside(exc)
-            return
-        if not int(allowed):
+        answer = self._run(self._script, [self._client_key(client)], [self._auth_failures])
+        if answer is not None and not answer[0]:
             log_event(log, "api.auth.client_limited", level=logging.WARNING, client=client)
+
+    def _run(self, script: Any, keys: list[str], buckets: list[_Bucket]) -> tuple[int, int] | None:
+        """The script's two numbers, or None while the limiter stands aside (Redis unreachable)."""
+        if time.monotonic() < self._skip_until:
+            return None
+        arguments = [value for bucket in buckets for value in (bucket.interval_us, bucket.burst)]
+        try:
+            flag, wait_us = script(keys=keys, args=arguments)
+        except Exception as exc:  # redis raises many types (connection, timeout, auth, script)
+            self._stand_aside(exc)
+            return None
+        return int(flag), int(wait_us)
 
     def _client_key(self, client: str) -> str:
         return f"{self._prefix}client:{client}:{self._auth_failures.name}"
@@ -212,6 +199,11 @@ class RateLimiter:
             error=type(exc).__name__,
             retry_in_s=_OUTAGE_BACKOFF_S,
         )
+
+
+def _seconds(wait_us: int) -> int:
+    """A Retry-After in whole seconds, at least 1."""
+    return max(1, math.ceil(wait_us / 1_000_000))
 
 
 @functools.cache

@@ -220,7 +220,9 @@ class _Sampler:
         return images, labels
 
 
-def _load_all(config: TrainConfig, say: Callable[[str], None]) -> tuple[CropSet, np.ndarray, dict[str, str]]:
+def _load_all(
+    config: TrainConfig, square: tuple[float, float] | None, say: Callable[[str], None]
+) -> tuple[CropSet, np.ndarray, dict[str, str]]:
     if config.face_margin is None:
         raise TrainingError("the face margin must be known before faces are cropped from videos")
     sets: list[CropSet] = []
@@ -230,7 +232,7 @@ def _load_all(config: TrainConfig, say: Callable[[str], None]) -> tuple[CropSet,
             folder,
             size=config.input_size,
             margin=config.face_margin,
-            square=parse_square(config.square_crop) if config.square_crop else None,
+            square=square,
             cache_dir=config.cache_dir,
             frames_per_video=config.frames_per_video,
             device="cpu",
@@ -253,7 +255,7 @@ def _load_all(config: TrainConfig, say: Callable[[str], None]) -> tuple[CropSet,
             folder,
             size=config.input_size,
             margin=config.face_margin,
-            square=parse_square(config.square_crop) if config.square_crop else None,
+            square=square,
             cache_dir=config.cache_dir,
             frames_per_video=config.frames_per_video,
             device="cpu",
@@ -398,7 +400,7 @@ def train(
         assert margin_measurement is not None
         config.square_crop = f"{margin_measurement['square_scale']}:{margin_measurement['square_shift_y']}"
     square = parse_square(config.square_crop) if config.square_crop else None
-    data, extra_reals, manifests = _load_all(config, say)
+    data, extra_reals, manifests = _load_all(config, square, say)
     train_rows, val_rows = identity_split(
         _split_groups(data), val_fraction=config.val_fraction, seed=config.seed
     )

@@ -5,32 +5,18 @@ small per-tenant limit; plus a loopback webhook receiver and an HTTPS file serve
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from core.config import load_settings
 from tests.integration.platform.conftest import (
     SOURCE_BUCKET,
-    STORAGE_BUCKET,
     TEST_SETTINGS,
-    WORKER_NAME,
     Platform,
+    running_platform,
 )
 from tests.utils.media import FaceVideo, make_face_video
-from tests.utils.platform import (
-    ServiceProcess,
-    clear_broker_keys,
-    create_bucket,
-    fresh_database,
-    make_test_checkpoint,
-    moto_s3_server,
-    platform_env,
-    start_api,
-    start_worker,
-)
 from tests.utils.receiver import Receiver, running_receiver
 from tests.utils.tls import TlsFiles, make_certificates
 
@@ -59,64 +45,16 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 @pytest.fixture(scope="session")
 def hooks_platform(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("hooks-platform")
-    log_dir = root / "logs"
-    model = make_test_checkpoint(root / "model.safetensors")
-    prefix = f"dfs-test-hooks-{secrets.token_hex(4)}:"
-    with fresh_database() as database_url, moto_s3_server(log_dir) as endpoint:
-        create_bucket(endpoint, STORAGE_BUCKET)
-        create_bucket(endpoint, SOURCE_BUCKET)
-        env = platform_env(
-            database_url=database_url,
-            storage_url=f"s3://{STORAGE_BUCKET}/hooks",
-            broker_key_prefix=prefix,
-            work_dir=root / "work",
-            s3_endpoint=endpoint,
-            model_path=model,
-            extra={**HOOKS_SETTINGS, "OUTBOUND_CA_BUNDLE": str(tls_files.ca)},
-        )
-        settings = load_settings(
-            database_url=database_url,
-            broker_url=env["BROKER_URL"],
-            broker_key_prefix=prefix,
-            storage_url=env["STORAGE_URL"],
-            s3_endpoint_url=endpoint,
-            s3_access_key_id="testing",
-            s3_secret_access_key="testing",
-        )
-        worker = start_worker(
-            env, log_dir=log_dir, name=WORKER_NAME, queues="probe,analyze,webhooks,maintenance"
-        )
-        api: ServiceProcess | None = None
-        platform: Platform | None = None
-        try:
-            api, base_url = start_api(env, log_dir=log_dir)
-            media_dir = root / "media"
-            media_dir.mkdir()
-            platform = Platform(
-                base_url=base_url,
-                env=env,
-                settings=settings,
-                s3_endpoint=endpoint,
-                log_dir=log_dir,
-                media_dir=media_dir,
-                api=api,
-                worker=worker,
-            )
-            yield platform
-            errors = [
-                line
-                for line in api.log_text().splitlines()
-                if '"status": 5' in line or "api.request.crashed" in line
-            ]
-            assert not errors, "the API answered 5xx:\n" + "\n".join(errors[:10])
-            crashed = [line for line in worker.log_text().splitlines() if "internal_error" in line]
-            assert not crashed, "a task crashed:\n" + "\n".join(crashed[:10])
-        finally:
-            if api is not None:
-                api.stop()
-            (platform.worker if platform is not None else worker).stop()
-            clear_broker_keys(prefix)
+    with running_platform(
+        tmp_path_factory.mktemp("hooks-platform"),
+        storage_path="hooks",
+        extra={**HOOKS_SETTINGS, "OUTBOUND_CA_BUNDLE": str(tls_files.ca)},
+        prefix_tag="hooks-",
+        queues="probe,analyze,webhooks,maintenance",
+    ) as platform:
+        yield platform
+        crashed = [line for line in platform.worker.log_text().splitlines() if "internal_error" in line]
+        assert not crashed, "a task crashed:\n" + "\n".join(crashed[:10])
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,8 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, pool, text
 
+from core.config import Settings, load_settings
+
 __all__ = [
     "ADMIN_DATABASE_URL",
     "REDIS_URL",
@@ -34,6 +36,8 @@ __all__ = [
     "make_test_checkpoint",
     "moto_s3_server",
     "platform_env",
+    "server_error_lines",
+    "settings_from_env",
     "start_api",
     "start_worker",
     "wait_for",
@@ -281,6 +285,30 @@ def platform_env(
         env["MODEL_PATH"] = str(model_path)
     env.update(extra or {})
     return env
+
+
+def settings_from_env(env: Mapping[str, str], *, s3_endpoint_url: str | None = None) -> Settings:
+    """The settings of the API and workers started with ``env`` (``platform_env``), for the tests'
+    own database sessions and storage calls; ``s3_endpoint_url`` overrides the endpoint."""
+    return load_settings(
+        database_url=env["DATABASE_URL"],
+        broker_url=env["BROKER_URL"],
+        broker_key_prefix=env["BROKER_KEY_PREFIX"],
+        storage_url=env["STORAGE_URL"],
+        s3_endpoint_url=s3_endpoint_url or env["S3_ENDPOINT_URL"],
+        s3_access_key_id=S3_TEST_CREDENTIALS["S3_ACCESS_KEY_ID"],
+        s3_secret_access_key=S3_TEST_CREDENTIALS["S3_SECRET_ACCESS_KEY"],
+    )
+
+
+def server_error_lines(log_text: str, *, allow_unavailable: bool = False) -> list[str]:
+    """API log lines of 5xx answers (503s too unless ``allow_unavailable``) and crashed requests."""
+    lines = []
+    for line in log_text.splitlines():
+        unavailable = allow_unavailable and '"status": 503' in line
+        if "api.request.crashed" in line or ('"status": 5' in line and not unavailable):
+            lines.append(line)
+    return lines
 
 
 def _cli() -> list[str]:

@@ -41,6 +41,8 @@ from tests.utils.platform import (
     make_test_checkpoint,
     moto_s3_server,
     platform_env,
+    server_error_lines,
+    settings_from_env,
     start_api,
     start_worker,
     wait_for,
@@ -532,12 +534,7 @@ class PrivateStack:
 
     def api_server_errors(self, *, allow_unavailable: bool = False) -> list[str]:
         """API log lines of 5xx answers (503s only when not allowed) and crashed requests."""
-        lines = []
-        for line in self.api.log_text().splitlines():
-            unavailable = allow_unavailable and '"status": 503' in line
-            if "api.request.crashed" in line or ('"status": 5' in line and not unavailable):
-                lines.append(line)
-        return lines
+        return server_error_lines(self.api.log_text(), allow_unavailable=allow_unavailable)
 
 
 def _ffmpeg_fault_dir(root: Path) -> Path:
@@ -574,7 +571,6 @@ def private_stack(
     queues: str = "probe,analyze,maintenance",
 ) -> Iterator[PrivateStack]:
     """Everything up on private services (worker 0 runs beat); torn down afterwards."""
-    from core.config import load_settings
     from core.migrate import upgrade
 
     log_dir = root / "logs"
@@ -600,15 +596,8 @@ def private_stack(
                 model_path=model,
                 extra={**FAULT_SETTINGS, "BROKER_URL": redis_server.url, **(extra or {})},
             )
-            settings = load_settings(
-                database_url=database_url,
-                broker_url=redis_server.url,
-                broker_key_prefix=prefix,
-                storage_url=env["STORAGE_URL"],
-                s3_endpoint_url=moto_endpoint,
-                s3_access_key_id="testing",
-                s3_secret_access_key="testing",
-            )
+            # The tests' own storage calls go to moto directly, not through the fault proxy.
+            settings = settings_from_env(env, s3_endpoint_url=moto_endpoint)
             worker_env: dict[str, str] = {}
             if ffmpeg_faults:
                 worker_env["PATH"] = f"{_ffmpeg_fault_dir(root)}{os.pathsep}{env.get('PATH', '')}"

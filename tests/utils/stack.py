@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session
 
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.db import get_session_factory
 from core.keys import create_api_key
 from tests.utils.platform import (
@@ -27,6 +27,8 @@ from tests.utils.platform import (
     make_test_checkpoint,
     moto_s3_server,
     platform_env,
+    server_error_lines,
+    settings_from_env,
     start_api,
     start_worker,
     wait_for,
@@ -139,15 +141,6 @@ def running_stack(
             model_path=model,
             extra={**_FAST_SETTINGS, "WORKER_METRICS_PORT": str(metrics_port), **(extra or {})},
         )
-        settings = load_settings(
-            database_url=database_url,
-            broker_url=env["BROKER_URL"],
-            broker_key_prefix=prefix,
-            storage_url=env["STORAGE_URL"],
-            s3_endpoint_url=endpoint,
-            s3_access_key_id="testing",
-            s3_secret_access_key="testing",
-        )
         worker = start_worker(env, log_dir=log_dir, name=worker_name)
         api: ServiceProcess | None = None
         try:
@@ -155,7 +148,7 @@ def running_stack(
             yield Stack(
                 base_url=base_url,
                 env=env,
-                settings=settings,
+                settings=settings_from_env(env),
                 api=api,
                 worker=worker,
                 worker_name=worker_name,
@@ -163,11 +156,7 @@ def running_stack(
                 s3_endpoint=endpoint,
                 bucket=_BUCKET,
             )
-            errors = [
-                line
-                for line in api.log_text().splitlines()
-                if '"status": 5' in line or "api.request.crashed" in line
-            ]
+            errors = server_error_lines(api.log_text())
             assert not errors, "the API answered 5xx:\n" + "\n".join(errors[:10])
         finally:
             if api is not None:

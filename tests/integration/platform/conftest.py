@@ -4,10 +4,11 @@ of a run. Videos are generated here; the model is a randomly initialised small c
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ import pytest
 from celery import Celery
 from sqlalchemy.orm import Session
 
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.db import get_session_factory
 from core.keys import create_api_key
 from core.queue import make_celery
@@ -31,6 +32,8 @@ from tests.utils.platform import (
     make_test_checkpoint,
     moto_s3_server,
     platform_env,
+    server_error_lines,
+    settings_from_env,
     start_api,
     start_worker,
     wait_for,
@@ -171,34 +174,34 @@ class Platform:
         return make_face_video(path, **options)
 
 
-@pytest.fixture(scope="session")
-def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    root = tmp_path_factory.mktemp("platform")
+@contextlib.contextmanager
+def running_platform(
+    root: Path,
+    *,
+    storage_path: str,
+    extra: Mapping[str, str],
+    prefix_tag: str = "",
+    queues: str | None = None,
+) -> Iterator[Platform]:
+    """A fresh database, moto S3 with both buckets, the API and one worker, torn down afterwards;
+    whatever the tests sent, the API never answered 5xx (its access log has every status)."""
     log_dir = root / "logs"
     model = make_test_checkpoint(root / "model.safetensors")
-    prefix = f"dfs-test-{secrets.token_hex(4)}:"
+    prefix = f"dfs-test-{prefix_tag}{secrets.token_hex(4)}:"
     with fresh_database() as database_url, moto_s3_server(log_dir) as endpoint:
         create_bucket(endpoint, STORAGE_BUCKET)
         create_bucket(endpoint, SOURCE_BUCKET)
         env = platform_env(
             database_url=database_url,
-            storage_url=f"s3://{STORAGE_BUCKET}/platform",
+            storage_url=f"s3://{STORAGE_BUCKET}/{storage_path}",
             broker_key_prefix=prefix,
             work_dir=root / "work",
             s3_endpoint=endpoint,
             model_path=model,
-            extra=TEST_SETTINGS,
+            extra=extra,
         )
-        settings = load_settings(
-            database_url=database_url,
-            broker_url=env["BROKER_URL"],
-            broker_key_prefix=prefix,
-            storage_url=env["STORAGE_URL"],
-            s3_endpoint_url=endpoint,
-            s3_access_key_id="testing",
-            s3_secret_access_key="testing",
-        )
-        worker = start_worker(env, log_dir=log_dir, name=WORKER_NAME)
+        worker_options = {"queues": queues} if queues else {}
+        worker = start_worker(env, log_dir=log_dir, name=WORKER_NAME, **worker_options)
         api: ServiceProcess | None = None
         platform: Platform | None = None
         try:
@@ -208,7 +211,7 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
             platform = Platform(
                 base_url=base_url,
                 env=env,
-                settings=settings,
+                settings=settings_from_env(env),
                 s3_endpoint=endpoint,
                 log_dir=log_dir,
                 media_dir=media_dir,
@@ -216,18 +219,20 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
                 worker=worker,
             )
             yield platform
-            # Whatever the tests sent, the API never answered 5xx (its access log has every status).
-            errors = [
-                line
-                for line in api.log_text().splitlines()
-                if '"status": 5' in line or "api.request.crashed" in line
-            ]
+            errors = server_error_lines(api.log_text())
             assert not errors, "the API answered 5xx:\n" + "\n".join(errors[:10])
         finally:
             if api is not None:
                 api.stop()
             (platform.worker if platform is not None else worker).stop()
             clear_broker_keys(prefix)
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    root = tmp_path_factory.mktemp("platform")
+    with running_platform(root, storage_path="platform", extra=TEST_SETTINGS) as up:
+        yield up
 
 
 @pytest.fixture(scope="session")

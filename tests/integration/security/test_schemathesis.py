@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.platform import REPO_ROOT
+from tests.utils.platform import REPO_ROOT, server_error_lines
 from tests.utils.services import PrivateStack
 
 pytestmark = pytest.mark.integration
@@ -52,11 +52,7 @@ def test_no_generated_request_gets_a_5xx(security_stack: PrivateStack, tmp_path:
     elapsed = time.monotonic() - started
     output = result.stdout + result.stderr
 
-    server_errors = [
-        line
-        for line in stack.api.log_text()[log_offset:].splitlines()
-        if '"status": 5' in line or "api.request.crashed" in line
-    ]
+    server_errors = server_error_lines(stack.api.log_text()[log_offset:])
     requests = stack.api.log_text()[log_offset:].count("api.request.completed")
     assert not server_errors, "\n".join(server_errors[:20])
     assert result.returncode == 0, output[-6000:]
