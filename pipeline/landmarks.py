@@ -1,0 +1,94 @@
+"""Five facial landmarks for pre-cut face crops, found once by the pipeline's MTCNN and cached.
+
+Self-blending (``pipeline.sbi``) draws its blending hull from the landmarks when it has them, so
+the hull follows each face's pose instead of an ellipse placed from the crop geometry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+__all__ = ["LANDMARKS_VERSION", "cached_crop_landmarks", "crop_landmarks"]
+
+LANDMARKS_VERSION = 1
+# Each crop is framed in a canvas this many times its side (borders replicated) so that MTCNN,
+# which is trained on whole frames, sees a face with context around it.
+_CANVAS_SCALE = 2.0
+
+
+def crop_landmarks(
+    images: np.ndarray,
+    detector: Any,
+    *,
+    batch_size: int = 32,
+    progress: Callable[[int, int], None] | None = None,
+) -> np.ndarray:
+    """(N, 5, 2) float32 landmarks in crop pixels for uint8 crops (N, S, S, 3); NaN where none.
+
+    The detection whose box overlaps the crop most is kept (another face at the border of a
+    crop is not the one it was cut for).
+    """
+    from pipeline.faces import box_iou
+
+    count, size = len(images), images.shape[1]
+    pad = round(size * (_CANVAS_SCALE - 1.0) / 2.0)
+    crop_box = (float(pad), float(pad), float(pad + size), float(pad + size))
+    out = np.full((count, 5, 2), np.nan, dtype=np.float32)
+    for start in range(0, count, batch_size):
+        chunk = images[start : start + batch_size]
+        canvases = np.stack([cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE) for img in chunk])
+        for offset, detections in enumerate(detector.detect(canvases)):
+            scored = [(box_iou(d.box, crop_box), d) for d in detections]
+            scored = [(iou, d) for iou, d in scored if iou > 0.3]
+            if scored:
+                best = max(scored, key=lambda pair: pair[0])[1]
+                out[start + offset] = np.asarray(best.landmarks, dtype=np.float32) - pad
+        if progress:
+            progress(min(start + batch_size, count), count)
+    return out
+
+
+def cached_crop_landmarks(
+    images: np.ndarray,
+    *,
+    cache_dir: str | Path | None,
+    detector_factory: Callable[[], Any],
+    say: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """``crop_landmarks`` keyed by the crops' own bytes, computed once per set of crops."""
+    digest = hashlib.sha256()
+    digest.update(str(images.shape).encode())
+    # Hashing a strided sample keeps the key cheap for gigabytes of crops yet sensitive to any
+    # change of data, size or framing.
+    digest.update(np.ascontiguousarray(images[:: max(1, len(images) // 512)]).tobytes())
+    key = f"landmarks-{digest.hexdigest()[:20]}-v{LANDMARKS_VERSION}"
+    path = Path(cache_dir) / f"{key}.npy" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == (len(images), 5, 2):
+                return cached
+        except (OSError, ValueError):
+            pass  # a damaged cache is rebuilt
+    if say:
+        say(f"finding landmarks in {len(images)} face crops (once; cached)")
+    marks = crop_landmarks(images, detector_factory())
+    found = int(np.isfinite(marks[:, 0, 0]).sum())
+    if say:
+        say(f"landmarks found in {found} of {len(images)} crops")
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp.npy")
+        np.save(tmp, marks, allow_pickle=False)
+        tmp.replace(path)
+        path.with_suffix(".json").write_text(
+            json.dumps({"crops": len(images), "found": found, "version": LANDMARKS_VERSION}), encoding="utf-8"
+        )
+    return marks
