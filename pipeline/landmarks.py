@@ -43,7 +43,9 @@ def crop_landmarks(
     out = np.full((count, 5, 2), np.nan, dtype=np.float32)
     for start in range(0, count, batch_size):
         chunk = images[start : start + batch_size]
-        canvases = np.stack([cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE) for img in chunk])
+        canvases = np.stack(
+            [cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE) for img in chunk]
+        )
         for offset, detections in enumerate(detector.detect(canvases)):
             scored = [(box_iou(d.box, crop_box), d) for d in detections]
             scored = [(iou, d) for iou, d in scored if iou > 0.3]

@@ -62,7 +62,13 @@ _WITHOUT_EXPANSION = {
     "_project_conv": "conv_pw",
     "_bn2": "bn2",
 }
-_TOP = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2", "_fc": "classifier"}
+_TOP = {
+    "_conv_stem": "conv_stem",
+    "_bn0": "bn1",
+    "_conv_head": "conv_head",
+    "_bn1": "bn2",
+    "_fc": "classifier",
+}
 _BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.(\w+)\.(\w+)$")
 
 
@@ -95,7 +101,8 @@ def imagenet_state_dict(architecture: str) -> dict[str, torch.Tensor]:
         raise ModelError(f"{path} could not be read: {exc}", code="pretrained_missing") from exc
     import timm
 
-    stage_sizes = [len(stage) for stage in timm.create_model(architecture, pretrained=False).blocks]
+    blocks: Any = timm.create_model(architecture, pretrained=False).blocks
+    stage_sizes = [len(stage) for stage in blocks]
     return lukemelas_to_timm(source, stage_sizes)
 
 
@@ -109,7 +116,7 @@ def lukemelas_to_timm(source: dict[str, torch.Tensor], stage_sizes: list[int]) -
         if match:
             flat, layer, param = int(match.group(1)), match.group(2), match.group(3)
             if flat >= len(positions):
-                raise ModelError(f"pretrained block {flat} is beyond the {len(positions)} blocks of the network")
+                raise ModelError(f"pretrained block {flat} is beyond the network's {len(positions)} blocks")
             stage, index = positions[flat]
             names = _WITHOUT_EXPANSION if stage == 0 else _WITH_EXPANSION
             if layer not in names:
@@ -137,7 +144,8 @@ def init_encoder_from_imagenet(encoder: nn.Module, architecture: str) -> dict[st
     wanted = target["conv_stem.weight"]
     if wanted.shape[1] != stem.shape[1]:
         if wanted.shape[1] < stem.shape[1] or wanted.shape[0] != stem.shape[0]:
-            raise ModelError(f"stem of shape {tuple(wanted.shape)} cannot take ImageNet's {tuple(stem.shape)}")
+            shapes = f"{tuple(wanted.shape)} cannot take ImageNet's {tuple(stem.shape)}"
+            raise ModelError(f"a stem of shape {shapes}")
         grown = torch.zeros_like(wanted)
         grown[:, : stem.shape[1]] = stem
         weights["conv_stem.weight"] = grown
