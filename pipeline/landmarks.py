@@ -17,7 +17,7 @@ import numpy as np
 
 __all__ = ["LANDMARKS_VERSION", "cached_crop_landmarks", "crop_landmarks"]
 
-LANDMARKS_VERSION = 1
+LANDMARKS_VERSION = 2
 # Each crop is framed in a canvas this many times its side (borders replicated) so that MTCNN,
 # which is trained on whole frames, sees a face with context around it.
 _CANVAS_SCALE = 2.0
@@ -32,25 +32,26 @@ def crop_landmarks(
 ) -> np.ndarray:
     """(N, 5, 2) float32 landmarks in crop pixels for uint8 crops (N, S, S, 3); NaN where none.
 
-    The detection whose box overlaps the crop most is kept (another face at the border of a
-    crop is not the one it was cut for).
+    Of the faces whose box centre lies inside the crop, the largest is kept (another face at
+    the border of a crop is not the one it was cut for).
     """
-    from pipeline.faces import box_iou
-
     count, size = len(images), images.shape[1]
     pad = round(size * (_CANVAS_SCALE - 1.0) / 2.0)
-    crop_box = (float(pad), float(pad), float(pad + size), float(pad + size))
     out = np.full((count, 5, 2), np.nan, dtype=np.float32)
+
+    def inside(box: tuple[float, float, float, float]) -> bool:
+        centre_x, centre_y = (box[0] + box[2]) / 2.0, (box[1] + box[3]) / 2.0
+        return pad <= centre_x < pad + size and pad <= centre_y < pad + size
+
     for start in range(0, count, batch_size):
         chunk = images[start : start + batch_size]
         canvases = np.stack(
             [cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_REPLICATE) for img in chunk]
         )
         for offset, detections in enumerate(detector.detect(canvases)):
-            scored = [(box_iou(d.box, crop_box), d) for d in detections]
-            scored = [(iou, d) for iou, d in scored if iou > 0.3]
-            if scored:
-                best = max(scored, key=lambda pair: pair[0])[1]
+            candidates = [d for d in detections if inside(d.box)]
+            if candidates:
+                best = max(candidates, key=lambda d: d.size)
                 out[start + offset] = np.asarray(best.landmarks, dtype=np.float32) - pad
         if progress:
             progress(min(start + batch_size, count), count)
