@@ -11,7 +11,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["binary_metrics", "calibrate_threshold", "log_loss", "roc_auc", "roc_curve"]
+__all__ = [
+    "binary_metrics",
+    "calibrate_threshold",
+    "inconclusive_band",
+    "log_loss",
+    "roc_auc",
+    "roc_curve",
+]
 
 _EPS = 1e-7
 
@@ -72,6 +79,42 @@ def calibrate_threshold(labels: np.ndarray, probs: np.ndarray) -> float:
     lower = probs[probs < chosen]
     threshold = (chosen + lower.max()) / 2.0 if lower.size else chosen
     return float(np.clip(threshold, 0.0, 1.0))
+
+
+def inconclusive_band(
+    labels: np.ndarray, probs: np.ndarray, *, threshold: float, target: float = 0.9
+) -> tuple[float, float]:
+    """Scores in [low, high) are too close to the threshold to call: outside the band, each
+    verdict is right at least ``target`` of the time on these labelled scores.
+
+    ``high`` is the lowest cut-off ≥ ``threshold`` at which at least ``target`` of the items
+    scoring ≥ it are FAKE (the precision of a FAKE call); ``low`` the highest cut-off ≤
+    ``threshold`` at which at least ``target`` of the items scoring below it are REAL. Where no
+    cut-off reaches ``target`` the band runs to 1 (or 0): no score on that side is conclusive.
+    A cut-off counts only when at least ``min_support`` items (20, or 1 % of them) fall beyond
+    it, so a handful of lucky extreme scores does not open a side.
+    """
+    labels = np.asarray(labels).astype(bool)
+    probs = np.asarray(probs, dtype=np.float64)
+    candidates = np.unique(np.concatenate([probs, [threshold]]))
+    ordered = np.sort(probs)
+    fake_order = labels[np.argsort(probs, kind="stable")]
+    fakes_below = np.concatenate([[0], np.cumsum(fake_order)])  # FAKE items among the i lowest
+    total, total_fake = len(probs), int(labels.sum())
+    min_support = max(20, math.ceil(0.01 * total))
+    high, low = 1.0, 0.0
+    for cut in candidates[candidates >= threshold]:  # ascending: the first that works is lowest
+        below = int(np.searchsorted(ordered, cut, side="left"))
+        called = total - below
+        if called >= min_support and (total_fake - fakes_below[below]) / called >= target:
+            high = float(cut)
+            break
+    for cut in candidates[candidates <= threshold][::-1]:  # descending: the first is highest
+        below = int(np.searchsorted(ordered, cut, side="left"))
+        if below >= min_support and (below - fakes_below[below]) / below >= target:
+            low = float(cut)
+            break
+    return low, high
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:

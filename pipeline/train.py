@@ -41,7 +41,7 @@ from tqdm import tqdm
 from pipeline.augment import Augmenter
 from pipeline.datasets import DEFAULT_CACHE_DIR, CropSet, identity_split, load_dataset
 from pipeline.errors import PipelineError
-from pipeline.metrics import binary_metrics, calibrate_threshold
+from pipeline.metrics import binary_metrics, calibrate_threshold, inconclusive_band
 from pipeline.model import (
     DeepfakeClassifier,
     ModelConfig,
@@ -62,6 +62,14 @@ __all__ = [
     "predict_images",
     "train",
 ]
+
+
+# Precision of a FAKE verdict and of a REAL verdict, on validation, outside the inconclusive band.
+BAND_TARGET = 0.9
+DEFAULT_CAVEAT = (
+    "Trained on DFDC face swaps and self-blended pseudo-fakes; other manipulation families "
+    "(lip-sync, full-face synthesis, heavy compression) are often missed."
+)
 
 
 class TrainingError(PipelineError):
@@ -111,6 +119,8 @@ class TrainConfig:
     frames_per_video: int = 8
     version: str = "1.0.0"
     progress: bool = True
+    # The one-line warning shown with every verdict this model gives (stored in the checkpoint).
+    caveat: str = DEFAULT_CAVEAT
     # Start from this checkpoint's weights (same architecture and SRM setting) with a
     # fresh optimiser and schedule: fine-tuning, or continuing a run whose state is gone.
     init_from: str | None = None
@@ -602,6 +612,7 @@ def train(
     temperature = fit_temperature(val_set.labels, val_probs)
     val_probs = apply_temperature(val_probs, temperature)
     threshold = calibrate_threshold(val_set.labels, val_probs)
+    band = inconclusive_band(val_set.labels, val_probs, threshold=threshold, target=BAND_TARGET)
     metrics = binary_metrics(val_set.labels, val_probs, threshold=threshold)
     metrics = {k: v for k, v in metrics.items() if k != "confusion_matrix"} | {
         "confusion_matrix": metrics["confusion_matrix"],
@@ -609,6 +620,8 @@ def train(
         "best_epoch": state.get("best_epoch"),
         "temperature": temperature,
         "log_loss_before_temperature": uncalibrated_log_loss,
+        "inconclusive_band": list(band),
+        "inconclusive_fraction": float(np.mean((val_probs >= band[0]) & (val_probs < band[1]))),
     }
     final = ModelConfig(
         architecture=config.architecture,
@@ -617,6 +630,8 @@ def train(
         mean=mean,
         std=std,
         temperature=temperature,
+        inconclusive_band=band,
+        caveat=config.caveat,
         face_margin=config.face_margin,
         face_square_scale=square[0] if square else None,
         face_shift_y=square[1] if square else 0.0,
@@ -646,6 +661,8 @@ def train(
             "sbi_only": config.sbi_only,
             "pretrained": config.pretrained if not config.init_from else None,
             "temperature_rule": "minimises validation log loss of sigmoid(logit / T)",
+            "band_rule": f"outside the band each verdict is right ≥ {BAND_TARGET:.0%} of the time "
+            "on validation",
             "augment_strength": config.augment_strength,
             "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
             "face_margin_measurement": margin_measurement,

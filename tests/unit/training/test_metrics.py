@@ -64,3 +64,29 @@ def test_threshold_maximises_balanced_accuracy() -> None:
     # one is taken, halfway to the next lower score.
     assert threshold == pytest.approx((0.6 + 0.35) / 2)
     assert calibrate_threshold(np.ones(3), np.array([0.1, 0.5, 0.9])) == 0.5
+
+
+def test_inconclusive_band_leaves_ninety_percent_right_verdicts_outside_it() -> None:
+    from pipeline.metrics import inconclusive_band
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 5000)
+    scores = 1.0 / (1.0 + np.exp(-1.5 * (np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 1.2, 5000))))
+    low, high = inconclusive_band(labels, scores, threshold=0.5, target=0.9)
+    assert 0.0 < low < 0.5 < high < 1.0
+    assert labels[scores >= high].mean() >= 0.9  # FAKE calls above the band
+    assert 1 - labels[scores < low].mean() >= 0.9  # REAL calls below it
+    # The band is as narrow as the target allows: moving either edge inwards breaks it.
+    inside_high = scores[(scores >= 0.5) & (scores < high)].max()
+    assert labels[scores >= inside_high].mean() < 0.9
+    inside_low = scores[(scores >= low) & (scores < 0.5)].min()
+    assert 1 - labels[scores < np.nextafter(inside_low, 1.0)].mean() < 0.9 or inside_low == low
+
+
+def test_inconclusive_band_covers_everything_when_no_verdict_is_reliable() -> None:
+    from pipeline.metrics import inconclusive_band
+
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 2000)
+    scores = rng.random(2000)  # no information at all
+    assert inconclusive_band(labels, scores, threshold=0.5, target=0.9) == (0.0, 1.0)
