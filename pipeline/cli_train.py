@@ -29,6 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="models/deepfakestream-b0.safetensors", help="checkpoint to write")
     parser.add_argument("--run-dir", default="runs/train", help="logs and resumable state")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    parser.add_argument(
+        "--export-best",
+        action="store_true",
+        help="write --out from the best epoch so far of the run in --run-dir (calibrated on "
+        "validation), without training; the run may still be going",
+    )
     parser.add_argument("--architecture", default="tf_efficientnet_lite0", help="timm model name")
     parser.add_argument(
         "--pretrained",
@@ -110,7 +116,7 @@ def _margin(text: str) -> float | None:
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.datasets import DEFAULT_CACHE_DIR
-    from pipeline.train import TrainConfig, train
+    from pipeline.train import TrainConfig, export_best, train
 
     config = TrainConfig(
         data=list(args.data),
@@ -145,7 +151,10 @@ def run(args: argparse.Namespace) -> int:
         square_crop=args.square_crop,
     )
     try:
-        result = train(config, resume=args.resume)
+        if args.export_best:
+            result = export_best(config, argv=sys.argv)
+        else:
+            result = train(config, resume=args.resume, argv=sys.argv)
     except PipelineError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return exc.exit_code

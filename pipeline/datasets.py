@@ -1,23 +1,4 @@
-"""Labelled face crops for training and evaluation, from crop folders or DFDC-layout video folders.
-
-Two layouts are read:
-
-- a *crop folder*: images plus ``metadata.csv`` (``file,label[,original]``) or ``metadata.json``
-  (``{"file.jpg": {"label": "FAKE"|"REAL", "original": ...}}``); images live next to the
-  metadata or under ``faces/``;
-- a *video folder* in the DFDC layout: ``*.mp4`` plus ``metadata.json``
-  (``{"x.mp4": {"label": ..., "original": ...}}``). Frames are sampled and faces cropped by the
-  pipeline's own code (``pipeline.faces.FaceDetector`` + ``pipeline.crop.crop_face``), so the
-  crops are framed exactly as at inference.
-
-Either way the crops are decoded and resized once into a uint8 cache (``.npy`` + ``.json``), so
-epochs cost no JPEG decoding and a second run starts at once.
-
-The train/validation split is by *identity group*: a fake belongs to the group of the real video
-it was made from (its ``original``), a real to its own name (for videos: the file). Groups are
-assigned to validation by a seeded hash of their name alone, so the split does not depend on the
-order or the subset of the files, and ``evaluate`` recovers exactly the held-out groups.
-"""
+"""Labelled face crops for training and evaluation, from crop folders or DFDC-layout video folders."""
 
 from __future__ import annotations
 
@@ -129,7 +110,12 @@ def _parse_label(raw: Any, file: str) -> int:
 
 
 def read_entries(root: str | Path) -> list[Entry]:
-    """Read ``metadata.csv`` or ``metadata.json`` of a dataset folder into sorted entries."""
+    """Read ``metadata.csv`` or ``metadata.json`` of a dataset folder into sorted entries.
+
+    A crop folder holds images plus ``metadata.csv`` (``file,label[,original]``) or
+    ``metadata.json`` (``{"file.jpg": {"label": "FAKE"|"REAL", "original": ...}}``), images next
+    to it or under ``faces/``; a video folder in the DFDC layout holds ``*.mp4`` plus
+    ``metadata.json``."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"dataset folder not found: {root}", code="file_not_found")
@@ -192,6 +178,10 @@ def _manifest_sha256(root: Path, entries: Sequence[Entry], extra: str = "") -> s
     return digest.hexdigest()
 
 
+# The train/validation split is by identity group: a fake belongs to the group of the real video
+# it was made from (its ``original``), a real to its own name. Groups go to validation by a seeded
+# hash of their name alone, so the split does not depend on the order or subset of the files and
+# ``evaluate`` recovers exactly the held-out groups.
 def is_validation_group(group: str, *, val_fraction: float, seed: int) -> bool:
     """Whether ``group`` is held out: a seeded hash of its name, uniform in [0, 1), below the fraction."""
     digest = hashlib.sha256(f"{seed}:{group}".encode()).digest()

@@ -14,6 +14,7 @@ __all__ = [
     "NotAVideoError",
     "PipelineError",
     "SourceNotFoundError",
+    "TrainingError",
 ]
 
 
@@ -96,3 +97,10 @@ class DecodeTimeoutError(DecodeError):
     code = "decode_timeout"
     exit_code = 11
     retryable = True
+
+
+class TrainingError(PipelineError):
+    """A training run that cannot start or go on: bad settings, unusable data, a diverging loss."""
+
+    code = "training_failed"
+    exit_code = 12

@@ -1,24 +1,6 @@
 """Self-blended images: pseudo-fakes made from one real face (after Shiohara & Yamasaki, CVPR 2022).
 
-Written from the paper's description. A real face is copied twice. The *source* copy is
-perturbed in colour (RGB shift, HSV shift, brightness and contrast) and in frequency
-(down-and-up sampling, or sharpening), then slightly warped (scaled and translated); the
-*target* copy stays untouched. A face-hull mask is built, deformed, blurred twice with random
-kernels and scaled by a random blend ratio, and the two copies are blended through it:
-
-    blended = source · mask + target · (1 − mask)
-
-so the result carries the statistical inconsistencies of a face swap (blending boundary, colour
-and sharpness mismatch, slight misalignment) without any identity change.
-
-Landmarks. When the caller has the five MTCNN landmarks of the face (eyes, nose, mouth corners)
-in crop coordinates, the hull is the convex hull of those points pushed outwards to the
-forehead, cheeks and chin. Pre-cropped aligned faces (the DFDC crops) come without landmarks;
-there the hull is an ellipse placed from the crop geometry (the face centred, slightly low, its
-axes a random 70–90 % of the crop), which matches how a tight face box frames a frontal face.
-Either hull is then deformed with smooth random radial noise, so no two masks are alike.
-
-Pure numpy and OpenCV, seedable through the ``numpy.random.Generator`` passed in.
+Written from the paper's description; pure numpy and OpenCV, seeded by the generator passed in.
 """
 
 from __future__ import annotations
@@ -173,6 +155,14 @@ def self_blend(
     image: np.ndarray, *, rng: np.random.Generator, landmarks: np.ndarray | None = None
 ) -> SelfBlended:
     """Blend a perturbed copy of the real face ``image`` (RGB uint8) back into it.
+
+    The real face is copied twice: the *source* copy is perturbed in colour, frequency and
+    geometry (``perturb_source``), the *target* stays untouched, and the two are blended through
+    a deformed, blurred face-hull mask scaled by a random ratio (``face_hull_mask``):
+    ``blended = source · mask + target · (1 − mask)``. The result carries the statistics of a
+    face swap (blending boundary, colour and sharpness mismatch, slight misalignment) without
+    any identity change. With the five MTCNN landmarks the hull follows the face; without them
+    (pre-cut crops) it is an ellipse placed from the crop geometry.
 
     Pixels where the returned mask is 0 are exactly the input's.
     """

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from pipeline.train import measure_margin
+from pipeline.framing import measure_margin
 
 pytestmark = pytest.mark.integration
 

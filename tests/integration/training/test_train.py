@@ -174,3 +174,28 @@ def test_validation_without_both_classes_is_an_error(tmp_path: Path) -> None:
     data = make_crop_folder(tmp_path / "crops", identities=8)
     with pytest.raises(TrainingError, match="validation split needs both"):
         train(_config(tmp_path, data, val_fraction=0.01), say=lambda _: None)
+
+
+def test_export_best_writes_a_calibrated_checkpoint_and_leaves_the_run_alone(
+    tmp_path: Path, crops: Path
+) -> None:
+    from pipeline.train import export_best
+
+    torch.set_num_threads(2)
+    config = _config(tmp_path, crops, epochs=2, sbi_ratio=0.3)
+    train(config, say=lambda _: None)
+    run = tmp_path / "run"
+    before = {name: (run / name).read_bytes() for name in ("last.json", "last.safetensors", "best.safetensors")}
+    exported = export_best(_config(tmp_path, crops, epochs=2, sbi_ratio=0.3, out=str(tmp_path / "x.safetensors")))
+    assert {name: (run / name).read_bytes() for name in before} == before
+    meta = load_checkpoint(exported.checkpoint).config
+    assert meta.architecture == "tf_efficientnet_lite0" and meta.mean == (0.5, 0.5, 0.5)
+    assert meta.training["pretrained"] == "imagenet" and meta.training["init_from"]["source"] == "imagenet"
+    assert 0.01 <= meta.temperature <= 100 and meta.metrics["temperature"] == meta.temperature
+    assert meta.inconclusive_band is not None
+    low, high = meta.inconclusive_band
+    assert low <= meta.threshold <= high
+    assert "DFDC" in meta.caveat
+    with pytest.raises(TrainingError) as caught:
+        export_best(_config(tmp_path, crops, epochs=2, sbi_ratio=0.5))
+    assert caught.value.code == "resume_mismatch"

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline.calibration import apply_temperature, fit_temperature
 from pipeline.errors import ModelError
 from pipeline.metrics import binary_metrics
 from pipeline.model import Classifier, DeepfakeClassifier, ModelConfig, load_checkpoint, save_checkpoint
-from pipeline.train import apply_temperature, fit_temperature
 
 
 def _overconfident(seed: int = 0, count: int = 4000) -> tuple[np.ndarray, np.ndarray]:

@@ -1,0 +1,147 @@
+"""Training data: crops loaded once, the identity split, and batches mixing crops with self-blends."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from pipeline.augment import Augmenter
+from pipeline.datasets import CropSet, identity_split, load_dataset
+from pipeline.errors import TrainingError
+from pipeline.model import DeepfakeClassifier
+from pipeline.sbi import self_blend
+
+if TYPE_CHECKING:
+    from pipeline.train import TrainConfig
+
+__all__ = ["Sampler", "load_all", "manifest_hash", "predict_images", "rng_for", "split_groups", "to_tensor"]
+
+
+def rng_for(seed: int, *parts: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *parts])
+
+
+def to_tensor(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+@torch.inference_mode()
+def predict_images(
+    model: DeepfakeClassifier, images: np.ndarray, *, device: torch.device, batch_size: int = 64
+) -> np.ndarray:
+    """P(fake) for uint8 crops (N, S, S, 3) already at the model's input size."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        batch = to_tensor(images[start : start + batch_size], device)
+        with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device.type == "cuda"):
+            logits = model(batch)
+        out.append(torch.sigmoid(logits.float()).cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(out) if out else np.zeros((0,), dtype=np.float32)
+
+
+class Sampler:
+    """Builds training batches: dataset crops or, with probability ``sbi_ratio``, a self-blend of a real."""
+
+    def __init__(self, train: CropSet, reals: np.ndarray, config: TrainConfig) -> None:
+        self.train = train
+        self.config = config
+        self.augment = Augmenter(config.augment_strength)
+        self.reals = reals
+        self.real_landmarks: np.ndarray | None = None
+        if config.sbi_ratio > 0 and len(self.reals) == 0:
+            raise TrainingError("self-blending needs REAL crops, and the training split has none")
+        self.steps_per_epoch = max(1, len(train) // config.batch_size)
+
+    def use_landmarks(self, landmarks: np.ndarray) -> None:
+        """(len(reals), 5, 2) landmarks for the self-blending sources; NaN rows use the ellipse."""
+        self.real_landmarks = landmarks
+
+    def batch(self, epoch: int, step_in_epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        config = self.config
+        order = rng_for(config.seed, 1, epoch).permutation(len(self.train))
+        rows = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
+        rng = rng_for(config.seed, 2, epoch, step_in_epoch)
+        images = np.empty((len(rows), *self.train.images.shape[1:]), dtype=np.uint8)
+        labels = np.empty(len(rows), dtype=np.float32)
+        for slot, row in enumerate(rows):
+            if config.sbi_ratio > 0 and rng.random() < config.sbi_ratio:
+                pick = int(rng.integers(len(self.reals)))
+                marks = self.real_landmarks[pick] if self.real_landmarks is not None else None
+                if marks is not None and not np.isfinite(marks).all():
+                    marks = None
+                image, label = self_blend(self.reals[pick], rng=rng, landmarks=marks).image, 1.0
+            else:
+                image, label = self.train.images[row], float(self.train.labels[row])
+            images[slot] = self.augment(image, rng)
+            labels[slot] = label
+        return images, labels
+
+
+def load_all(
+    config: TrainConfig, square: tuple[float, float] | None, say: Callable[[str], None]
+) -> tuple[CropSet, np.ndarray, dict[str, str]]:
+    if config.face_margin is None:
+        raise TrainingError("the face margin must be known before faces are cropped from videos")
+    sets: list[CropSet] = []
+    manifests: dict[str, str] = {}
+    for folder in config.data:
+        crop_set = load_dataset(
+            folder,
+            size=config.input_size,
+            margin=config.face_margin,
+            square=square,
+            cache_dir=config.cache_dir,
+            frames_per_video=config.frames_per_video,
+            device="cpu",
+            progress=say,
+        )
+        manifests[str(folder)] = crop_set.manifest_sha256
+        sets.append(crop_set)
+    merged = CropSet(
+        images=np.concatenate([s.images for s in sets]),
+        labels=np.concatenate([s.labels for s in sets]),
+        groups=[f"{i}:{g}" for i, s in enumerate(sets) for g in s.groups],
+        items=[i for s in sets for i in s.items],
+        kind="mixed" if len({s.kind for s in sets}) > 1 else sets[0].kind,
+        manifest_sha256="",
+        size=config.input_size,
+    )
+    extra: list[np.ndarray] = []
+    for folder in config.real_data:
+        crop_set = load_dataset(
+            folder,
+            size=config.input_size,
+            margin=config.face_margin,
+            square=square,
+            cache_dir=config.cache_dir,
+            frames_per_video=config.frames_per_video,
+            device="cpu",
+            progress=say,
+        )
+        manifests[str(folder)] = crop_set.manifest_sha256
+        # Only the training groups of a REAL folder feed self-blending; its held-out groups stay
+        # unseen so that folder's false-positive rate can still be measured honestly.
+        train_rows, _ = identity_split(crop_set.groups, val_fraction=config.val_fraction, seed=config.seed)
+        extra.append(crop_set.images[train_rows[crop_set.labels[train_rows] == 0]])
+    extra_reals = (
+        np.concatenate(extra) if extra else np.zeros((0, config.input_size, config.input_size, 3), np.uint8)
+    )
+    return merged, extra_reals, manifests
+
+
+def split_groups(crop_set: CropSet) -> list[str]:
+    # Groups were prefixed with the folder index for uniqueness; the split hashes the bare name so
+    # that ``evaluate`` on one folder recovers exactly the same held-out groups.
+    return [g.split(":", 1)[1] for g in crop_set.groups]
+
+
+def manifest_hash(manifests: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(sorted(manifests.values())).encode()).hexdigest()

@@ -1,0 +1,164 @@
+"""The end of a training run: the best epoch's weights calibrated on validation, with provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import platform
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from pipeline.calibration import apply_temperature, fit_temperature
+from pipeline.datasets import CropSet
+from pipeline.metrics import binary_metrics, calibrate_threshold, inconclusive_band
+from pipeline.model import DeepfakeClassifier, ModelConfig, save_checkpoint
+from pipeline.train_data import manifest_hash, predict_images
+
+if TYPE_CHECKING:
+    from pipeline.train import TrainConfig
+
+__all__ = ["BAND_TARGET", "Prepared", "TrainResult", "finalize"]
+
+# Precision of a FAKE verdict and of a REAL verdict, on validation, outside the inconclusive band.
+BAND_TARGET = 0.9
+
+
+@dataclass
+class TrainResult:
+    checkpoint: Path
+    metrics: dict[str, Any]
+    threshold: float
+    epochs_done: int
+    steps: int
+
+
+@dataclass
+class Prepared:
+    """Everything a run reads before its first step: framing, data, split, the model's settings."""
+
+    square: tuple[float, float] | None
+    margin_measurement: dict[str, Any] | None
+    train_set: CropSet
+    val_set: CropSet
+    reals: np.ndarray  # self-blending sources
+    extra_reals: int
+    manifests: dict[str, str]
+    model_config: ModelConfig
+
+
+def finalize(
+    model: DeepfakeClassifier,
+    prepared: Prepared,
+    config: TrainConfig,
+    state: dict[str, Any],
+    *,
+    device: torch.device,
+    init_info: dict[str, Any] | None,
+    argv: Sequence[str] | None,
+    say: Callable[[str], None],
+) -> TrainResult:
+    """Load the best epoch's weights, calibrate them on validation, write the checkpoint."""
+    from safetensors.torch import load_file
+
+    run_dir, val_set = Path(config.run_dir), prepared.val_set
+    model.load_state_dict(load_file(str(run_dir / "best.safetensors"), device="cpu"), strict=True)
+    model.to(device)
+    val_probs = predict_images(model, val_set.images, device=device)
+    uncalibrated_log_loss = binary_metrics(val_set.labels, val_probs, threshold=0.5)["log_loss"]
+    temperature = fit_temperature(val_set.labels, val_probs)
+    val_probs = apply_temperature(val_probs, temperature)
+    threshold = calibrate_threshold(val_set.labels, val_probs)
+    band = inconclusive_band(val_set.labels, val_probs, threshold=threshold, target=BAND_TARGET)
+    metrics = binary_metrics(val_set.labels, val_probs, threshold=threshold)
+    metrics = {k: v for k, v in metrics.items() if k != "confusion_matrix"} | {
+        "confusion_matrix": metrics["confusion_matrix"],
+        "split": "val",
+        "best_epoch": state.get("best_epoch"),
+        "temperature": temperature,
+        "log_loss_before_temperature": uncalibrated_log_loss,
+        "inconclusive_band": list(band),
+        "inconclusive_fraction": float(np.mean((val_probs >= band[0]) & (val_probs < band[1]))),
+    }
+    final = dataclasses.replace(
+        prepared.model_config,
+        temperature=temperature,
+        inconclusive_band=band,
+        caveat=config.caveat,
+        threshold=threshold,
+        trained=True,
+        version=config.version,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        metrics=_round(metrics),
+        training=_provenance(config, prepared, state, device, init_info, argv),
+    )
+    model.config = final
+    out = save_checkpoint(model, config.out, final)
+    say(
+        f"wrote {out} (threshold {threshold:.4f}, val AUC {metrics['auc']}, "
+        f"log loss {metrics['log_loss']:.4f})"
+    )
+    return TrainResult(
+        checkpoint=out,
+        metrics=metrics,
+        threshold=threshold,
+        epochs_done=state["epoch"],
+        steps=state["global_step"],
+    )
+
+
+def _provenance(
+    config: TrainConfig,
+    prepared: Prepared,
+    state: dict[str, Any],
+    device: torch.device,
+    init_info: dict[str, Any] | None,
+    argv: Sequence[str] | None,
+) -> dict[str, Any]:
+    """What the checkpoint records about how it was made."""
+    return {
+        "data": prepared.manifests,
+        "manifest_sha256": manifest_hash(prepared.manifests),
+        "split": {
+            "rule": "identity group, seeded sha256 of the group name",
+            "val_fraction": config.val_fraction,
+            "seed": config.seed,
+            "train_crops": len(prepared.train_set),
+            "val_crops": len(prepared.val_set),
+        },
+        "epochs": state["epoch"],
+        "steps": state["global_step"],
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "weight_decay": config.weight_decay,
+        "label_smoothing": config.label_smoothing,
+        "sbi_ratio": config.sbi_ratio,
+        "sbi_landmarks": config.sbi_landmarks,
+        "sbi_only": config.sbi_only,
+        "pretrained": config.pretrained if not config.init_from else None,
+        "augment_strength": config.augment_strength,
+        "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
+        "temperature_rule": "minimises validation log loss of sigmoid(logit / T)",
+        "band_rule": f"outside the band each verdict is right ≥ {BAND_TARGET:.0%} of the time on validation",
+        "face_margin_measurement": prepared.margin_measurement,
+        "schedule_changes": state.get("schedule_changes", []),
+        "init_from": init_info or state.get("init_from"),
+        "device": str(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "command": " ".join(argv) if argv else None,
+        "config": {k: v for k, v in asdict(config).items() if k not in ("progress", "cache_dir")},
+    }
+
+
+def _round(value: Any) -> Any:
+    if isinstance(value, float):
+        return None if math.isnan(value) else round(value, 6)
+    if isinstance(value, dict):
+        return {k: _round(v) for k, v in value.items()}
+    return value
