@@ -10,6 +10,10 @@ the worker can re-run them on rows read back from the database.
   used over the frames of a video: when many frames are confidently fake, average only those;
   when nearly all are confidently real, average only those; otherwise the plain average. It
   keeps a few confident fake frames from being washed out by uncertain ones.
+- ``track_top`` follows faces instead of frames: each track's score is the mean of its most
+  suspicious half of faces, and the video's is the highest track score among tracks seen in at
+  least ``TRACK_MIN_FACES`` frames (or among all tracks when none is that long). One swapped
+  person among several real ones is not averaged away, and a one-frame spike is not enough.
 - The verdict is ``fake`` when the video score reaches the checkpoint's threshold, ``real``
   below it, and ``no_face`` when no face was found anywhere (no score at all).
 """
@@ -24,6 +28,8 @@ from typing import Literal
 from pipeline.types import FrameResult, SegmentResult, TrackResult, Verdict
 
 __all__ = [
+    "METHODS",
+    "TRACK_MIN_FACES",
     "ConfidentRule",
     "Method",
     "combine",
@@ -31,12 +37,16 @@ __all__ = [
     "frame_score",
     "mean_score",
     "segment_score",
+    "top_half_mean",
     "track_results",
+    "track_top_score",
     "verdict",
     "video_score",
 ]
 
-Method = Literal["mean", "confident"]
+Method = Literal["mean", "confident", "track_top"]
+METHODS: tuple[Method, ...] = ("mean", "confident", "track_top")
+TRACK_MIN_FACES = 3
 
 
 @dataclass(frozen=True)
@@ -86,19 +96,49 @@ def confident_score(scores: Iterable[float | None], rule: ConfidentRule | None =
 
 
 def combine(scores: Iterable[float | None], method: Method = "mean") -> float | None:
-    """Frame scores → one score by ``method``; frames without a face (None) are left out."""
+    """Frame scores → one score by ``method``; frames without a face (None) are left out.
+
+    ``track_top`` needs the faces, not frame scores: over plain scores it is the mean of the top
+    half (one track)."""
     if method == "mean":
         return mean_score(scores)
     if method == "confident":
         return confident_score(scores)
-    raise ValueError(f"unknown aggregation {method!r}; use mean or confident")
+    if method == "track_top":
+        return top_half_mean(scores)
+    raise ValueError(f"unknown aggregation {method!r}; use mean, confident or track_top")
+
+
+def top_half_mean(scores: Iterable[float | None]) -> float | None:
+    values = sorted(_finite(scores), reverse=True)
+    if not values:
+        return None
+    top = values[: max(1, math.ceil(len(values) / 2))]
+    return sum(top) / len(top)
+
+
+def track_top_score(frames: Sequence[FrameResult]) -> float | None:
+    """The highest track score, each the mean of that track's most suspicious half of faces."""
+    by_track: dict[int, list[float]] = {}
+    for frame in frames:
+        for face in frame.faces:
+            if math.isfinite(face.score):
+                by_track.setdefault(face.track, []).append(float(face.score))
+    if not by_track:
+        return None
+    long_tracks = [s for s in by_track.values() if len(s) >= TRACK_MIN_FACES] or list(by_track.values())
+    return max(score for scores in long_tracks if (score := top_half_mean(scores)) is not None)
 
 
 def segment_score(frames: Sequence[FrameResult], method: Method = "mean") -> float | None:
+    if method == "track_top":
+        return track_top_score(frames)
     return combine((f.score for f in frames), method)
 
 
 def video_score(segments: Sequence[SegmentResult], method: Method = "mean") -> float | None:
+    if method == "track_top":
+        return track_top_score([f for s in segments for f in s.frames])
     return combine((f.score for s in segments for f in s.frames), method)
 
 

@@ -60,7 +60,9 @@ class Analyzer:
         config: AnalysisConfig | None = None,
     ) -> None:
         self.config = config or AnalysisConfig()
-        self.classifier = Classifier(model_path, device=device, batch_size=self.config.batch_size)
+        self.classifier = Classifier(
+            model_path, device=device, batch_size=self.config.batch_size, tta_flip=self.config.tta_flip
+        )
         if self.classifier.device.type == "cpu":
             _set_cpu_threads(self.config.torch_threads)
             if self.config.ffmpeg_threads == 0:

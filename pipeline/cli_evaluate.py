@@ -35,9 +35,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
     parser.add_argument(
-        "--out", default=None, metavar="DIR", help="write predictions.csv, metrics.json, roc.png"
+        "--out",
+        default=None,
+        metavar="DIR",
+        help="write predictions.csv, metrics.json, roc.png, reliability.png",
     )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--tta-flip", action="store_true", help="score each face and its mirror image, logits averaged"
+    )
+    parser.add_argument(
+        "--aggregation",
+        choices=("mean", "confident", "track_top"),
+        default="mean",
+        help="video score from face scores (videos only; every method is also tabulated)",
+    )
     parser.add_argument("--cache-dir", default=None, help="crop cache (default runs/cache)")
 
 
@@ -59,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             cache_dir=args.cache_dir or str(DEFAULT_CACHE_DIR),
             say=say,
+            tta_flip=args.tta_flip,
+            aggregation=args.aggregation,
         )
         written = write_outputs(evaluation, args.out) if args.out else {}
     except PipelineError as exc:

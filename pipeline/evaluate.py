@@ -23,7 +23,14 @@ from pipeline.datasets import DEFAULT_CACHE_DIR, dataset_kind, read_entries, spl
 from pipeline.errors import PipelineError
 from pipeline.metrics import binary_metrics, roc_curve
 
-__all__ = ["Evaluation", "ItemScore", "evaluate", "format_report", "write_outputs"]
+__all__ = [
+    "Evaluation",
+    "ItemScore",
+    "evaluate",
+    "expected_calibration_error",
+    "format_report",
+    "write_outputs",
+]
 
 
 @dataclass
@@ -33,6 +40,8 @@ class ItemScore:
     label: int  # 1 = FAKE
     score: float | None  # P(fake); None when nothing could be scored (no face, failed)
     status: str = "ok"  # ok, no_face, or an error code
+    # Videos: the score under every aggregation method, from the same analysis.
+    by_method: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass
@@ -92,6 +101,7 @@ def _score_videos(
     indices_for: Callable[[list[str]], np.ndarray],
     say: Callable[[str], None] | None,
 ) -> list[ItemScore]:
+    from pipeline import aggregate
     from pipeline.datasets import resolve_file
 
     entries = read_entries(root)
@@ -106,7 +116,10 @@ def _score_videos(
             status = exc.code
         else:
             status = "no_face" if result.score is None else "ok"
-            items.append(ItemScore(entry.file, entry.group, entry.label, result.score, status))
+            by_method: dict[str, float | None] = {
+                m: aggregate.video_score(result.segments, m) for m in aggregate.METHODS
+            }
+            items.append(ItemScore(entry.file, entry.group, entry.label, result.score, status, by_method))
         if say:
             score = items[-1].score
             say(f"[{number}/{len(rows)}] {entry.file}: {status}" + ("" if score is None else f" {score:.4f}"))
@@ -123,6 +136,8 @@ def evaluate(
     device: str = "auto",
     cache_dir: str | None = str(DEFAULT_CACHE_DIR),
     say: Callable[[str], None] | None = None,
+    tta_flip: bool = False,
+    aggregation: str = "mean",
 ) -> Evaluation:
     """Score every item of ``data`` (restricted to ``split``) and compute the metrics at the
     checkpoint's threshold. ``val_fraction``/``seed`` default to those the checkpoint was trained with."""
@@ -130,7 +145,7 @@ def evaluate(
 
     root = Path(data)
     kind = dataset_kind(read_entries(root))
-    classifier = Classifier(model_path, device=device)
+    classifier = Classifier(model_path, device=device, tta_flip=tta_flip)
     model_config = classifier.config  # loads the checkpoint: a bad file raises ModelError here
     trained_fraction, trained_seed = _checkpoint_split(model_config)
     fraction = trained_fraction if val_fraction is None else val_fraction
@@ -145,16 +160,32 @@ def evaluate(
         items = _score_crops(root, classifier, indices_for, cache_dir)
     else:
         from pipeline.analyze import Analyzer
+        from pipeline.types import AnalysisConfig
 
-        analyzer = Analyzer(model_path=model_path, device=device)
+        config = AnalysisConfig(tta_flip=tta_flip, aggregation=aggregation)  # type: ignore[arg-type]
+        analyzer = Analyzer(model_path=model_path, device=device, config=config)
         items = _score_videos(root, analyzer, indices_for, say)
     scored = [i for i in items if i.score is not None]
     threshold = float(model_config.threshold)
-    metrics = binary_metrics(
-        np.array([i.label for i in scored], dtype=np.int64),
-        np.array([i.score for i in scored], dtype=np.float64),
-        threshold=threshold,
+    labels = np.array([i.label for i in scored], dtype=np.int64)
+    scores = np.array([i.score for i in scored], dtype=np.float64)
+    metrics = binary_metrics(labels, scores, threshold=threshold)
+    metrics["expected_calibration_error"] = (
+        expected_calibration_error(labels, scores) if len(scored) else None
     )
+    band = model_config.inconclusive_band
+    if band is not None:
+        inside = (scores >= band[0]) & (scores < band[1])
+        outside = ~inside
+        metrics["inconclusive_band"] = list(band)
+        metrics["inconclusive"] = int(inside.sum())
+        metrics["accuracy_outside_band"] = (
+            float(np.mean((scores[outside] >= threshold) == labels[outside].astype(bool)))
+            if outside.any()
+            else None
+        )
+    if kind == "videos":
+        metrics["by_aggregation"] = _per_method(items, threshold)
     return Evaluation(
         data=str(root),
         kind=kind,
@@ -162,11 +193,48 @@ def evaluate(
         split_seed=split_seed,
         val_fraction=fraction,
         model=classifier.describe()
-        | {"input_size": model_config.input_size, "use_srm": model_config.use_srm},
+        | {
+            "input_size": model_config.input_size,
+            "use_srm": model_config.use_srm,
+            "aggregation": aggregation if kind == "videos" else None,
+        },
         threshold=threshold,
         items=items,
         metrics=metrics,
     )
+
+
+def _per_method(items: list[ItemScore], threshold: float) -> dict[str, dict[str, Any]]:
+    """The metrics each aggregation method would have given on the same analysed videos."""
+    from pipeline.aggregate import METHODS
+
+    table: dict[str, dict[str, Any]] = {}
+    for method in METHODS:
+        pairs = [(i.label, i.by_method.get(method)) for i in items if i.by_method.get(method) is not None]
+        labels = np.array([label for label, _ in pairs], dtype=np.int64)
+        scores = np.array([score for _, score in pairs], dtype=np.float64)
+        m = binary_metrics(labels, scores, threshold=threshold)
+        reals = scores[labels == 0]
+        table[method] = {
+            "auc": m["auc"],
+            "log_loss": m["log_loss"],
+            "accuracy": m["accuracy"],
+            "real_called_fake": int((reals >= threshold).sum()),
+            "real_mean_score": float(reals.mean()) if reals.size else None,
+        }
+    return table
+
+
+def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
+    """Mean |observed FAKE rate − mean score| over equal-width score bins, weighted by bin size."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        chosen = index == b
+        if chosen.any():
+            error += chosen.mean() * abs(float(labels[chosen].mean()) - float(scores[chosen].mean()))
+    return float(error)
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -204,11 +272,25 @@ def format_report(evaluation: Evaluation) -> str:
         f"recall     {_fmt(m['recall'])}",
         f"accuracy   {_fmt(m['accuracy'])}",
         f"FPR        {_fmt(m['false_positive_rate'])} (REAL items called FAKE)",
+        f"ECE        {_fmt(m.get('expected_calibration_error'))} (10 bins)",
         "confusion matrix (rows true, columns predicted)",
         "              pred REAL  pred FAKE",
         f"  true REAL  {m['confusion_matrix']['tn']:>9}  {m['confusion_matrix']['fp']:>9}",
         f"  true FAKE  {m['confusion_matrix']['fn']:>9}  {m['confusion_matrix']['tp']:>9}",
     ]
+    if m.get("inconclusive_band") is not None:
+        low, high = m["inconclusive_band"]
+        lines.append(
+            f"band       [{low:.4f}, {high:.4f}): {m['inconclusive']} inconclusive, "
+            f"accuracy outside {_fmt(m['accuracy_outside_band'])}"
+        )
+    if m.get("by_aggregation"):
+        lines.append("aggregation      AUC        log loss   accuracy   REAL→FAKE  REAL mean")
+        for method, row in m["by_aggregation"].items():
+            lines.append(
+                f"  {method:<12}  {_fmt(row['auc']):>9}  {_fmt(row['log_loss']):>9}  "
+                f"{_fmt(row['accuracy']):>9}  {row['real_called_fake']:>9}  {_fmt(row['real_mean_score']):>9}"
+            )
     return "\n".join(lines)
 
 
@@ -235,7 +317,49 @@ def write_outputs(evaluation: Evaluation, out_dir: str | Path) -> dict[str, Path
     written["metrics"] = metrics_path
     if evaluation.metrics.get("auc") is not None:
         written["roc"] = _plot_roc(evaluation, out / "roc.png")
+        written["reliability"] = _plot_reliability(evaluation, out / "reliability.png")
     return written
+
+
+def _plot_reliability(evaluation: Evaluation, path: Path, bins: int = 10) -> Path:
+    """Observed FAKE rate against mean predicted P(fake) per score bin: on the diagonal when
+    the scores are calibrated probabilities."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    scored = [i for i in evaluation.items if i.score is not None]
+    labels = np.array([i.label for i in scored], dtype=np.float64)
+    scores = np.array([i.score for i in scored], dtype=np.float64)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    index = np.clip(np.digitize(scores, edges[1:-1]), 0, bins - 1)
+    predicted, observed, counts = [], [], []
+    for b in range(bins):
+        chosen = index == b
+        if chosen.any():
+            predicted.append(scores[chosen].mean())
+            observed.append(labels[chosen].mean())
+            counts.append(int(chosen.sum()))
+    figure, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5, 6), dpi=100, sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    top.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=0.8, label="calibrated")
+    top.plot(
+        predicted, observed, marker="o", label=f"ECE {evaluation.metrics['expected_calibration_error']:.4f}"
+    )
+    top.set_ylabel("observed FAKE rate")
+    top.set_title(f"Reliability: {Path(evaluation.data).name} ({evaluation.split})")
+    top.legend(loc="upper left")
+    bottom.bar(
+        [(edges[i] + edges[i + 1]) / 2 for i in range(bins)], np.bincount(index, minlength=bins), width=0.09
+    )
+    bottom.set_xlabel("predicted P(fake)")
+    bottom.set_ylabel("items")
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path
 
 
 def _plot_roc(evaluation: Evaluation, path: Path) -> Path:

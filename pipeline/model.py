@@ -316,10 +316,19 @@ class Classifier:
     checkpoint's ``input_size`` and returns P(fake) per crop.
     """
 
-    def __init__(self, path: str | Path | None = None, *, device: str = "auto", batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        device: str = "auto",
+        batch_size: int = 32,
+        tta_flip: bool = False,
+    ) -> None:
         self.path = Path(path) if path is not None else DEFAULT_MODEL_PATH
         self.device = resolve_device(device)
         self.batch_size = batch_size
+        # Test-time augmentation: each crop and its mirror image, logits averaged (twice the cost).
+        self.tta_flip = tta_flip
         self._model: DeepfakeClassifier | None = None
         self._lock = threading.Lock()
         self._sha256: str | None = None
@@ -356,6 +365,7 @@ class Classifier:
             "version": config.version,
             "sha256": self.sha256,
             "trained": bool(config.trained),
+            "tta_flip": self.tta_flip,
         }
 
     def _warm_up(self) -> None:
@@ -384,5 +394,7 @@ class Classifier:
             chunk = torch.from_numpy(batch[start : start + self.batch_size]).to(self.device)
             pixels = chunk.permute(0, 3, 1, 2).to(dtype) / 255.0
             logits = self._model(pixels).float()
+            if self.tta_flip:
+                logits = (logits + self._model(pixels.flip(3)).float()) / 2.0
             out.append(torch.sigmoid(logits).cpu().numpy())
         return np.concatenate(out).astype(np.float32)

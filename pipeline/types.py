@@ -38,7 +38,9 @@ class AnalysisConfig:
     min_face_size: int = 20
     det_threshold: float = 0.95  # MTCNN face probability below this is dropped
     track_iou: float = 0.3  # IoU to continue a track from the previous sampled frame
-    aggregation: Literal["mean", "confident"] = "mean"
+    aggregation: Literal["mean", "confident", "track_top"] = "mean"
+    # Score each face crop and its mirror image and average the two (twice the classifier time).
+    tta_flip: bool = False
     batch_size: int = 32
     # Frames larger than this long side are scaled down by ffmpeg before they reach Python (boxes
     # are still reported in the video's own pixels): bounds memory for 4K and 8K inputs.

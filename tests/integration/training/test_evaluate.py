@@ -91,6 +91,14 @@ def test_crop_folder_metrics_equal_a_count_by_hand(
         -np.mean(np.where(labels, np.log(clipped), np.log(1 - clipped))), rel=1e-4
     )
     assert (out / "roc.png").stat().st_size > 1000
+    assert (out / "reliability.png").stat().st_size > 1000
+    bins = np.clip(np.digitize(scores, np.linspace(0, 1, 11)[1:-1]), 0, 9)
+    ece = sum(
+        (bins == b).mean() * abs(labels[bins == b].mean() - scores[bins == b].mean())
+        for b in range(10)
+        if (bins == b).any()
+    )
+    assert m["expected_calibration_error"] == pytest.approx(ece, abs=1e-6)
     assert [r["predicted"] for r in rows] == ["FAKE" if p else "REAL" for p in predicted]
 
 
@@ -199,6 +207,10 @@ def test_video_folder_runs_the_whole_pipeline(
     assert rows["c.mp4"]["status"] == "no_face" and rows["c.mp4"]["score"] == ""
     assert report["kind"] == "videos" and report["unscored"] == {"no_face": 1}
     assert report["metrics"]["count"] == 2
+    by_method = report["metrics"]["by_aggregation"]
+    assert set(by_method) == {"mean", "confident", "track_top"}
+    # One face moving across the frames: the mean of all frames never exceeds the top half's.
+    assert by_method["mean"]["real_mean_score"] <= by_method["track_top"]["real_mean_score"] + 1e-9
 
 
 def test_bad_inputs_exit_with_typed_errors(

@@ -185,8 +185,10 @@ def test_export_best_writes_a_calibrated_checkpoint_and_leaves_the_run_alone(
     config = _config(tmp_path, crops, epochs=2, sbi_ratio=0.3)
     train(config, say=lambda _: None)
     run = tmp_path / "run"
-    before = {name: (run / name).read_bytes() for name in ("last.json", "last.safetensors", "best.safetensors")}
-    exported = export_best(_config(tmp_path, crops, epochs=2, sbi_ratio=0.3, out=str(tmp_path / "x.safetensors")))
+    names = ("last.json", "last.safetensors", "best.safetensors")
+    before = {name: (run / name).read_bytes() for name in names}
+    again = _config(tmp_path, crops, epochs=2, sbi_ratio=0.3, out=str(tmp_path / "x.safetensors"))
+    exported = export_best(again)
     assert {name: (run / name).read_bytes() for name in before} == before
     meta = load_checkpoint(exported.checkpoint).config
     assert meta.architecture == "tf_efficientnet_lite0" and meta.mean == (0.5, 0.5, 0.5)

@@ -100,6 +100,26 @@ def test_track_results_span_and_mean() -> None:
     assert not any(math.isnan(t.score) for t in tracks)
 
 
+def test_track_top_takes_the_most_suspicious_long_track_by_its_top_half() -> None:
+    # Track 1 (real person, 4 faces), track 2 (swapped, 4 faces), track 3 (a one-frame spike).
+    frames = [
+        _frame(0.0, [0.1, 0.7, 0.99], [1, 2, 3]),
+        _frame(0.5, [0.2, 0.9], [1, 2]),
+        _frame(1.0, [0.1, 0.3], [1, 2]),
+        _frame(1.5, [0.2, 0.8], [1, 2]),
+    ]
+    segment = _segment(0, frames)
+    # Track 2's faces 0.9, 0.8, 0.7, 0.3: the top half averages 0.85; track 3 is too short to count.
+    assert aggregate.video_score([segment], "track_top") == pytest.approx(0.85)
+    assert aggregate.segment_score(frames, "track_top") == pytest.approx(0.85)
+    # The frame mean is pulled up by the spike and down by the real person's low frames alike.
+    assert aggregate.video_score([segment], "mean") == pytest.approx((0.99 + 0.9 + 0.3 + 0.8) / 4)
+    # With only short tracks, every track counts.
+    assert aggregate.track_top_score([_frame(0.0, [0.4, 0.6], [1, 2])]) == pytest.approx(0.6)
+    assert aggregate.track_top_score([_frame(0.0, [])]) is None
+    assert aggregate.combine([0.2, 0.4, 0.9], "track_top") == pytest.approx(0.65)
+
+
 def test_verdict_at_the_threshold() -> None:
     assert aggregate.verdict(0.5, 0.5) == "fake"
     assert aggregate.verdict(0.4999, 0.5) == "real"

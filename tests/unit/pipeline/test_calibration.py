@@ -72,3 +72,23 @@ def test_bad_calibration_metadata_is_refused(changes: dict[str, object], message
 def test_inconclusive_band_survives_the_json_round_trip() -> None:
     config = ModelConfig(threshold=0.5, inconclusive_band=(0.4, 0.62))
     assert ModelConfig.from_json(config.to_json()).inconclusive_band == (0.4, 0.62)
+
+
+def test_flip_augmentation_averages_the_logits_of_a_crop_and_its_mirror(tmp_path: Path) -> None:
+    torch.manual_seed(1)
+    model = DeepfakeClassifier(ModelConfig(input_size=64, use_srm=True, trained=True))
+    with torch.no_grad():
+        model.fc.weight.mul_(200.0)  # an untrained head barely moves: let the input show
+    path = save_checkpoint(model, tmp_path / "m.safetensors")
+    crops = np.random.default_rng(2).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8)
+    plain = Classifier(path, device="cpu")
+    flipped = plain.predict(np.ascontiguousarray(crops[:, :, ::-1])).astype(np.float64)
+    direct = plain.predict(crops).astype(np.float64)
+    both = Classifier(path, device="cpu", tta_flip=True).predict(crops).astype(np.float64)
+
+    def logit(p: np.ndarray) -> np.ndarray:
+        return np.log(p) - np.log1p(-p)
+
+    expected = 1.0 / (1.0 + np.exp(-(logit(direct) + logit(flipped)) / 2.0))
+    np.testing.assert_allclose(both, expected, rtol=1e-5, atol=1e-6)
+    assert np.abs(direct - flipped).max() > 1e-4  # the mirror really is another input
