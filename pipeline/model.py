@@ -1,23 +1,16 @@
-"""The face classifier (RGB + SRM residuals → timm EfficientNet → one logit) and its checkpoints.
+"""The face classifier (RGB + SRM residuals → timm EfficientNet → one logit), its checkpoints' weights.
 
-A checkpoint is one safetensors file: the weights, plus a JSON document under the header
-metadata key ``deepfakestream`` that holds everything needed to use them (architecture, input
-size, normalisation, SRM on/off, face margin, threshold, provenance, metrics). Nothing is ever
-unpickled.
-
-Files with no such metadata whose tensors are ``encoder.*`` + ``fc.*`` over a
-``tf_efficientnet_b7_ns`` encoder (the DFDC-winner layout, converted to safetensors) load too,
-with that solution's preprocessing.
+A checkpoint is one safetensors file: the weights plus the JSON metadata of
+``pipeline.checkpoint.ModelConfig`` under the header key ``deepfakestream``. Nothing is ever
+unpickled. Files without it whose tensors are ``encoder.*`` + ``fc.*`` over a
+``tf_efficientnet_b7_ns`` encoder (the DFDC-winner layout in safetensors) load with that
+solution's preprocessing.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.checkpoint import (
+    DEFAULT_MODEL_PATH,
+    METADATA_KEY,
+    ModelConfig,
+    default_normalisation,
+    file_sha256,
+    read_model_config,
+)
 from pipeline.errors import ModelError
 from pipeline.srm import SRMFilter
 
@@ -40,123 +41,6 @@ __all__ = [
     "resolve_device",
     "save_checkpoint",
 ]
-
-METADATA_KEY = "deepfakestream"
-FORMAT_VERSION = 1
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "deepfakestream-b0.safetensors"
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-# Google's EfficientNet-Lite weights were trained on RGB scaled to [-1, 1].
-LITE_MEAN = (0.5, 0.5, 0.5)
-LITE_STD = (0.5, 0.5, 0.5)
-
-
-def default_normalisation(architecture: str) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    """(mean, std) an architecture's pretrained weights expect of RGB in [0, 1]."""
-    if architecture.startswith("tf_efficientnet_lite"):
-        return LITE_MEAN, LITE_STD
-    return IMAGENET_MEAN, IMAGENET_STD
-
-
-@dataclass
-class ModelConfig:
-    """What a checkpoint says about itself: enough to rebuild the network and feed it right."""
-
-    architecture: str = "efficientnet_b0"
-    input_size: int = 224
-    use_srm: bool = True
-    srm_truncation: float = 3.0
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    # Fraction of the detector's box added to its width and height before the square crop:
-    # must match how the training crops were framed.
-    face_margin: float = 0.3
-    # When set, faces are cut as squares of this many box widths, moved down by
-    # ``face_shift_y`` × the side (``pipeline.crop.square_box``) and ``face_margin`` is unused.
-    face_square_scale: float | None = None
-    face_shift_y: float = 0.0
-    threshold: float = 0.5
-    # The network's logit is divided by this before the sigmoid (temperature scaling, fitted on
-    # the validation split so that P(fake) is a calibrated probability).
-    temperature: float = 1.0
-    # Scores in [low, high) around the threshold are reported as inconclusive; None: no band.
-    inconclusive_band: tuple[float, float] | None = None
-    # One sentence for people reading a verdict: what the model was trained on, what it misses.
-    caveat: str = ""
-    dropout: float = 0.2
-    name: str = "deepfakestream-b0"
-    version: str = "0.0.0-untrained"
-    trained: bool = False
-    created_at: str | None = None
-    training: dict[str, Any] = field(default_factory=dict)
-    metrics: dict[str, Any] = field(default_factory=dict)
-    layout: str = "deepfakestream"
-
-    def to_json(self) -> str:
-        doc = dataclasses.asdict(self)
-        doc["format_version"] = FORMAT_VERSION
-        return json.dumps(doc, sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelConfig:
-        try:
-            doc = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"checkpoint metadata is not valid JSON: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise ModelError("checkpoint metadata must be a JSON object")
-        version = doc.pop("format_version", FORMAT_VERSION)
-        if version != FORMAT_VERSION:
-            raise ModelError(f"unsupported checkpoint format version {version!r}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(doc) - known)
-        if unknown:
-            raise ModelError(f"unknown checkpoint metadata fields: {', '.join(unknown)}")
-        try:
-            for key in ("mean", "std"):
-                if key in doc:
-                    doc[key] = tuple(float(v) for v in doc[key])
-            if doc.get("inconclusive_band") is not None:
-                low, high = doc["inconclusive_band"]
-                doc["inconclusive_band"] = (float(low), float(high))
-            config = cls(**doc)
-            config.validate()
-        except (TypeError, ValueError) as exc:  # wrong types: "input_size": "big", "mean": 3
-            raise ModelError(f"bad checkpoint metadata: {exc}") from exc
-        return config
-
-    def crop_options(self) -> dict[str, Any]:
-        """``crop_face`` keyword arguments that frame a face as this model was trained."""
-        return {
-            "margin": float(self.face_margin),
-            "square_scale": None if self.face_square_scale is None else float(self.face_square_scale),
-            "shift_y": float(self.face_shift_y),
-        }
-
-    def validate(self) -> None:
-        if not 32 <= int(self.input_size) <= 1024:
-            raise ModelError(f"input_size {self.input_size} is outside 32–1024")
-        if len(self.mean) != 3 or len(self.std) != 3 or any(s <= 0 for s in self.std):
-            raise ModelError("mean and std must be three numbers, std positive")
-        if not 0.0 <= float(self.threshold) <= 1.0:
-            raise ModelError(f"threshold {self.threshold} is outside [0, 1]")
-        if not 0.01 <= float(self.temperature) <= 100.0:
-            raise ModelError(f"temperature {self.temperature} is outside [0.01, 100]")
-        if self.inconclusive_band is not None:
-            low, high = self.inconclusive_band
-            if not 0.0 <= float(low) <= float(self.threshold) <= float(high) <= 1.0:
-                raise ModelError(
-                    f"inconclusive_band {self.inconclusive_band} must lie in [0, 1] around the threshold"
-                )
-        if not 0.0 <= float(self.face_margin) <= 2.0:
-            raise ModelError(f"face_margin {self.face_margin} is outside [0, 2]")
-        if self.face_square_scale is not None and not 0.5 <= float(self.face_square_scale) <= 4.0:
-            raise ModelError(f"face_square_scale {self.face_square_scale} is outside [0.5, 4]")
-        if not -0.5 <= float(self.face_shift_y) <= 0.5:
-            raise ModelError(f"face_shift_y {self.face_shift_y} is outside [-0.5, 0.5]")
-        if self.layout not in ("deepfakestream", "dfdc_winner"):
-            raise ModelError(f"unknown layout {self.layout!r}")
 
 
 class DeepfakeClassifier(nn.Module):
@@ -214,52 +98,6 @@ def save_checkpoint(model: DeepfakeClassifier, path: str | Path, config: ModelCo
     return path
 
 
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _read_header(path: Path) -> tuple[dict[str, str], list[str]]:
-    """Parse the safetensors header by hand so a bad file gets a clear error, not a panic."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError as exc:
-        raise ModelError(f"model file not found: {path}", code="model_not_found") from exc
-    if size < 8:
-        raise ModelError(f"{path} is not a safetensors file (too short)")
-    with open(path, "rb") as handle:
-        header_len = int.from_bytes(handle.read(8), "little")
-        if header_len <= 0 or header_len > min(size - 8, 100 * 1024 * 1024):
-            raise ModelError(f"{path} is not a safetensors file (bad header length)")
-        raw = handle.read(header_len)
-    try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelError(f"{path} is not a safetensors file (header is not JSON)") from exc
-    if not isinstance(header, dict):
-        raise ModelError(f"{path} is not a safetensors file (header is not an object)")
-    metadata = header.pop("__metadata__", None) or {}
-    return metadata, list(header)
-
-
-def _dfdc_winner_config() -> ModelConfig:
-    return ModelConfig(
-        architecture="tf_efficientnet_b7",
-        input_size=380,
-        use_srm=False,
-        face_margin=0.3,
-        threshold=0.5,
-        dropout=0.0,
-        name="dfdc-winner-b7",
-        version="external",
-        trained=True,
-        layout="dfdc_winner",
-    )
-
-
 def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> DeepfakeClassifier:
     """Rebuild the network from a safetensors checkpoint; raises ModelError on anything off."""
     from safetensors import SafetensorError
@@ -272,13 +110,7 @@ def load_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> 
             "convert it to .safetensors first",
             code="model_untrusted_format",
         )
-    metadata, keys = _read_header(path)
-    if METADATA_KEY in metadata:
-        config = ModelConfig.from_json(metadata[METADATA_KEY])
-    elif keys and all(k.startswith(("encoder.", "fc.")) for k in keys) and "fc.weight" in keys:
-        config = _dfdc_winner_config()
-    else:
-        raise ModelError(f"{path.name} has no {METADATA_KEY!r} metadata and is not a known layout")
+    config = read_model_config(path)
     try:
         state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
