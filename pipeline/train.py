@@ -47,6 +47,7 @@ __all__ = [
     "apply_temperature",
     "export_best",
     "fit_temperature",
+    "model_name",
     "predict_images",
     "train",
 ]
@@ -154,6 +155,7 @@ def _prepare(config: TrainConfig, say: Callable[[str], None]) -> Prepared:
         raise TrainingError("the validation split needs both FAKE and REAL crops to calibrate a threshold")
     mean, std = default_normalisation(config.architecture)
     model_config = ModelConfig(
+        name=model_name(config.architecture),
         architecture=config.architecture,
         input_size=config.input_size,
         use_srm=config.use_srm,
@@ -166,6 +168,12 @@ def _prepare(config: TrainConfig, say: Callable[[str], None]) -> Prepared:
     return Prepared(
         square, margin_measurement, train_set, val_set, reals, len(extra_reals), manifests, model_config
     )
+
+
+def model_name(architecture: str) -> str:
+    """``tf_efficientnet_lite0`` → ``deepfakestream-lite0``; ``efficientnet_b0`` → ``deepfakestream-b0``."""
+    short = architecture.removeprefix("tf_").removeprefix("efficientnet_")
+    return f"deepfakestream-{short}"
 
 
 def train(

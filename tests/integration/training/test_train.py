@@ -192,6 +192,7 @@ def test_export_best_writes_a_calibrated_checkpoint_and_leaves_the_run_alone(
     assert {name: (run / name).read_bytes() for name in before} == before
     meta = load_checkpoint(exported.checkpoint).config
     assert meta.architecture == "tf_efficientnet_lite0" and meta.mean == (0.5, 0.5, 0.5)
+    assert meta.name == "deepfakestream-lite0"
     assert meta.training["pretrained"] == "imagenet" and meta.training["init_from"]["source"] == "imagenet"
     assert 0.01 <= meta.temperature <= 100 and meta.metrics["temperature"] == meta.temperature
     assert meta.inconclusive_band is not None
