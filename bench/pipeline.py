@@ -6,7 +6,8 @@ one at a time at full resolution (same smallest face, in full-resolution pixels)
 frame's faces with the same classifier. Each measurement runs in its own process, so cold start
 and peak RSS are those of a real run. Not a test: it prints a table and writes JSON.
 
-    .venv/bin/python bench/pipeline.py                 # → bench/results/pipeline-cpu.json
+    .venv/bin/python bench/pipeline.py                 # shipped model → bench/results/pipeline-cpu.json
+    .venv/bin/python bench/pipeline.py --input-sizes 224,160   # random weights at other sizes
     .venv/bin/python bench/pipeline.py --device cuda   # → bench/results/pipeline-gpu.json
 """
 
@@ -56,14 +57,18 @@ def _make_clip(path: Path) -> Path:
     return path
 
 
-def _make_checkpoint(path: Path, input_size: int) -> Path:
+def _make_checkpoint(path: Path, shipped: Any, input_size: int) -> Path:
+    """Random weights of the shipped network at another input size: the cost, not the accuracy."""
+    import dataclasses
+
     import torch
 
-    from pipeline.model import DeepfakeClassifier, ModelConfig, save_checkpoint
+    from pipeline.model import DeepfakeClassifier, save_checkpoint
 
     if not path.exists():
         torch.manual_seed(0)
-        save_checkpoint(DeepfakeClassifier(ModelConfig(input_size=input_size, trained=False)), path)
+        config = dataclasses.replace(shipped, input_size=input_size, trained=False, version="0.0.0-random")
+        save_checkpoint(DeepfakeClassifier(config), path)
     return path
 
 
@@ -310,7 +315,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video", type=Path, default=None,
                         help="clip to use (default: make a 10 s 1080p30 one)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
-    parser.add_argument("--input-sizes", default="224,128,96", help="classifier input sizes to measure")
+    parser.add_argument("--model", type=Path, default=None,
+                        help="checkpoint to measure (default: the shipped one)")
+    parser.add_argument("--input-sizes", default="",
+                        help="instead of a checkpoint, random weights of the shipped network at these "
+                             "input sizes (e.g. 224,160)")
     parser.add_argument("--runs", type=int, default=3, help="warm runs of the pipeline (median reported)")
     parser.add_argument("--baseline-runs", type=int, default=1, help="warm runs of the baseline")
     parser.add_argument("--no-baseline", action="store_true")
@@ -342,8 +351,19 @@ def main(argv: list[str] | None = None) -> int:
     info = probe(args.video)
     load_before = _other_load()
     ffmpeg_memory = _subprocess("ffmpeg", args, [])
+    from pipeline.checkpoint import DEFAULT_MODEL_PATH, read_model_config
+
+    shipped = read_model_config(args.model or DEFAULT_MODEL_PATH)
     sizes = [int(s) for s in args.input_sizes.split(",") if s.strip()]
-    models = {size: _make_checkpoint(WORK_DIR / f"random-b0-{size}.safetensors", size) for size in sizes}
+    if sizes:
+        models = {size: _make_checkpoint(WORK_DIR / f"random-{shipped.architecture}-{size}.safetensors",
+                                         shipped, size) for size in sizes}
+        described = f"{shipped.architecture}{' + SRM' if shipped.use_srm else ''}, random weights"
+    else:
+        models = {shipped.input_size: (args.model or DEFAULT_MODEL_PATH).resolve()}
+        sizes = [shipped.input_size]
+        described = (f"{shipped.name} {shipped.version} ({shipped.architecture}"
+                     f"{' + SRM' if shipped.use_srm else ''})")
     runs = []
     for size in sizes:
         print(f"[bench] optimized pipeline, input {size} …", file=sys.stderr)
@@ -352,8 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         peak = optimized["peak_rss"]
         peak["pipeline_mb"] = round(peak["process_mb"] + ffmpeg_memory["ffmpeg_peak_mb"], 1)
         optimized["derived"] = _derived(optimized, info.duration_s)
-        runs.append({"input_size": size, "model": "efficientnet_b0 + SRM, random weights",
-                     "optimized": optimized})
+        runs.append({"input_size": size, "model": described, "optimized": optimized})
     baselines: dict[str, Any] = {}
     if not args.no_baseline:
         same_face = _full_resolution_min_face(args.video)
