@@ -35,7 +35,7 @@ from pipeline.types import (
     VideoInfo,
     VideoResult,
 )
-from pipeline.video import SegmentDecoder, frame_number, plan_segments, probe
+from pipeline.video import SegmentDecoder, plan_segments, probe, sample_numbers
 
 __all__ = ["Analyzer", "ProgressCallback", "analyze"]
 
@@ -163,7 +163,8 @@ class Analyzer:
         frame_results: list[FrameResult] = []
         explanations: list[FaceExplanation] = []
         position = 0
-        for t, dets, ids in zip(times, detections, track_ids, strict=True):
+        numbers = sample_numbers(plan, info)[: len(times)]
+        for t, number, dets, ids in zip(times, numbers, detections, track_ids, strict=True):
             faces = []
             for det, track_id in zip(dets, ids, strict=True):
                 x1, y1, x2, y2 = det.box
@@ -177,12 +178,12 @@ class Analyzer:
                     heatmap_jpeg, crop_jpeg = explained[position]
                     face = faces[-1]
                     explanations.append(FaceExplanation(
-                        frame_index=_frame_index(t, info.fps), t=t, face=len(faces) - 1, track=track_id,
+                        frame_index=number, t=t, face=len(faces) - 1, track=track_id,
                         score=face.score, box=face.box, heatmap_jpeg=heatmap_jpeg, crop_jpeg=crop_jpeg,
                     ))
                 position += 1
             frame_results.append(FrameResult(
-                index=_frame_index(t, info.fps),
+                index=number,
                 t=t,
                 score=aggregate.frame_score(f.score for f in faces),
                 faces=faces,
@@ -308,10 +309,6 @@ def _set_cpu_threads(requested: int) -> None:
     threads = requested if requested > 0 else _half_the_cores()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-
-
-def _frame_index(t: float, fps: float) -> int:
-    return frame_number(t, fps)  # plans sample whole frames
 
 
 def analyze(

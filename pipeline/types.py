@@ -5,14 +5,17 @@ No torch here: the worker's persistence layer and the API can read these shapes 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
+
+import numpy as np
 
 __all__ = [
     "AnalysisConfig",
     "FaceExplanation",
     "FaceResult",
     "FrameResult",
+    "FrameTimeline",
     "SegmentPlan",
     "SegmentResult",
     "TrackResult",
@@ -67,10 +70,28 @@ class AnalysisConfig:
         return AnalysisConfig(**values)
 
 
+@dataclass(frozen=True, eq=False)
+class FrameTimeline:
+    """When each frame of the analysed stream is shown, read from the container by the probe.
+
+    ``times``: seconds from the start of the file, increasing, frames less than a millisecond
+    after the previous one left out (they cannot be told apart by time); ``numbers``: each
+    one's position among all the stream's frames; ``keyframes``: times of the frames decoding
+    can start from (empty when the container does not say).
+    """
+
+    times: np.ndarray  # float64
+    numbers: np.ndarray  # int64
+    keyframes: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     duration_s: float
-    fps: float
+    fps: float  # average: frames over duration (frames are chosen by their times, not by rate)
     width: int  # as displayed (rotation applied)
     height: int
     codec: str
@@ -80,9 +101,17 @@ class VideoInfo:
     size_bytes: int = 0
     has_audio: bool = False
     bit_rate: int | None = None
+    # The video stream analysed (ffmpeg's index among all the file's streams); None: the first.
+    stream_index: int | None = None
+    # The file's start time, which frame times are measured from; None: unknown (an older probe).
+    start_time_s: float | None = None
+    # Longest stretch between two keyframes, in seconds (None: the container does not say).
+    keyframe_gap_s: float | None = None
+    # Every frame's time, for planning; kept by the probe's caller only, never stored.
+    timeline: FrameTimeline | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timeline"}
 
 
 @dataclass(frozen=True)
@@ -91,15 +120,19 @@ class SegmentPlan:
     start_s: float
     end_s: float
     frame_times: tuple[float, ...]  # presentation times of the frames this segment samples
+    # Each sampled frame's number in the stream; empty in plans made before frames were counted
+    # (then the number is the time times the frame rate).
+    frame_numbers: tuple[int, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "start_s": self.start_s, "end_s": self.end_s,
-                "frame_times": list(self.frame_times)}
+                "frame_times": list(self.frame_times), "frame_numbers": list(self.frame_numbers)}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SegmentPlan:
         return cls(int(doc["index"]), float(doc["start_s"]), float(doc["end_s"]),
-                   tuple(float(t) for t in doc["frame_times"]))
+                   tuple(float(t) for t in doc["frame_times"]),
+                   tuple(int(n) for n in doc.get("frame_numbers") or ()))
 
 
 @dataclass

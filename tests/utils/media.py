@@ -7,6 +7,7 @@ at known positions, so tests can check that the pipeline finds it where it reall
 
 from __future__ import annotations
 
+import bisect
 import functools
 import shutil
 import subprocess
@@ -79,6 +80,8 @@ class FaceVideo:
     frame_count: int
     # Per face: x_from, x_to, y_top, patch height, mirrored.
     face_lanes: tuple[tuple[float, float, float, int, bool], ...]
+    # Presentation time of each frame (seconds), by frame index.
+    frame_times: tuple[float, ...] = ()
 
     def face_boxes(self, frame_index: int) -> list[Box]:
         """Where the faces are in frame ``frame_index`` (full-resolution pixels, x1, y1, x2, y2)."""
@@ -98,7 +101,13 @@ class FaceVideo:
         return boxes
 
     def face_boxes_at(self, t: float) -> list[Box]:
-        return self.face_boxes(round(t * self.fps))
+        return self.face_boxes(self.frame_at(t))
+
+    def frame_at(self, t: float) -> int:
+        """The index of the frame shown at ``t`` seconds (the last one that starts by then)."""
+        if not self.frame_times:
+            return round(t * self.fps)
+        return max(0, bisect.bisect_right(self.frame_times, t + 1e-3) - 1)  # millisecond clocks
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -198,6 +207,7 @@ def make_face_video(
     frame_code: bool = False,
     faststart: bool = False,
     travel: float = 1.0,
+    frame_rates: Sequence[tuple[float, float]] = (),
 ) -> FaceVideo:
     """Encode a video in which ``faces`` (0, 1 or 2) astronaut heads move across the frame.
 
@@ -208,6 +218,9 @@ def make_face_video(
     and height are the displayed ones). ``frame_code`` writes each frame's index in its top-left
     corner (see ``read_frame_code``). ``travel`` is the fraction of the frame's free width the
     faces cross over the whole video (1.0: edge to edge; smaller is slower).
+
+    ``frame_rates`` makes a variable frame rate, as screen and browser recorders do: pieces of
+    (frames per second, seconds) played one after the other, in place of ``fps`` and ``seconds``.
     """
     if faces not in (0, 1, 2):
         raise ValueError("faces must be 0, 1 or 2")
@@ -215,7 +228,8 @@ def make_face_video(
         raise ValueError("width and height must be even (yuv420p)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame_count = max(1, round(seconds * fps))
+    frame_times = _frame_times(frame_rates) if frame_rates else ()
+    frame_count = len(frame_times) if frame_rates else max(1, round(seconds * fps))
     lanes = max(faces, 1)
     patch_height = int(min(0.5 * height, 0.85 * height / lanes))
     lane_height = height / lanes
@@ -240,6 +254,12 @@ def make_face_video(
     ]
     if audio:
         command += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
+    if frame_rates:
+        # Each frame is stamped with its own time; passthrough keeps the gaps as they are.
+        command += ["-vf", f"settb=1/{_VFR_CLOCK},setpts='{_pts_expression(frame_times)}'",
+                    "-fps_mode", "passthrough"]
+        if path.suffix.lower() in (".mp4", ".mov", ".m4v"):
+            command += ["-video_track_timescale", str(_VFR_CLOCK)]
     command += _encoder_args(codec)
     if audio:
         command += ["-c:a", "aac", "-b:a", "64k", "-shortest"]
@@ -272,9 +292,12 @@ def make_face_video(
         tmp.unlink()
     else:
         tmp.replace(path)
+    if frame_rates:
+        seconds = sum(piece_seconds for _, piece_seconds in frame_rates)
+        fps = frame_count / seconds
     return FaceVideo(
         path=path,
-        seconds=frame_count / fps,
+        seconds=seconds if frame_rates else frame_count / fps,
         width=width if rotation % 180 == 0 else height,
         height=height if rotation % 180 == 0 else width,
         fps=fps,
@@ -282,7 +305,43 @@ def make_face_video(
         codec=codec,
         frame_count=frame_count,
         face_lanes=tuple(face_lanes) if faces else (),
+        frame_times=frame_times or tuple(index / fps for index in range(frame_count)),
     )
+
+
+# Time base of variable-frame-rate test videos: 90 kHz holds every frame time of the usual rates.
+_VFR_CLOCK = 90_000
+
+
+def _frame_times(frame_rates: Sequence[tuple[float, float]]) -> tuple[float, ...]:
+    times: list[float] = []
+    start = 0.0
+    for rate, seconds in frame_rates:
+        count = max(1, round(rate * seconds))
+        times.extend(start + round(index * _VFR_CLOCK / rate) / _VFR_CLOCK for index in range(count))
+        start += count / rate
+    return tuple(times)
+
+
+def _pts_expression(frame_times: Sequence[float]) -> str:
+    """A setpts expression (in ticks of ``_VFR_CLOCK``) that stamps frame N with ``frame_times[N]``:
+    one linear piece per run of evenly spaced frames."""
+    runs: list[tuple[int, float, float | None]] = []  # first frame, its time, seconds per frame
+    for index, t in enumerate(frame_times):
+        if runs:
+            first, start, step = runs[-1]
+            if step is None:
+                runs[-1] = (first, start, t - start)  # a run's second frame sets its spacing
+                continue
+            if abs(start + (index - first) * step - t) < 1e-6:
+                continue
+        runs.append((index, t, None))
+    expression = ""
+    for position in reversed(range(len(runs))):
+        first, start, step = runs[position]
+        term = f"round(({start!r}+(N-{first})*{step or 0.0!r})*{_VFR_CLOCK})"
+        expression = f"if(lt(N,{runs[position + 1][0]}),{term},{expression})" if expression else term
+    return expression
 
 
 def _set_rotation(source: Path, target: Path, rotation: int) -> None:

@@ -1,0 +1,65 @@
+"""Frames chosen by their own timestamps: variable frame rates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.analyze import Analyzer
+from pipeline.types import AnalysisConfig
+from pipeline.video import decode_segment, plan_segments, probe, sample_numbers
+from tests.utils.bad_media import VARIABLE_FRAME_RATES
+from tests.utils.media import box_iou, make_face_video, read_frame_code
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize(
+    ("name", "codec"),
+    [
+        ("obs.mkv", "libx264"),  # Matroska: millisecond clock, no per-stream duration
+        ("browser.webm", "libvpx-vp9"),
+        ("phone.mp4", "libx264"),  # the header's average rate is no frame's spacing
+    ],
+)
+def test_variable_frame_rate_samples_the_frame_shown_at_each_time(
+    name: str, codec: str, media_dir: Path
+) -> None:
+    video = make_face_video(media_dir / name, width=320, height=240, codec=codec, frame_code=True,
+                            frame_rates=VARIABLE_FRAME_RATES)
+    config = AnalysisConfig(segment_seconds=2.0)
+    info = probe(video.path, config)
+    assert info.nb_frames == video.frame_count == 90
+    assert info.fps == pytest.approx(video.fps, rel=0.02)  # the average, 22.5
+
+    samples: list[float] = []
+    for plan in plan_segments(info, config):
+        times, frames = decode_segment(video.path, info, plan, config)
+        assert len(frames) == len(plan.frame_times)
+        shown = [video.frame_at(t) for t in times]
+        # The frame returned for each time is the one shown then, and the time is that frame's own.
+        assert [read_frame_code(f) for f in frames] == shown
+        assert times == pytest.approx([video.frame_times[n] for n in shown], abs=1e-3)
+        assert sample_numbers(plan, info) == shown
+        # Every third of a second from the window's start: each sample is the nearest frame.
+        for k, t in enumerate(times):
+            assert abs(t - (plan.start_s + k / config.sample_fps)) <= 0.5 / 15 + 1e-3
+        samples += times
+    # The slow second half is sampled to its end, not refused or cut short.
+    assert len(samples) == 11 and samples[-1] > 3.3
+
+
+def test_variable_frame_rate_faces_are_found_where_they_are(analyzer: Analyzer, media_dir: Path) -> None:
+    video = make_face_video(media_dir / "vfr-face.mp4", width=640, height=360,
+                            frame_rates=VARIABLE_FRAME_RATES)
+    result = analyzer.analyze(video.path)
+    assert len(result.frames) == 11
+    for frame in result.frames:
+        # The frame number is the frame shown at the sample's time (not time × average rate)...
+        assert frame.index == video.frame_at(frame.t)
+        assert frame.t == pytest.approx(video.frame_times[frame.index], abs=1e-3)
+        # ...and the face is where it is in that frame.
+        (face,) = frame.faces
+        (truth,) = video.face_boxes(frame.index)
+        assert box_iou(face.box, truth) > 0.75, (frame.index, face.box, truth)
