@@ -60,6 +60,10 @@ class AnalysisConfig:
     max_duration_s: float = 4 * 3600.0
     max_pixels_per_second: float = 7680 * 4320 * 120.0
     decode_timeout_s: float = 300.0  # per segment
+    # A segment is decoded from the keyframe before its first sample. A file whose keyframes are
+    # further apart than this (seconds of video decoded only to reach a segment) is refused, so
+    # a video costs at most a bounded multiple of one decoding pass, never segments × duration.
+    max_keyframe_lead_s: float = 60.0
     # Grad-CAM heatmaps for this many of each segment's most suspicious faces (0: none); each
     # costs a backward pass.
     explain_top_k: int = 0

@@ -485,6 +485,9 @@ def plan_segments(info: VideoInfo, config: AnalysisConfig | None = None) -> list
     shown from within the window: its time and number are that frame's. With the probe's
     timeline these are the frames' own timestamps, whatever the frame rate does; without it
     (plain ``VideoInfo``), frames are taken to be evenly spaced at ``info.fps``.
+
+    Raises LimitExceededError (``sparse_keyframes``) when a segment would decode more than
+    ``max_keyframe_lead_s`` of video before its first sample.
     """
     config = config or AnalysisConfig()
     if config.segment_seconds <= 0 or config.sample_fps <= 0 or config.max_frames < 1:
@@ -515,6 +518,8 @@ def plan_segments(info: VideoInfo, config: AnalysisConfig | None = None) -> list
             numbers = tuple(frames)
         plans.append(SegmentPlan(index=index, start_s=round(start, 6), end_s=round(end, 6),
                                  frame_times=times, frame_numbers=numbers))
+    if timeline is not None:
+        _check_keyframe_leads(plans, timeline, config)
     return plans
 
 
@@ -540,6 +545,31 @@ def _nearest_frames(
         if not chosen or position > chosen[-1]:
             chosen.append(position)
     return [lo + position for position in chosen]
+
+
+def _check_keyframe_leads(
+    plans: Sequence[SegmentPlan], timeline: FrameTimeline, config: AnalysisConfig
+) -> None:
+    """Refuse a file whose segments would each decode from a keyframe far back: without a
+    keyframe near each segment, every segment re-decodes the video up to it (quadratic cost)."""
+    keyframes = timeline.keyframes
+    if len(keyframes) == 0:
+        return  # the container does not flag keyframes: nothing to go by
+    for plan in plans:
+        if not plan.frame_times:
+            continue
+        first = plan.frame_times[0]
+        before = int(np.searchsorted(keyframes, first + MATCH_BEFORE_S, side="right")) - 1
+        origin = float(keyframes[before]) if before >= 0 else float(timeline.times[0])
+        lead = first - origin
+        if lead > config.max_keyframe_lead_s:
+            raise LimitExceededError(
+                f"keyframes are too far apart: segment {plan.index} ({plan.start_s:g}–{plan.end_s:g} s) "
+                f"would decode {lead:.0f} s of video before its first frame; the limit is "
+                f"{config.max_keyframe_lead_s:g} s (re-encode with a keyframe every few seconds, "
+                "e.g. ffmpeg -g 60)",
+                code="sparse_keyframes",
+            )
 
 
 def _frame_numbers(start: float, end: float, fps: float, count: int, step: float) -> list[int]:

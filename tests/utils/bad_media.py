@@ -1,9 +1,9 @@
 """More kinds of hostile media than ``tests.utils.media.make_bad_media`` makes.
 
-Frame sizes of zero or far past any limit, durations that lie, single frames; and unusual
-videos that must still be analysed: variable frame rates, several video streams. Everything is
-generated here with the system ffmpeg and a few header patches; ``make_hostile_media`` also makes
-every kind of ``make_bad_media``.
+Frame sizes of zero or far past any limit, durations that lie, single frames, keyframes too far
+apart; and unusual videos that must still be analysed: variable frame rates, several video
+streams. Everything is generated here with the system ffmpeg and a few header patches;
+``make_hostile_media`` also makes every kind of ``make_bad_media``.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ HOSTILE_MEDIA_KINDS = (
     "container_claims_ten_hours",
     "single_frame_image",
     "single_frame_video",
+    "sparse_keyframes",
 )
 # Unusual but valid: each must be analysed, not refused.
 VALID_HOSTILE_MEDIA_KINDS = (
@@ -38,6 +39,8 @@ VALID_HOSTILE_MEDIA_KINDS = (
 # A face video at 30 fps for 2 s, then 15 fps for 2 s: screen and browser recorders slow down
 # when the picture does not change.
 VARIABLE_FRAME_RATES = ((30.0, 2.0), (15.0, 2.0))
+# Longer than the default 60 s a segment may decode before its first sample, with one keyframe.
+SPARSE_KEYFRAMES_SECONDS = 80
 
 _MP4_CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"edts", b"minf", b"stbl"}
 
@@ -118,6 +121,7 @@ def make_hostile_media(kind: str, path: str | Path) -> Path:
       hours while its samples still add up to 1 s;
     - ``single_frame_image``: one MJPEG frame in MP4 (a still picture in a video container);
     - ``single_frame_video``: one H.264 frame in MP4;
+    - ``sparse_keyframes``: 80 s of H.264 with a single keyframe, at the start;
 
     and the valid kinds of ``VALID_HOSTILE_MEDIA_KINDS``:
 
@@ -158,6 +162,11 @@ def make_hostile_media(kind: str, path: str | Path) -> Path:
     elif kind == "single_frame_video":
         _run_ffmpeg(["-f", "lavfi", "-i", "testsrc=s=160x120:r=10:d=1", "-frames:v", "1", "-c:v", "libx264",
                      "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4", str(path)])  # fmt: skip
+    elif kind == "sparse_keyframes":
+        _run_ffmpeg(["-f", "lavfi", "-i", f"testsrc=s=160x120:r=10:d={SPARSE_KEYFRAMES_SECONDS}",
+                     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                     "-g", "100000", "-keyint_min", "100000", "-sc_threshold", "0",
+                     "-f", "mp4", str(path)])  # fmt: skip
     elif kind in ("variable_frame_rate_webm", "variable_frame_rate_mkv"):
         webm = kind.endswith("webm")
         source = make_face_video(path.with_name(path.stem + (".vfr.webm" if webm else ".vfr.mkv")),

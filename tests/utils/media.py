@@ -208,6 +208,7 @@ def make_face_video(
     faststart: bool = False,
     travel: float = 1.0,
     frame_rates: Sequence[tuple[float, float]] = (),
+    keyframe_interval: int | None = None,
 ) -> FaceVideo:
     """Encode a video in which ``faces`` (0, 1 or 2) astronaut heads move across the frame.
 
@@ -221,6 +222,8 @@ def make_face_video(
 
     ``frame_rates`` makes a variable frame rate, as screen and browser recorders do: pieces of
     (frames per second, seconds) played one after the other, in place of ``fps`` and ``seconds``.
+    ``keyframe_interval`` puts a keyframe every that many frames and nowhere else (0: the first
+    frame only); by default the encoder chooses.
     """
     if faces not in (0, 1, 2):
         raise ValueError("faces must be 0, 1 or 2")
@@ -261,6 +264,8 @@ def make_face_video(
         if path.suffix.lower() in (".mp4", ".mov", ".m4v"):
             command += ["-video_track_timescale", str(_VFR_CLOCK)]
     command += _encoder_args(codec)
+    if keyframe_interval is not None:
+        command += _keyframe_args(codec, keyframe_interval or frame_count + 1)
     if audio:
         command += ["-c:a", "aac", "-b:a", "64k", "-shortest"]
     if faststart and path.suffix.lower() in (".mp4", ".mov", ".m4v"):
@@ -342,6 +347,14 @@ def _pts_expression(frame_times: Sequence[float]) -> str:
         term = f"round(({start!r}+(N-{first})*{step or 0.0!r})*{_VFR_CLOCK})"
         expression = f"if(lt(N,{runs[position + 1][0]}),{term},{expression})" if expression else term
     return expression
+
+
+def _keyframe_args(codec: str, interval: int) -> list[str]:
+    if codec in ("libx264", "h264"):
+        return ["-g", str(interval), "-keyint_min", str(interval), "-sc_threshold", "0"]
+    if codec in ("libvpx-vp9", "vp9"):
+        return ["-g", str(interval), "-keyint_min", str(interval)]
+    raise ValueError(f"keyframe_interval is not supported for {codec!r}")
 
 
 def _set_rotation(source: Path, target: Path, rotation: int) -> None:

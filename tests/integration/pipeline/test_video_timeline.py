@@ -1,4 +1,4 @@
-"""Frames chosen by their own timestamps: variable frame rates."""
+"""Frames chosen by their own timestamps: variable frame rates, and keyframes too far apart."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from pipeline import errors
 from pipeline.analyze import Analyzer
 from pipeline.types import AnalysisConfig
 from pipeline.video import decode_segment, plan_segments, probe, sample_numbers
 from tests.utils.bad_media import VARIABLE_FRAME_RATES
-from tests.utils.media import box_iou, make_face_video, read_frame_code
+from tests.utils.media import FaceVideo, box_iou, make_face_video, read_frame_code
 
 pytestmark = pytest.mark.integration
 
@@ -63,3 +64,36 @@ def test_variable_frame_rate_faces_are_found_where_they_are(analyzer: Analyzer, 
         (face,) = frame.faces
         (truth,) = video.face_boxes(frame.index)
         assert box_iou(face.box, truth) > 0.75, (frame.index, face.box, truth)
+
+
+@pytest.fixture(scope="module")
+def one_keyframe(media_dir: Path) -> FaceVideo:
+    """12 s whose only keyframe is the first frame, as some browser recordings are."""
+    return make_face_video(media_dir / "one-keyframe.mp4", seconds=12.0, width=320, height=240, fps=25,
+                           frame_code=True, keyframe_interval=0)
+
+
+def test_keyframes_too_far_apart_are_refused_with_a_typed_error(one_keyframe: FaceVideo) -> None:
+    config = AnalysisConfig(segment_seconds=4.0, max_keyframe_lead_s=5.0)
+    info = probe(one_keyframe.path, config)
+    # Segment 2 (8–12 s) would decode 8 s of video to reach its first frame: past the 5 s limit.
+    with pytest.raises(errors.LimitExceededError) as refused:
+        plan_segments(info, config)
+    assert refused.value.code == "sparse_keyframes"
+    assert not refused.value.retryable and refused.value.exit_code == 8
+    assert "segment 2" in refused.value.message and "the limit is 5 s" in refused.value.message
+
+
+def test_keyframes_within_the_limit_decode_every_segment(one_keyframe: FaceVideo, media_dir: Path) -> None:
+    config = AnalysisConfig(segment_seconds=4.0, max_keyframe_lead_s=10.0)
+    info = probe(one_keyframe.path, config)
+    plans = plan_segments(info, config)
+    assert len(plans) == 3
+    for plan in plans:
+        times, frames = decode_segment(one_keyframe.path, info, plan, config)
+        assert [read_frame_code(f) for f in frames] == [round(t * 25) for t in times]
+    # A keyframe every second passes a limit that refuses one keyframe in 12 s.
+    regular = make_face_video(media_dir / "keyframe-every-second.mp4", seconds=12.0, width=320, height=240,
+                              fps=25, keyframe_interval=25)
+    tight = config.replace(max_keyframe_lead_s=1.5)
+    assert len(plan_segments(probe(regular.path, tight), tight)) == 3

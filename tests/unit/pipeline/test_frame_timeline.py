@@ -1,10 +1,11 @@
-"""Plans made from the probe's frame timeline (no ffmpeg): real frame times."""
+"""Plans made from the probe's frame timeline (no ffmpeg): real frame times, keyframe leads."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from pipeline import errors
 from pipeline.types import AnalysisConfig, FrameTimeline, SegmentPlan, VideoInfo
 from pipeline.video import plan_segments, sample_numbers
 
@@ -41,6 +42,17 @@ def test_a_window_where_no_frame_starts_samples_nothing() -> None:
     assert plans[4].frame_numbers == (10, 13, 17)
     numbers = [n for p in plans for n in p.frame_numbers]
     assert numbers == sorted(set(numbers))  # no frame sampled twice
+
+
+def test_keyframes_too_far_apart_are_refused_before_any_decoding() -> None:
+    times = np.arange(0, 180 * 30) / 30
+    with pytest.raises(errors.LimitExceededError, match="keyframes are too far apart") as refused:
+        plan_segments(_info(times, [0.0], 180.0), AnalysisConfig())
+    assert refused.value.code == "sparse_keyframes"
+    assert "segment 7 (70–80 s)" in refused.value.message and "70 s of video" in refused.value.message
+    # Every two seconds, or a container that flags no keyframe at all: planned as usual.
+    assert len(plan_segments(_info(times, times[::60], 180.0), AnalysisConfig())) == 18
+    assert len(plan_segments(_info(times, [], 180.0), AnalysisConfig())) == 18
 
 
 def test_plans_carry_frame_numbers_and_older_plans_still_read() -> None:
