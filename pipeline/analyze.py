@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (segments done, segments in all)
 _STAGE_KEYS = ("decode_s", "detect_s", "classify_s")
+# Chunks of face crops queued for the classifier before detection waits for it.
+MAX_PENDING_CHUNKS = 2
 
 
 class Analyzer:
@@ -74,6 +77,7 @@ class Analyzer:
             min_face_size=self.config.min_face_size,
             det_threshold=self.config.det_threshold,
             batch_size=self.config.batch_size,
+            max_faces=self.config.max_faces_per_frame,
         )
         self.model_info: dict[str, Any] = self.classifier.describe()
         self._gradcam: GradCam | None = None  # built when the first explanation is asked for
@@ -105,8 +109,19 @@ class Analyzer:
         suspicious = TopCrops(config.explain_top_k)
         # Three stages run at once: ffmpeg decodes ahead (its own process), this thread detects
         # faces in the frames already decoded, and a second thread classifies the faces found.
-        pending: list[tuple[Future[tuple[np.ndarray, float]], list[np.ndarray], int]] = []
+        # Crops wait for their scores in ``pending``: at most MAX_PENDING_CHUNKS chunks of them,
+        # so memory stays bounded however many faces the segment holds.
+        pending: deque[tuple[Future[tuple[np.ndarray, float]], list[np.ndarray], int]] = deque()
         faces_so_far = 0
+
+        def collect_oldest() -> None:
+            nonlocal classify_s
+            future, crops, first = pending.popleft()
+            chunk_scores, seconds = future.result()
+            classify_s += seconds
+            scores.append(chunk_scores)
+            suspicious.offer(chunk_scores, crops, first=first)  # keeps only the top few crops
+
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as classify_pool,
             SegmentDecoder(path, info, plan, config) as decoder,
@@ -120,7 +135,7 @@ class Analyzer:
                     break
                 frames = decoder.frames[chunk[0] : chunk[1]]
                 t0 = time.perf_counter()
-                found = self.detector.detect(frames)
+                found = self.detector.detect(frames, max_faces=config.max_faces_per_frame)
                 crops = [
                     crop_face(frame, det.box, size=size, **framing)
                     for frame, dets in zip(frames, found, strict=True)
@@ -131,6 +146,8 @@ class Analyzer:
                     future = classify_pool.submit(self._classify, np.stack(crops))
                     pending.append((future, crops, faces_so_far))
                     faces_so_far += len(crops)
+                while pending and (pending[0][0].done() or len(pending) > MAX_PENDING_CHUNKS):
+                    collect_oldest()
                 quality.merge(measure_segment(
                     frames,
                     [[d.box for d in dets] for dets in found],
@@ -142,11 +159,8 @@ class Analyzer:
                 quality_s += t2 - t1
             times = decoder.times
             decoded_height, decoded_width = decoder.frames.shape[1:3]
-            for future, crops, first in pending:
-                chunk_scores, seconds = future.result()
-                classify_s += seconds
-                scores.append(chunk_scores)
-                suspicious.offer(chunk_scores, crops, first=first)
+            while pending:
+                collect_oldest()
         t0 = time.perf_counter()
         track_ids = link_tracks(
             [[d.box for d in dets] for dets in detections], iou_threshold=config.track_iou

@@ -64,6 +64,9 @@ class AnalysisConfig:
     # further apart than this (seconds of video decoded only to reach a segment) is refused, so
     # a video costs at most a bounded multiple of one decoding pass, never segments × duration.
     max_keyframe_lead_s: float = 60.0
+    # Faces kept per frame, the largest first: bounds detection, classification and memory
+    # whatever a frame holds (a crowd, a mosaic of faces).
+    max_faces_per_frame: int = 16
     # Grad-CAM heatmaps for this many of each segment's most suspicious faces (0: none); each
     # costs a backward pass.
     explain_top_k: int = 0

@@ -2,8 +2,8 @@
 
 Frame sizes of zero or far past any limit, durations that lie, single frames, keyframes too far
 apart; and unusual videos that must still be analysed: variable frame rates, several video
-streams. Everything is generated here with the system ffmpeg and a few header patches;
-``make_hostile_media`` also makes every kind of ``make_bad_media``.
+streams, a crowd of faces in every frame. Everything is generated here with the system ffmpeg and
+a few header patches; ``make_hostile_media`` also makes every kind of ``make_bad_media``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.utils.media import BAD_MEDIA_KINDS, _run_ffmpeg, make_bad_media, make_face_video
+from tests.utils.media import BAD_MEDIA_KINDS, _run_ffmpeg, make_bad_media, make_face_video, make_mosaic_video
 
 __all__ = ["HOSTILE_MEDIA_KINDS", "TEN_HOURS_S", "VALID_HOSTILE_MEDIA_KINDS", "make_hostile_media"]
 
@@ -35,6 +35,7 @@ VALID_HOSTILE_MEDIA_KINDS = (
     "variable_frame_rate_mkv",
     "small_stream_first",
     "still_stream_first",
+    "many_faces",
 )
 # A face video at 30 fps for 2 s, then 15 fps for 2 s: screen and browser recorders slow down
 # when the picture does not change.
@@ -128,7 +129,8 @@ def make_hostile_media(kind: str, path: str | Path) -> Path:
     - ``variable_frame_rate_webm`` (VP9) and ``variable_frame_rate_mkv`` (H.264): a face at
       ``VARIABLE_FRAME_RATES``, every frame's index in its top-left corner;
     - ``small_stream_first``: a 64×64 test pattern, then a 320×240 face video, in one MP4;
-    - ``still_stream_first``: one 640×480 MJPEG frame, then a 320×240 face video, in one MKV.
+    - ``still_stream_first``: one 640×480 MJPEG frame, then a 320×240 face video, in one MKV;
+    - ``many_faces``: 1280×720, 50 faces in every frame.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +188,9 @@ def make_hostile_media(kind: str, path: str | Path) -> Path:
         _run_ffmpeg([*first, "-i", str(face.path), "-map", "0:v", "-map", "1:v", *codecs, "-c:v:1", "copy",
                      "-f", container, str(path)])  # fmt: skip
         face.path.unlink()
+    elif kind == "many_faces":
+        source, _ = make_mosaic_video(path.with_name(path.stem + ".mosaic.mp4"), seconds=2.0, fps=5.0)
+        source.replace(path)
     else:
         kinds = ", ".join((*HOSTILE_MEDIA_KINDS, *VALID_HOSTILE_MEDIA_KINDS))
         raise ValueError(f"unknown hostile media kind {kind!r}; use one of {kinds}")

@@ -25,8 +25,10 @@ __all__ = [
     "FRAME_CODE_BITS",
     "FaceVideo",
     "box_iou",
+    "face_mosaic",
     "make_bad_media",
     "make_face_video",
+    "make_mosaic_video",
     "read_frame_code",
 ]
 
@@ -355,6 +357,52 @@ def _keyframe_args(codec: str, interval: int) -> list[str]:
     if codec in ("libvpx-vp9", "vp9"):
         return ["-g", str(interval), "-keyint_min", str(interval)]
     raise ValueError(f"keyframe_interval is not supported for {codec!r}")
+
+
+def face_mosaic(
+    width: int, height: int, *, patch_height: int, shift: int = 0
+) -> tuple[np.ndarray, list[Box]]:
+    """A frame tiled with astronaut heads ``patch_height`` pixels tall, like a crowd or a grid of
+    video-call tiles, moved ``shift`` pixels right; and the face box of every head (x1, y1, x2, y2)."""
+    patch = _head_patch(patch_height, False)
+    frame = _background(width, height)
+    scale = patch_height / (_HEAD_ROWS.stop - _HEAD_ROWS.start)
+    fx1, fy1, fx2, fy2 = ASTRONAUT_FACE_BOX
+    boxes: list[Box] = []
+    ph, pw = patch.shape[:2]
+    for top in range(0, height - ph + 1, ph):
+        for left in range(shift, width - pw + 1, pw):
+            frame[top : top + ph, left : left + pw] = patch
+            boxes.append((left + fx1 * scale, top + fy1 * scale, left + fx2 * scale, top + fy2 * scale))
+    return frame, boxes
+
+
+def make_mosaic_video(
+    path: str | Path, *, seconds: float = 2.0, width: int = 1280, height: int = 720, fps: float = 10.0,
+    patch_height: int = 140,
+) -> tuple[Path, int]:
+    """Encode ``face_mosaic`` frames drifting right a pixel a frame; returns the path and the
+    number of faces in each frame."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame_count = max(2, round(seconds * fps))
+    command = [
+        _ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "pipe:0",
+        *_encoder_args("libx264"), str(path),
+    ]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdin is not None and process.stderr is not None
+    faces = 0
+    for index in range(frame_count):
+        frame, boxes = face_mosaic(width, height, patch_height=patch_height, shift=index % 8)
+        faces = len(boxes)
+        process.stdin.write(frame.tobytes())
+    process.stdin.close()
+    stderr = process.stderr.read().decode(errors="replace")
+    if process.wait(timeout=600) != 0:
+        raise RuntimeError(f"ffmpeg failed to encode {path.name}: {stderr.strip()[-500:]}")
+    return path, faces
 
 
 def _set_rotation(source: Path, target: Path, rotation: int) -> None:

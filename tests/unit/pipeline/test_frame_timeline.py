@@ -1,4 +1,4 @@
-"""Plans made from the probe's frame timeline (no ffmpeg): real frame times, keyframe leads."""
+"""Plans made from the probe's frame timeline (no ffmpeg): real frame times, keyframe leads, face caps."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from pipeline import errors
+from pipeline.faces import Detection, largest_faces
 from pipeline.types import AnalysisConfig, FrameTimeline, SegmentPlan, VideoInfo
 from pipeline.video import plan_segments, sample_numbers
 
@@ -68,3 +69,14 @@ def test_video_info_is_stored_without_its_timeline() -> None:
     stored = info.to_dict()
     assert "timeline" not in stored
     assert VideoInfo(**stored) == info and VideoInfo(**stored).timeline is None
+
+
+def _face(x1: float, y1: float, size: float, score: float = 0.99) -> Detection:
+    return Detection((x1, y1, x1 + size, y1 + size), score, ())
+
+
+def test_largest_faces_keeps_the_biggest_first() -> None:
+    faces = [_face(0, 0, 30), _face(100, 0, 80), _face(200, 0, 50), _face(300, 0, 80, score=0.999)]
+    kept = largest_faces(faces, 3)
+    assert [(d.box[2] - d.box[0], d.score) for d in kept] == [(80, 0.999), (80, 0.99), (50, 0.99)]
+    assert largest_faces(faces, 10) == sorted(faces, key=lambda d: -(d.box[2] - d.box[0]) - d.score)
