@@ -112,8 +112,6 @@ class VideoInfo:
     stream_index: int | None = None
     # The file's start time, which frame times are measured from; None: unknown (an older probe).
     start_time_s: float | None = None
-    # Longest stretch between two keyframes, in seconds (None: the container does not say).
-    keyframe_gap_s: float | None = None
     # Every frame's time, for planning; kept by the probe's caller only, never stored.
     timeline: FrameTimeline | None = field(default=None, compare=False, repr=False)
 
@@ -130,16 +128,22 @@ class SegmentPlan:
     # Each sampled frame's number in the stream; empty in plans made before frames were counted
     # (then the number is the time times the frame rate).
     frame_numbers: tuple[int, ...] = ()
+    # Where decoding starts: ffmpeg seeks to this time, which lands on a keyframe at or before
+    # the first sample (0: from the start). None: the planner did not know the keyframes.
+    seek_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "start_s": self.start_s, "end_s": self.end_s,
-                "frame_times": list(self.frame_times), "frame_numbers": list(self.frame_numbers)}
+                "frame_times": list(self.frame_times), "frame_numbers": list(self.frame_numbers),
+                "seek_s": self.seek_s}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SegmentPlan:
+        seek = doc.get("seek_s")
         return cls(int(doc["index"]), float(doc["start_s"]), float(doc["end_s"]),
                    tuple(float(t) for t in doc["frame_times"]),
-                   tuple(int(n) for n in doc.get("frame_numbers") or ()))
+                   tuple(int(n) for n in doc.get("frame_numbers") or ()),
+                   None if seek is None else float(seek))
 
 
 @dataclass

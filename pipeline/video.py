@@ -66,6 +66,11 @@ MIN_FRAME_GAP_S = 0.001
 MATCH_BEFORE_S = 0.0006
 # The decoder seeks this far past the first sample: to the keyframe at or before that frame.
 SEEK_PAST_S = 0.0001
+# Containers without an index that ffmpeg seeks in by bisecting timestamps (MPEG-TS and -PS): the
+# seek may land just past the keyframe asked for, where the frames up to the next keyframe cannot
+# be decoded, so they are sought this much before it. The others land on that keyframe.
+BISECTED_FORMATS = frozenset({"mpegts", "mpegtsraw", "mpeg", "mpegvideo"})
+BISECTED_SEEK_MARGIN_S = 1.0
 # Decoding stops this long after the last sample's time when frames are missing.
 DECODE_PAST_LAST_S = 1.0
 # Codecs of still pictures: ffprobe reports an image as a one-frame stream of one of these.
@@ -506,21 +511,43 @@ def plan_segments(info: VideoInfo, config: AnalysisConfig | None = None) -> list
     plans = []
     for index, (start, end) in enumerate(bounds):
         count, step = _sample_step(end - start, config)
+        seek = None
         if timeline is not None:
             first = 0 if index == 0 else None
             last = len(timeline) if index == len(bounds) - 1 else None
             positions = _nearest_frames(timeline.times, start, end, count, step, first=first, last=last)
             times = tuple(round(float(timeline.times[p]), 6) for p in positions)
             numbers = tuple(int(timeline.numbers[p]) for p in positions)
+            seek = _seek_point(timeline, times[0], info.format_name) if times else None
         else:
             frames = _frame_numbers(start, end, info.fps, count, step)
             times = tuple(round(n / info.fps, 6) for n in frames)
             numbers = tuple(frames)
         plans.append(SegmentPlan(index=index, start_s=round(start, 6), end_s=round(end, 6),
-                                 frame_times=times, frame_numbers=numbers))
+                                 frame_times=times, frame_numbers=numbers, seek_s=seek))
     if timeline is not None:
         _check_keyframe_leads(plans, timeline, config)
     return plans
+
+
+def _keyframe_before(timeline: FrameTimeline, t: float) -> int | None:
+    """Position in ``timeline.keyframes`` of the last keyframe at or before ``t``; None if none."""
+    before = int(np.searchsorted(timeline.keyframes, t + MATCH_BEFORE_S, side="right")) - 1
+    return before if before >= 0 else None
+
+
+def _seek_point(timeline: FrameTimeline, first: float, format_name: str) -> float | None:
+    """Where the decoder of a segment whose first sample is shown at ``first`` seeks to."""
+    if len(timeline.keyframes) == 0:
+        return None  # unknown: the decoder seeks just past the first sample
+    before = _keyframe_before(timeline, first)
+    if before is None or before == 0:
+        # From the first keyframe: decoding from the start costs the same, and some demuxers
+        # (FLV) seek badly to their very beginning.
+        return 0.0
+    if BISECTED_FORMATS & set(format_name.split(",")):
+        return round(max(0.0, float(timeline.keyframes[before]) - BISECTED_SEEK_MARGIN_S), 6)
+    return round(first + SEEK_PAST_S, 6)
 
 
 def _nearest_frames(
@@ -552,16 +579,14 @@ def _check_keyframe_leads(
 ) -> None:
     """Refuse a file whose segments would each decode from a keyframe far back: without a
     keyframe near each segment, every segment re-decodes the video up to it (quadratic cost)."""
-    keyframes = timeline.keyframes
-    if len(keyframes) == 0:
+    if len(timeline.keyframes) == 0:
         return  # the container does not flag keyframes: nothing to go by
     for plan in plans:
         if not plan.frame_times:
             continue
         first = plan.frame_times[0]
-        before = int(np.searchsorted(keyframes, first + MATCH_BEFORE_S, side="right")) - 1
-        origin = float(keyframes[before]) if before >= 0 else float(timeline.times[0])
-        lead = first - origin
+        before = _keyframe_before(timeline, first)
+        lead = first - float(timeline.keyframes[before] if before is not None else timeline.times[0])
         if lead > config.max_keyframe_lead_s:
             raise LimitExceededError(
                 f"keyframes are too far apart: segment {plan.index} ({plan.start_s:g}–{plan.end_s:g} s) "
@@ -687,11 +712,13 @@ class SegmentDecoder:
         # start; for an older probe that did not record it, ffmpeg shifts the clock to zero.
         clock = ["-copyts"] if info.start_time_s is not None else ["-copyts", "-start_at_zero"]
         offset = info.start_time_s or 0.0
-        seek: list[str] = []
-        if sample_numbers(self.plan, info)[0] > 0:
-            # Just past the first sample: the demuxer goes back to the keyframe before it, and every
-            # frame from there on reaches the select filter (which drops all but the samples).
-            seek = ["-noaccurate_seek", "-ss", f"{times[0] + SEEK_PAST_S:.6f}"]
+        # The demuxer goes back to the keyframe before the seek point, and every frame from there
+        # on reaches the select filter (which drops all but the samples). Plans that do not say
+        # where to seek: just past the first sample.
+        seek_to = self.plan.seek_s
+        if seek_to is None:
+            seek_to = times[0] + SEEK_PAST_S if sample_numbers(self.plan, info)[0] > 0 else 0.0
+        seek = ["-noaccurate_seek", "-ss", f"{seek_to:.6f}"] if seek_to > 0 else []
         wanted = "+".join(
             f"gte(t,{at:.6f})*not(gte(prev_t,{at:.6f}))"
             for at in (t + offset - MATCH_BEFORE_S for t in times)

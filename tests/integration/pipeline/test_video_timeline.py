@@ -11,7 +11,7 @@ from pipeline.analyze import Analyzer
 from pipeline.types import AnalysisConfig
 from pipeline.video import decode_segment, plan_segments, probe, sample_numbers
 from tests.utils.bad_media import VARIABLE_FRAME_RATES
-from tests.utils.media import FaceVideo, box_iou, make_face_video, read_frame_code
+from tests.utils.media import FaceVideo, _run_ffmpeg, box_iou, make_face_video, read_frame_code
 
 pytestmark = pytest.mark.integration
 
@@ -49,6 +49,23 @@ def test_variable_frame_rate_samples_the_frame_shown_at_each_time(
         samples += times
     # The slow second half is sampled to its end, not refused or cut short.
     assert len(samples) == 11 and samples[-1] > 3.3
+
+
+@pytest.mark.parametrize("container", ["mpegts", "flv", "mov"])
+def test_every_container_decodes_the_frames_its_plan_names(container: str, media_dir: Path) -> None:
+    # Three rates and a keyframe every 15 frames; MPEG-TS starts its clock at 1.4 s and is sought
+    # in by bisection, FLV at 0.07 s.
+    video = make_face_video(media_dir / f"rates-{container}.mkv", width=320, height=240, frame_code=True,
+                            frame_rates=((30.0, 2.0), (10.0, 2.0), (24.0, 2.0)), keyframe_interval=15)
+    path = media_dir / f"rates.{container}"
+    _run_ffmpeg(["-i", str(video.path), "-c", "copy", "-f", container, str(path)])
+    config = AnalysisConfig(segment_seconds=0.5, sample_fps=7.0)
+    info = probe(path, config)
+    for plan in plan_segments(info, config):
+        times, frames = decode_segment(path, info, plan, config)
+        assert [read_frame_code(f) for f in frames] == [video.frame_at(t) for t in times] == list(
+            plan.frame_numbers
+        ), plan.index
 
 
 def test_variable_frame_rate_faces_are_found_where_they_are(analyzer: Analyzer, media_dir: Path) -> None:

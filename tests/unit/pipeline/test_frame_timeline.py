@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -54,6 +56,21 @@ def test_keyframes_too_far_apart_are_refused_before_any_decoding() -> None:
     # Every two seconds, or a container that flags no keyframe at all: planned as usual.
     assert len(plan_segments(_info(times, times[::60], 180.0), AnalysisConfig())) == 18
     assert len(plan_segments(_info(times, [], 180.0), AnalysisConfig())) == 18
+
+
+def test_segments_seek_to_their_keyframe_or_before_it_where_seeking_bisects() -> None:
+    times = np.arange(0, 12 * 25) / 25
+    keyframes = times[::50]  # every 2 s
+    config = AnalysisConfig(segment_seconds=3.0)
+    indexed = plan_segments(_info(times, keyframes, 12.0), config)
+    # From the start while the first keyframe is the one before, then just past the first sample
+    # (the demuxer's index goes back to the keyframe).
+    assert [p.seek_s for p in indexed] == [0.0, 3.0001, 6.0001, 9.0001]
+    bisected = plan_segments(replace(_info(times, keyframes, 12.0), format_name="mpegts"), config)
+    # MPEG-TS has no index: a second before the keyframe, so a seek landing late still finds it.
+    assert [p.seek_s for p in bisected] == [0.0, 1.0, 5.0, 7.0]
+    # A container that flags no keyframe: the decoder seeks just past the first sample itself.
+    assert {p.seek_s for p in plan_segments(_info(times, [], 12.0), config)} == {None}
 
 
 def test_plans_carry_frame_numbers_and_older_plans_still_read() -> None:
