@@ -87,6 +87,8 @@ class Settings(BaseSettings):
     default_sample_fps: float = Field(default=3.0, gt=0)
     default_segment_seconds: float = Field(default=10.0, gt=0)
     max_frames_per_segment: int = Field(default=32, ge=1, le=1024)
+    # Faces analysed per frame, the largest first: a crowd costs no more than this many faces.
+    max_faces_per_frame: int = Field(default=16, ge=1, le=256)
     min_sample_fps: float = Field(default=0.1, gt=0)
     max_sample_fps: float = Field(default=30.0, gt=0)
     min_segment_seconds: float = Field(default=1.0, gt=0)

@@ -23,6 +23,10 @@ _CELL = 12.0
 _STRIDE = 2.0
 _PNET_BATCH_PIXELS = 48_000_000  # frames per P-net call are capped so activations stay bounded
 _CROP_BATCH = 2048
+# Candidates cropped and run through R-net or O-net at a time. A busy frame (a crowd, a mosaic of
+# faces) yields thousands; run at once, O-net's activations alone took gigabytes. Per batch they
+# stay under 200 MB whatever the input.
+_CANDIDATE_BATCH = 256
 # Bilinear samples per output pixel and axis when cropping candidates: 2×2 averaged samples are
 # close to an area resize for the box sizes that matter, at a fraction of the cost of adaptive.
 _CROP_SAMPLES = 2
@@ -234,12 +238,22 @@ class Cascade:
         boxes = _square(_regress(candidates[:, :4], candidates[:, 5:9], inclusive=False))
         return torch.cat([boxes, candidates[:, 4:5]], dim=1), frame_index
 
+    def _in_batches(
+        self, net: nn.Module, source: _CropSource, boxes: torch.Tensor, frame_index: torch.Tensor, size: int
+    ) -> list[torch.Tensor]:
+        """``net`` on size×size crops of every candidate, ``_CANDIDATE_BATCH`` at a time; its
+        outputs (small per candidate) concatenated."""
+        outputs: list[list[torch.Tensor]] = []
+        for start in range(0, len(boxes), _CANDIDATE_BATCH):
+            part = slice(start, start + _CANDIDATE_BATCH)
+            crops = _normalise(source.crop(frame_index[part], boxes[part], size))
+            outputs.append([out.float() for out in net(crops.contiguous(memory_format=torch.channels_last))])
+        return [torch.cat(parts) for parts in zip(*outputs, strict=True)]
+
     def _refine(
         self, source: _CropSource, boxes: torch.Tensor, frame_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        crops = _normalise(source.crop(frame_index, boxes, 24))
-        crops = crops.contiguous(memory_format=torch.channels_last)
-        offsets, probs = (out.float() for out in self.rnet(crops))
+        offsets, probs = self._in_batches(self.rnet, source, boxes, frame_index, 24)
         score = probs[:, 1]
         passed = score > self.thresholds[1]
         keep = passed.nonzero().flatten()
@@ -251,10 +265,7 @@ class Cascade:
     def _output(
         self, source: _CropSource, boxes: torch.Tensor, frame_index: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        crops = _normalise(source.crop(frame_index, boxes, 48))
-        offsets, points, probs = (
-            out.float() for out in self.onet(crops.contiguous(memory_format=torch.channels_last))
-        )
+        offsets, points, probs = self._in_batches(self.onet, source, boxes, frame_index, 48)
         score = probs[:, 1]
         passed = score > self.thresholds[2]
         boxes, frame_index = boxes[passed, :4], frame_index[passed]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
@@ -35,7 +36,7 @@ from pipeline.types import (
     VideoInfo,
     VideoResult,
 )
-from pipeline.video import SegmentDecoder, frame_number, plan_segments, probe
+from pipeline.video import SegmentDecoder, plan_segments, probe, sample_numbers
 
 __all__ = ["Analyzer", "ProgressCallback", "analyze"]
 
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (segments done, segments in all)
 _STAGE_KEYS = ("decode_s", "detect_s", "classify_s")
+# Chunks of face crops queued for the classifier before detection waits for it.
+MAX_PENDING_CHUNKS = 2
 
 
 class Analyzer:
@@ -76,6 +79,7 @@ class Analyzer:
             min_face_size=self.config.min_face_size,
             det_threshold=self.config.det_threshold,
             batch_size=self.config.batch_size,
+            max_faces=self.config.max_faces_per_frame,
         )
         self.model_info: dict[str, Any] = self.classifier.describe()
         self._gradcam: GradCam | None = None  # built when the first explanation is asked for
@@ -107,8 +111,19 @@ class Analyzer:
         suspicious = TopCrops(config.explain_top_k)
         # Three stages run at once: ffmpeg decodes ahead (its own process), this thread detects
         # faces in the frames already decoded, and a second thread classifies the faces found.
-        pending: list[tuple[Future[tuple[np.ndarray, float]], list[np.ndarray], int]] = []
+        # Crops wait for their scores in ``pending``: at most MAX_PENDING_CHUNKS chunks of them,
+        # so memory stays bounded however many faces the segment holds.
+        pending: deque[tuple[Future[tuple[np.ndarray, float]], list[np.ndarray], int]] = deque()
         faces_so_far = 0
+
+        def collect_oldest() -> None:
+            nonlocal classify_s
+            future, crops, first = pending.popleft()
+            chunk_scores, seconds = future.result()
+            classify_s += seconds
+            scores.append(chunk_scores)
+            suspicious.offer(chunk_scores, crops, first=first)  # keeps only the top few crops
+
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as classify_pool,
             SegmentDecoder(path, info, plan, config) as decoder,
@@ -122,7 +137,7 @@ class Analyzer:
                     break
                 frames = decoder.frames[chunk[0] : chunk[1]]
                 t0 = time.perf_counter()
-                found = self.detector.detect(frames)
+                found = self.detector.detect(frames, max_faces=config.max_faces_per_frame)
                 crops = [
                     crop_face(frame, det.box, size=size, **framing)
                     for frame, dets in zip(frames, found, strict=True)
@@ -133,6 +148,8 @@ class Analyzer:
                     future = classify_pool.submit(self._classify, np.stack(crops))
                     pending.append((future, crops, faces_so_far))
                     faces_so_far += len(crops)
+                while pending and (pending[0][0].done() or len(pending) > MAX_PENDING_CHUNKS):
+                    collect_oldest()
                 quality.merge(measure_segment(
                     frames,
                     [[d.box for d in dets] for dets in found],
@@ -144,11 +161,8 @@ class Analyzer:
                 quality_s += t2 - t1
             times = decoder.times
             decoded_height, decoded_width = decoder.frames.shape[1:3]
-            for future, crops, first in pending:
-                chunk_scores, seconds = future.result()
-                classify_s += seconds
-                scores.append(chunk_scores)
-                suspicious.offer(chunk_scores, crops, first=first)
+            while pending:
+                collect_oldest()
         t0 = time.perf_counter()
         track_ids = link_tracks(
             [[d.box for d in dets] for dets in detections], iou_threshold=config.track_iou
@@ -165,7 +179,8 @@ class Analyzer:
         frame_results: list[FrameResult] = []
         explanations: list[FaceExplanation] = []
         position = 0
-        for t, dets, ids in zip(times, detections, track_ids, strict=True):
+        numbers = sample_numbers(plan, info)[: len(times)]
+        for t, number, dets, ids in zip(times, numbers, detections, track_ids, strict=True):
             faces = []
             for det, track_id in zip(dets, ids, strict=True):
                 x1, y1, x2, y2 = det.box
@@ -179,12 +194,12 @@ class Analyzer:
                     heatmap_jpeg, crop_jpeg = explained[position]
                     face = faces[-1]
                     explanations.append(FaceExplanation(
-                        frame_index=_frame_index(t, info.fps), t=t, face=len(faces) - 1, track=track_id,
+                        frame_index=number, t=t, face=len(faces) - 1, track=track_id,
                         score=face.score, box=face.box, heatmap_jpeg=heatmap_jpeg, crop_jpeg=crop_jpeg,
                     ))
                 position += 1
             frame_results.append(FrameResult(
-                index=_frame_index(t, info.fps),
+                index=number,
                 t=t,
                 score=aggregate.frame_score(f.score for f in faces),
                 faces=faces,
@@ -310,10 +325,6 @@ def _set_cpu_threads(requested: int) -> None:
     threads = requested if requested > 0 else _half_the_cores()
     if torch.get_num_threads() != threads:
         torch.set_num_threads(threads)
-
-
-def _frame_index(t: float, fps: float) -> int:
-    return frame_number(t, fps)  # plans sample whole frames
 
 
 def analyze(

@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"length of a segment (default {defaults.segment_seconds:g})")
     parser.add_argument("--max-frames", type=int, default=None,
                         help=f"most frames sampled per segment (default {defaults.max_frames})")
+    parser.add_argument("--max-faces", type=int, default=None,
+                        help="faces analysed per frame, the largest first "
+                        f"(default {defaults.max_faces_per_frame})")
     parser.add_argument("--aggregation", choices=("mean", "confident"), default=None,
                         help="how frame scores make segment and video scores (default mean)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
@@ -62,10 +65,13 @@ def _config_from(args: argparse.Namespace) -> AnalysisConfig:
         raise ValueError("--segment-seconds must be between 1 and 600")
     if args.max_frames is not None and not 1 <= args.max_frames <= 1000:
         raise ValueError("--max-frames must be between 1 and 1000")
+    if args.max_faces is not None and not 1 <= args.max_faces <= 256:
+        raise ValueError("--max-faces must be between 1 and 256")
     return AnalysisConfig().replace(
         sample_fps=args.sample_fps,
         segment_seconds=args.segment_seconds,
         max_frames=args.max_frames,
+        max_faces_per_frame=args.max_faces,
         aggregation=args.aggregation,
     )
 

@@ -2,7 +2,8 @@
 
 Detection runs on a copy of each frame scaled so its long side is ``detect_long_side`` (MTCNN's
 cost grows with pixels, while a face worth classifying stays findable at that size); boxes and
-landmarks are mapped back to the frame's own pixels.
+landmarks are mapped back to the frame's own pixels. At most ``max_faces`` faces are kept per
+frame, the largest first, so a crowd costs no more to classify than a few faces.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "Detection",
     "FaceDetector",
     "box_iou",
+    "largest_faces",
     "link_segment_tracks",
     "link_tracks",
 ]
@@ -47,6 +49,16 @@ class Detection:
     @property
     def size(self) -> float:
         return max(self.box[2] - self.box[0], self.box[3] - self.box[1])
+
+
+def largest_faces(detections: Sequence[Detection], limit: int) -> list[Detection]:
+    """The ``limit`` largest detections (by box area; the likelier first among equals), largest
+    first. The largest faces are the ones a viewer sees and the ones with pixels enough to judge."""
+    ranked = sorted(
+        detections,
+        key=lambda d: (-max(d.box[2] - d.box[0], 0.0) * max(d.box[3] - d.box[1], 0.0), -d.score),
+    )
+    return ranked[: max(0, limit)]
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -193,6 +205,7 @@ class FaceDetector:
         min_face_size: float = 20.0,
         det_threshold: float = 0.95,
         batch_size: int = 32,
+        max_faces: int = 16,
     ) -> None:
         import torch
         from facenet_pytorch import ONet, PNet, RNet
@@ -204,6 +217,7 @@ class FaceDetector:
         self.min_face_size = float(min_face_size)
         self.det_threshold = float(det_threshold)
         self.batch_size = max(1, batch_size)
+        self.max_faces = max(1, max_faces)
         # facenet-pytorch's trained nets (their weights ship inside the wheel), run by our batched
         # cascade; on CUDA in half precision like the classifier.
         nets = [net.to(self.device) for net in (PNet(), RNet(), ONet())]
@@ -212,12 +226,14 @@ class FaceDetector:
             nets = [net.half() for net in nets]
         self._cascade = Cascade(*nets)
 
-    def detect(self, frames: np.ndarray) -> list[list[Detection]]:
+    def detect(self, frames: np.ndarray, *, max_faces: int | None = None) -> list[list[Detection]]:
         """Faces in each of ``frames`` (N×H×W×3 uint8 RGB), boxes in the frames' own pixels.
 
         Faces smaller than ``min_face_size`` pixels in the detection copy, or less likely than
-        ``det_threshold``, are dropped.
+        ``det_threshold``, are dropped; of the rest, the ``max_faces`` largest are kept (the
+        detector's own unless given), largest first.
         """
+        limit = self.max_faces if max_faces is None else max(1, max_faces)
         if frames.ndim != 4 or frames.shape[-1] != 3:
             raise ValueError(f"expected frames (N, H, W, 3), got shape {frames.shape}")
         if len(frames) == 0:
@@ -238,9 +254,8 @@ class FaceDetector:
             found = self._cascade(small, min_face_size=mtcnn_min, device=self.device, dtype=self._dtype)
             sx, sy = width / small_w, height / small_h
             for boxes, probs, marks in zip(found.boxes, found.probs, found.landmarks, strict=True):
-                results.append(
-                    self._frame_detections(boxes.numpy(), probs.numpy(), marks.numpy(), sx, sy)
-                )
+                found_here = self._frame_detections(boxes.numpy(), probs.numpy(), marks.numpy(), sx, sy)
+                results.append(largest_faces(found_here, limit))
         return results
 
     def _frame_detections(

@@ -90,9 +90,9 @@ def collect_suspicious_faces(
     pixels: dict[int, np.ndarray] = {}
     for fi in frames_needed:
         frame = result.frames[fi]
-        # Start half a frame early so the seek lands exactly on the analysed frame.
-        start = max(0.0, (frame.index - 0.5) / info.fps)
-        plan = SegmentPlan(index=-1, start_s=start, end_s=start + 1.0 / info.fps, frame_times=(frame.t,))
+        # The frame's own time and number: the decoder seeks to it and selects it by its timestamp.
+        plan = SegmentPlan(index=-1, start_s=frame.t, end_s=frame.t, frame_times=(frame.t,),
+                           frame_numbers=(frame.index,))
         try:
             _, decoded = decode_segment(video_path, info, plan, config)
         except PipelineError:

@@ -5,14 +5,17 @@ No torch here: the worker's persistence layer and the API can read these shapes 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal
+
+import numpy as np
 
 __all__ = [
     "AnalysisConfig",
     "FaceExplanation",
     "FaceResult",
     "FrameResult",
+    "FrameTimeline",
     "SegmentPlan",
     "SegmentResult",
     "TrackResult",
@@ -59,6 +62,13 @@ class AnalysisConfig:
     max_duration_s: float = 4 * 3600.0
     max_pixels_per_second: float = 7680 * 4320 * 120.0
     decode_timeout_s: float = 300.0  # per segment
+    # A segment is decoded from the keyframe before its first sample. A file whose keyframes are
+    # further apart than this (seconds of video decoded only to reach a segment) is refused, so
+    # a video costs at most a bounded multiple of one decoding pass, never segments × duration.
+    max_keyframe_lead_s: float = 60.0
+    # Faces kept per frame, the largest first: bounds detection, classification and memory
+    # whatever a frame holds (a crowd, a mosaic of faces).
+    max_faces_per_frame: int = 16
     # Grad-CAM heatmaps for this many of each segment's most suspicious faces (0: none); each
     # costs a backward pass.
     explain_top_k: int = 0
@@ -69,10 +79,28 @@ class AnalysisConfig:
         return AnalysisConfig(**values)
 
 
+@dataclass(frozen=True, eq=False)
+class FrameTimeline:
+    """When each frame of the analysed stream is shown, read from the container by the probe.
+
+    ``times``: seconds from the start of the file, increasing, frames less than a millisecond
+    after the previous one left out (they cannot be told apart by time); ``numbers``: each
+    one's position among all the stream's frames; ``keyframes``: times of the frames decoding
+    can start from (empty when the container does not say).
+    """
+
+    times: np.ndarray  # float64
+    numbers: np.ndarray  # int64
+    keyframes: np.ndarray  # float64
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
 @dataclass(frozen=True)
 class VideoInfo:
     duration_s: float
-    fps: float
+    fps: float  # average: frames over duration (frames are chosen by their times, not by rate)
     width: int  # as displayed (rotation applied)
     height: int
     codec: str
@@ -82,9 +110,15 @@ class VideoInfo:
     size_bytes: int = 0
     has_audio: bool = False
     bit_rate: int | None = None
+    # The video stream analysed (ffmpeg's index among all the file's streams); None: the first.
+    stream_index: int | None = None
+    # The file's start time, which frame times are measured from; None: unknown (an older probe).
+    start_time_s: float | None = None
+    # Every frame's time, for planning; kept by the probe's caller only, never stored.
+    timeline: FrameTimeline | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "timeline"}
 
 
 @dataclass(frozen=True)
@@ -93,15 +127,25 @@ class SegmentPlan:
     start_s: float
     end_s: float
     frame_times: tuple[float, ...]  # presentation times of the frames this segment samples
+    # Each sampled frame's number in the stream; empty in plans made before frames were counted
+    # (then the number is the time times the frame rate).
+    frame_numbers: tuple[int, ...] = ()
+    # Where decoding starts: ffmpeg seeks to this time, which lands on a keyframe at or before
+    # the first sample (0: from the start). None: the planner did not know the keyframes.
+    seek_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "start_s": self.start_s, "end_s": self.end_s,
-                "frame_times": list(self.frame_times)}
+                "frame_times": list(self.frame_times), "frame_numbers": list(self.frame_numbers),
+                "seek_s": self.seek_s}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SegmentPlan:
+        seek = doc.get("seek_s")
         return cls(int(doc["index"]), float(doc["start_s"]), float(doc["end_s"]),
-                   tuple(float(t) for t in doc["frame_times"]))
+                   tuple(float(t) for t in doc["frame_times"]),
+                   tuple(int(n) for n in doc.get("frame_numbers") or ()),
+                   None if seek is None else float(seek))
 
 
 @dataclass

@@ -40,6 +40,7 @@ def analysis_config(settings: Settings, options: dict[str, Any] | None = None) -
         sample_fps=float(options.get("sample_fps", settings.default_sample_fps)),
         segment_seconds=float(options.get("segment_seconds", settings.default_segment_seconds)),
         max_frames=settings.max_frames_per_segment,
+        max_faces_per_frame=settings.max_faces_per_frame,
         max_width=settings.max_width,
         max_height=settings.max_height,
         max_duration_s=settings.max_duration_s,

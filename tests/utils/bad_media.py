@@ -1,8 +1,9 @@
 """More kinds of hostile media than ``tests.utils.media.make_bad_media`` makes.
 
-Frame sizes of zero or far past any limit, durations that lie, single frames. Everything is
-generated here with the system ffmpeg and a few header patches; ``make_hostile_media`` also makes
-every kind of ``make_bad_media``.
+Frame sizes of zero or far past any limit, durations that lie, single frames, keyframes too far
+apart; and unusual videos that must still be analysed: variable frame rates, several video
+streams, a crowd of faces in every frame. Everything is generated here with the system ffmpeg and
+a few header patches; ``make_hostile_media`` also makes every kind of ``make_bad_media``.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ import struct
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.utils.media import BAD_MEDIA_KINDS, _run_ffmpeg, make_bad_media
+from tests.utils.media import BAD_MEDIA_KINDS, _run_ffmpeg, make_bad_media, make_face_video, make_mosaic_video
 
-__all__ = ["HOSTILE_MEDIA_KINDS", "TEN_HOURS_S", "make_hostile_media"]
+__all__ = ["HOSTILE_MEDIA_KINDS", "TEN_HOURS_S", "VALID_HOSTILE_MEDIA_KINDS", "make_hostile_media"]
 
 TEN_HOURS_S = 36_000
 
@@ -26,7 +27,21 @@ HOSTILE_MEDIA_KINDS = (
     "container_claims_ten_hours",
     "single_frame_image",
     "single_frame_video",
+    "sparse_keyframes",
 )
+# Unusual but valid: each must be analysed, not refused.
+VALID_HOSTILE_MEDIA_KINDS = (
+    "variable_frame_rate_webm",
+    "variable_frame_rate_mkv",
+    "small_stream_first",
+    "still_stream_first",
+    "many_faces",
+)
+# A face video at 30 fps for 2 s, then 15 fps for 2 s: screen and browser recorders slow down
+# when the picture does not change.
+VARIABLE_FRAME_RATES = ((30.0, 2.0), (15.0, 2.0))
+# Longer than the default 60 s a segment may decode before its first sample, with one keyframe.
+SPARSE_KEYFRAMES_SECONDS = 80
 
 _MP4_CONTAINER_BOXES = {b"moov", b"trak", b"mdia", b"edts", b"minf", b"stbl"}
 
@@ -106,7 +121,16 @@ def make_hostile_media(kind: str, path: str | Path) -> Path:
     - ``container_claims_ten_hours``: a 1 s H.264 MP4 whose movie, track and media headers say ten
       hours while its samples still add up to 1 s;
     - ``single_frame_image``: one MJPEG frame in MP4 (a still picture in a video container);
-    - ``single_frame_video``: one H.264 frame in MP4.
+    - ``single_frame_video``: one H.264 frame in MP4;
+    - ``sparse_keyframes``: 80 s of H.264 with a single keyframe, at the start;
+
+    and the valid kinds of ``VALID_HOSTILE_MEDIA_KINDS``:
+
+    - ``variable_frame_rate_webm`` (VP9) and ``variable_frame_rate_mkv`` (H.264): a face at
+      ``VARIABLE_FRAME_RATES``, every frame's index in its top-left corner;
+    - ``small_stream_first``: a 64×64 test pattern, then a 320×240 face video, in one MP4;
+    - ``still_stream_first``: one 640×480 MJPEG frame, then a 320×240 face video, in one MKV;
+    - ``many_faces``: 1280×720, 50 faces in every frame.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +164,34 @@ def make_hostile_media(kind: str, path: str | Path) -> Path:
     elif kind == "single_frame_video":
         _run_ffmpeg(["-f", "lavfi", "-i", "testsrc=s=160x120:r=10:d=1", "-frames:v", "1", "-c:v", "libx264",
                      "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-f", "mp4", str(path)])  # fmt: skip
+    elif kind == "sparse_keyframes":
+        _run_ffmpeg(["-f", "lavfi", "-i", f"testsrc=s=160x120:r=10:d={SPARSE_KEYFRAMES_SECONDS}",
+                     "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                     "-g", "100000", "-keyint_min", "100000", "-sc_threshold", "0",
+                     "-f", "mp4", str(path)])  # fmt: skip
+    elif kind in ("variable_frame_rate_webm", "variable_frame_rate_mkv"):
+        webm = kind.endswith("webm")
+        source = make_face_video(path.with_name(path.stem + (".vfr.webm" if webm else ".vfr.mkv")),
+                                 width=320, height=240, frame_rates=VARIABLE_FRAME_RATES,
+                                 codec="libvpx-vp9" if webm else "libx264", frame_code=True)
+        source.path.replace(path)
+    elif kind in ("small_stream_first", "still_stream_first"):
+        face = make_face_video(path.with_name(path.stem + ".face.mp4"), seconds=2.0, width=320, height=240,
+                               fps=25, frame_code=True)
+        if kind == "small_stream_first":
+            first = ["-f", "lavfi", "-i", "testsrc=s=64x64:r=25:d=2"]
+            codecs = ["-c:v:0", "libx264", "-preset", "ultrafast", "-pix_fmt:v:0", "yuv420p"]
+            container = "mp4"
+        else:
+            first = ["-f", "lavfi", "-i", "testsrc=s=640x480:r=1:d=1"]  # one frame
+            codecs, container = ["-c:v:0", "mjpeg", "-pix_fmt:v:0", "yuvj420p"], "matroska"
+        _run_ffmpeg([*first, "-i", str(face.path), "-map", "0:v", "-map", "1:v", *codecs, "-c:v:1", "copy",
+                     "-f", container, str(path)])  # fmt: skip
+        face.path.unlink()
+    elif kind == "many_faces":
+        source, _ = make_mosaic_video(path.with_name(path.stem + ".mosaic.mp4"), seconds=2.0, fps=5.0)
+        source.replace(path)
     else:
-        raise ValueError(f"unknown hostile media kind {kind!r}; use one of {', '.join(HOSTILE_MEDIA_KINDS)}")
+        kinds = ", ".join((*HOSTILE_MEDIA_KINDS, *VALID_HOSTILE_MEDIA_KINDS))
+        raise ValueError(f"unknown hostile media kind {kind!r}; use one of {kinds}")
     return path

@@ -7,6 +7,7 @@ at known positions, so tests can check that the pipeline finds it where it reall
 
 from __future__ import annotations
 
+import bisect
 import functools
 import shutil
 import subprocess
@@ -24,8 +25,10 @@ __all__ = [
     "FRAME_CODE_BITS",
     "FaceVideo",
     "box_iou",
+    "face_mosaic",
     "make_bad_media",
     "make_face_video",
+    "make_mosaic_video",
     "read_frame_code",
 ]
 
@@ -79,6 +82,8 @@ class FaceVideo:
     frame_count: int
     # Per face: x_from, x_to, y_top, patch height, mirrored.
     face_lanes: tuple[tuple[float, float, float, int, bool], ...]
+    # Presentation time of each frame (seconds), by frame index.
+    frame_times: tuple[float, ...] = ()
 
     def face_boxes(self, frame_index: int) -> list[Box]:
         """Where the faces are in frame ``frame_index`` (full-resolution pixels, x1, y1, x2, y2)."""
@@ -98,7 +103,13 @@ class FaceVideo:
         return boxes
 
     def face_boxes_at(self, t: float) -> list[Box]:
-        return self.face_boxes(round(t * self.fps))
+        return self.face_boxes(self.frame_at(t))
+
+    def frame_at(self, t: float) -> int:
+        """The index of the frame shown at ``t`` seconds (the last one that starts by then)."""
+        if not self.frame_times:
+            return round(t * self.fps)
+        return max(0, bisect.bisect_right(self.frame_times, t + 1e-3) - 1)  # millisecond clocks
 
 
 def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
@@ -198,6 +209,8 @@ def make_face_video(
     frame_code: bool = False,
     faststart: bool = False,
     travel: float = 1.0,
+    frame_rates: Sequence[tuple[float, float]] = (),
+    keyframe_interval: int | None = None,
 ) -> FaceVideo:
     """Encode a video in which ``faces`` (0, 1 or 2) astronaut heads move across the frame.
 
@@ -208,6 +221,11 @@ def make_face_video(
     and height are the displayed ones). ``frame_code`` writes each frame's index in its top-left
     corner (see ``read_frame_code``). ``travel`` is the fraction of the frame's free width the
     faces cross over the whole video (1.0: edge to edge; smaller is slower).
+
+    ``frame_rates`` makes a variable frame rate, as screen and browser recorders do: pieces of
+    (frames per second, seconds) played one after the other, in place of ``fps`` and ``seconds``.
+    ``keyframe_interval`` puts a keyframe every that many frames and nowhere else (0: the first
+    frame only); by default the encoder chooses.
     """
     if faces not in (0, 1, 2):
         raise ValueError("faces must be 0, 1 or 2")
@@ -215,7 +233,8 @@ def make_face_video(
         raise ValueError("width and height must be even (yuv420p)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    frame_count = max(1, round(seconds * fps))
+    frame_times = _frame_times(frame_rates) if frame_rates else ()
+    frame_count = len(frame_times) if frame_rates else max(1, round(seconds * fps))
     lanes = max(faces, 1)
     patch_height = int(min(0.5 * height, 0.85 * height / lanes))
     lane_height = height / lanes
@@ -240,7 +259,15 @@ def make_face_video(
     ]
     if audio:
         command += ["-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=44100:duration={seconds}"]
+    if frame_rates:
+        # Each frame is stamped with its own time; passthrough keeps the gaps as they are.
+        command += ["-vf", f"settb=1/{_VFR_CLOCK},setpts='{_pts_expression(frame_times)}'",
+                    "-fps_mode", "passthrough"]
+        if path.suffix.lower() in (".mp4", ".mov", ".m4v"):
+            command += ["-video_track_timescale", str(_VFR_CLOCK)]
     command += _encoder_args(codec)
+    if keyframe_interval is not None:
+        command += _keyframe_args(codec, keyframe_interval or frame_count + 1)
     if audio:
         command += ["-c:a", "aac", "-b:a", "64k", "-shortest"]
     if faststart and path.suffix.lower() in (".mp4", ".mov", ".m4v"):
@@ -272,9 +299,12 @@ def make_face_video(
         tmp.unlink()
     else:
         tmp.replace(path)
+    if frame_rates:
+        seconds = sum(piece_seconds for _, piece_seconds in frame_rates)
+        fps = frame_count / seconds
     return FaceVideo(
         path=path,
-        seconds=frame_count / fps,
+        seconds=seconds if frame_rates else frame_count / fps,
         width=width if rotation % 180 == 0 else height,
         height=height if rotation % 180 == 0 else width,
         fps=fps,
@@ -282,7 +312,97 @@ def make_face_video(
         codec=codec,
         frame_count=frame_count,
         face_lanes=tuple(face_lanes) if faces else (),
+        frame_times=frame_times or tuple(index / fps for index in range(frame_count)),
     )
+
+
+# Time base of variable-frame-rate test videos: 90 kHz holds every frame time of the usual rates.
+_VFR_CLOCK = 90_000
+
+
+def _frame_times(frame_rates: Sequence[tuple[float, float]]) -> tuple[float, ...]:
+    times: list[float] = []
+    start = 0.0
+    for rate, seconds in frame_rates:
+        count = max(1, round(rate * seconds))
+        times.extend(start + round(index * _VFR_CLOCK / rate) / _VFR_CLOCK for index in range(count))
+        start += count / rate
+    return tuple(times)
+
+
+def _pts_expression(frame_times: Sequence[float]) -> str:
+    """A setpts expression (in ticks of ``_VFR_CLOCK``) that stamps frame N with ``frame_times[N]``:
+    one linear piece per run of evenly spaced frames."""
+    runs: list[tuple[int, float, float | None]] = []  # first frame, its time, seconds per frame
+    for index, t in enumerate(frame_times):
+        if runs:
+            first, start, step = runs[-1]
+            if step is None:
+                runs[-1] = (first, start, t - start)  # a run's second frame sets its spacing
+                continue
+            if abs(start + (index - first) * step - t) < 1e-6:
+                continue
+        runs.append((index, t, None))
+    expression = ""
+    for position in reversed(range(len(runs))):
+        first, start, step = runs[position]
+        term = f"round(({start!r}+(N-{first})*{step or 0.0!r})*{_VFR_CLOCK})"
+        expression = f"if(lt(N,{runs[position + 1][0]}),{term},{expression})" if expression else term
+    return expression
+
+
+def _keyframe_args(codec: str, interval: int) -> list[str]:
+    if codec in ("libx264", "h264"):
+        return ["-g", str(interval), "-keyint_min", str(interval), "-sc_threshold", "0"]
+    if codec in ("libvpx-vp9", "vp9"):
+        return ["-g", str(interval), "-keyint_min", str(interval)]
+    raise ValueError(f"keyframe_interval is not supported for {codec!r}")
+
+
+def face_mosaic(
+    width: int, height: int, *, patch_height: int, shift: int = 0
+) -> tuple[np.ndarray, list[Box]]:
+    """A frame tiled with astronaut heads ``patch_height`` pixels tall, like a crowd or a grid of
+    video-call tiles, moved ``shift`` pixels right; and the face box of every head (x1, y1, x2, y2)."""
+    patch = _head_patch(patch_height, False)
+    frame = _background(width, height)
+    scale = patch_height / (_HEAD_ROWS.stop - _HEAD_ROWS.start)
+    fx1, fy1, fx2, fy2 = ASTRONAUT_FACE_BOX
+    boxes: list[Box] = []
+    ph, pw = patch.shape[:2]
+    for top in range(0, height - ph + 1, ph):
+        for left in range(shift, width - pw + 1, pw):
+            frame[top : top + ph, left : left + pw] = patch
+            boxes.append((left + fx1 * scale, top + fy1 * scale, left + fx2 * scale, top + fy2 * scale))
+    return frame, boxes
+
+
+def make_mosaic_video(
+    path: str | Path, *, seconds: float = 2.0, width: int = 1280, height: int = 720, fps: float = 10.0,
+    patch_height: int = 140,
+) -> tuple[Path, int]:
+    """Encode ``face_mosaic`` frames drifting right a pixel a frame; returns the path and the
+    number of faces in each frame."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame_count = max(2, round(seconds * fps))
+    command = [
+        _ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
+        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", f"{fps}", "-i", "pipe:0",
+        *_encoder_args("libx264"), str(path),
+    ]
+    process = subprocess.Popen(command, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdin is not None and process.stderr is not None
+    faces = 0
+    for index in range(frame_count):
+        frame, boxes = face_mosaic(width, height, patch_height=patch_height, shift=index % 8)
+        faces = len(boxes)
+        process.stdin.write(frame.tobytes())
+    process.stdin.close()
+    stderr = process.stderr.read().decode(errors="replace")
+    if process.wait(timeout=600) != 0:
+        raise RuntimeError(f"ffmpeg failed to encode {path.name}: {stderr.strip()[-500:]}")
+    return path, faces
 
 
 def _set_rotation(source: Path, target: Path, rotation: int) -> None:

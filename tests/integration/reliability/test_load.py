@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from bench.reliability import RESULTS, run
-from tests.utils.bad_media import HOSTILE_MEDIA_KINDS
+from tests.utils.bad_media import HOSTILE_MEDIA_KINDS, VALID_HOSTILE_MEDIA_KINDS
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def test_batch_under_faults_loses_and_duplicates_nothing(tmp_path: Path) -> None
     assert result["jobs_never_finalized"] == 0
     assert [fault["kind"] for fault in result["faults_injected"]] == ["worker_sigkill", "broker_restart"]
     assert result["task_crashes"] == 0
-    assert result["bad_inputs_tried"] == len(HOSTILE_MEDIA_KINDS)
+    assert result["bad_inputs_tried"] == len(HOSTILE_MEDIA_KINDS) + len(VALID_HOSTILE_MEDIA_KINDS)
     untyped = [outcome for outcome in result["bad_inputs"] if not outcome["typed"]]
     assert not untyped, untyped
     polling = result["polling"]

@@ -1,8 +1,10 @@
 """Hostile media: a corpus generated here (truncated, corrupt header, zero bytes, 0×0 and
 20000×20000 frames, durations that lie, audio only, an image or a text file named .mp4, single
-frames) and hostile file names (path traversal, bytes that are not UTF-8, control characters,
-names too long for a file system). Each ends as a typed 4xx or as a failed job with an error code,
-never a 5xx, never a retry loop, and the worker goes on; decoding stays within its caps."""
+frames, one keyframe in 80 s) and hostile file names (path traversal, bytes that are not UTF-8,
+control characters, names too long for a file system). Each ends as a typed 4xx or as a failed
+job with an error code, never a 5xx, never a retry loop, and the worker goes on; decoding stays
+within its caps. Unusual but valid videos (variable frame rates, several video streams, a crowd
+in every frame) are analysed."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from core.models import Frame, Job
 from pipeline.errors import DecodeTimeoutError
 from pipeline.types import AnalysisConfig
 from pipeline.video import decode_segment, plan_segments, probe
-from tests.utils.bad_media import make_hostile_media
+from tests.utils.bad_media import VALID_HOSTILE_MEDIA_KINDS, make_hostile_media
 from tests.utils.media import FaceVideo, make_face_video
 from tests.utils.services import PrivateStack
 
@@ -43,6 +45,7 @@ FAILED_JOBS = {
     "container_claims_ten_hours": {"limit_exceeded"},
     "single_frame_image": {"not_a_video"},
     "single_frame_video": {"not_a_video"},
+    "sparse_keyframes": {"sparse_keyframes"},
 }
 
 
@@ -86,6 +89,35 @@ def test_bad_media_corpus_gets_typed_errors(
     assert healthy["status"] == "succeeded"
     assert stack.workers[0].alive()
     assert tried == len(REFUSED_AT_UPLOAD) + len(FAILED_JOBS)
+
+
+def test_unusual_but_valid_media_is_analysed(security_stack: PrivateStack, tmp_path: Path) -> None:
+    stack = security_stack
+    headers = stack.new_key()
+    jobs = {}
+    for kind in VALID_HOSTILE_MEDIA_KINDS:
+        path = make_hostile_media(kind, tmp_path / f"{kind}.mp4")
+        jobs[kind] = stack.submit(headers, path, sample_fps="3").json()["id"]
+    ended = {kind: stack.wait_job(headers, job_id, timeout_s=300) for kind, job_id in jobs.items()}
+    failed = [f"{kind}: {job['status']} {job.get('error')}" for kind, job in ended.items()
+              if job["status"] != "succeeded"]
+    assert not failed, "\n".join(failed)
+
+    faces: dict[str, list[int]] = {}
+    times: dict[str, list[float]] = {}
+    with stack.session() as session:
+        for kind, job_id in jobs.items():
+            query = select(Frame.t, Frame.faces).where(Frame.job_id == uuid.UUID(job_id))
+            rows = session.execute(query.order_by(Frame.frame_index)).all()
+            times[kind] = [float(t) for t, _ in rows]
+            faces[kind] = [len(frame_faces) for _, frame_faces in rows]
+    # 30 then 15 fps over 4 s: sampled three times a second to the end, one face each time.
+    for kind in ("variable_frame_rate_webm", "variable_frame_rate_mkv"):
+        assert len(times[kind]) == 11 and times[kind][-1] > 3.3 and faces[kind] == [1] * 11, kind
+    # The face stream of two, whichever comes first in the file (the stream index travels with the job).
+    assert faces["small_stream_first"] == faces["still_stream_first"] == [1] * 6
+    # 50 faces in each frame, the 16 largest analysed.
+    assert faces["many_faces"] == [16] * 6
 
 
 HOSTILE_NAMES: dict[str, bytes] = {
