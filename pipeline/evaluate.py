@@ -144,7 +144,7 @@ def evaluate(
     if kind == "crops":
         items = _score_crops(root, classifier, indices_for, cache_dir)
     else:
-        from pipeline.analyze import Analyzer
+        from pipeline import Analyzer
 
         analyzer = Analyzer(model_path=model_path, device=device)
         items = _score_videos(root, analyzer, indices_for, say)

@@ -41,7 +41,7 @@ from worker.monitoring import (
 from worker.runtime import WorkerContext
 
 if TYPE_CHECKING:
-    from pipeline.analyze import Analyzer
+    from pipeline.analyzer import Analyzer
     from pipeline.types import SegmentResult, VideoInfo
 
 __all__ = [

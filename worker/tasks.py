@@ -12,8 +12,8 @@ from celery import Task, shared_task
 from core.logs import log_event
 from core.queue import TaskName
 from worker import jobs, webhooks
-from worker.app import context_for
 from worker.failures import RETRYABLE_ERRORS
+from worker.runtime import context_for
 
 __all__ = [
     "analyze_segment_task",
