@@ -22,6 +22,7 @@ import redis
 
 from core.config import Settings
 from core.logs import log_event
+from core.redis import broker_key, redis_client
 
 __all__ = [
     "PRIORITY_STEPS",
@@ -45,12 +46,8 @@ _REPORT_TTL_INTERVALS = 3
 GpuProbe = Callable[[], dict[str, Any] | None]
 
 
-def _client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=2)
-
-
 def report_key_prefix(settings: Settings) -> str:
-    return f"{settings.broker_key_prefix}deepfakestream:resources:"
+    return broker_key(settings, "deepfakestream:resources:")
 
 
 def host_usage() -> dict[str, Any]:
@@ -131,7 +128,7 @@ class ResourceReporter:
         """One report, written now; raises redis errors to the caller."""
         document = self.snapshot()
         if self._client is None:
-            self._client = _client(self.settings)
+            self._client = redis_client(self.settings)
         ttl = max(1, round(self.interval_s * _REPORT_TTL_INTERVALS))
         self._client.set(self.key, json.dumps(document), ex=ttl)
         return document
@@ -175,7 +172,7 @@ class ResourceReporter:
 def read_reports(settings: Settings, *, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every live worker report, oldest node first, with its age in seconds."""
     now = now or datetime.now(UTC)
-    client = _client(settings)
+    client = redis_client(settings)
     try:
         keys = sorted(client.scan_iter(match=f"{report_key_prefix(settings)}*", count=200))
         values = client.mget(keys) if keys else []
@@ -207,7 +204,7 @@ def _queue_keys(settings: Settings, queue: str) -> list[tuple[int, str]]:
 def queue_depths(settings: Settings, queues: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Messages waiting in each queue (not those a worker holds unacknowledged), in all and by
     priority step."""
-    client = _client(settings)
+    client = redis_client(settings)
     try:
         pipeline = client.pipeline(transaction=False)
         layout = []

@@ -8,12 +8,12 @@ from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.batch_schemas import BatchPage, BatchPublic
+from api.body import receive_json_body
 from api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
 from api.errors import error_responses
 from api.pagination import page_limit
+from api.schemas.batches import BatchPage, BatchPublic
 from api.services import batches as service
-from api.uploads import receive_json_body
 from core.errors import UnsupportedMediaTypeError
 
 __all__ = ["router"]

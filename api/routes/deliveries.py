@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
 from api.errors import error_responses
 from api.pagination import page_limit
+from api.schemas.webhooks import DeliveryPage, DeliveryPublic
 from api.services import webhooks as service
-from api.webhook_schemas import DeliveryPage, DeliveryPublic
 from core.models import WebhookAttempt, WebhookDelivery
 
 __all__ = ["router"]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from api.deps import CurrentKey, SessionDep, StorageDep
 from api.errors import error_responses
-from api.monitoring_schemas import ExplanationPage, JobStatisticsPublic
+from api.schemas.monitoring import ExplanationPage, JobStatisticsPublic
 from api.services import explanations as service
 
 __all__ = ["router"]

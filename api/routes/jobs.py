@@ -12,10 +12,11 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from api.body import receive_json_body, receive_multipart
 from api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
 from api.errors import error_responses
 from api.pagination import page_limit
-from api.schemas import (
+from api.schemas.jobs import (
     FramePage,
     FramePublic,
     JobCreate,
@@ -29,10 +30,10 @@ from api.schemas import (
 )
 from api.services import jobs as service
 from api.services.limits import ensure_in_flight_capacity
-from api.uploads import content_type_for, receive_json_body, receive_multipart
 from core.config import Settings
 from core.errors import InvalidRequestError, UnsupportedMediaTypeError
 from core.logs import log_event
+from core.media import content_type_for
 from core.models import Job
 from core.states import JobStatus
 from core.storage import ObjectStore, video_key

@@ -8,8 +8,7 @@ from starlette.concurrency import run_in_threadpool
 from api.deps import CurrentKey, SessionDep, SettingsDep
 from api.errors import error_responses
 from api.pagination import page_limit
-from api.services import webhooks as service
-from api.webhook_schemas import (
+from api.schemas.webhooks import (
     CallbackSecretPublic,
     DeliveryPage,
     DeliveryPublic,
@@ -18,6 +17,7 @@ from api.webhook_schemas import (
     EndpointPage,
     EndpointPublic,
 )
+from api.services import webhooks as service
 
 __all__ = ["router"]
 

@@ -20,10 +20,10 @@ from sqlalchemy import func, insert, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.batch_schemas import BatchCounts, BatchCreate, BatchItem, BatchPublic, BatchVerdicts
 from api.errors import validation_message
 from api.pagination import decode_cursor, encode_cursor
-from api.schemas import JobOptions
+from api.schemas.batches import BatchCounts, BatchCreate, BatchItem, BatchPublic, BatchVerdicts
+from api.schemas.jobs import JobOptions
 from api.services.jobs import request_hash, resolve_options
 from api.services.limits import ensure_in_flight_capacity
 from api.services.webhooks import check_callback_url

@@ -9,7 +9,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.monitoring_schemas import ExplanationPublic, JobStatisticsPublic
+from api.schemas.monitoring import ExplanationPublic, JobStatisticsPublic
 from api.services.jobs import get_job
 from core.errors import NotFoundError, ObjectNotFoundError
 from core.models import Explanation, Frame, JobStatistics

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.pagination import decode_cursor, encode_cursor
-from api.schemas import JobOptions
+from api.schemas.jobs import JobOptions
 from api.services.limits import ensure_in_flight_capacity
 from api.services.webhooks import check_callback_url
 from core.config import Settings
@@ -30,6 +30,7 @@ from core.errors import (
 )
 from core.jobs import cancel_job, mark_enqueued
 from core.logs import log_event
+from core.media import SNIFF_BYTES, sniff_container
 from core.models import Frame, Job, Segment, Track, Upload, Video
 from core.queue import enqueue_probe
 from core.states import JobStatus
@@ -100,8 +101,6 @@ def resolve_options(options: JobOptions, settings: Settings) -> dict[str, float]
 
 
 def _check_head(head: bytes, size: int, *, settings: Settings, what: str) -> str:
-    from api.uploads import sniff_container
-
     if size == 0:
         raise InvalidRequestError(f"{what} is empty", code="empty_file")
     if size > settings.max_upload_bytes:
@@ -120,8 +119,6 @@ def _check_head(head: bytes, size: int, *, settings: Settings, what: str) -> str
 
 def resolve_source(*, source: str, settings: Settings) -> VideoDraft:
     """Checks an ``s3://bucket/key`` source: allowed bucket, present, within limits, a video."""
-    from api.uploads import SNIFF_BYTES
-
     bucket, key = parse_s3_uri(source)
     own_prefix = f"{settings.storage_bucket}/{settings.storage_prefix}"
     if bucket not in settings.source_buckets or (
@@ -153,8 +150,6 @@ def resolve_upload(
     session: Session, *, tenant_id: uuid.UUID, upload_id: uuid.UUID, storage: ObjectStore, settings: Settings
 ) -> VideoDraft:
     """Checks a direct upload: this tenant's, unused, filled, within limits, a video."""
-    from api.uploads import SNIFF_BYTES
-
     upload = session.scalar(select(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id))
     if upload is None:
         raise NotFoundError("no upload with this id", code="upload_not_found")

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from api.uploads import sanitize_filename, sniff_container
+from api.body import sanitize_filename
+from core.media import sniff_container
 from tests.unit.api.conftest import MAX_UPLOAD_BYTES
 
 Headers = Callable[..., dict[str, str]]
