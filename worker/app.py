@@ -19,7 +19,7 @@ from core.config import Settings, get_settings
 from core.logs import configure_logging, log_event
 from core.queue import make_celery
 from worker import monitoring
-from worker.jobs import recover_node_claims
+from worker.claims import recover_node_claims
 from worker.runtime import context_for, load_analyzer
 
 __all__ = ["create_worker_app"]
