@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.pagination import Cursor, Limit, PageRequest, page_limit
 from api.ratelimit import check_auth_failures, enforce_rate_limit, record_auth_failure
 from core.config import Settings
 from core.db import get_session_factory
@@ -23,6 +24,7 @@ from core.storage import ObjectStore, get_object_store
 __all__ = [
     "AdminKey",
     "CurrentKey",
+    "PageQuery",
     "QueueDep",
     "SessionDep",
     "SettingsDep",
@@ -60,6 +62,14 @@ def _queue(settings: SettingsDep) -> Celery:
 
 
 QueueDep = Annotated[Celery, Depends(_queue)]
+
+
+def _page(settings: SettingsDep, cursor: Cursor = None, limit: Limit = None) -> PageRequest:
+    return PageRequest(cursor=cursor, limit=page_limit(limit, settings))
+
+
+# A list route's ``cursor`` and ``limit`` query parameters, the limit checked against PAGE_SIZE_MAX.
+PageQuery = Annotated[PageRequest, Depends(_page)]
 
 
 def _api_key(
