@@ -1,5 +1,8 @@
-"""Typed dependencies: routes declare ``session: SessionDep, tenant: CurrentTenant`` and never build
-engines, storage clients or Celery apps themselves."""
+"""Typed dependencies: what routes declare instead of building engines, clients or Celery apps.
+
+Routes take ``session: SessionDep``, ``key: CurrentKey``, ``page: PageQuery`` and so on; every
+authenticated route is rate limited through ``CurrentKey``.
+"""
 
 from __future__ import annotations
 

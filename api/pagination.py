@@ -1,8 +1,8 @@
-"""Keyset pagination for every list the API pages: the ``cursor`` and ``limit`` query parameters
-(``api.deps.PageQuery``), and one page of a query ordered by its key columns.
+"""Keyset pagination for every list the API pages: one page of a query ordered by its key columns.
 
-A cursor is the key of the page's last item, base64url-encoded JSON: opaque to clients, and a page
-is found by an index seek, never an offset.
+The ``cursor`` and ``limit`` query parameters are defined here once (routes take them as
+``api.deps.PageQuery``). A cursor is the key of the page's last item, base64url-encoded JSON:
+opaque to clients, and a page is found by an index seek, never an offset.
 """
 
 from __future__ import annotations

@@ -1,5 +1,7 @@
-"""Database engines and sessions (one pooled engine per URL and process, built on first use), and
-the upsert that makes a redelivered task rewrite its rows instead of duplicating them."""
+"""Database engines and sessions, and the upsert that makes a redelivered task rewrite its rows.
+
+One pooled engine per URL and process, built on first use.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""Resource figures of the platform: each worker process reports its CPU, memory and GPU memory to
-Redis; the API reads those reports, and the depth of every queue, for the operators' endpoints.
+"""Resource figures of the platform: worker processes' CPU, memory and GPU memory, and queue depths.
 
-Reports expire on their own (three report intervals), so a dead worker drops out of the list
-without anyone cleaning up after it. No torch here: a worker passes in how to read its GPU.
+Each worker process reports its figures to Redis; the API reads those reports, and the depth of
+every queue, for the operators' endpoints. Reports expire on their own (three report intervals),
+so a dead worker drops out of the list without anyone cleaning up after it. No torch here: a
+worker passes in how to read its GPU.
 """
 
 from __future__ import annotations

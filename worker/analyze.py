@@ -1,8 +1,8 @@
-"""The analyze stage: one segment of a planned job through the pipeline, its frames, statistics and
-explanations stored; the last segment to finish finalizes the job.
+"""The analyze stage: one segment through the pipeline and its results stored.
 
-Results are written under the job's row lock after checking that the job still wants them, so a
-segment whose job ended meanwhile leaves nothing behind, and one stored twice is stored once.
+Frames, input statistics and explanations are written under the job's row lock after checking
+that the job still wants them, so a segment whose job ended meanwhile leaves nothing behind, and
+one stored twice is stored once. The last segment to finish finalizes the job.
 """
 
 from __future__ import annotations

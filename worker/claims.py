@@ -1,5 +1,4 @@
-"""Claims on jobs and segments: who may work on one now, the cap on attempts, what a failure does,
-and sending a job's messages again.
+"""Claims on jobs and segments: who may work on one now, attempts, failures and re-sent messages.
 
 A message may take over a claim only when it is a redelivery of the message that made it (same
 task id: its worker died) or when the claim is older than the hard time limit. A failure that

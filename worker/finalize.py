@@ -1,8 +1,8 @@
-"""The finalize stage: the last segment to finish (or a probe that planned none) aggregates the stored
-segments into the video's result and marks the job done.
+"""The finalize stage: the stored segments aggregated into the video's result, the job done.
 
-``finalize_job`` runs inside the caller's transaction with the job's row lock held, so exactly one
-writer sees every segment done; ``after_finalize`` runs once that transaction has committed.
+It runs when the last segment is stored (or a probe planned none). ``finalize_job`` runs inside
+the caller's transaction with the job's row lock held, so exactly one writer sees every segment
+done; ``after_finalize`` runs once that transaction has committed.
 """
 
 from __future__ import annotations

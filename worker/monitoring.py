@@ -1,5 +1,8 @@
-"""A worker's process monitoring: its metrics port, resource reports to Redis (CPU, memory, GPU
-memory) and the log context every task's lines carry."""
+"""A worker's process monitoring: metrics port, resource reports and each task's log context.
+
+Resource reports (CPU, memory, GPU memory) go to Redis; every line a task logs carries its job and
+segment.
+"""
 
 from __future__ import annotations
 

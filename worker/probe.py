@@ -1,8 +1,8 @@
-"""The probe stage: ffprobe the job's video, validate it, plan its segments and send one analyze
-message per segment (a video with nothing to analyse is finalized here).
+"""The probe stage: ffprobe the job's video, validate it, plan its segments, send their messages.
 
-The job is claimed under its row lock. A redelivery of the message that planned it (its worker died
-while sending) sends the segments still pending; any other message for a claimed job is skipped.
+A video with nothing to analyse is finalized here. The job is claimed under its row lock; a
+redelivery of the message that planned it (its worker died while sending) sends the segments still
+pending, and any other message for a claimed job is skipped.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The reconciler: re-sends the messages the jobs table says are missing. Jobs are the truth; Redis
-can lose messages (a flush, a restart without persistence, a publish that failed).
+"""The reconciler: re-sends the messages the jobs table says are missing.
 
-A marker key left in the broker tells a broker that lost its data from one whose queues are merely
-long: when it is gone, every message in flight is sent again at once; otherwise only those unsent,
-or stale for longer than the limits.
+Jobs are the truth; Redis can lose messages (a flush, a restart without persistence, a publish that
+failed). A marker key left in the broker tells a broker that lost its data from one whose queues
+are merely long: when it is gone, every message in flight is sent again at once; otherwise only
+those unsent, or stale for longer than the limits.
 """
 
 from __future__ import annotations

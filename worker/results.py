@@ -1,5 +1,4 @@
-"""What the stages store: pipeline results mapped to rows and upserted, explanation images written
-beside the video, and the job's statistics (row and ``statistics.json``).
+"""What the stages store: rows upserted, explanation images beside the video, job statistics.
 
 Rows have unique keys and images keys derived from ids, so a segment that runs twice rewrites its
 rows and overwrites its images instead of leaving copies.

@@ -1,6 +1,8 @@
-"""Celery tasks: thin wrappers that parse their ids, call the stage's plain function and turn
-RetryLater into a Celery retry. Names are explicit so the API can send them without importing this
-module."""
+"""Celery tasks: thin wrappers that parse their ids and call the stage's plain function.
+
+A RetryLater from the stage becomes a Celery retry. Names are explicit so the API can send the
+tasks without importing this module.
+"""
 
 from __future__ import annotations
 

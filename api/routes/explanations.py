@@ -1,5 +1,7 @@
-"""A job's monitoring outputs: Grad-CAM heatmaps of its most suspicious faces (as JSON and as the
-stored images) and its input/output statistics; always within the caller's tenant."""
+"""A job's monitoring outputs: Grad-CAM heatmaps of its most suspicious faces, and its statistics.
+
+Heatmaps come as JSON and as the stored images; everything stays within the caller's tenant.
+"""
 
 from __future__ import annotations
 

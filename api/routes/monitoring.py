@@ -1,5 +1,8 @@
-"""Operators' routes: drift of incoming videos, Prometheus metrics, and the admin-only health
-snapshot and resource consumption endpoints."""
+"""Operators' routes: drift, Prometheus metrics, health snapshots and resource consumption.
+
+Drift and metrics serve every key (drift within its tenant); health snapshots and resource
+consumption are admin-only.
+"""
 
 from __future__ import annotations
 

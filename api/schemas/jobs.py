@@ -1,5 +1,8 @@
-"""Request and response shapes of jobs: JobCreate (request), core.models.Job (stored), JobPublic
-(answer) and JobPage (a page of answers); with the segment, frame and track pages of a result."""
+"""Request and response shapes of jobs and of their results' pages.
+
+A job's family: JobCreate (request), core.models.Job (stored), JobPublic (answer) and JobPage (a
+page of answers); a result's segments, frames and tracks come in pages of their own.
+"""
 
 from __future__ import annotations
 

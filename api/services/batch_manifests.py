@@ -1,5 +1,8 @@
-"""Batch manifests: a JSON request, a CSV file or JSON lines, read into one ``BatchCreate``, and
-each item's source checked before anything is stored."""
+"""Batch manifests (JSON, CSV or JSON lines) read into one ``BatchCreate``, each item checked.
+
+Every item's source is checked (an allowed bucket, or an https:// URL the address guard accepts)
+before anything is stored.
+"""
 
 from __future__ import annotations
 

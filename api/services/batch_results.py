@@ -1,5 +1,7 @@
-"""A batch's results as a stream: every item in submission order, one CSV row or JSON line each,
-read a page at a time, so a batch of any size streams in constant memory."""
+"""A batch's results as a stream: every item in order, one CSV row or JSON line each.
+
+Rows are read a page at a time, so a batch of any size streams in constant memory.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,9 @@
-"""Batches: many videos as one request, one backlog-priority job per item; their progress, cancel,
-and the probe messages sent after the answer, always within one tenant."""
+"""Batches: many videos as one request, one backlog-priority job per item.
+
+Create (idempotently), read with progress, page and cancel, always within one tenant; the items'
+probe messages are sent after the answer. The per-tenant limit on jobs in flight is
+``api.services.limits``'; manifests and result exports have modules of their own.
+"""
 
 from __future__ import annotations
 

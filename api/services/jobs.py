@@ -1,5 +1,7 @@
-"""Jobs once submitted: read, page (the job list and a job's segments, frames and tracks), cancel
-and delete, always within one tenant."""
+"""Jobs once submitted: read, page, cancel and delete, always within one tenant.
+
+Pages are the job list and a job's segments, frames and tracks (``api.pagination``).
+"""
 
 from __future__ import annotations
 

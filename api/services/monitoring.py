@@ -1,6 +1,9 @@
-"""What operators look at: drift between a recent and a reference window, health snapshots (each
-one stored), the resources of every worker and the queues, and the values Prometheus reads from
-the database and Redis when it scrapes /metrics."""
+"""What operators look at: drift, the resources of workers and queues, and scrape-time metrics.
+
+Drift compares a recent and a reference window of job statistics; resource figures come from the
+workers' reports in Redis; Prometheus reads the database and Redis when it scrapes /metrics.
+Health checks are ``api.services.health``.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""A job's video before the job exists: an ``s3://`` source in an allowed bucket or a finished direct
-upload, checked (present, within the size limit, a video in an allowed container) without reading
-more than its first bytes."""
+"""A job's video before the job exists: an allowed ``s3://`` source or a finished direct upload.
+
+Each is checked (present, within the size limit, a video in an allowed container) without reading
+more than its first bytes.
+"""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
-"""Submitting a job: the request read (a multipart upload streamed to storage, or JSON naming an
-``s3://`` source or a direct upload), the job stored idempotently, and its probe message sent.
+"""Submitting a job: the request read, the job stored idempotently, its probe message sent.
 
-An ``Idempotency-Key`` sent again with the same request returns the first job; with another
-request it is a conflict. A video uploaded for a request that fails, or that replays an earlier
-one, is removed from storage.
+The request is a multipart upload (streamed to storage) or JSON naming an ``s3://`` source or a
+direct upload. An ``Idempotency-Key`` sent again with the same request returns the first job; with
+another request it is a conflict. A video uploaded for a request that fails, or that replays an
+earlier one, is removed from storage.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
-"""The platform for webhook and batch tests: the same real services as the platform tests (fresh
-PostgreSQL database, Redis under its own key prefix, moto S3, uvicorn API, one Celery worker
-process that also consumes the webhooks queue), set up for loopback receivers, fast retries and a
-small per-tenant limit; plus a loopback webhook receiver and an HTTPS file server."""
+"""The platform for webhook and batch tests, with a loopback receiver and an HTTPS file server.
+
+The same real services as the platform tests, with one worker that also consumes the webhooks
+queue, set up for loopback receivers, fast retries and a small per-tenant limit.
+"""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The whole platform as tests see it: the API under uvicorn, real Celery workers and moto S3, on the
-machine's PostgreSQL and Redis (``running_stack``) or on private ones that fault tests stop, kill
-and cut (``private_stack``); with helpers to make keys, submit videos and wait for jobs.
+"""The whole platform as tests see it: API, workers and moto S3 on shared or private services.
 
-Every stack checks on the way down that the API never answered 5xx. Nothing here skips.
+``running_stack`` uses the machine's PostgreSQL and Redis; ``private_stack`` runs on private ones
+that fault tests stop, kill and cut. ``Stack`` has the helpers to make keys, submit videos and
+wait for jobs. Every stack checks on the way down that the API never answered 5xx. Nothing here
+skips.
 """
 
 from __future__ import annotations

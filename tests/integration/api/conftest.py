@@ -1,7 +1,9 @@
-"""The API in-process (FastAPI's TestClient) against real PostgreSQL and Redis, storing videos in a
-temporary directory; no worker runs, so jobs stay queued. Two setups: ``client`` with the API's
-defaults, and ``hooks_client`` with the production default of refusing private receivers and a
-small limit on jobs in flight."""
+"""The API in-process (FastAPI's TestClient) against real PostgreSQL and Redis; no worker runs.
+
+Videos are stored in a temporary directory and jobs stay queued. Two setups: ``client`` with the
+API's defaults, and ``hooks_client`` with the production default of refusing private receivers
+and a small limit on jobs in flight.
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""The whole platform for integration tests: PostgreSQL (a fresh database), Redis (a key prefix of
-its own), a moto S3 server, the API under uvicorn and one real Celery worker, shared by the tests
-of a run (``tests.utils.stack``). Videos are generated here; the model is a randomly initialised
-small checkpoint."""
+"""The platform tests' stack: one worker, both buckets, small limits and fast clocks.
+
+Built by ``tests.utils.stack.running_stack`` (a fresh database, Redis under its own key prefix,
+moto S3, the API and one real Celery worker), shared by the tests of a run. The model is a
+randomly initialised small checkpoint.
+"""
 
 from __future__ import annotations
 
