@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -27,6 +27,7 @@ from core.storage import ObjectStore, get_object_store
 __all__ = [
     "AdminKey",
     "CurrentKey",
+    "IdempotencyKey",
     "PageQuery",
     "QueueDep",
     "SessionDep",
@@ -65,6 +66,17 @@ def _queue(settings: SettingsDep) -> Celery:
 
 
 QueueDep = Annotated[Celery, Depends(_queue)]
+
+# Repeats a creating request safely: the same key and body return what the first request made.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="repeat a request safely: the same key and body return the same job or batch",
+    ),
+]
 
 
 def _page(settings: SettingsDep, cursor: Cursor = None, limit: Limit = None) -> PageRequest:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.body import receive_json_body
-from api.deps import CurrentKey, PageQuery, QueueDep, SessionDep, SettingsDep
+from api.deps import CurrentKey, IdempotencyKey, PageQuery, QueueDep, SessionDep, SettingsDep
 from api.errors import error_responses
 from api.schemas.batches import BatchPage, BatchPublic
 from api.services import batch_manifests as manifests
@@ -21,15 +21,6 @@ __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="repeat a request safely: the same key and body return the same batch",
-    ),
-]
 
 ResultFormat = Annotated[Literal["csv", "jsonl"], Query(alias="format", description="csv or jsonl")]
 

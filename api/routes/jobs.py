@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel
 
-from api.deps import CurrentKey, PageQuery, QueueDep, SessionDep, SettingsDep, StorageDep
+from api.deps import CurrentKey, IdempotencyKey, PageQuery, QueueDep, SessionDep, SettingsDep, StorageDep
 from api.errors import error_responses
 from api.schemas.jobs import (
     FramePage,
@@ -29,15 +30,6 @@ log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="repeat a request safely: the same key and body return the same job",
-    ),
-]
 
 _CREATE_BODY: dict[str, Any] = {
     "requestBody": {
@@ -126,58 +118,31 @@ def get_job(job_id: str, key: CurrentKey, session: SessionDep) -> JobPublic:
     return JobPublic.from_job(service.get_job(session, tenant_id=key.tenant_id, job_id=job_id))
 
 
-@router.get(
-    "/{job_id}/segments",
-    response_model=SegmentPage,
-    summary="Per-segment scores",
-    responses=error_responses(401, 404, 422),
-)
-def list_segments(
-    job_id: str,
-    key: CurrentKey,
-    session: SessionDep,
-    page: PageQuery,
-) -> SegmentPage:
-    rows, next_cursor = service.list_segments(
-        session, tenant_id=key.tenant_id, job_id=job_id, page=page
+def _add_result_route(kind: str, *, page_model: type[BaseModel], public: Any, summary: str) -> None:
+    """GET /v1/jobs/{job_id}/<kind>: one page of the job's segments, frames or tracks."""
+
+    def list_results(job_id: str, key: CurrentKey, session: SessionDep, page: PageQuery) -> BaseModel:
+        rows, next_cursor = service.list_results(
+            session, tenant_id=key.tenant_id, job_id=job_id, kind=kind, page=page
+        )
+        return page_model(items=[public.from_row(row) for row in rows], next_cursor=next_cursor)
+
+    router.add_api_route(
+        f"/{{job_id}}/{kind}",
+        list_results,
+        methods=["GET"],
+        name=f"list_{kind}",
+        response_model=page_model,
+        summary=summary,
+        responses=error_responses(401, 404, 422),
     )
-    return SegmentPage(items=[SegmentPublic.from_row(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get(
-    "/{job_id}/frames",
-    response_model=FramePage,
-    summary="Per-frame scores and face boxes",
-    responses=error_responses(401, 404, 422),
+_add_result_route("segments", page_model=SegmentPage, public=SegmentPublic, summary="Per-segment scores")
+_add_result_route(
+    "frames", page_model=FramePage, public=FramePublic, summary="Per-frame scores and face boxes"
 )
-def list_frames(
-    job_id: str,
-    key: CurrentKey,
-    session: SessionDep,
-    page: PageQuery,
-) -> FramePage:
-    rows, next_cursor = service.list_frames(
-        session, tenant_id=key.tenant_id, job_id=job_id, page=page
-    )
-    return FramePage(items=[FramePublic.from_row(row) for row in rows], next_cursor=next_cursor)
-
-
-@router.get(
-    "/{job_id}/tracks",
-    response_model=TrackPage,
-    summary="Faces followed across frames",
-    responses=error_responses(401, 404, 422),
-)
-def list_tracks(
-    job_id: str,
-    key: CurrentKey,
-    session: SessionDep,
-    page: PageQuery,
-) -> TrackPage:
-    rows, next_cursor = service.list_tracks(
-        session, tenant_id=key.tenant_id, job_id=job_id, page=page
-    )
-    return TrackPage(items=[TrackPublic.from_row(row) for row in rows], next_cursor=next_cursor)
+_add_result_route("tracks", page_model=TrackPage, public=TrackPublic, summary="Faces followed across frames")
 
 
 @router.post(

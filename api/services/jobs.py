@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Any
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
@@ -24,10 +25,8 @@ __all__ = [
     "cancel",
     "delete_job",
     "get_job",
-    "list_frames",
     "list_jobs",
-    "list_segments",
-    "list_tracks",
+    "list_results",
 ]
 
 log = logging.getLogger(__name__)
@@ -67,28 +66,22 @@ def list_jobs(
     )
 
 
-def list_segments(
-    session: Session, *, tenant_id: uuid.UUID, job_id: str, page: PageRequest
-) -> tuple[list[Segment], str | None]:
+# A job's results come in pages of their rows, each kind ordered by its own index.
+_RESULT_ORDER: dict[str, Any] = {
+    "segments": Segment.segment_index,
+    "frames": Frame.frame_index,
+    "tracks": Track.track_id,
+}
+
+
+def list_results(
+    session: Session, *, tenant_id: uuid.UUID, job_id: str, kind: str, page: PageRequest
+) -> tuple[list[Any], str | None]:
+    """One page of the job's ``kind`` rows (segments, frames or tracks), in index order."""
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
-    query = select(Segment).where(Segment.job_id == job.id)
-    return keyset_page(session, query, keys=(Segment.segment_index,), page=page)
-
-
-def list_frames(
-    session: Session, *, tenant_id: uuid.UUID, job_id: str, page: PageRequest
-) -> tuple[list[Frame], str | None]:
-    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
-    query = select(Frame).where(Frame.job_id == job.id)
-    return keyset_page(session, query, keys=(Frame.frame_index,), page=page)
-
-
-def list_tracks(
-    session: Session, *, tenant_id: uuid.UUID, job_id: str, page: PageRequest
-) -> tuple[list[Track], str | None]:
-    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
-    query = select(Track).where(Track.job_id == job.id)
-    return keyset_page(session, query, keys=(Track.track_id,), page=page)
+    order = _RESULT_ORDER[kind]
+    model = order.class_
+    return keyset_page(session, select(model).where(model.job_id == job.id), keys=(order,), page=page)
 
 
 def cancel(session: Session, *, tenant_id: uuid.UUID, job_id: str) -> Job:
