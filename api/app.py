@@ -10,11 +10,11 @@ from typing import Any
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
-from api.batch_schemas import BatchCreate
 from api.errors import register_error_handlers
 from api.routes import batches, deliveries, explanations, health, jobs, monitoring, uploads, webhooks
 from api.routes.web import mount_web
-from api.schemas import JobCreate
+from api.schemas.batches import BatchCreate
+from api.schemas.jobs import JobCreate
 from core.config import Settings, get_settings
 from core.logs import log_event
 from core.metrics import UNMATCHED_ROUTE, observe_http_request

@@ -1,5 +1,8 @@
-"""`deepfakestream batch`: submit a manifest as a batch, follow it, cancel it and export its results,
-through the HTTP API (no database or broker access needed)."""
+"""`deepfakestream batch`: submit batches and fetch their results through the API.
+
+A manifest becomes a batch; the command follows it, cancels it and exports its results, all over
+HTTP (no database or broker access needed).
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Typed dependencies: routes declare ``session: SessionDep, tenant: CurrentTenant`` and never build
-engines, storage clients or Celery apps themselves."""
+"""Typed dependencies: what routes declare instead of building engines, clients or Celery apps.
+
+Routes take ``session: SessionDep``, ``key: CurrentKey``, ``page: PageQuery`` and so on; every
+authenticated route is rate limited through ``CurrentKey``.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +10,11 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.pagination import Cursor, Limit, PageRequest, page_limit
 from api.ratelimit import check_auth_failures, enforce_rate_limit, record_auth_failure
 from core.config import Settings
 from core.db import get_session_factory
@@ -23,6 +27,8 @@ from core.storage import ObjectStore, get_object_store
 __all__ = [
     "AdminKey",
     "CurrentKey",
+    "IdempotencyKey",
+    "PageQuery",
     "QueueDep",
     "SessionDep",
     "SettingsDep",
@@ -60,6 +66,25 @@ def _queue(settings: SettingsDep) -> Celery:
 
 
 QueueDep = Annotated[Celery, Depends(_queue)]
+
+# Repeats a creating request safely: the same key and body return what the first request made.
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        description="repeat a request safely: the same key and body return the same job or batch",
+    ),
+]
+
+
+def _page(settings: SettingsDep, cursor: Cursor = None, limit: Limit = None) -> PageRequest:
+    return PageRequest(cursor=cursor, limit=page_limit(limit, settings))
+
+
+# A list route's ``cursor`` and ``limit`` query parameters, the limit checked against PAGE_SIZE_MAX.
+PageQuery = Annotated[PageRequest, Depends(_page)]
 
 
 def _api_key(

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
-from api.schemas import ErrorBody
+from api.schemas.errors import ErrorBody
 from core.errors import ServiceError
 from core.logs import log_event
 

@@ -25,6 +25,7 @@ from typing import Any
 from core.config import Settings
 from core.errors import TooManyRequestsError
 from core.logs import log_event
+from core.redis import broker_key, redis_client
 
 __all__ = [
     "READ_METHODS",
@@ -120,17 +121,16 @@ class RateLimiter:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RateLimiter:
-        import redis
-
-        client = redis.Redis.from_url(
-            settings.rate_limit_redis_url or settings.broker_url,
-            socket_connect_timeout=_REDIS_TIMEOUT_S,
-            socket_timeout=_REDIS_TIMEOUT_S,
+        client = redis_client(
+            settings,
+            url=settings.rate_limit_redis_url,
+            connect_timeout_s=_REDIS_TIMEOUT_S,
+            timeout_s=_REDIS_TIMEOUT_S,
             retry_on_timeout=False,
         )
         return cls(
             client,
-            key_prefix=f"{settings.broker_key_prefix}ratelimit:",
+            key_prefix=broker_key(settings, "ratelimit:"),
             requests=_Bucket("requests", settings.rate_limit_per_s, settings.rate_limit_burst),
             writes=_Bucket("writes", settings.rate_limit_writes_per_s, settings.rate_limit_writes_burst),
             auth_failures=_Bucket(

@@ -77,7 +77,7 @@ def _make_checkpoint(path: Path, shipped: Any, input_size: int) -> Path:
 
 def _run_optimized(video: Path, model: Path, device: str, runs: int) -> dict[str, Any]:
     started = time.perf_counter()
-    from pipeline.analyze import Analyzer
+    from pipeline.analyzer import Analyzer
 
     imported = time.perf_counter()
     analyzer = Analyzer(model_path=model, device=device)

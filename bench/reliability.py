@@ -45,7 +45,7 @@ from sqlalchemy import func, select  # noqa: E402
 from core.models import Batch, Job  # noqa: E402
 from tests.utils.bad_media import HOSTILE_MEDIA_KINDS, VALID_HOSTILE_MEDIA_KINDS, make_hostile_media  # noqa: E402
 from tests.utils.media import make_face_video  # noqa: E402
-from tests.utils.services import SOURCE_BUCKET, TERMINAL, PrivateStack, private_stack  # noqa: E402
+from tests.utils.stack import SOURCE_BUCKET, TERMINAL, PrivateStack, private_stack  # noqa: E402
 
 __all__ = ["BENCH_SETTINGS", "run"]
 
@@ -153,7 +153,7 @@ def _submit_hostile(stack: PrivateStack, headers: dict[str, str], media_dir: Pat
     tried = []
     for kind in (*HOSTILE_MEDIA_KINDS, *VALID_HOSTILE_MEDIA_KINDS):
         path = make_hostile_media(kind, media_dir / f"{kind}.mp4")
-        response = stack.submit(headers, path, expect=None)
+        response = stack.post_video(headers, path)
         body = response.json() if response.content else {}
         tried.append({"kind": kind, "status": response.status_code, "body": body})
     return tried

@@ -1,5 +1,8 @@
-"""Batches: their states, the per-state counts of their jobs, and the bookkeeping done in the
-transaction that ends one of their jobs (the last one completes the batch and queues its event)."""
+"""Batches: their states, the per-state counts of their jobs, and the bookkeeping as jobs end.
+
+The bookkeeping runs in the transaction that ends one of their jobs: the last one completes the
+batch and queues its event.
+"""
 
 from __future__ import annotations
 

@@ -12,14 +12,13 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
+from core.media import KNOWN_CONTAINERS
 
 __all__ = ["Settings", "StorageKind", "get_settings", "load_settings"]
 
 GIB = 1024**3
 # Credentials shipped in examples (MinIO's and docker-compose.yml's defaults); refused in production.
 _EXAMPLE_SECRETS = frozenset({"minioadmin", "changeme", "secret", "password", "deepfakestream-dev-secret"})
-# Containers the upload sniffer recognises; see api.uploads.sniff_container.
-KNOWN_CONTAINERS = ("mp4", "mov", "3gp", "webm", "mkv", "avi", "mpegts", "flv", "mpeg")
 # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27 hours of retries.
 WEBHOOK_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 

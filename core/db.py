@@ -1,16 +1,22 @@
-"""Database engines and sessions: one pooled engine per URL and process, built on first use."""
+"""Database engines and sessions, and the upsert that makes a redelivered task rewrite its rows.
+
+One pooled engine per URL and process, built on first use.
+"""
 
 from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
 
-__all__ = ["check_database", "get_engine", "get_session_factory"]
+__all__ = ["check_database", "get_engine", "get_session_factory", "upsert"]
 
 
 @functools.cache
@@ -43,3 +49,26 @@ def check_database(settings: Settings) -> None:
     """Raises if the database does not answer a trivial query."""
     with get_engine(settings).connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def upsert(
+    session: Session,
+    model: type[Any],
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    update: Iterable[str],
+    constraint: str | None = None,
+    index_elements: Sequence[Any] | None = None,
+) -> None:
+    """Inserts ``rows``; where one conflicts with a stored row (on ``constraint`` or
+    ``index_elements``), its ``update`` columns replace the stored ones. No rows, no statement."""
+    if not rows:
+        return
+    statement = insert(model).values(list(rows))
+    session.execute(
+        statement.on_conflict_do_update(
+            constraint=constraint,
+            index_elements=index_elements,
+            set_={name: statement.excluded[name] for name in update},
+        )
+    )

@@ -178,7 +178,7 @@ def enqueue_probe(
     priority: int = INTERACTIVE_PRIORITY,
     task_id: str | None = None,
 ) -> str:
-    """``task_id``: send again a message that was lost, under its id (see worker.jobs.reconcile)."""
+    """``task_id``: send again a message that was lost, under its id (see worker.reconcile)."""
     return _send(
         app,
         TaskName.PROBE,

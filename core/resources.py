@@ -1,8 +1,9 @@
-"""Resource figures of the platform: each worker process reports its CPU, memory and GPU memory to
-Redis; the API reads those reports, and the depth of every queue, for the operators' endpoints.
+"""Resource figures of the platform: worker processes' CPU, memory and GPU memory, and queue depths.
 
-Reports expire on their own (three report intervals), so a dead worker drops out of the list
-without anyone cleaning up after it. No torch here: a worker passes in how to read its GPU.
+Each worker process reports its figures to Redis; the API reads those reports, and the depth of
+every queue, for the operators' endpoints. Reports expire on their own (three report intervals),
+so a dead worker drops out of the list without anyone cleaning up after it. No torch here: a
+worker passes in how to read its GPU.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import redis
 
 from core.config import Settings
 from core.logs import log_event
+from core.redis import broker_key, redis_client
 
 __all__ = [
     "PRIORITY_STEPS",
@@ -45,12 +47,8 @@ _REPORT_TTL_INTERVALS = 3
 GpuProbe = Callable[[], dict[str, Any] | None]
 
 
-def _client(settings: Settings) -> redis.Redis:
-    return redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=2)
-
-
 def report_key_prefix(settings: Settings) -> str:
-    return f"{settings.broker_key_prefix}deepfakestream:resources:"
+    return broker_key(settings, "deepfakestream:resources:")
 
 
 def host_usage() -> dict[str, Any]:
@@ -131,7 +129,7 @@ class ResourceReporter:
         """One report, written now; raises redis errors to the caller."""
         document = self.snapshot()
         if self._client is None:
-            self._client = _client(self.settings)
+            self._client = redis_client(self.settings)
         ttl = max(1, round(self.interval_s * _REPORT_TTL_INTERVALS))
         self._client.set(self.key, json.dumps(document), ex=ttl)
         return document
@@ -175,7 +173,7 @@ class ResourceReporter:
 def read_reports(settings: Settings, *, now: datetime | None = None) -> list[dict[str, Any]]:
     """Every live worker report, oldest node first, with its age in seconds."""
     now = now or datetime.now(UTC)
-    client = _client(settings)
+    client = redis_client(settings)
     try:
         keys = sorted(client.scan_iter(match=f"{report_key_prefix(settings)}*", count=200))
         values = client.mget(keys) if keys else []
@@ -207,7 +205,7 @@ def _queue_keys(settings: Settings, queue: str) -> list[tuple[int, str]]:
 def queue_depths(settings: Settings, queues: Iterable[str]) -> dict[str, dict[str, Any]]:
     """Messages waiting in each queue (not those a worker holds unacknowledged), in all and by
     priority step."""
-    client = _client(settings)
+    client = redis_client(settings)
     try:
         pipeline = client.pipeline(transaction=False)
         layout = []

@@ -1,6 +1,8 @@
-"""A job's monitoring outputs as stored: its statistics as a document (what ``statistics.json``
-beside the video holds and ``GET /v1/jobs/{id}/statistics`` answers) and the storage keys of
-everything the outputs put beside the video."""
+"""A job's statistics as a document, and the storage keys of every output beside its video.
+
+The document is what ``statistics.json`` beside the video holds and ``GET
+/v1/jobs/{id}/statistics`` answers.
+"""
 
 from __future__ import annotations
 

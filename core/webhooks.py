@@ -1,8 +1,8 @@
-"""Webhooks: event payloads, signing (Standard Webhooks), secrets at rest, the outbox of deliveries
-and the retry schedule. Sending is the workers' part (``worker.webhooks``), through ``core.egress``.
+"""Webhooks: event payloads, signing, secrets at rest, the outbox of deliveries and the retries.
 
-Signatures come from the ``standardwebhooks`` package: ``webhook-id``, ``webhook-timestamp`` and
-``webhook-signature: v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` with a ``whsec_`` secret.
+Sending is the workers' part (``worker.webhooks``), through ``core.egress``. Signatures come from
+the ``standardwebhooks`` package: ``webhook-id``, ``webhook-timestamp`` and ``webhook-signature:
+v1,<base64 HMAC-SHA256 of "id.timestamp.body">`` with a ``whsec_`` secret.
 """
 
 from __future__ import annotations

@@ -37,7 +37,7 @@ COPY worker worker
 COPY pipeline pipeline
 # The shipped checkpoint (safetensors); mount another at MODEL_PATH to override it.
 COPY models models
-RUN pip install --no-deps -e . && python -c "import worker.app, pipeline.analyze"
+RUN pip install --no-deps -e . && python -c "import worker.app, pipeline.analyzer"
 
 USER deepfakestream
 # The worker refuses to start without a valid checkpoint at MODEL_PATH.

@@ -1,18 +1,21 @@
 """The ML pipeline: probe, decode, faces, SRM + EfficientNet scoring, aggregation, training.
 
-No web and no database here. Heavy modules (torch, MTCNN) load on first use, so importing the
-package is cheap.
+``pipeline.analyze(path, ...)`` is the entry the command line calls; the worker runs the same
+steps one segment at a time through ``pipeline.Analyzer``. No web and no database here. Both
+names live in ``pipeline.analyzer`` and load it (torch, MTCNN) on first use, so importing the
+package stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from pipeline.errors import PipelineError
 from pipeline.types import AnalysisConfig, SegmentPlan, SegmentResult, VideoInfo, VideoResult
 
 if TYPE_CHECKING:
-    from pipeline.analyze import Analyzer, analyze
+    from pipeline.analyzer import Analyzer, analyze
 
 __all__ = [
     "AnalysisConfig",
@@ -25,10 +28,12 @@ __all__ = [
     "analyze",
 ]
 
+_LAZY = frozenset({"Analyzer", "analyze"})
+
 
 def __getattr__(name: str) -> Any:
-    if name in ("Analyzer", "analyze"):
-        from pipeline import analyze as _analyze_module
-
-        return getattr(_analyze_module, name)
+    if name in _LAZY:
+        value = getattr(importlib.import_module("pipeline.analyzer"), name)
+        globals()[name] = value  # later lookups skip this hook
+        return value
     raise AttributeError(f"module 'pipeline' has no attribute {name!r}")

@@ -21,7 +21,7 @@ from pipeline.errors import ModelError, PipelineError
 from pipeline.types import AnalysisConfig, VideoResult
 
 if TYPE_CHECKING:
-    from pipeline.analyze import Analyzer
+    from pipeline.analyzer import Analyzer
 
 __all__ = ["EXIT_OUTPUT_FAILED", "EXIT_USAGE", "add_arguments", "run"]
 
@@ -139,28 +139,33 @@ def _write_json(path: str, document: dict[str, Any], stdout: TextIO) -> None:
 def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoResult, Analyzer, float]:
     """Analyse ``args.video``; also returns the analyzer and the seconds spent loading the networks,
     which the result's times leave out (a worker loads them once for many videos)."""
-    from pipeline.analyze import Analyzer
-    from pipeline.video import plan_segments, probe
+    import pipeline
 
-    started = time.perf_counter()
-    # Probe before loading the networks: a bad file is refused in a fraction of a second.
-    info = probe(args.video, config)
-    probe_s = time.perf_counter() - started
-    plans = plan_segments(info, config)
-    loading = time.perf_counter()
-    analyzer = Analyzer(model_path=_model_path(args), device=args.device, config=config)
-    load_s = time.perf_counter() - loading
+    loaded: dict[str, Any] = {}
+
+    def load(probed: AnalysisConfig) -> Analyzer:
+        loading = time.perf_counter()
+        analyzer = pipeline.Analyzer(model_path=_model_path(args), device=args.device, config=probed)
+        loaded.update(analyzer=analyzer, load_s=time.perf_counter() - loading)
+        return analyzer
+
     from tqdm import tqdm
 
-    show_bar = not args.no_progress and len(plans) >= PROGRESS_MIN_SEGMENTS and sys.stderr.isatty()
-    segments = []
-    with tqdm(total=len(plans), unit="segment", disable=not show_bar, file=sys.stderr, leave=False) as bar:
-        for plan in plans:
-            segments.append(analyzer.analyze_segment(args.video, info, plan))
-            bar.update(1)
-    result = analyzer.finalize(info, segments, {"probe_s": probe_s})
-    result.timings["total_s"] = time.perf_counter() - started - load_s
-    return result, analyzer, load_s
+    bars: list[tqdm[Any]] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            show = not args.no_progress and total >= PROGRESS_MIN_SEGMENTS and sys.stderr.isatty()
+            bars.append(tqdm(total=total, unit="segment", disable=not show, file=sys.stderr, leave=False))
+        bars[0].n = done
+        bars[0].refresh()
+
+    try:
+        result = pipeline.analyze(args.video, config=config, load=load, progress=progress)
+    finally:
+        for bar in bars:
+            bar.close()
+    return result, loaded["analyzer"], loaded["load_s"]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -159,7 +159,7 @@ def evaluate(
     if kind == "crops":
         items = _score_crops(root, classifier, indices_for, cache_dir)
     else:
-        from pipeline.analyze import Analyzer
+        from pipeline import Analyzer
         from pipeline.types import AnalysisConfig
 
         config = AnalysisConfig(tta_flip=tta_flip, aggregation=aggregation)  # type: ignore[arg-type]

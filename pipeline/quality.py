@@ -1,9 +1,9 @@
-"""Input statistics of the frames and faces the model saw: brightness, luma histogram moments,
-sharpness (variance of the Laplacian), face size, plus the video's resolution, frame rate and codec.
+"""Input statistics of the frames and faces the model saw, kept as mergeable sums.
 
-They describe what arrives, not what the model thinks, so operators can tell when incoming
-videos stop looking like the ones the model was trained and calibrated on (see core.drift).
-Statistics are kept as mergeable sums (count, sum, sum of squares, min, max): segments analysed
+Brightness, luma histogram moments, sharpness (variance of the Laplacian), face size, plus the
+video's resolution, frame rate and codec. They describe what arrives, not what the model thinks,
+so operators can tell when incoming videos stop looking like the ones the model was trained and
+calibrated on (see core.drift). Sums (count, sum, sum of squares, min, max) let segments analysed
 by different workers combine into exactly the numbers one pass over the video would give.
 """
 

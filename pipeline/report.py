@@ -1,8 +1,7 @@
-"""A one-file HTML report of an analysis: summary, score over time (inline SVG), the most suspicious
-faces with their Grad-CAM heatmaps.
+"""A one-file HTML report of an analysis: summary, score over time and the most suspicious faces.
 
-Everything is inline (styles, the chart, face crops as base64 JPEG), so the file can be mailed or
-attached to a ticket and opens anywhere without a network.
+Everything is inline (styles, the SVG chart, face crops and Grad-CAM heatmaps as base64 JPEG), so
+the file can be mailed or attached to a ticket and opens anywhere without a network.
 """
 
 from __future__ import annotations

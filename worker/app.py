@@ -19,28 +19,14 @@ from core.config import Settings, get_settings
 from core.logs import configure_logging, log_event
 from core.queue import make_celery
 from worker import monitoring
-from worker.jobs import recover_node_claims
-from worker.runtime import WorkerContext, build_context, load_analyzer
+from worker.claims import recover_node_claims
+from worker.runtime import context_for, load_analyzer
 
-__all__ = ["context_for", "create_worker_app"]
+__all__ = ["create_worker_app"]
 
 log = logging.getLogger(__name__)
 
 BOOTED_AT = datetime.now(UTC)
-_contexts: dict[str, WorkerContext] = {}
-
-
-def _settings() -> Settings:
-    return get_settings()
-
-
-def context_for(hostname: str | None) -> WorkerContext:
-    """This process's context for the node that runs the task (built on first use)."""
-    name = hostname or f"worker@{os.uname().nodename}"
-    context = _contexts.get(name)
-    if context is None:
-        context = _contexts[name] = build_context(_settings(), hostname=name)
-    return context
 
 
 def create_worker_app(settings: Settings) -> Celery:
@@ -59,7 +45,7 @@ def create_worker_app(settings: Settings) -> Celery:
 
 @worker_process_init.connect
 def _load_model_in_pool_process(sender: Any = None, **_: Any) -> None:
-    settings = _settings()
+    settings = get_settings()
     configure_logging(level=settings.log_level, json_lines=settings.log_format == "json")
     from pipeline.errors import ModelError
 

@@ -7,6 +7,7 @@ the parent process never imports torch, so forking stays safe.
 from __future__ import annotations
 
 import copy
+import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 from celery import Celery
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.config import Settings
+from core.config import Settings, get_settings
 from core.db import get_session_factory
 from core.queue import get_celery
 from core.storage import ObjectStore, get_object_store
 
 if TYPE_CHECKING:
-    from pipeline.analyze import Analyzer
+    from pipeline.analyzer import Analyzer
     from pipeline.types import AnalysisConfig
 
-__all__ = ["WorkerContext", "analysis_config", "build_context", "load_analyzer"]
+__all__ = ["WorkerContext", "analysis_config", "build_context", "context_for", "load_analyzer"]
 
 # Decoding must give up before Celery's soft limit, so the pipeline reports a typed timeout.
 _DECODE_MARGIN_S = 10.0
@@ -59,7 +60,7 @@ def load_analyzer(settings: Settings) -> Analyzer:
     if _analyzer is None:
         with _analyzer_lock:
             if _analyzer is None:
-                from pipeline.analyze import Analyzer
+                from pipeline.analyzer import Analyzer
 
                 _analyzer = Analyzer(
                     model_path=settings.model_path, device=settings.device, config=analysis_config(settings)
@@ -97,3 +98,15 @@ def build_context(settings: Settings, *, hostname: str) -> WorkerContext:
         hostname=hostname,
         analyzer_for=lambda options: _analyzer_for(settings, options),
     )
+
+
+_contexts: dict[str, WorkerContext] = {}
+
+
+def context_for(hostname: str | None) -> WorkerContext:
+    """This process's context for the node that runs the task (built on first use)."""
+    name = hostname or f"worker@{os.uname().nodename}"
+    context = _contexts.get(name)
+    if context is None:
+        context = _contexts[name] = build_context(get_settings(), hostname=name)
+    return context

@@ -1,5 +1,8 @@
-"""Celery tasks: thin wrappers that parse their ids, call ``worker.jobs`` and turn RetryLater into a
-Celery retry. Names are explicit so the API can send them without importing this module."""
+"""Celery tasks: thin wrappers that parse their ids and call the stage's plain function.
+
+A RetryLater from the stage becomes a Celery retry. Names are explicit so the API can send the
+tasks without importing this module.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +14,13 @@ from celery import Task, shared_task
 
 from core.logs import log_event
 from core.queue import TaskName
-from worker import jobs, webhooks
-from worker.app import context_for
+from worker import webhooks
+from worker.analyze import analyze_segment
+from worker.claims import RetryLater
 from worker.failures import RETRYABLE_ERRORS
+from worker.probe import probe_job
+from worker.reconcile import reconcile
+from worker.runtime import context_for
 
 __all__ = [
     "analyze_segment_task",
@@ -45,8 +52,8 @@ def probe_job_task(self: Task, job_id: str) -> str:
     if parsed is None:
         return "rejected"
     try:
-        return jobs.probe_job(context_for(self.request.hostname), job_id=parsed, task_id=self.request.id)
-    except jobs.RetryLater as retry:
+        return probe_job(context_for(self.request.hostname), job_id=parsed, task_id=self.request.id)
+    except RetryLater as retry:
         raise self.retry(countdown=retry.countdown, exc=retry.cause) from retry.cause
     except RETRYABLE_ERRORS as exc:
         raise self.retry(countdown=random.uniform(*_OUTAGE_RETRY_S), exc=exc) from exc
@@ -58,13 +65,13 @@ def analyze_segment_task(self: Task, job_id: str, segment_index: int) -> str:
     if parsed is None or not isinstance(segment_index, int) or segment_index < 0:
         return "rejected"
     try:
-        return jobs.analyze_segment(
+        return analyze_segment(
             context_for(self.request.hostname),
             job_id=parsed,
             segment_index=segment_index,
             task_id=self.request.id,
         )
-    except jobs.RetryLater as retry:
+    except RetryLater as retry:
         raise self.retry(countdown=retry.countdown, exc=retry.cause) from retry.cause
     except RETRYABLE_ERRORS as exc:
         raise self.retry(countdown=random.uniform(*_OUTAGE_RETRY_S), exc=exc) from exc
@@ -73,7 +80,7 @@ def analyze_segment_task(self: Task, job_id: str, segment_index: int) -> str:
 @shared_task(bind=True, name=TaskName.RECONCILE.value, max_retries=0, acks_late=False)
 def reconcile_jobs_task(self: Task) -> dict[str, int]:
     # Periodic: a missed run is replaced by the next one, so no retries and no late acks.
-    return jobs.reconcile(context_for(self.request.hostname))
+    return reconcile(context_for(self.request.hostname))
 
 
 @shared_task(bind=True, name=TaskName.DELIVER_WEBHOOK.value, max_retries=None)

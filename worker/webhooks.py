@@ -1,10 +1,10 @@
-"""Webhook delivery, as plain functions tests can call without Celery: find the deliveries that
-are due and send one message each, and make one attempt of one delivery.
+"""Webhook delivery: the dispatcher of due deliveries, and one attempt of one delivery.
 
-Deliveries live in Postgres (an outbox written with the event), so retries hours apart never sit
-in the broker: an attempt that fails records when the next one is due, and the dispatcher (run
-every few seconds by beat) sends a message then. A delivery is claimed with a row lock and a
-claim deadline, so two messages for it never send it twice at once.
+Plain functions tests can call without Celery. Deliveries live in Postgres (an outbox written with
+the event), so retries hours apart never sit in the broker: an attempt that fails records when the
+next one is due, and the dispatcher (run every few seconds by beat) sends a message then. A
+delivery is claimed with a row lock and a claim deadline, so two messages for it never send it
+twice at once.
 """
 
 from __future__ import annotations

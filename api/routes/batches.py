@@ -4,31 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Header, Query, Request, Response
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.batch_schemas import BatchPage, BatchPublic
-from api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
+from api.body import receive_json_body
+from api.deps import CurrentKey, IdempotencyKey, PageQuery, QueueDep, SessionDep, SettingsDep
 from api.errors import error_responses
-from api.pagination import page_limit
+from api.schemas.batches import BatchPage, BatchPublic
+from api.services import batch_manifests as manifests
+from api.services import batch_results as results
 from api.services import batches as service
-from api.uploads import receive_json_body
 from core.errors import UnsupportedMediaTypeError
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
 
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=255,
-        description="repeat a request safely: the same key and body return the same batch",
-    ),
-]
 
 ResultFormat = Annotated[Literal["csv", "jsonl"], Query(alias="format", description="csv or jsonl")]
 
@@ -78,7 +70,7 @@ async def create_batch(
     sample_fps: Annotated[float | None, Query(description="manifest uploads only")] = None,
     segment_seconds: Annotated[float | None, Query(description="manifest uploads only")] = None,
 ) -> BatchPublic:
-    kind = service.manifest_kind(request.headers.get("content-type", ""))
+    kind = manifests.manifest_kind(request.headers.get("content-type", ""))
     if kind is None:
         raise UnsupportedMediaTypeError(
             "send application/json, a text/csv manifest or an application/x-ndjson manifest",
@@ -95,7 +87,7 @@ async def create_batch(
         }.items()
         if value is not None
     }
-    batch_request = await run_in_threadpool(lambda: service.parse_manifest(body, kind=kind, query=query))
+    batch_request = await run_in_threadpool(lambda: manifests.parse_manifest(body, kind=kind, query=query))
     batch, created = await run_in_threadpool(
         lambda: service.create_batch(
             session,
@@ -128,13 +120,9 @@ async def create_batch(
 def list_batches(
     key: CurrentKey,
     session: SessionDep,
-    settings: SettingsDep,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: int | None = None,
+    page: PageQuery,
 ) -> BatchPage:
-    rows, next_cursor = service.list_batches(
-        session, tenant_id=key.tenant_id, cursor=cursor, limit=page_limit(limit, settings)
-    )
+    rows, next_cursor = service.list_batches(session, tenant_id=key.tenant_id, page=page)
     return BatchPage(
         items=[service.public_batch(service.summarize(session, batch=row)) for row in rows],
         next_cursor=next_cursor,
@@ -166,7 +154,7 @@ def cancel_batch(batch_id: str, key: CurrentKey, session: SessionDep) -> BatchPu
 @router.get(
     "/{batch_id}/results",
     summary="Every item's result, streamed as CSV or JSON lines",
-    description=f"One row per item in submission order; columns: {', '.join(service.RESULT_COLUMNS)}.",
+    description=f"One row per item in submission order; columns: {', '.join(results.RESULT_COLUMNS)}.",
     responses={
         200: {"content": {"text/csv": {}, "application/x-ndjson": {}}, "description": "the results"},
         **error_responses(401, 404, 422),
@@ -183,7 +171,7 @@ def batch_results(
     batch = service.get_batch(session, tenant_id=key.tenant_id, batch_id=batch_id)
     media_type = "text/csv; charset=utf-8" if result_format == "csv" else "application/x-ndjson"
     return StreamingResponse(
-        service.stream_results(settings, tenant_id=key.tenant_id, batch_id=batch.id, fmt=result_format),
+        results.stream_results(settings, tenant_id=key.tenant_id, batch_id=batch.id, fmt=result_format),
         media_type=media_type,
         headers={"Content-Disposition": f'attachment; filename="batch-{batch.id}.{result_format}"'},
     )

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentKey, QueueDep, SessionDep, SettingsDep
+from api.deps import CurrentKey, PageQuery, QueueDep, SessionDep, SettingsDep
 from api.errors import error_responses
-from api.pagination import page_limit
+from api.schemas.webhooks import DeliveryPage, DeliveryPublic
 from api.services import webhooks as service
-from api.webhook_schemas import DeliveryPage, DeliveryPublic
-from core.models import WebhookAttempt, WebhookDelivery
 
 __all__ = ["router"]
 
 router = APIRouter(tags=["webhooks"])
 
-Cursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
-Limit = Annotated[int | None, Query(description="items per page (default 50)")]
-
-
-def _page(rows: list[tuple[WebhookDelivery, list[WebhookAttempt]]], next_cursor: str | None) -> DeliveryPage:
-    return DeliveryPage(
-        items=[DeliveryPublic.from_row(row, attempts) for row, attempts in rows], next_cursor=next_cursor
-    )
 
 
 @router.get(
@@ -38,14 +26,12 @@ def list_job_deliveries(
     job_id: str,
     key: CurrentKey,
     session: SessionDep,
-    settings: SettingsDep,
-    cursor: Cursor = None,
-    limit: Limit = None,
+    page: PageQuery,
 ) -> DeliveryPage:
     rows, next_cursor = service.list_deliveries(
-        session, tenant_id=key.tenant_id, job_id=job_id, cursor=cursor, limit=page_limit(limit, settings)
+        session, tenant_id=key.tenant_id, job_id=job_id, page=page
     )
-    return _page(rows, next_cursor)
+    return DeliveryPage.from_rows(rows, next_cursor)
 
 
 @router.get(
@@ -58,14 +44,12 @@ def list_batch_deliveries(
     batch_id: str,
     key: CurrentKey,
     session: SessionDep,
-    settings: SettingsDep,
-    cursor: Cursor = None,
-    limit: Limit = None,
+    page: PageQuery,
 ) -> DeliveryPage:
     rows, next_cursor = service.list_deliveries(
-        session, tenant_id=key.tenant_id, batch_id=batch_id, cursor=cursor, limit=page_limit(limit, settings)
+        session, tenant_id=key.tenant_id, batch_id=batch_id, page=page
     )
-    return _page(rows, next_cursor)
+    return DeliveryPage.from_rows(rows, next_cursor)
 
 
 @router.get(

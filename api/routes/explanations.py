@@ -1,5 +1,7 @@
-"""A job's monitoring outputs: Grad-CAM heatmaps of its most suspicious faces (as JSON and as the
-stored images) and its input/output statistics; always within the caller's tenant."""
+"""A job's monitoring outputs: Grad-CAM heatmaps of its most suspicious faces, and its statistics.
+
+Heatmaps come as JSON and as the stored images; everything stays within the caller's tenant.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from api.deps import CurrentKey, SessionDep, StorageDep
 from api.errors import error_responses
-from api.monitoring_schemas import ExplanationPage, JobStatisticsPublic
+from api.schemas.monitoring import ExplanationPage, JobStatisticsPublic
 from api.services import explanations as service
 
 __all__ = ["router"]

@@ -1,5 +1,8 @@
-"""Operators' routes: drift of incoming videos, Prometheus metrics, and the admin-only health
-snapshot and resource consumption endpoints."""
+"""Operators' routes: drift, Prometheus metrics, health snapshots and resource consumption.
+
+Drift and metrics serve every key (drift within its tenant); health snapshots and resource
+consumption are admin-only.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import AdminKey, CurrentKey, QueueDep, SessionDep, SettingsDep, StorageDep
 from api.errors import error_responses
-from api.monitoring_schemas import DriftReport, HealthSnapshot, HealthSnapshotPage, ResourceConsumption
+from api.schemas.monitoring import DriftReport, HealthSnapshot, HealthSnapshotPage, ResourceConsumption
+from api.services import health
 from api.services import monitoring as service
 from core.drift import parse_duration
 from core.errors import ForbiddenError, InvalidRequestError
@@ -104,7 +108,7 @@ async def healthcheck(
 ) -> JSONResponse:
     api_key_id = key.id
     snapshot = await run_in_threadpool(
-        lambda: service.take_health_snapshot(
+        lambda: health.take_health_snapshot(
             settings=settings, storage=storage, celery=celery, api_key_id=api_key_id
         )
     )
@@ -127,7 +131,7 @@ def healthcheck_history(
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=500, description="how many snapshots")] = 50,
 ) -> HealthSnapshotPage:
-    return HealthSnapshotPage(items=service.list_health_snapshots(session, limit=limit))
+    return HealthSnapshotPage(items=health.list_health_snapshots(session, limit=limit))
 
 
 @router.get(

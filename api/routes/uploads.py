@@ -2,27 +2,19 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
+from api.body import receive_raw_body, sanitize_filename
 from api.deps import CurrentKey, SessionDep, SettingsDep, StorageDep
 from api.errors import error_responses
-from api.schemas import UploadCreate, UploadPublic
+from api.schemas.uploads import UploadCreate, UploadPublic, UploadReceived
 from api.services import uploads as service
-from api.uploads import content_type_for, receive_raw_body, sanitize_filename
+from core.media import content_type_for
 
 __all__ = ["router"]
 
 router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
-
-
-class UploadReceived(BaseModel):
-    upload_id: uuid.UUID
-    size_bytes: int
-    container: str
 
 
 @router.post(

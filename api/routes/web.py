@@ -1,5 +1,7 @@
-"""The web page at ``/``: static HTML, JavaScript and CSS from ``api/web`` (no build step); it talks to
-the same REST API as every other client, with the API key the person enters."""
+"""The web page at ``/``: static HTML, JavaScript and CSS from ``api/web`` (no build step).
+
+The page talks to the same REST API as every other client, with the API key the person enters.
+"""
 
 from __future__ import annotations
 

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentKey, SessionDep, SettingsDep
+from api.deps import CurrentKey, PageQuery, SessionDep, SettingsDep
 from api.errors import error_responses
-from api.pagination import page_limit
-from api.services import webhooks as service
-from api.webhook_schemas import (
+from api.schemas.webhooks import (
     CallbackSecretPublic,
     DeliveryPage,
-    DeliveryPublic,
     EndpointCreate,
     EndpointCreated,
     EndpointPage,
     EndpointPublic,
 )
+from api.services import webhooks as service
 
 __all__ = ["router"]
 
@@ -136,17 +134,9 @@ def list_endpoint_deliveries(
     endpoint_id: str,
     key: CurrentKey,
     session: SessionDep,
-    settings: SettingsDep,
-    cursor: str | None = Query(default=None, max_length=512),
-    limit: int | None = None,
+    page: PageQuery,
 ) -> DeliveryPage:
     rows, next_cursor = service.list_deliveries(
-        session,
-        tenant_id=key.tenant_id,
-        endpoint_id=endpoint_id,
-        cursor=cursor,
-        limit=page_limit(limit, settings),
+        session, tenant_id=key.tenant_id, endpoint_id=endpoint_id, page=page
     )
-    return DeliveryPage(
-        items=[DeliveryPublic.from_row(row, attempts) for row, attempts in rows], next_cursor=next_cursor
-    )
+    return DeliveryPage.from_rows(rows, next_cursor)

@@ -1,51 +1,40 @@
-"""Batches: manifests in, one backlog-priority job per item, progress, cancel and streamed results,
-always within one tenant; and the per-tenant limit on jobs in flight."""
+"""Batches: many videos as one request, one backlog-priority job per item.
+
+Create (idempotently), read with progress, page and cancel, always within one tenant; the items'
+probe messages are sent after the answer. The per-tenant limit on jobs in flight is
+``api.services.limits``'; manifests and result exports have modules of their own.
+"""
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import logging
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
-from urllib.parse import unquote
 
 from celery import Celery
-from pydantic import ValidationError
-from sqlalchemy import func, insert, select, tuple_, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api.batch_schemas import BatchCounts, BatchCreate, BatchItem, BatchPublic, BatchVerdicts
-from api.errors import validation_message
-from api.pagination import decode_cursor, encode_cursor
-from api.schemas import JobOptions
-from api.services.jobs import request_hash, resolve_options
+from api.pagination import PageRequest, keyset_page
+from api.schemas.batches import BatchCounts, BatchCreate, BatchPublic, BatchVerdicts
+from api.schemas.jobs import JobOptions
+from api.services.batch_manifests import check_item
 from api.services.limits import ensure_in_flight_capacity
+from api.services.submit import request_hash, resolve_options
 from api.services.webhooks import check_callback_url
 from core.batches import BatchStatus, job_counts
 from core.config import Settings
 from core.db import get_session_factory
-from core.egress import EgressError, check_url_statically
-from core.errors import (
-    ConflictError,
-    InvalidRequestError,
-    NotFoundError,
-    PayloadTooLargeError,
-)
+from core.errors import ConflictError, NotFoundError, PayloadTooLargeError
 from core.jobs import cancel_batch_jobs
 from core.logs import log_event
 from core.models import Batch, Job, Video
 from core.queue import enqueue_probe
 from core.states import JobStatus, Verdict
-from core.storage import parse_s3_uri
 
 __all__ = [
-    "RESULT_COLUMNS",
     "BatchSummary",
     "cancel_batch",
     "create_batch",
@@ -53,136 +42,13 @@ __all__ = [
     "find_batch_replay",
     "get_batch",
     "list_batches",
-    "manifest_kind",
-    "parse_manifest",
     "public_batch",
-    "stream_results",
     "summarize",
 ]
 
 log = logging.getLogger(__name__)
 
-ManifestFormat = Literal["json", "csv", "jsonl"]
-RESULT_COLUMNS = (
-    "index",
-    "job_id",
-    "external_id",
-    "source",
-    "status",
-    "verdict",
-    "score",
-    "threshold",
-    "error_code",
-    "error_message",
-    "model_version",
-    "created_at",
-    "started_at",
-    "finished_at",
-)
-_RESULTS_PAGE = 1000
 _ENQUEUE_MARK_EVERY = 500
-# Spreadsheet programs run cells that start with these as formulas.
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-# --- manifests ---------------------------------------------------------------------------------
-
-
-def _item_error(index: int, message: str, code: str = "invalid_item") -> InvalidRequestError:
-    return InvalidRequestError(f"items[{index}]: {message}", code=code)
-
-
-def _parse_csv(body: bytes) -> list[dict[str, Any]]:
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise InvalidRequestError("the CSV manifest is not UTF-8", code="invalid_manifest") from exc
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    fields = [name.strip() for name in reader.fieldnames or []]
-    if "source" not in fields:
-        raise InvalidRequestError(
-            "the CSV manifest needs a header row with a 'source' column (and optionally 'external_id')",
-            code="invalid_manifest",
-        )
-    unknown = sorted(set(fields) - {"source", "external_id"})
-    if unknown:
-        raise InvalidRequestError(f"unknown CSV columns {unknown}", code="invalid_manifest")
-    reader.fieldnames = fields
-    items = []
-    try:
-        for row in reader:
-            if not any((value or "").strip() for value in row.values() if isinstance(value, str)):
-                continue  # blank lines
-            if None in row:
-                raise InvalidRequestError(
-                    f"CSV line {reader.line_num} has more cells than the header", code="invalid_manifest"
-                )
-            items.append({key: value for key, value in row.items() if value not in (None, "")})
-    except csv.Error as exc:
-        raise InvalidRequestError(f"the CSV manifest is malformed: {exc}", code="invalid_manifest") from exc
-    return items
-
-
-def _parse_jsonl(body: bytes) -> list[dict[str, Any]]:
-    items = []
-    for number, line in enumerate(body.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidRequestError(f"JSONL line {number} is not JSON", code="invalid_manifest") from exc
-        if not isinstance(item, dict):
-            raise InvalidRequestError(f"JSONL line {number} is not an object", code="invalid_manifest")
-        items.append(item)
-    return items
-
-
-def parse_manifest(body: bytes, *, kind: ManifestFormat, query: dict[str, Any]) -> BatchCreate:
-    """A JSON request body, or a CSV/JSONL manifest with the batch's fields in ``query``."""
-    try:
-        if kind == "json":
-            return BatchCreate.model_validate_json(body)
-        items = _parse_csv(body) if kind == "csv" else _parse_jsonl(body)
-        if not items:
-            raise InvalidRequestError("the manifest has no items", code="empty_manifest")
-        return BatchCreate.model_validate({**query, "items": items})
-    except ValidationError as exc:
-        raise InvalidRequestError(validation_message(exc.errors()), code="validation_error") from exc
-
-
-@dataclass(frozen=True)
-class _Source:
-    uri: str
-    filename: str | None
-
-
-def _check_item(index: int, item: BatchItem, *, settings: Settings) -> _Source:
-    scheme = item.source.split(":", 1)[0].lower()
-    if scheme == "s3":
-        try:
-            bucket, key = parse_s3_uri(item.source)
-        except InvalidRequestError as exc:
-            raise _item_error(index, exc.message, "invalid_source") from exc
-        own_prefix = f"{settings.storage_bucket}/{settings.storage_prefix}"
-        if bucket not in settings.source_buckets or (
-            settings.storage_url.startswith("s3://") and f"{bucket}/{key}".startswith(own_prefix)
-        ):
-            raise _item_error(index, f"the service may not read bucket {bucket!r}", "source_not_allowed")
-        return _Source(uri=f"s3://{bucket}/{key}", filename=key.rsplit("/", 1)[-1][:255] or None)
-    if scheme == "https":
-        try:
-            parts = check_url_statically(
-                item.source, allow_private=settings.webhook_allow_private, schemes=("https",)
-            )
-        except EgressError as exc:
-            raise _item_error(index, exc.message, exc.code) from exc
-        name = unquote(parts.path.rsplit("/", 1)[-1]).replace("\\", "_")[:255]
-        return _Source(uri=item.source, filename=name or None)
-    raise _item_error(index, "source must be s3://bucket/key or an https:// URL", "invalid_source")
-
-
-# --- create ------------------------------------------------------------------------------------
 
 
 def find_batch_replay(
@@ -226,7 +92,7 @@ def create_batch(
     options = resolve_options(
         JobOptions(sample_fps=request.sample_fps, segment_seconds=request.segment_seconds), settings
     )
-    sources = [_check_item(index, item, settings=settings) for index, item in enumerate(request.items)]
+    sources = [check_item(index, item, settings=settings) for index, item in enumerate(request.items)]
 
     ensure_in_flight_capacity(session, tenant_id=tenant_id, adding=len(sources), settings=settings)
     batch = Batch(
@@ -336,9 +202,6 @@ def _mark_enqueued(session: Session, job_ids: list[uuid.UUID]) -> int:
     return len(job_ids)
 
 
-# --- read --------------------------------------------------------------------------------------
-
-
 def _parse_batch_id(batch_id: str) -> uuid.UUID:
     try:
         return uuid.UUID(batch_id)
@@ -405,23 +268,13 @@ def public_batch(summary: BatchSummary) -> BatchPublic:
 
 
 def list_batches(
-    session: Session, *, tenant_id: uuid.UUID, cursor: str | None, limit: int
+    session: Session, *, tenant_id: uuid.UUID, page: PageRequest
 ) -> tuple[list[Batch], str | None]:
     """Newest first."""
     query = select(Batch).where(Batch.tenant_id == tenant_id)
-    if cursor is not None:
-        created_raw, id_raw = decode_cursor(cursor, arity=2)
-        try:
-            created_at, last_id = datetime.fromisoformat(str(created_raw)), uuid.UUID(str(id_raw))
-        except ValueError as exc:
-            raise InvalidRequestError("cursor is not one this API returned", code="invalid_cursor") from exc
-        query = query.where(tuple_(Batch.created_at, Batch.id) < tuple_(created_at, last_id))
-    rows = list(session.scalars(query.order_by(Batch.created_at.desc(), Batch.id.desc()).limit(limit + 1)))
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id))
-    return rows, next_cursor
+    return keyset_page(
+        session, query, keys=(Batch.created_at, Batch.id), page=page, newest_first=True
+    )
 
 
 def cancel_batch(session: Session, *, tenant_id: uuid.UUID, batch_id: str) -> Batch:
@@ -438,109 +291,3 @@ def cancel_batch(session: Session, *, tenant_id: uuid.UUID, batch_id: str) -> Ba
     session.commit()
     log_event(log, "batch.cancel.succeeded", batch_id=str(batch.id), jobs_canceled=len(canceled))
     return get_batch(session, tenant_id=tenant_id, batch_id=batch_id)
-
-
-# --- results -----------------------------------------------------------------------------------
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    text = str(value)
-    if isinstance(value, str) and text.startswith(_FORMULA_PREFIXES):
-        return "'" + text
-    return text
-
-
-def _record(row: Any) -> dict[str, Any]:
-    return {
-        "index": row.batch_index,
-        "job_id": str(row.id),
-        "external_id": row.external_id,
-        "source": row.source_uri,
-        "status": row.status,
-        "verdict": row.verdict,
-        "score": row.score,
-        "threshold": row.threshold,
-        "error_code": row.error_code,
-        "error_message": row.error_message,
-        "model_version": row.model_version,
-        "created_at": row.created_at,
-        "started_at": row.started_at,
-        "finished_at": row.finished_at,
-    }
-
-
-def stream_results(
-    settings: Settings, *, tenant_id: uuid.UUID, batch_id: uuid.UUID, fmt: Literal["csv", "jsonl"]
-) -> Iterator[bytes]:
-    """The batch's items in order, one CSV row or JSON line each, read a page at a time (a batch
-    of any size streams in constant memory). Opens its own sessions: it runs after the request's
-    dependencies have closed theirs."""
-    factory = get_session_factory(settings)
-    if fmt == "csv":
-        header = io.StringIO()
-        csv.writer(header, lineterminator="\r\n").writerow(RESULT_COLUMNS)
-        yield header.getvalue().encode()
-    after = -1
-    while True:
-        with factory() as session:
-            rows = session.execute(
-                select(
-                    Job.batch_index,
-                    Job.id,
-                    Job.external_id,
-                    Video.source_uri,
-                    Job.status,
-                    Job.verdict,
-                    Job.score,
-                    Job.threshold,
-                    Job.error_code,
-                    Job.error_message,
-                    Job.model_version,
-                    Job.created_at,
-                    Job.started_at,
-                    Job.finished_at,
-                )
-                .join(Video, Video.id == Job.video_id)
-                .where(Job.batch_id == batch_id, Job.tenant_id == tenant_id, Job.batch_index > after)
-                .order_by(Job.batch_index)
-                .limit(_RESULTS_PAGE)
-            ).all()
-        if not rows:
-            return
-        chunk = io.StringIO()
-        if fmt == "csv":
-            writer = csv.writer(chunk, lineterminator="\r\n")
-            for row in rows:
-                writer.writerow([_cell(value) for value in _record(row).values()])
-        else:
-            for row in rows:
-                chunk.write(json.dumps(_record(row), default=_json_default, ensure_ascii=False))
-                chunk.write("\n")
-        yield chunk.getvalue().encode()
-        after = rows[-1].batch_index
-
-
-def _json_default(value: Any) -> str:
-    if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat()
-    return str(value)
-
-
-def manifest_kind(content_type: str) -> ManifestFormat | None:
-    media_type = content_type.split(";", 1)[0].strip().lower()
-    if media_type == "application/json" or media_type.endswith("+json"):
-        return "json"
-    if media_type in ("text/csv", "application/csv"):
-        return "csv"
-    if media_type in (
-        "application/x-ndjson",
-        "application/jsonl",
-        "application/x-jsonlines",
-        "application/jsonlines",
-    ):
-        return "jsonl"
-    return None

@@ -1,5 +1,8 @@
-"""A job's monitoring outputs, always within one tenant: its Grad-CAM explanations (rows and the
-images beside the video) and its input/output statistics."""
+"""A job's monitoring outputs, always within one tenant: its explanations and statistics.
+
+Explanations are rows and the Grad-CAM images beside the video; statistics are the job's input
+and output statistics.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from api.monitoring_schemas import ExplanationPublic, JobStatisticsPublic
+from api.schemas.monitoring import ExplanationPublic, JobStatisticsPublic
 from api.services.jobs import get_job
 from core.errors import NotFoundError, ObjectNotFoundError
 from core.models import Explanation, Frame, JobStatistics

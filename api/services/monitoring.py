@@ -1,6 +1,9 @@
-"""What operators look at: drift between a recent and a reference window, health snapshots (each
-one stored), the resources of every worker and the queues, and the values Prometheus reads from
-the database and Redis when it scrapes /metrics."""
+"""What operators look at: drift, the resources of workers and queues, and scrape-time metrics.
+
+Drift compares a recent and a reference window of job statistics; resource figures come from the
+workers' reports in Redis; Prometheus reads the database and Redis when it scrapes /metrics.
+Health checks are ``api.services.health``.
+"""
 
 from __future__ import annotations
 
@@ -8,40 +11,35 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 import psutil
-from celery import Celery
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from api.monitoring_schemas import (
+from api.schemas.monitoring import (
     DriftReport,
     DriftThresholdsPublic,
     DriftWindow,
     FeatureDriftPublic,
-    HealthSnapshot,
     ResourceConsumption,
 )
 from core.config import Settings
-from core.db import check_database, get_session_factory
+from core.db import get_session_factory
 from core.drift import FEATURES, DriftThresholds, FeatureDrift, compare_windows, format_duration
 from core.logs import log_event
 from core.metrics import gauge_family
-from core.models import HealthCheck, Job, JobStatistics
+from core.models import Job, JobStatistics
 from core.queue import Queue
 from core.resources import host_usage, process_usage, queue_depths, read_reports
 from core.states import JobStatus
-from core.storage import ObjectStore
 
 __all__ = [
     "ScrapeCollector",
     "drift_report",
-    "list_health_snapshots",
     "resource_consumption",
-    "take_health_snapshot",
     "thresholds_from",
 ]
 
@@ -49,7 +47,6 @@ log = logging.getLogger(__name__)
 
 # Newest jobs read per window: enough for tight estimates, bounded for memory and time.
 MAX_ROWS_PER_WINDOW = 50_000
-_WORKER_PING_TIMEOUT_S = 1.0
 _FEATURE_COLUMNS = [getattr(JobStatistics, f.name) for f in FEATURES]
 
 
@@ -129,106 +126,6 @@ def drift_report(
         drifted=[r.feature for r in results if r.flagged],
         features=[FeatureDriftPublic.model_validate(r.to_dict()) for r in results],
     )
-
-
-# --- health --------------------------------------------------------------------------------------
-
-
-def _timed(check: Callable[[], Any]) -> dict[str, Any]:
-    started = time.perf_counter()
-    try:
-        detail = check()
-    except Exception as exc:  # any failure of a dependency is a finding, not an error
-        return {
-            "ok": False,
-            "error": f"{type(exc).__name__}: {exc}"[:300],
-            "latency_ms": round((time.perf_counter() - started) * 1000, 1),
-        }
-    result: dict[str, Any] = {"ok": True, "latency_ms": round((time.perf_counter() - started) * 1000, 1)}
-    if isinstance(detail, dict):
-        result.update(detail)
-    return result
-
-
-def _broker_check(settings: Settings) -> dict[str, Any]:
-    import redis
-
-    client = redis.Redis.from_url(settings.broker_url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    finally:
-        client.close()
-    return {"queues": {name: depth["waiting"] for name, depth in queue_depths(settings, list(Queue)).items()}}
-
-
-def _workers_check(celery: Celery) -> dict[str, Any]:
-    replies = celery.control.ping(timeout=_WORKER_PING_TIMEOUT_S) or []
-    names = sorted(name for reply in replies for name in reply)
-    if not names:
-        raise RuntimeError("no worker answered a ping")
-    return {"count": len(names), "names": names}
-
-
-def take_health_snapshot(
-    *, settings: Settings, storage: ObjectStore, celery: Celery, api_key_id: uuid.UUID | None
-) -> HealthSnapshot:
-    """Checks every dependency now and stores the result. ``unhealthy``: the database, the broker
-    or storage fails (the API cannot take jobs); ``degraded``: no worker answers (jobs wait)."""
-    started = time.perf_counter()
-    checked_at = datetime.now(UTC)
-    checks: dict[str, Any] = {
-        "database": _timed(lambda: check_database(settings)),
-        "broker": _timed(lambda: _broker_check(settings)),
-        "storage": _timed(storage.check),
-    }
-    checks["workers"] = (
-        _timed(lambda: _workers_check(celery))
-        if checks["broker"]["ok"]
-        else {"ok": False, "error": "broker unreachable"}
-    )
-    core_ok = all(checks[name]["ok"] for name in ("database", "broker", "storage"))
-    status: Literal["healthy", "degraded", "unhealthy"] = (
-        "healthy" if core_ok and checks["workers"]["ok"] else ("degraded" if core_ok else "unhealthy")
-    )
-    duration_ms = round((time.perf_counter() - started) * 1000, 1)
-    snapshot_id: int | None = None
-    if checks["database"]["ok"]:
-        try:
-            with get_session_factory(settings)() as session:
-                record = HealthCheck(
-                    checked_at=checked_at,
-                    status=status,
-                    duration_ms=duration_ms,
-                    checks=checks,
-                    api_key_id=api_key_id,
-                )
-                session.add(record)
-                session.commit()
-                snapshot_id = record.id
-        except Exception as exc:  # the snapshot is still worth returning
-            checks["record"] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"[:300]}
-    log_event(
-        log, "health.snapshot.taken", status=status, stored=snapshot_id is not None, duration_ms=duration_ms
-    )
-    return HealthSnapshot(
-        id=snapshot_id, checked_at=checked_at, status=status, duration_ms=duration_ms, checks=checks
-    )
-
-
-def list_health_snapshots(session: Session, *, limit: int) -> list[HealthSnapshot]:
-    rows = session.scalars(select(HealthCheck).order_by(HealthCheck.checked_at.desc()).limit(limit))
-    return [
-        HealthSnapshot.model_validate(
-            {
-                "id": row.id,
-                "checked_at": row.checked_at,
-                "status": row.status,
-                "duration_ms": row.duration_ms,
-                "checks": row.checks,
-            }
-        )
-        for row in rows
-    ]
 
 
 # --- resources -----------------------------------------------------------------------------------

@@ -8,10 +8,10 @@ from collections import defaultdict
 from datetime import UTC, datetime
 
 from celery import Celery
-from sqlalchemy import delete, func, select, tuple_, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from api.pagination import decode_cursor, encode_cursor
+from api.pagination import PageRequest, keyset_page
 from core.config import Settings
 from core.egress import EgressError, check_url_statically, resolve_checked
 from core.errors import ConflictError, InvalidRequestError, NotFoundError
@@ -223,8 +223,7 @@ def list_deliveries(
     job_id: str | None = None,
     batch_id: str | None = None,
     endpoint_id: str | None = None,
-    cursor: str | None,
-    limit: int,
+    page: PageRequest,
 ) -> tuple[list[tuple[WebhookDelivery, list[WebhookAttempt]]], str | None]:
     """Deliveries of one job, batch or endpoint (oldest first), each with its attempts."""
     query = select(WebhookDelivery).where(WebhookDelivery.tenant_id == tenant_id)
@@ -241,22 +240,9 @@ def list_deliveries(
     if endpoint_id is not None:
         endpoint = get_endpoint(session, tenant_id=tenant_id, endpoint_id=endpoint_id)
         query = query.where(WebhookDelivery.endpoint_id == endpoint.id)
-    if cursor is not None:
-        created_raw, id_raw = decode_cursor(cursor, arity=2)
-        try:
-            created_at, last_id = datetime.fromisoformat(str(created_raw)), uuid.UUID(str(id_raw))
-        except ValueError as exc:
-            raise InvalidRequestError("cursor is not one this API returned", code="invalid_cursor") from exc
-        query = query.where(
-            tuple_(WebhookDelivery.created_at, WebhookDelivery.id) > tuple_(created_at, last_id)
-        )
-    rows = list(
-        session.scalars(query.order_by(WebhookDelivery.created_at, WebhookDelivery.id).limit(limit + 1))
+    rows, next_cursor = keyset_page(
+        session, query, keys=(WebhookDelivery.created_at, WebhookDelivery.id), page=page
     )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = encode_cursor(rows[-1].created_at.isoformat(), str(rows[-1].id))
     attempts = _attempts_by_delivery(session, [row.id for row in rows])
     return [(row, attempts.get(row.id, [])) for row in rows], next_cursor
 

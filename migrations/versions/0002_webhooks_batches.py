@@ -1,5 +1,6 @@
-"""Webhooks and batches: endpoints, callback secrets, deliveries and their attempts, batches,
-and the batch, item index and priority of jobs.
+"""Webhooks and batches: endpoints, callback secrets, deliveries, attempts, batches.
+
+Jobs gain their batch, item index and priority.
 
 Revision ID: 0002_webhooks_batches
 Revises: 0001

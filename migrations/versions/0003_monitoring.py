@@ -1,5 +1,7 @@
-"""Monitoring: per-job input and output statistics (drift), Grad-CAM explanations, per-segment
-input statistics, and the stored calls of GET /healthcheck/.
+"""Monitoring: job statistics, Grad-CAM explanations, segment statistics, stored health checks.
+
+Per-job input and output statistics (drift), per-segment input statistics, and the stored calls of
+GET /healthcheck/.
 
 Revision ID: 0003_monitoring
 Revises: 0002_webhooks_batches

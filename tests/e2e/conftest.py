@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.stack import Stack, running_stack
+from tests.utils.stack import QUICK_SETTINGS, Stack, running_stack
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -30,7 +30,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     for tool in ("ffmpeg", "ffprobe"):
         assert shutil.which(tool), f"{tool} is required (apt-get install ffmpeg)"
     with running_stack(
-        tmp_path_factory.mktemp("e2e-stack"), extra={"SOURCE_BUCKETS": SOURCE_BUCKET}, worker_name="e2e"
+        tmp_path_factory.mktemp("e2e-stack"),
+        settings={**QUICK_SETTINGS, "SOURCE_BUCKETS": SOURCE_BUCKET},
+        bucket="dfs-monitoring",
+        worker_name="e2e",
+        metrics=True,
     ) as running:
         yield running
 

@@ -1,7 +1,8 @@
-"""The platform for webhook and batch tests: the same real services as the platform tests (fresh
-PostgreSQL database, Redis under its own key prefix, moto S3, uvicorn API, one Celery worker
-process that also consumes the webhooks queue), set up for loopback receivers, fast retries and a
-small per-tenant limit; plus a loopback webhook receiver and an HTTPS file server."""
+"""The platform for webhook and batch tests, with a loopback receiver and an HTTPS file server.
+
+The same real services as the platform tests, with one worker that also consumes the webhooks
+queue, set up for loopback receivers, fast retries and a small per-tenant limit.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.platform.conftest import (
-    SOURCE_BUCKET,
-    TEST_SETTINGS,
-    Platform,
-    running_platform,
-)
+from tests.integration.platform.conftest import SOURCE_BUCKET, TEST_SETTINGS, platform_stack
 from tests.utils.media import FaceVideo, make_face_video
 from tests.utils.receiver import Receiver, running_receiver
+from tests.utils.stack import Stack
 from tests.utils.tls import TlsFiles, make_certificates
 
 IN_FLIGHT_LIMIT = 40
@@ -44,11 +41,11 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
 
 
 @pytest.fixture(scope="session")
-def hooks_platform(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[Platform]:
-    with running_platform(
+def hooks_platform(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[Stack]:
+    with platform_stack(
         tmp_path_factory.mktemp("hooks-platform"),
         storage_path="hooks",
-        extra={**HOOKS_SETTINGS, "OUTBOUND_CA_BUNDLE": str(tls_files.ca)},
+        settings={**HOOKS_SETTINGS, "OUTBOUND_CA_BUNDLE": str(tls_files.ca)},
         prefix_tag="hooks-",
         queues="probe,analyze,webhooks,maintenance",
     ) as platform:
@@ -79,7 +76,7 @@ def short_clip(tmp_path_factory: pytest.TempPathFactory) -> FaceVideo:
     )
 
 
-def upload_sources(platform: Platform, clip: Path, keys: list[str]) -> list[str]:
+def upload_sources(platform: Stack, clip: Path, keys: list[str]) -> list[str]:
     """Puts ``clip`` at each key of the source bucket; returns their s3:// URIs."""
     data = clip.read_bytes()
     client = platform.s3()

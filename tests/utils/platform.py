@@ -1,7 +1,8 @@
-"""Real services for platform tests: a fresh PostgreSQL database per run, a moto S3 server, the API
-under uvicorn and Celery worker subprocesses, all isolated from other runs on the same machine.
+"""The pieces stacks are built of: service processes, a fresh database, moto S3, the environment.
 
-Nothing here skips: a missing PostgreSQL, Redis or binary fails the test loudly.
+A fresh PostgreSQL database per run, a moto S3 server, the API under uvicorn and Celery worker
+subprocesses, all isolated from other runs on the same machine. Nothing here skips: a missing
+PostgreSQL, Redis or binary fails the test loudly.
 """
 
 from __future__ import annotations

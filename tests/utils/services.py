@@ -1,9 +1,9 @@
-"""Private services that fault tests may stop, kill and restart, and the platform on top of them.
+"""Private services that fault tests may stop, kill and restart.
 
-A Redis server, a PostgreSQL cluster and a TCP proxy that cuts the path to a server (storage)
-without losing its state; ``private_stack`` runs the API, workers and moto S3 on them. Each
-listens on its own free port on 127.0.0.1, so the machine's shared PostgreSQL and Redis are never
-touched.
+A Redis server, a PostgreSQL cluster, a TCP proxy that cuts the path to a server (storage) without
+losing its state, and an ffmpeg that crashes on request; ``tests.utils.stack.private_stack`` runs
+the platform on them. Each listens on its own free port on 127.0.0.1, so the machine's shared
+PostgreSQL and Redis are never touched.
 
 Nothing here skips: a missing binary fails the test loudly.
 """
@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
-import secrets
 import shutil
 import signal
 import socket
@@ -21,45 +19,18 @@ import subprocess
 import tempfile
 import threading
 import time
-import uuid
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
-import httpx
 from sqlalchemy import text
-from sqlalchemy.orm import Session
 
-from core.config import Settings
-from core.db import get_session_factory
 from tests.utils.platform import (
-    ServiceProcess,
-    create_bucket,
     free_port,
-    make_test_checkpoint,
-    moto_s3_server,
-    platform_env,
-    server_error_lines,
-    settings_from_env,
-    start_api,
-    start_worker,
     wait_for,
 )
 
-__all__ = [
-    "FAULT_SETTINGS",
-    "SOURCE_BUCKET",
-    "STACK_BUCKET",
-    "TERMINAL",
-    "PostgresCluster",
-    "PrivateStack",
-    "RedisServer",
-    "TcpProxy",
-    "postgres_bin",
-    "private_stack",
-]
+__all__ = ["PostgresCluster", "RedisServer", "TcpProxy", "ffmpeg_fault_dir", "postgres_bin"]
 
 _POSTGRES_BIN_DIRS = tuple(f"/usr/lib/postgresql/{version}/bin" for version in (17, 16, 15))
 
@@ -227,7 +198,7 @@ class PostgresCluster:
         self.restarts += 1
 
     def create_database(self, name: str) -> str:
-        from sqlalchemy import create_engine, pool, text
+        from sqlalchemy import create_engine, pool
 
         admin = create_engine(self.url(), poolclass=pool.NullPool, isolation_level="AUTOCOMMIT")
         try:
@@ -360,184 +331,7 @@ class TcpProxy:
         self.stop()
 
 
-# --- a whole platform on private services ------------------------------------------------------
-
-TERMINAL = ("succeeded", "failed", "canceled")
-STACK_BUCKET = "dfs-private"
-SOURCE_BUCKET = "client-videos"
-
-# Small limits and fast clocks so faults and retries show within seconds.
-FAULT_SETTINGS = {
-    "MAX_UPLOAD_BYTES": "5000000",
-    "MAX_DURATION_S": "600",
-    "MAX_ATTEMPTS": "3",
-    "RETRY_BACKOFF_S": "2",
-    "TASK_SOFT_TIME_LIMIT_S": "40",
-    "TASK_TIME_LIMIT_S": "50",
-    "BROKER_VISIBILITY_TIMEOUT_S": "120",
-    "BROKER_RESTORE_INTERVAL_S": "5",
-    "RECONCILE_INTERVAL_S": "2",
-    # Longer than any backlog here waits: a message lost with the broker must be noticed as lost,
-    # not re-sent because it is old.
-    "RECONCILE_QUEUED_AFTER_S": "900",
-    "DEFAULT_SAMPLE_FPS": "1",
-    "DEFAULT_SEGMENT_SECONDS": "2",
-    "EXPLAIN_TOP_K": "1",
-    "SOURCE_BUCKETS": SOURCE_BUCKET,
-}
-
-
-_DUPLICATES_SQL = {
-    table: text(
-        f"SELECT count(*) - count(DISTINCT (job_id, {column})) FROM {table} WHERE job_id = ANY(:ids)"
-    )
-    for table, column in (("frames", "frame_index"), ("segments", "segment_index"), ("tracks", "track_id"))
-}
-_JOB_ID_FIELD = re.compile(r'"job_id": "([0-9a-f-]{36})"')
-
-
-@dataclass
-class PrivateStack:
-    """The API, workers, a private Redis and PostgreSQL, and moto S3 reached through a cuttable proxy."""
-
-    root: Path
-    env: dict[str, str]
-    settings: Settings
-    base_url: str
-    api: ServiceProcess
-    workers: list[ServiceProcess]
-    redis: RedisServer
-    postgres: PostgresCluster
-    storage_proxy: TcpProxy
-    s3_endpoint: str  # moto itself, bypassing the proxy (for the tests' own reads)
-    log_dir: Path
-    worker_names: list[str] = field(default_factory=list)
-
-    # -- database and storage, as the tests see them
-    def session(self) -> Session:
-        return get_session_factory(self.settings)()
-
-    def s3(self) -> Any:
-        import boto3
-
-        return boto3.client(
-            "s3",
-            endpoint_url=self.s3_endpoint,
-            region_name="us-east-1",
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
-
-    def stored_keys(self, prefix: str = "") -> set[str]:
-        listing = self.s3().list_objects_v2(Bucket=STACK_BUCKET, Prefix=self.settings.storage_prefix + prefix)
-        return {item["Key"] for item in listing.get("Contents", [])}
-
-    # -- API
-    def new_key(self, *, admin: bool = False, tenant: str | None = None) -> dict[str, str]:
-        from core.keys import create_api_key
-
-        with self.session() as session:
-            created = create_api_key(
-                session, tenant_name=tenant or f"tenant-{secrets.token_hex(4)}", admin=admin
-            )
-        return {"Authorization": f"Bearer {created.key}"}
-
-    def tenant_id(self, headers: Mapping[str, str]) -> uuid.UUID:
-        from core.keys import authenticate
-
-        with self.session() as session:
-            key = authenticate(session, key=headers["Authorization"].split(" ", 1)[1])
-            assert key is not None
-            return key.tenant_id
-
-    def client(self, headers: Mapping[str, str] | None = None, *, timeout_s: float = 30.0) -> httpx.Client:
-        return httpx.Client(base_url=self.base_url, headers=dict(headers or {}), timeout=timeout_s)
-
-    def submit(
-        self,
-        headers: Mapping[str, str],
-        path: Path,
-        *,
-        expect: int | None = 202,
-        filename: str | None = None,
-        **fields: str,
-    ) -> httpx.Response:
-        with self.client(headers) as client:
-            response = client.post(
-                "/v1/jobs",
-                files={"file": (filename or path.name, path.read_bytes(), "video/mp4")},
-                data=fields,
-            )
-        if expect is not None:
-            assert response.status_code == expect, response.text
-        return response
-
-    def job(self, headers: Mapping[str, str], job_id: str) -> dict[str, Any]:
-        with self.client(headers) as client:
-            response = client.get(f"/v1/jobs/{job_id}")
-        assert response.status_code == 200, response.text
-        return dict(response.json())
-
-    def wait_job(
-        self, headers: Mapping[str, str], job_id: str, *, timeout_s: float = 240.0
-    ) -> dict[str, Any]:
-        def done() -> dict[str, Any] | None:
-            job = self.job(headers, job_id)
-            return job if job["status"] in TERMINAL else None
-
-        try:
-            return dict(wait_for(done, timeout_s=timeout_s, what=f"job {job_id} to end", interval_s=0.25))
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n--- worker log ---\n{self.workers[0].tail(40)}") from None
-
-    # -- processes
-    def start_worker(
-        self, name: str, *, beat: bool = False, env: Mapping[str, str] | None = None
-    ) -> ServiceProcess:
-        worker = start_worker({**self.env, **(env or {})}, log_dir=self.log_dir, name=name, beat=beat)
-        self.workers.append(worker)
-        self.worker_names.append(name)
-        return worker
-
-    def restart_worker(self, index: int = 0) -> ServiceProcess:
-        """Starts worker ``index`` again under its name (after a test stopped or killed it)."""
-        old = self.workers[index]
-        old.stop()
-        worker = start_worker(
-            old.env, log_dir=self.log_dir, name=self.worker_names[index], beat="--beat" in old.argv
-        )
-        self.workers[index] = worker
-        return worker
-
-    def worker_logs(self) -> str:
-        return "\n".join(worker.log_text() for worker in self.workers)
-
-    # -- what happened to jobs
-    def duplicate_rows(self, job_ids: Iterable[uuid.UUID]) -> dict[str, int]:
-        """Rows stored more than once for these jobs, per table (0 everywhere when all is well)."""
-        ids = list(job_ids)
-        with self.session() as session:
-            counts = {table: session.scalar(sql, {"ids": ids}) for table, sql in _DUPLICATES_SQL.items()}
-        return {table: int(count or 0) for table, count in counts.items()}
-
-    def finalized_counts(self, job_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, int]:
-        """How many times each job was finalized, read from the workers' logs."""
-        wanted = {str(job_id): job_id for job_id in job_ids}
-        counts = dict.fromkeys(wanted.values(), 0)
-        for line in self.worker_logs().splitlines():
-            if '"job.finalize.succeeded"' not in line:
-                continue
-            match = _JOB_ID_FIELD.search(line)
-            if match and match.group(1) in wanted:
-                counts[wanted[match.group(1)]] += 1
-        return counts
-
-    def api_server_errors(self, *, allow_unavailable: bool = False) -> list[str]:
-        """API log lines of 5xx answers (503s only when not allowed) and crashed requests."""
-        return server_error_lines(self.api.log_text(), allow_unavailable=allow_unavailable)
-
-
-def _ffmpeg_fault_dir(root: Path) -> Path:
+def ffmpeg_fault_dir(root: Path) -> Path:
     """A directory with an ``ffmpeg`` that is the real one, except on inputs whose file name
     carries a fault marker: ``crash-decoder`` makes the decoder die of SIGSEGV, and
     ``crash-worker-process`` kills the process that started it (the worker's pool process), as a
@@ -557,80 +351,3 @@ def _ffmpeg_fault_dir(root: Path) -> Path:
     )
     script.chmod(0o755)
     return directory
-
-
-@contextlib.contextmanager
-def private_stack(
-    root: Path,
-    *,
-    workers: int = 1,
-    extra: Mapping[str, str] | None = None,
-    redis_password: str | None = None,
-    postgres_password: str | None = None,
-    ffmpeg_faults: bool = False,
-    queues: str = "probe,analyze,maintenance",
-) -> Iterator[PrivateStack]:
-    """Everything up on private services (worker 0 runs beat); torn down afterwards."""
-    from core.migrate import upgrade
-
-    log_dir = root / "logs"
-    model = make_test_checkpoint(root / "model.safetensors")
-    prefix = f"dfs-private-{secrets.token_hex(3)}:"
-    with (
-        PostgresCluster(password=postgres_password) as postgres,
-        RedisServer(root / "redis", password=redis_password) as redis_server,
-        moto_s3_server(log_dir) as moto_endpoint,
-    ):
-        create_bucket(moto_endpoint, STACK_BUCKET)
-        create_bucket(moto_endpoint, SOURCE_BUCKET)
-        port = int(moto_endpoint.rsplit(":", 1)[1])
-        with TcpProxy("127.0.0.1", port) as proxy:
-            database_url = postgres.create_database("deepfakestream")
-            upgrade(database_url)
-            env = platform_env(
-                database_url=database_url,
-                storage_url=f"s3://{STACK_BUCKET}/private",
-                broker_key_prefix=prefix,
-                work_dir=root / "work",
-                s3_endpoint=proxy.endpoint,
-                model_path=model,
-                extra={**FAULT_SETTINGS, "BROKER_URL": redis_server.url, **(extra or {})},
-            )
-            # The tests' own storage calls go to moto directly, not through the fault proxy.
-            settings = settings_from_env(env, s3_endpoint_url=moto_endpoint)
-            worker_env: dict[str, str] = {}
-            if ffmpeg_faults:
-                worker_env["PATH"] = f"{_ffmpeg_fault_dir(root)}{os.pathsep}{env.get('PATH', '')}"
-            api: ServiceProcess | None = None
-            stack: PrivateStack | None = None
-            try:
-                api, base_url = start_api(env, log_dir=log_dir)
-                stack = PrivateStack(
-                    root=root,
-                    env=env,
-                    settings=settings,
-                    base_url=base_url,
-                    api=api,
-                    workers=[],
-                    redis=redis_server,
-                    postgres=postgres,
-                    storage_proxy=proxy,
-                    s3_endpoint=moto_endpoint,
-                    log_dir=log_dir,
-                )
-                for index in range(workers):
-                    worker = start_worker(
-                        {**env, **worker_env},
-                        log_dir=log_dir,
-                        name=f"private{index + 1}",
-                        beat=index == 0,
-                        queues=queues,
-                    )
-                    stack.workers.append(worker)
-                    stack.worker_names.append(f"private{index + 1}")
-                yield stack
-            finally:
-                if api is not None:
-                    api.stop()
-                for worker in stack.workers if stack is not None else []:
-                    worker.stop()

@@ -18,10 +18,11 @@ import pytest
 from standardwebhooks import Webhook
 
 from tests.integration.conftest import upload_sources
-from tests.integration.platform.conftest import SOURCE_BUCKET, Platform
+from tests.integration.platform.conftest import SOURCE_BUCKET
 from tests.utils.media import FaceVideo
 from tests.utils.platform import REPO_ROOT, wait_for
 from tests.utils.receiver import Answer, Receiver
+from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def _results(client: httpx.Client, batch_id: str, fmt: str) -> httpx.Response:
 
 
 def test_batch_of_20_completes_with_counts_webhook_and_matching_exports(
-    hooks_platform: Platform, receiver: Receiver, https_files: Receiver, short_clip: FaceVideo
+    hooks_platform: Stack, receiver: Receiver, https_files: Receiver, short_clip: FaceVideo
 ) -> None:
     headers = hooks_platform.new_key()
     run = uuid.uuid4().hex[:8]
@@ -125,7 +126,7 @@ def test_batch_of_20_completes_with_counts_webhook_and_matching_exports(
 
 
 def test_interactive_job_finishes_before_the_backlog_drains(
-    hooks_platform: Platform, short_clip: FaceVideo
+    hooks_platform: Stack, short_clip: FaceVideo
 ) -> None:
     headers = hooks_platform.new_key()
     run = uuid.uuid4().hex[:8]
@@ -159,7 +160,7 @@ def test_interactive_job_finishes_before_the_backlog_drains(
 
 
 def test_cancel_batch_cancels_the_rest_and_sends_batch_completed(
-    hooks_platform: Platform, receiver: Receiver, short_clip: FaceVideo
+    hooks_platform: Stack, receiver: Receiver, short_clip: FaceVideo
 ) -> None:
     headers = hooks_platform.new_key()
     run = uuid.uuid4().hex[:8]
@@ -198,13 +199,13 @@ def test_cancel_batch_cancels_the_rest_and_sends_batch_completed(
     assert all(row["error_code"] == "canceled" for row in rows_canceled)
 
 
-def client_secret(platform: Platform, headers: dict[str, str]) -> str:
+def client_secret(platform: Stack, headers: dict[str, str]) -> str:
     with platform.client(headers) as client:
         return str(client.get("/v1/webhooks/callback-secret").json()["secret"])
 
 
 def test_manifest_uploads_and_a_finished_batch_cannot_be_canceled(
-    hooks_platform: Platform, short_clip: FaceVideo
+    hooks_platform: Stack, short_clip: FaceVideo
 ) -> None:
     headers = hooks_platform.new_key()
     run = uuid.uuid4().hex[:8]
@@ -251,7 +252,7 @@ def _batch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def test_batch_command_submits_follows_and_exports(
-    hooks_platform: Platform, short_clip: FaceVideo, tmp_path: Path
+    hooks_platform: Stack, short_clip: FaceVideo, tmp_path: Path
 ) -> None:
     headers = hooks_platform.new_key()
     key = headers["Authorization"].split(" ", 1)[1]

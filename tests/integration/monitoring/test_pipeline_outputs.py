@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from core.cli import main
-from pipeline.analyze import Analyzer
+from pipeline.analyzer import Analyzer
 from pipeline.quality import video_statistics
 from pipeline.types import AnalysisConfig
 from tests.utils.media import FaceVideo, box_iou, make_face_video

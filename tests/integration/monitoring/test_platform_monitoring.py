@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 from core.models import HealthCheck, Job, JobStatistics, Video
 from tests.utils.media import FaceVideo, make_face_video
 from tests.utils.platform import wait_for
-from tests.utils.stack import Stack, running_stack
+from tests.utils.stack import QUICK_SETTINGS, Stack, running_stack
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,10 @@ EXPLAIN_TOP_K = 3
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with running_stack(
         tmp_path_factory.mktemp("monitoring-stack"),
-        extra={"DRIFT_REFRESH_S": "0", "EXPLAIN_TOP_K": str(EXPLAIN_TOP_K)},
+        settings={**QUICK_SETTINGS, "DRIFT_REFRESH_S": "0", "EXPLAIN_TOP_K": str(EXPLAIN_TOP_K)},
+        bucket="dfs-monitoring",
+        worker_name="monitor",
+        metrics=True,
     ) as running:
         yield running
 

@@ -20,11 +20,12 @@ from core.jobs import cancel_job
 from core.keys import create_api_key
 from core.models import Explanation, Job, JobStatistics, Segment, Video
 from core.storage import video_key
-from pipeline.analyze import Analyzer
+from pipeline.analyzer import Analyzer
 from pipeline.types import AnalysisConfig, SegmentPlan, SegmentResult, VideoInfo
 from tests.utils.media import FaceVideo
 from tests.utils.platform import REDIS_URL, clear_broker_keys, fresh_database
-from worker.jobs import analyze_segment, probe_job
+from worker.analyze import analyze_segment
+from worker.probe import probe_job
 from worker.runtime import WorkerContext, analysis_config, build_context
 
 pytestmark = pytest.mark.integration

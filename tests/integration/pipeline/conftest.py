@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.analyze import Analyzer
+from pipeline.analyzer import Analyzer
 from pipeline.types import AnalysisConfig
 from tests.utils.media import FaceVideo, make_face_video
 

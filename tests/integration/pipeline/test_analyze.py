@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from skimage import data
 
-from pipeline.analyze import Analyzer
+from pipeline.analyzer import Analyzer
 from pipeline.faces import FaceDetector
 from pipeline.types import AnalysisConfig, SegmentResult
 from tests.utils.media import ASTRONAUT_FACE_BOX, FaceVideo, box_iou
+from tests.utils.platform import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +135,24 @@ def test_confident_aggregation_is_selectable(random_checkpoint: object, no_face_
     # Twelve frames of an untrained model cluster near 0.5: neither confident branch applies.
     assert result.score == pytest.approx(float(np.mean(scores)))
     assert analyzer.analyze(no_face_video.path).verdict == "no_face"
+
+
+def test_the_package_entry_point_analyses_a_video_in_a_fresh_interpreter(
+    random_checkpoint: object, analyzer: Analyzer, long_video: FaceVideo
+) -> None:
+    code = (
+        "import json, pipeline\n"
+        f"result = pipeline.analyze({str(long_video.path)!r}, model_path={str(random_checkpoint)!r},"
+        " device='cpu')\n"
+        "print(json.dumps({'verdict': result.verdict, 'score': result.score,"
+        " 'frames': len(result.frames)}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, cwd=REPO_ROOT, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    fresh = json.loads(done.stdout.strip().splitlines()[-1])
+    here = analyzer.analyze(long_video.path)
+    assert fresh["frames"] == len(here.frames) == 15
+    assert fresh["verdict"] == here.verdict
+    assert fresh["score"] == pytest.approx(here.score, abs=1e-5)

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.platform.conftest import MAX_UPLOAD_BYTES, Platform
+from tests.integration.platform.conftest import MAX_UPLOAD_BYTES
 from tests.utils.media import FaceVideo, make_bad_media
+from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -21,17 +22,17 @@ pytestmark = pytest.mark.integration
         ("empty", 422, "empty_file"),
     ],
 )
-def test_refused_at_upload(platform: Platform, tmp_path: Path, kind: str, status: int, code: str) -> None:
+def test_refused_at_upload(platform: Stack, tmp_path: Path, kind: str, status: int, code: str) -> None:
     headers = platform.new_key()
     path = make_bad_media(kind, tmp_path / "bad.mp4")
 
     body = platform.submit(headers, path, expect=status)
 
     assert body["error"]["code"] == code
-    assert platform.stored_keys(platform.tenant_id(headers)) == set()
+    assert platform.tenant_keys(platform.tenant_id(headers)) == set()
 
 
-def test_too_large_upload_is_413_and_nothing_is_stored(platform: Platform, tmp_path: Path) -> None:
+def test_too_large_upload_is_413_and_nothing_is_stored(platform: Stack, tmp_path: Path) -> None:
     headers = platform.new_key()
     path = tmp_path / "huge.mp4"
     path.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * (MAX_UPLOAD_BYTES + 1))
@@ -39,7 +40,7 @@ def test_too_large_upload_is_413_and_nothing_is_stored(platform: Platform, tmp_p
     body = platform.submit(headers, path, expect=413)
 
     assert body["error"]["code"] == "file_too_large"
-    assert platform.stored_keys(platform.tenant_id(headers)) == set()
+    assert platform.tenant_keys(platform.tenant_id(headers)) == set()
 
 
 @pytest.mark.parametrize(
@@ -52,7 +53,7 @@ def test_too_large_upload_is_413_and_nothing_is_stored(platform: Platform, tmp_p
     ],
 )
 def test_accepted_then_failed_with_code(
-    platform: Platform, tmp_path: Path, two_segment_video: FaceVideo, kind: str, codes: set[str]
+    platform: Stack, tmp_path: Path, two_segment_video: FaceVideo, kind: str, codes: set[str]
 ) -> None:
     headers = platform.new_key()
     path = make_bad_media(kind, tmp_path / f"{kind}.mp4")

@@ -13,8 +13,8 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from core.migrate import alembic_config
-from tests.integration.platform.conftest import Platform
 from tests.utils.platform import REPO_ROOT, fresh_database
+from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +47,7 @@ def test_migrate_then_keys_create_on_a_new_database() -> None:
     assert "admin" in listed.stdout and key not in listed.stdout
 
 
-def test_created_key_works_against_the_api(platform: Platform) -> None:
+def test_created_key_works_against_the_api(platform: Stack) -> None:
     created = _cli("keys", "create", "--tenant", "cli-api", env=platform.env)
 
     response = httpx.get(
@@ -57,7 +57,7 @@ def test_created_key_works_against_the_api(platform: Platform) -> None:
     assert response.status_code == 200 and response.json() == {"items": [], "next_cursor": None}
 
 
-def test_worker_refuses_to_start_without_a_model(platform: Platform, tmp_path: Path) -> None:
+def test_worker_refuses_to_start_without_a_model(platform: Stack, tmp_path: Path) -> None:
     missing = _cli("worker", env={**platform.env, "MODEL_PATH": str(tmp_path / "none.safetensors")})
     foreign = tmp_path / "weights.safetensors"
     foreign.write_bytes(b"not a checkpoint at all")
@@ -67,7 +67,7 @@ def test_worker_refuses_to_start_without_a_model(platform: Platform, tmp_path: P
     assert unreadable.returncode == 9 and "safetensors" in unreadable.stderr
 
 
-def test_bad_settings_stop_the_commands_with_a_clear_message(platform: Platform) -> None:
+def test_bad_settings_stop_the_commands_with_a_clear_message(platform: Stack) -> None:
     result = _cli("serve", env={**platform.env, "STORAGE_URL": "ftp://nowhere"})
 
     assert result.returncode == 2

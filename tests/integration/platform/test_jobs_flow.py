@@ -10,9 +10,10 @@ import pytest
 from sqlalchemy import func, select
 
 from core.models import Frame, Job, Segment, Track, Video
-from tests.integration.platform.conftest import SOURCE_BUCKET, STORAGE_BUCKET, Platform
+from tests.integration.platform.conftest import SOURCE_BUCKET, STORAGE_BUCKET
 from tests.utils.media import FaceVideo, box_iou
 from tests.utils.platform import wait_for
+from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +24,7 @@ def _sources(keys: set[str]) -> set[str]:
 
 
 def test_upload_poll_succeeds_with_segments_frames_tracks(
-    platform: Platform, two_segment_video: FaceVideo
+    platform: Stack, two_segment_video: FaceVideo
 ) -> None:
     headers = platform.new_key()
     created = platform.submit(headers, two_segment_video.path, sample_fps="2", segment_seconds="1.5")
@@ -60,10 +61,10 @@ def test_upload_poll_succeeds_with_segments_frames_tracks(
             select(Segment.task_id).where(Segment.job_id == uuid.UUID(job["id"]))
         ).all()
     assert len(set(task_ids)) == 2 and None not in task_ids
-    assert len(_sources(platform.stored_keys(platform.tenant_id(headers)))) == 1
+    assert len(_sources(platform.tenant_keys(platform.tenant_id(headers)))) == 1
 
 
-def test_readyz_sees_the_worker(platform: Platform) -> None:
+def test_readyz_sees_the_worker(platform: Stack) -> None:
     body = httpx.get(f"{platform.base_url}/readyz", timeout=10).json()
 
     assert body["status"] == "ready", body
@@ -71,7 +72,7 @@ def test_readyz_sees_the_worker(platform: Platform) -> None:
 
 
 def test_idempotent_resubmission_returns_the_same_job(
-    platform: Platform, two_segment_video: FaceVideo
+    platform: Stack, two_segment_video: FaceVideo
 ) -> None:
     headers = {**platform.new_key(), "Idempotency-Key": "upload-1"}
     first = platform.submit(headers, two_segment_video.path)
@@ -83,7 +84,7 @@ def test_idempotent_resubmission_returns_the_same_job(
     assert first["id"] == second["id"] == third["id"]
     assert third["status"] == "succeeded"
     assert conflict["error"]["code"] == "idempotency_key_reused"
-    assert len(_sources(platform.stored_keys(platform.tenant_id(headers)))) == 1
+    assert len(_sources(platform.tenant_keys(platform.tenant_id(headers)))) == 1
     with platform.session() as session:
         assert (
             session.scalar(
@@ -94,7 +95,7 @@ def test_idempotent_resubmission_returns_the_same_job(
 
 
 def test_s3_source_job_succeeds_and_delete_keeps_the_clients_object(
-    platform: Platform, two_segment_video: FaceVideo
+    platform: Stack, two_segment_video: FaceVideo
 ) -> None:
     headers = platform.new_key()
     key = f"incoming/{uuid.uuid4()}.mp4"
@@ -117,7 +118,7 @@ def test_s3_source_job_succeeds_and_delete_keeps_the_clients_object(
     assert platform.s3().head_object(Bucket=SOURCE_BUCKET, Key=key)["ContentLength"] > 0
 
 
-def test_presigned_upload_then_job_succeeds(platform: Platform, two_segment_video: FaceVideo) -> None:
+def test_presigned_upload_then_job_succeeds(platform: Stack, two_segment_video: FaceVideo) -> None:
     headers = platform.new_key()
     data = two_segment_video.path.read_bytes()
     with platform.client(headers) as client:
@@ -135,7 +136,7 @@ def test_presigned_upload_then_job_succeeds(platform: Platform, two_segment_vide
     assert job["video"]["filename"] == "direct.mp4"
 
 
-def test_cancel_queued_job_is_never_analysed(platform: Platform, two_segment_video: FaceVideo) -> None:
+def test_cancel_queued_job_is_never_analysed(platform: Stack, two_segment_video: FaceVideo) -> None:
     headers = platform.new_key()
     platform.pause_queue("probe")
     try:
@@ -157,7 +158,7 @@ def test_cancel_queued_job_is_never_analysed(platform: Platform, two_segment_vid
 
 
 def test_cancel_processing_job_drops_segment_results(
-    platform: Platform, two_segment_video: FaceVideo
+    platform: Stack, two_segment_video: FaceVideo
 ) -> None:
     headers = platform.new_key()
     platform.pause_queue("analyze")
@@ -186,12 +187,12 @@ def test_cancel_processing_job_drops_segment_results(
     assert job.status == "canceled" and job.segments_done == 0 and frames == 0
 
 
-def test_delete_removes_the_object_and_every_row(platform: Platform, two_segment_video: FaceVideo) -> None:
+def test_delete_removes_the_object_and_every_row(platform: Stack, two_segment_video: FaceVideo) -> None:
     headers = platform.new_key()
     job_id = platform.submit(headers, two_segment_video.path, segment_seconds="1.5")["id"]
     platform.wait_job(headers, job_id)
     tenant = platform.tenant_id(headers)
-    assert len(_sources(platform.stored_keys(tenant))) == 1
+    assert len(_sources(platform.tenant_keys(tenant))) == 1
     with platform.session() as session:
         video_id = session.get_one(Job, uuid.UUID(job_id)).video_id
         assert (
@@ -205,7 +206,7 @@ def test_delete_removes_the_object_and_every_row(platform: Platform, two_segment
 
     assert deleted.status_code == 204
     assert again.status_code == 404
-    assert platform.stored_keys(tenant) == set()
+    assert platform.tenant_keys(tenant) == set()
     with platform.session() as session:
         for model in (Segment, Frame, Track):
             count = session.scalar(
@@ -217,7 +218,7 @@ def test_delete_removes_the_object_and_every_row(platform: Platform, two_segment
     assert platform.s3().head_bucket(Bucket=STORAGE_BUCKET)  # the bucket itself stays
 
 
-def test_tenant_isolation_on_every_route(platform: Platform, two_segment_video: FaceVideo) -> None:
+def test_tenant_isolation_on_every_route(platform: Stack, two_segment_video: FaceVideo) -> None:
     owner, stranger = platform.new_key(), platform.new_key()
     job_id = platform.submit(
         {**owner, "Idempotency-Key": "same"}, two_segment_video.path, external_id="owner-only"

@@ -13,20 +13,21 @@ import pytest
 from core.config import load_settings
 from core.errors import ObjectNotFoundError, StorageUnavailableError
 from core.storage import S3ObjectStore, make_s3_client
-from tests.integration.platform.conftest import STORAGE_BUCKET, Platform
+from tests.integration.platform.conftest import STORAGE_BUCKET
 from tests.utils.platform import free_port
+from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 MIB = 1024 * 1024
 
 
-def _store(platform: Platform, *, part_bytes: int = 5 * MIB) -> S3ObjectStore:
+def _store(platform: Stack, *, part_bytes: int = 5 * MIB) -> S3ObjectStore:
     client = make_s3_client(platform.settings, platform.s3_endpoint)
     return S3ObjectStore(client, STORAGE_BUCKET, f"storage-test/{uuid.uuid4().hex}/", part_bytes=part_bytes)
 
 
-def test_streamed_write_uses_multipart_and_round_trips(platform: Platform, tmp_path: Path) -> None:
+def test_streamed_write_uses_multipart_and_round_trips(platform: Stack, tmp_path: Path) -> None:
     store = _store(platform)
     data = os.urandom(12 * MIB + 123)
     writer = store.open_writer("video", content_type="video/mp4")
@@ -44,7 +45,7 @@ def test_streamed_write_uses_multipart_and_round_trips(platform: Platform, tmp_p
     assert store.read_head_bytes("video", 16) == data[:16]
 
 
-def test_aborted_write_leaves_no_object_and_no_upload(platform: Platform) -> None:
+def test_aborted_write_leaves_no_object_and_no_upload(platform: Stack) -> None:
     store = _store(platform)
     writer = store.open_writer("partial")
     writer.write(os.urandom(6 * MIB))  # one part already sent
@@ -57,7 +58,7 @@ def test_aborted_write_leaves_no_object_and_no_upload(platform: Platform) -> Non
     assert uploads.get("Uploads", []) == []
 
 
-def test_small_and_empty_objects(platform: Platform) -> None:
+def test_small_and_empty_objects(platform: Stack) -> None:
     store = _store(platform)
     store.put_bytes("small", b"tiny")
     store.put_bytes("empty", b"")
@@ -70,7 +71,7 @@ def test_small_and_empty_objects(platform: Platform) -> None:
         store.head("small")
 
 
-def test_missing_bucket_and_unreachable_endpoint_are_typed(platform: Platform) -> None:
+def test_missing_bucket_and_unreachable_endpoint_are_typed(platform: Stack) -> None:
     client = make_s3_client(platform.settings, platform.s3_endpoint)
     with pytest.raises(StorageUnavailableError, match="does not exist"):
         S3ObjectStore(client, "no-such-bucket").check()

@@ -14,27 +14,28 @@ import redis
 from sqlalchemy import func, select, update
 
 from core.models import Frame, Job, Segment, Track
-from tests.integration.platform.conftest import MAX_ATTEMPTS, Platform
+from tests.integration.platform.conftest import MAX_ATTEMPTS
 from tests.utils.media import FaceVideo
 from tests.utils.platform import REDIS_URL, wait_for
+from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def four_segment_video(platform: Platform) -> FaceVideo:
+def four_segment_video(platform: Stack) -> FaceVideo:
     """Heavier segments (640×360, 8 sampled frames each) so a kill lands inside one."""
     return platform.face_video("four-segments.mp4", seconds=4.0, width=640, height=360, fps=25.0)
 
 
-def _segments(platform: Platform, job_id: uuid.UUID) -> list[Segment]:
+def _segments(platform: Stack, job_id: uuid.UUID) -> list[Segment]:
     with platform.session() as session:
         return list(
             session.scalars(select(Segment).where(Segment.job_id == job_id).order_by(Segment.segment_index))
         )
 
 
-def _wait_running_segment(platform: Platform, job_id: uuid.UUID) -> None:
+def _wait_running_segment(platform: Stack, job_id: uuid.UUID) -> None:
     def running() -> bool:
         segments = _segments(platform, job_id)
         return any(s.status == "done" for s in segments) and any(s.status == "running" for s in segments)
@@ -42,7 +43,7 @@ def _wait_running_segment(platform: Platform, job_id: uuid.UUID) -> None:
     wait_for(running, timeout_s=120, what="a segment running after another finished", interval_s=0.02)
 
 
-def _assert_no_duplicates(platform: Platform, job_id: uuid.UUID, segments_total: int) -> None:
+def _assert_no_duplicates(platform: Stack, job_id: uuid.UUID, segments_total: int) -> None:
     with platform.session() as session:
         frames = session.scalar(select(func.count()).select_from(Frame).where(Frame.job_id == job_id))
         distinct = session.scalar(
@@ -60,7 +61,7 @@ def _assert_no_duplicates(platform: Platform, job_id: uuid.UUID, segments_total:
 
 
 def test_worker_killed_mid_segment_job_succeeds_after_restart(
-    platform: Platform, four_segment_video: FaceVideo
+    platform: Stack, four_segment_video: FaceVideo
 ) -> None:
     headers = platform.new_key()
     job_id = uuid.UUID(
@@ -86,7 +87,7 @@ def test_worker_killed_mid_segment_job_succeeds_after_restart(
     assert "worker.recovery.resent" in platform.worker.log_text()
 
 
-def _pool_pid(platform: Platform) -> int:
+def _pool_pid(platform: Stack) -> int:
     lines = [
         json.loads(line)
         for line in platform.worker.log_text().splitlines()
@@ -96,7 +97,7 @@ def _pool_pid(platform: Platform) -> int:
 
 
 def test_pool_process_killed_message_is_redelivered(
-    platform: Platform, four_segment_video: FaceVideo
+    platform: Stack, four_segment_video: FaceVideo
 ) -> None:
     headers = platform.new_key()
     pid = _pool_pid(platform)
@@ -117,7 +118,7 @@ def test_pool_process_killed_message_is_redelivered(
     assert platform.worker.alive() and _pool_pid(platform) != pid
 
 
-def test_reconciler_resends_a_lost_probe_message(platform: Platform, two_segment_video: FaceVideo) -> None:
+def test_reconciler_resends_a_lost_probe_message(platform: Stack, two_segment_video: FaceVideo) -> None:
     headers = platform.new_key()
     broker = redis.Redis.from_url(REDIS_URL)
     platform.pause_queue("probe")
@@ -139,7 +140,7 @@ def test_reconciler_resends_a_lost_probe_message(platform: Platform, two_segment
     assert "reconcile.resent" in platform.worker.log_text()
 
 
-def test_segment_past_attempt_cap_fails_the_job(platform: Platform, two_segment_video: FaceVideo) -> None:
+def test_segment_past_attempt_cap_fails_the_job(platform: Stack, two_segment_video: FaceVideo) -> None:
     headers = platform.new_key()
     platform.pause_queue("analyze")
     try:

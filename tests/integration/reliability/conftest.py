@@ -10,7 +10,7 @@ import pytest
 
 from core.models import Batch
 from tests.utils.media import FaceVideo, make_face_video
-from tests.utils.services import SOURCE_BUCKET, PrivateStack, private_stack
+from tests.utils.stack import SOURCE_BUCKET, PrivateStack, private_stack
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from core.models import Segment
 from tests.utils.media import FaceVideo
-from tests.utils.services import FAULT_SETTINGS, PrivateStack
+from tests.utils.stack import FAULT_SETTINGS, PrivateStack
 
 pytestmark = pytest.mark.integration
 
@@ -24,9 +24,9 @@ def test_decoder_crash_fails_the_job_with_a_code(fault_stack: PrivateStack, shor
     stack = fault_stack
     headers = stack.new_key()
 
-    crashed = stack.submit(headers, short_clip.path, filename="crash-decoder.mp4").json()
+    crashed = stack.submit(headers, short_clip.path, filename="crash-decoder.mp4")
     job = stack.wait_job(headers, crashed["id"])
-    healthy = stack.wait_job(headers, stack.submit(headers, short_clip.path).json()["id"])
+    healthy = stack.wait_job(headers, stack.submit(headers, short_clip.path)["id"])
 
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "decode_failed"
@@ -42,9 +42,9 @@ def test_worker_process_crash_stops_at_the_attempt_cap(
     headers = stack.new_key()
     pool_starts = stack.workers[0].log_text().count("worker.process.ready")
 
-    crashed = stack.submit(headers, short_clip.path, filename="crash-worker-process.mp4").json()
+    crashed = stack.submit(headers, short_clip.path, filename="crash-worker-process.mp4")
     job = stack.wait_job(headers, crashed["id"], timeout_s=400)
-    healthy = stack.wait_job(headers, stack.submit(headers, short_clip.path).json()["id"])
+    healthy = stack.wait_job(headers, stack.submit(headers, short_clip.path)["id"])
 
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "attempts_exhausted"

@@ -14,7 +14,7 @@ import pytest
 from tests.integration.reliability.conftest import duplicate_rows, finalized_counts
 from tests.utils.media import FaceVideo
 from tests.utils.platform import wait_for
-from tests.utils.services import PrivateStack
+from tests.utils.stack import PrivateStack
 
 pytestmark = pytest.mark.integration
 
@@ -29,7 +29,7 @@ def test_postgres_restart_answers_503_then_recovers(fault_stack: PrivateStack, s
     stack = fault_stack
     headers = stack.new_key()
     job_ids = [
-        stack.submit(headers, short_clip.path, segment_seconds="1").json()["id"] for _ in range(4)
+        stack.submit(headers, short_clip.path, segment_seconds="1")["id"] for _ in range(4)
     ]
     wait_for(lambda: _processing(stack, headers, job_ids), timeout_s=120, what="a job to be processing")
     log_offset = len(stack.worker_logs())
@@ -78,5 +78,5 @@ def test_postgres_restart_answers_503_then_recovers(fault_stack: PrivateStack, s
     assert duplicate_rows(stack, ids) == {"frames": 0, "segments": 0, "tracks": 0}
     # The workers met the outage and retried rather than failing a job.
     assert "OperationalError" in stack.worker_logs()[log_offset:]
-    late = stack.submit(headers, short_clip.path).json()
+    late = stack.submit(headers, short_clip.path)
     assert stack.wait_job(headers, late["id"])["status"] == "succeeded"

@@ -22,7 +22,7 @@ from tests.integration.reliability.conftest import (
 )
 from tests.utils.media import FaceVideo, make_face_video
 from tests.utils.platform import wait_for
-from tests.utils.services import FAULT_SETTINGS, PrivateStack
+from tests.utils.stack import FAULT_SETTINGS, PrivateStack
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def test_redis_restarted_mid_batch_loses_no_job(fault_stack: PrivateStack, short
         # same (its message is sent once the broker is back), and reads keep working.
         stack.redis.stop()
         try:
-            during = stack.submit(headers, short_clip.path, expect=None)
+            during = stack.post_video(headers, short_clip.path)
             progress = client.get(f"/v1/batches/{batch_id}")
             time.sleep(3)
         finally:
@@ -107,7 +107,7 @@ def test_task_running_when_redis_restarts_is_taken_over_at_once(
     video = make_face_video(
         tmp_path_factory.mktemp("redis-running") / "heavy.mp4", seconds=4.0, width=640, height=360, fps=25.0
     )
-    job_id = uuid.UUID(stack.submit(headers, video.path, sample_fps="8", segment_seconds="1").json()["id"])
+    job_id = uuid.UUID(stack.submit(headers, video.path, sample_fps="8", segment_seconds="1")["id"])
 
     def running() -> list[int]:
         with stack.session() as session:

@@ -16,7 +16,7 @@ from core.models import Job
 from core.queue import make_celery
 from tests.utils.media import FaceVideo
 from tests.utils.platform import wait_for
-from tests.utils.services import FAULT_SETTINGS, PrivateStack
+from tests.utils.stack import FAULT_SETTINGS, PrivateStack
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +54,7 @@ def test_upload_during_outage_is_503_and_stores_nothing(
     headers = stack.new_key()
     tenant_id = stack.tenant_id(headers)
     with stack.storage_proxy.outage():
-        response = stack.submit(headers, short_clip.path, expect=None)
+        response = stack.post_video(headers, short_clip.path)
         with stack.client() as client:
             ready = client.get("/readyz")
 
@@ -74,7 +74,7 @@ def test_short_outage_job_retries_then_succeeds(
     headers = stack.new_key()
     _set_consuming(celery, stack, "probe", on=False)
     try:
-        job_id = stack.submit(headers, short_clip.path).json()["id"]
+        job_id = stack.submit(headers, short_clip.path)["id"]
         with stack.storage_proxy.outage():
             _set_consuming(celery, stack, "probe", on=True)
             # The first attempt met the outage; storage comes back while the retry waits.
@@ -96,13 +96,13 @@ def test_long_outage_fails_with_storage_unavailable(
     headers = stack.new_key()
     _set_consuming(celery, stack, "probe", on=False)
     try:
-        job_id = stack.submit(headers, short_clip.path).json()["id"]
+        job_id = stack.submit(headers, short_clip.path)["id"]
         with stack.storage_proxy.outage():
             _set_consuming(celery, stack, "probe", on=True)
             job = stack.wait_job(headers, job_id, timeout_s=180)
     finally:
         _set_consuming(celery, stack, "probe", on=True)
-    after = stack.submit(headers, short_clip.path).json()
+    after = stack.submit(headers, short_clip.path)
 
     assert job["status"] == "failed", job
     assert job["error"]["code"] == "storage_unavailable"

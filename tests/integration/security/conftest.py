@@ -16,7 +16,7 @@ import pytest
 from tests.utils.media import FaceVideo, make_face_video
 from tests.utils.platform import wait_for
 from tests.utils.receiver import Answer, Receiver, running_receiver
-from tests.utils.services import SOURCE_BUCKET, PrivateStack, private_stack
+from tests.utils.stack import SOURCE_BUCKET, PrivateStack, private_stack
 
 # Generated per run: a constant would be found in the repository, not only in a log.
 SECRETS = {
@@ -100,7 +100,7 @@ def owner(security_stack: PrivateStack, face_clip: FaceVideo, receiver: Receiver
     with stack.client(headers) as client:
         endpoint = client.post("/v1/webhooks", json={"url": hook_url, "event_types": ["job.succeeded"]})
         assert endpoint.status_code == 201, endpoint.text
-        job_id = stack.submit(headers, face_clip.path, external_id="owner-job").json()["id"]
+        job_id = stack.submit(headers, face_clip.path, external_id="owner-job")["id"]
         job = stack.wait_job(headers, job_id)
         assert job["status"] == "succeeded", job
         explanations = client.get(f"/v1/jobs/{job_id}/explanations").json()["items"]

@@ -12,7 +12,7 @@ import pytest
 from core.keys import create_api_key, revoke_api_key
 from tests.integration.security.conftest import TenantResources
 from tests.integration.security.routes import api_routes, fill_path, mounted_paths
-from tests.utils.services import PrivateStack
+from tests.utils.stack import PrivateStack
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.utils.platform import REPO_ROOT, ServiceProcess, wait_for
-from tests.utils.services import PrivateStack
+from tests.utils.stack import PrivateStack
 
 pytestmark = pytest.mark.integration
 

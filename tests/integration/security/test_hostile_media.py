@@ -22,7 +22,7 @@ from pipeline.types import AnalysisConfig
 from pipeline.video import decode_segment, plan_segments, probe
 from tests.utils.bad_media import VALID_HOSTILE_MEDIA_KINDS, make_hostile_media
 from tests.utils.media import FaceVideo, make_face_video
-from tests.utils.services import PrivateStack
+from tests.utils.stack import PrivateStack
 
 pytestmark = pytest.mark.integration
 
@@ -62,7 +62,7 @@ def test_bad_media_corpus_gets_typed_errors(
     headers = stack.new_key()
     tried = 0
     for kind, (status, code) in REFUSED_AT_UPLOAD.items():
-        response = stack.submit(headers, make_hostile_media(kind, tmp_path / f"{kind}.mp4"), expect=None)
+        response = stack.post_video(headers, make_hostile_media(kind, tmp_path / f"{kind}.mp4"))
         tried += 1
         assert response.status_code == status, f"{kind}: {response.text}"
         assert response.json()["error"]["code"] == code, f"{kind}: {response.text}"
@@ -70,10 +70,10 @@ def test_bad_media_corpus_gets_typed_errors(
     jobs = {}
     for kind in FAILED_JOBS:
         path = make_hostile_media(kind, tmp_path / f"{kind}.mp4")
-        jobs[kind] = stack.submit(headers, path).json()["id"]
+        jobs[kind] = stack.submit(headers, path)["id"]
         tried += 1
     ended = {kind: stack.wait_job(headers, job_id, timeout_s=300) for kind, job_id in jobs.items()}
-    healthy = stack.wait_job(headers, stack.submit(headers, face_clip.path).json()["id"])
+    healthy = stack.wait_job(headers, stack.submit(headers, face_clip.path)["id"])
 
     problems = []
     for kind, codes in FAILED_JOBS.items():

@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from core.models import Batch, Job, Upload, WebhookEndpoint
 from tests.integration.security.conftest import TenantResources
 from tests.utils.media import FaceVideo
-from tests.utils.services import SOURCE_BUCKET, PrivateStack
+from tests.utils.stack import SOURCE_BUCKET, PrivateStack
 
 pytestmark = pytest.mark.integration
 

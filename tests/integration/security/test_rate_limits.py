@@ -20,7 +20,8 @@ from api.ratelimit import RateLimiter
 from core.config import load_settings
 from core.errors import TooManyRequestsError
 from tests.utils.platform import ServiceProcess, start_api
-from tests.utils.services import PrivateStack, RedisServer
+from tests.utils.services import RedisServer
+from tests.utils.stack import PrivateStack
 
 pytestmark = pytest.mark.integration
 

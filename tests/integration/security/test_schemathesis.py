@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.utils.platform import REPO_ROOT, server_error_lines
-from tests.utils.services import PrivateStack
+from tests.utils.stack import PrivateStack
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ import pytest
 from tests.integration.security.conftest import SECRETS
 from tests.utils.media import FaceVideo
 from tests.utils.receiver import Answer, Receiver
-from tests.utils.services import SOURCE_BUCKET, PrivateStack
+from tests.utils.stack import SOURCE_BUCKET, PrivateStack
 
 pytestmark = pytest.mark.integration
 
@@ -58,7 +58,7 @@ def test_no_secret_reaches_the_logs(
         found |= {"callback secret": first, "rotated callback secret": rotated,
                   "endpoint secret": endpoint.json()["secret"]}  # fmt: skip
 
-        job_id = stack.submit(tenant, face_clip.path, callback_url=callback).json()["id"]
+        job_id = stack.submit(tenant, face_clip.path, callback_url=callback)["id"]
         stack.s3().put_object(Bucket=SOURCE_BUCKET, Key="secrets/clip.mp4", Body=face_clip.path.read_bytes())
         batch = client.post("/v1/batches", json={"items": [{"source": f"s3://{SOURCE_BUCKET}/secrets/clip.mp4"}]})
         assert batch.status_code == 202, batch.text
@@ -79,7 +79,7 @@ def test_no_secret_reaches_the_logs(
         # Outages: every component logs what it could not reach.
         stack.redis.stop()
         try:
-            during_redis = stack.submit(tenant, face_clip.path, expect=None)
+            during_redis = stack.post_video(tenant, face_clip.path)
             client.get("/readyz")
             time.sleep(3)
         finally:

@@ -12,7 +12,7 @@ import pytest
 
 from tests.integration.security.conftest import TenantResources
 from tests.integration.security.routes import Route, api_routes, fill_path
-from tests.utils.services import STACK_BUCKET, PrivateStack
+from tests.utils.stack import PRIVATE_BUCKET, PrivateStack
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ def _said(response: httpx.Response) -> str:
 
 def _cross_tenant_bodies(owner: TenantResources, settings_prefix: str) -> dict[tuple[str, str], list[Any]]:
     """Write routes without ids in the path, with bodies that name the owner's resources."""
-    stored = f"s3://{STACK_BUCKET}/{settings_prefix}{owner.video_key}"
+    stored = f"s3://{PRIVATE_BUCKET}/{settings_prefix}{owner.video_key}"
     return {
         ("POST", "/v1/jobs"): [{"upload_id": owner.upload_id}, {"source": stored}],
         ("POST", "/v1/batches"): [{"items": [{"source": stored}]}],

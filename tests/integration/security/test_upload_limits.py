@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 
 from core.models import Job
 from tests.integration.security.conftest import BATCH_BODY_MAX_BYTES, MAX_UPLOAD_BYTES
-from tests.utils.services import PrivateStack
+from tests.utils.stack import PrivateStack
 
 pytestmark = pytest.mark.integration
 

@@ -17,10 +17,10 @@ from standardwebhooks import Webhook, WebhookVerificationError
 
 from core.models import WebhookDelivery
 from tests.integration.conftest import RETRY_SCHEDULE_S
-from tests.integration.platform.conftest import Platform
 from tests.utils.media import FaceVideo, make_bad_media
 from tests.utils.platform import wait_for
 from tests.utils.receiver import Answer, Receiver
+from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def _wait_deliveries(
 
 
 def test_job_events_reach_callback_and_endpoint_signed(
-    hooks_platform: Platform, receiver: Receiver, short_clip: FaceVideo
+    hooks_platform: Stack, receiver: Receiver, short_clip: FaceVideo
 ) -> None:
     headers = hooks_platform.new_key()
     callback = receiver.script(f"/cb/{uuid.uuid4().hex}", [Answer(200)])
@@ -105,7 +105,7 @@ def test_job_events_reach_callback_and_endpoint_signed(
 
 
 def test_three_failures_then_success_logs_four_attempts(
-    hooks_platform: Platform, receiver: Receiver, short_clip: FaceVideo
+    hooks_platform: Stack, receiver: Receiver, short_clip: FaceVideo
 ) -> None:
     headers = hooks_platform.new_key()
     path = f"/cb/{uuid.uuid4().hex}"
@@ -135,7 +135,7 @@ def test_three_failures_then_success_logs_four_attempts(
     assert all(gap >= 0.4 for gap in gaps), gaps
 
 
-def test_retry_after_is_honoured(hooks_platform: Platform, receiver: Receiver, short_clip: FaceVideo) -> None:
+def test_retry_after_is_honoured(hooks_platform: Stack, receiver: Receiver, short_clip: FaceVideo) -> None:
     headers = hooks_platform.new_key()
     path = f"/cb/{uuid.uuid4().hex}"
     callback = receiver.script(path, [Answer(503, {"Retry-After": "3"}), Answer(200)])
@@ -160,7 +160,7 @@ def _seconds(stamp: str) -> float:
 
 
 def test_410_disables_the_endpoint(
-    hooks_platform: Platform, receiver: Receiver, short_clip: FaceVideo
+    hooks_platform: Stack, receiver: Receiver, short_clip: FaceVideo
 ) -> None:
     headers = hooks_platform.new_key()
     path = f"/ep/{uuid.uuid4().hex}"
@@ -189,7 +189,7 @@ def test_410_disables_the_endpoint(
 
 
 def test_schedule_exhausted_ends_failed(
-    hooks_platform: Platform, receiver: Receiver, short_clip: FaceVideo
+    hooks_platform: Stack, receiver: Receiver, short_clip: FaceVideo
 ) -> None:
     headers = hooks_platform.new_key()
     path = f"/cb/{uuid.uuid4().hex}"
@@ -206,7 +206,7 @@ def test_schedule_exhausted_ends_failed(
 
 
 def test_redelivery_sends_the_same_event_again(
-    hooks_platform: Platform, receiver: Receiver, short_clip: FaceVideo
+    hooks_platform: Stack, receiver: Receiver, short_clip: FaceVideo
 ) -> None:
     headers = hooks_platform.new_key()
     other = hooks_platform.new_key()
@@ -237,7 +237,7 @@ def test_redelivery_sends_the_same_event_again(
     assert redelivered["attempts"] == 2 and [a["attempt"] for a in redelivered["attempt_log"]] == [1, 2]
 
 
-def test_failed_job_sends_job_failed(hooks_platform: Platform, receiver: Receiver) -> None:
+def test_failed_job_sends_job_failed(hooks_platform: Stack, receiver: Receiver) -> None:
     headers = hooks_platform.new_key()
     path = f"/cb/{uuid.uuid4().hex}"
     callback = receiver.script(path, [Answer(200)])
@@ -255,7 +255,7 @@ def test_failed_job_sends_job_failed(hooks_platform: Platform, receiver: Receive
     assert payload["data"]["error_code"] == failed["error"]["code"]
 
 
-def test_address_guard_applies_at_send_time(hooks_platform: Platform, receiver: Receiver) -> None:
+def test_address_guard_applies_at_send_time(hooks_platform: Stack, receiver: Receiver) -> None:
     """A URL accepted earlier (or whose DNS changed since) is checked again before every attempt:
     with private addresses not allowed, a name that resolves to loopback gets no traffic."""
     from worker.runtime import build_context

@@ -1,5 +1,8 @@
-"""Request and response shapes. A job has a family: JobCreate (request), core.models.Job (stored),
-JobPublic (answer) and JobPage (a page of answers)."""
+"""Request and response shapes of jobs and of their results' pages.
+
+A job's family: JobCreate (request), core.models.Job (stored), JobPublic (answer) and JobPage (a
+page of answers); a result's segments, frames and tracks come in pages of their own.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +16,6 @@ from core.models import Frame, Job, Segment, Track
 from core.states import JobStatus
 
 __all__ = [
-    "ErrorBody",
-    "ErrorDetail",
     "FacePublic",
     "FramePage",
     "FramePublic",
@@ -29,21 +30,8 @@ __all__ = [
     "SegmentPublic",
     "TrackPage",
     "TrackPublic",
-    "UploadCreate",
-    "UploadPublic",
     "VideoPublic",
 ]
-
-
-class ErrorDetail(BaseModel):
-    code: str = Field(examples=["job_not_found"])
-    message: str = Field(examples=["no job with this id"])
-
-
-class ErrorBody(BaseModel):
-    """Every 4xx and 5xx answer has this shape."""
-
-    error: ErrorDetail
 
 
 def _check_callback_url(value: str | None) -> str | None:
@@ -274,19 +262,3 @@ class TrackPublic(BaseModel):
 class TrackPage(BaseModel):
     items: list[TrackPublic]
     next_cursor: str | None
-
-
-class UploadCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    size_bytes: int = Field(gt=0, description="exact size of the file to upload")
-    filename: str | None = Field(default=None, max_length=255)
-
-
-class UploadPublic(BaseModel):
-    upload_id: uuid.UUID
-    url: str = Field(description="send the file's bytes here, with the method and headers given")
-    method: Literal["PUT"]
-    headers: dict[str, str]
-    expires_at: datetime
-    max_bytes: int

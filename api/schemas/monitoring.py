@@ -1,5 +1,7 @@
-"""Response shapes of the monitoring routes: drift, health snapshots, resource consumption, and a
-job's explanations and statistics."""
+"""Response shapes of the monitoring routes.
+
+Drift, health snapshots and resource consumption, and a job's explanations and statistics.
+"""
 
 from __future__ import annotations
 

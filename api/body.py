@@ -20,66 +20,23 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
 from core.errors import InvalidRequestError, PayloadTooLargeError, ServiceError, UnsupportedMediaTypeError
+from core.media import SNIFF_BYTES, sniff_container
 from core.storage import ObjectWriter
 
 __all__ = [
     "ReceivedFile",
     "ReceivedForm",
-    "content_type_for",
     "receive_json_body",
     "receive_multipart",
     "receive_raw_body",
     "sanitize_filename",
-    "sniff_container",
 ]
 
-SNIFF_BYTES = 512  # enough for every signature below, including three MPEG-TS packets
 WRITE_BATCH_BYTES = 1024 * 1024  # bytes handed to storage per thread hop
 MAX_FIELD_BYTES = 8 * 1024
 MULTIPART_OVERHEAD_BYTES = 64 * 1024  # boundaries, part headers and small fields around the file
 DRAIN_LIMIT_BYTES = 32 * 1024 * 1024
 DRAIN_TIMEOUT_S = 5.0
-
-
-def sniff_container(head: bytes) -> str | None:
-    """The video container the first bytes announce, or None (images, text, audio-only RIFF…)."""
-    if len(head) >= 12 and head[4:8] == b"ftyp":
-        brand = head[8:12]
-        if brand == b"qt  ":
-            return "mov"
-        if brand.startswith((b"3gp", b"3g2")):
-            return "3gp"
-        return "mp4"
-    if len(head) >= 8 and head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
-        return "mov"  # QuickTime files written without an ftyp box
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "webm" if b"webm" in head[:64] else "mkv"
-    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
-        return "avi"
-    if head.startswith(b"FLV\x01"):
-        return "flv"
-    if head.startswith(b"\x00\x00\x01\xba"):
-        return "mpeg"
-    if len(head) >= 189 and head[0] == 0x47 and head[188] == 0x47 and (len(head) < 377 or head[376] == 0x47):
-        return "mpegts"
-    return None
-
-
-_CONTENT_TYPES = {
-    "mp4": "video/mp4",
-    "mov": "video/quicktime",
-    "3gp": "video/3gpp",
-    "webm": "video/webm",
-    "mkv": "video/x-matroska",
-    "avi": "video/x-msvideo",
-    "flv": "video/x-flv",
-    "mpeg": "video/mpeg",
-    "mpegts": "video/mp2t",
-}
-
-
-def content_type_for(container: str) -> str:
-    return _CONTENT_TYPES.get(container, "application/octet-stream")
 
 
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")

@@ -1,5 +1,7 @@
-"""Request and response shapes of batches: BatchCreate (request), core.models.Batch (stored),
-BatchPublic (answer) and BatchPage."""
+"""Request and response shapes of batches: BatchCreate, BatchPublic and BatchPage.
+
+BatchCreate is the request, core.models.Batch the stored row, BatchPublic the answer.
+"""
 
 from __future__ import annotations
 

@@ -156,3 +156,12 @@ class DeliveryPublic(BaseModel):
 class DeliveryPage(BaseModel):
     items: list[DeliveryPublic]
     next_cursor: str | None
+
+    @classmethod
+    def from_rows(
+        cls, rows: list[tuple[WebhookDelivery, list[WebhookAttempt]]], next_cursor: str | None
+    ) -> DeliveryPage:
+        """A page of deliveries, each with its attempts."""
+        return cls(
+            items=[DeliveryPublic.from_row(row, attempts) for row, attempts in rows], next_cursor=next_cursor
+        )

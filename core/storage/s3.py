@@ -1,59 +1,25 @@
-"""Object storage for videos: any S3 endpoint through boto3, or a local directory for one machine.
+"""Object storage on any S3 endpoint through boto3: multipart writes one part at a time.
 
-Writes are streamed: an ``ObjectWriter`` takes the bytes as they arrive and holds at most one
-multipart part (``UPLOAD_PART_BYTES``) in memory. Keys are derived from ids by the callers, so a
-retried write overwrites instead of leaving a second copy.
+A writer holds at most one part (``UPLOAD_PART_BYTES``) in memory; botocore's errors become
+``ObjectNotFoundError`` (the client's fault) or ``StorageUnavailableError`` (ours, retried).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
-import shutil
 import uuid
-from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from core.config import Settings, StorageKind
 from core.errors import InvalidRequestError, ObjectNotFoundError, StorageUnavailableError
+from core.storage.base import ObjectInfo, ObjectStore, ObjectWriter, PresignedUpload
 
-__all__ = [
-    "LocalObjectStore",
-    "ObjectInfo",
-    "ObjectStore",
-    "ObjectWriter",
-    "PresignedUpload",
-    "S3ObjectStore",
-    "get_object_store",
-    "get_source_store",
-    "make_s3_client",
-    "parse_s3_uri",
-    "video_key",
-]
+__all__ = ["S3ObjectStore", "make_s3_client", "parse_s3_uri"]
 
 _DOWNLOAD_CHUNK = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class ObjectInfo:
-    size: int
-    etag: str | None = None
-    content_type: str | None = None
-
-
-@dataclass(frozen=True)
-class PresignedUpload:
-    url: str
-    method: str
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def video_key(*, tenant_id: uuid.UUID, video_id: uuid.UUID) -> str:
-    return f"videos/{tenant_id}/{video_id}/source"
 
 
 def parse_s3_uri(uri: str) -> tuple[str, str]:
@@ -67,175 +33,6 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if len(key) > 1024:
         raise InvalidRequestError("source key is longer than 1024 characters", code="invalid_source")
     return parts.netloc, key
-
-
-class ObjectWriter(ABC):
-    """Receives an object's bytes in order; ``commit`` makes it visible, ``abort`` leaves nothing."""
-
-    def __init__(self) -> None:
-        self.size = 0
-
-    @abstractmethod
-    def write(self, data: bytes) -> None: ...
-
-    @abstractmethod
-    def commit(self) -> int: ...
-
-    @abstractmethod
-    def abort(self) -> None: ...
-
-
-class ObjectStore(ABC):
-    kind: StorageKind
-
-    @abstractmethod
-    def location(self, key: str) -> str:
-        """A URI naming the object, for logs and error messages."""
-
-    @abstractmethod
-    def open_writer(self, key: str, *, content_type: str | None = None) -> ObjectWriter: ...
-
-    @abstractmethod
-    def head(self, key: str) -> ObjectInfo:
-        """Size and type; ObjectNotFoundError when absent."""
-
-    @abstractmethod
-    def read_head_bytes(self, key: str, length: int) -> bytes:
-        """The object's first ``length`` bytes (fewer when it is shorter)."""
-
-    @abstractmethod
-    def download(self, key: str, destination: Path) -> int:
-        """Streams the object to ``destination`` (replaced atomically); returns its size."""
-
-    @abstractmethod
-    def delete(self, key: str) -> None:
-        """Removes the object; an absent object is not an error."""
-
-    @abstractmethod
-    def presign_upload(self, key: str, *, size_bytes: int, expires_s: int) -> PresignedUpload | None:
-        """A URL a client can PUT the object to, or None when this store cannot make one."""
-
-    @abstractmethod
-    def check(self) -> None:
-        """Raises StorageUnavailableError when the store cannot be used."""
-
-    def local_path(self, key: str) -> Path | None:
-        """The object's file when it already lives on this machine (no copy needed)."""
-        return None
-
-    def put_bytes(self, key: str, data: bytes, *, content_type: str | None = None) -> int:
-        writer = self.open_writer(key, content_type=content_type)
-        try:
-            writer.write(data)
-            return writer.commit()
-        except BaseException:
-            writer.abort()
-            raise
-
-
-# --- local directory -------------------------------------------------------------------------
-
-
-class _LocalWriter(ObjectWriter):
-    def __init__(self, final: Path, partial: Path) -> None:
-        super().__init__()
-        self._final = final
-        self._partial = partial
-        partial.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = open(partial, "wb")  # noqa: SIM115 - closed in commit/abort
-
-    def write(self, data: bytes) -> None:
-        self._handle.write(data)
-        self.size += len(data)
-
-    def commit(self) -> int:
-        self._handle.close()
-        self._final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._partial, self._final)
-        return self.size
-
-    def abort(self) -> None:
-        self._handle.close()
-        self._partial.unlink(missing_ok=True)
-
-
-class LocalObjectStore(ObjectStore):
-    kind = StorageKind.LOCAL
-
-    def __init__(self, root: Path) -> None:
-        self.root = root.resolve()
-
-    def _path(self, key: str) -> Path:
-        relative = PurePosixPath(key)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise ValueError(f"bad storage key {key!r}")
-        return self.root.joinpath(*relative.parts)
-
-    def location(self, key: str) -> str:
-        return self._path(key).as_uri()
-
-    def open_writer(self, key: str, *, content_type: str | None = None) -> ObjectWriter:
-        final = self._path(key)
-        try:
-            return _LocalWriter(final, self.root / ".incoming" / f"{uuid.uuid4().hex}.part")
-        except OSError as exc:
-            raise StorageUnavailableError(f"cannot write to {self.root}: {exc.strerror}") from exc
-
-    def head(self, key: str) -> ObjectInfo:
-        path = self._path(key)
-        try:
-            return ObjectInfo(size=path.stat().st_size)
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(self.location(key)) from exc
-
-    def read_head_bytes(self, key: str, length: int) -> bytes:
-        path = self._path(key)
-        try:
-            with open(path, "rb") as handle:
-                return handle.read(length)
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(self.location(key)) from exc
-
-    def download(self, key: str, destination: Path) -> int:
-        path = self._path(key)
-        partial = destination.with_name(destination.name + f".{uuid.uuid4().hex}.part")
-        try:
-            shutil.copyfile(path, partial)
-        except FileNotFoundError as exc:
-            raise ObjectNotFoundError(self.location(key)) from exc
-        os.replace(partial, destination)
-        return destination.stat().st_size
-
-    def local_path(self, key: str) -> Path | None:
-        return self._path(key)
-
-    def delete(self, key: str) -> None:
-        path = self._path(key)
-        path.unlink(missing_ok=True)
-        # Drop the now-empty per-video directories, never the root.
-        for parent in path.parents:
-            if parent == self.root or not parent.is_relative_to(self.root):
-                break
-            try:
-                parent.rmdir()
-            except OSError:
-                break
-
-    def presign_upload(self, key: str, *, size_bytes: int, expires_s: int) -> PresignedUpload | None:
-        return None  # the API receives direct uploads itself (PUT /v1/uploads/{id})
-
-    def check(self) -> None:
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StorageUnavailableError(
-                f"storage directory {self.root} is unusable: {exc.strerror}"
-            ) from exc
-        if not os.access(self.root, os.W_OK):
-            raise StorageUnavailableError(f"storage directory {self.root} is not writable")
-
-
-# --- S3 ----------------------------------------------------------------------------------------
 
 
 def _s3_errors() -> tuple[type[BaseException], ...]:
@@ -434,37 +231,3 @@ def make_s3_client(settings: Settings, endpoint_url: str | None) -> Any:
             read_timeout=60,
         ),
     )
-
-
-@functools.cache
-def _s3_clients(settings: Settings, pid: int) -> tuple[Any, Any]:
-    # pid in the key: boto3's connection pools must not cross fork().
-    client = make_s3_client(settings, settings.s3_endpoint_url)
-    public = settings.s3_public_endpoint_url
-    presign = make_s3_client(settings, public) if public and public != settings.s3_endpoint_url else client
-    return client, presign
-
-
-@functools.cache
-def _object_store(settings: Settings, pid: int) -> ObjectStore:
-    if settings.storage_kind is StorageKind.LOCAL:
-        return LocalObjectStore(settings.storage_dir)
-    client, presign = _s3_clients(settings, pid)
-    return S3ObjectStore(
-        client,
-        settings.storage_bucket,
-        settings.storage_prefix,
-        part_bytes=settings.upload_part_bytes,
-        presign_client=presign,
-    )
-
-
-def get_object_store(settings: Settings) -> ObjectStore:
-    """The store holding the service's own objects (STORAGE_URL)."""
-    return _object_store(settings, os.getpid())
-
-
-def get_source_store(settings: Settings, bucket: str) -> S3ObjectStore:
-    """Read access to a client's bucket named in ``{"source": "s3://…"}`` (same endpoint and keys)."""
-    client, _ = _s3_clients(settings, os.getpid())
-    return S3ObjectStore(client, bucket, "")

@@ -14,7 +14,7 @@ from core.config import Settings
 from core.db import get_session_factory
 from core.models import Job, WebhookEndpoint
 from core.webhooks import decrypt_secret
-from tests.unit.webhooks.conftest import IN_FLIGHT_LIMIT
+from tests.integration.api.conftest import IN_FLIGHT_LIMIT
 
 Headers = Callable[[], dict[str, str]]
 

@@ -1,9 +1,9 @@
-"""The one entry point to the pipeline: probe → plan → analyse each segment → finalize.
+"""The pipeline's one entry: probe → plan → analyse each segment → finalize.
 
-The CLI calls ``Analyzer.analyze`` (or the module-level ``analyze``); the Celery worker calls the
-four steps in separate tasks, keeping one ``Analyzer`` per process so MTCNN and the classifier
-load once. A ``SegmentResult`` is plain data and carries everything ``finalize`` needs, so the
-worker may rebuild it from database rows.
+``analyze`` (exported as ``pipeline.analyze``) runs the whole video for the command line; the
+Celery worker calls the same ``Analyzer`` steps in separate tasks, keeping one ``Analyzer`` per
+process so MTCNN and the classifier load once. A ``SegmentResult`` is plain data and carries
+everything ``finalize`` needs, so the worker may rebuild it from database rows.
 """
 
 from __future__ import annotations
@@ -38,11 +38,12 @@ from pipeline.types import (
 )
 from pipeline.video import SegmentDecoder, plan_segments, probe, sample_numbers
 
-__all__ = ["Analyzer", "ProgressCallback", "analyze"]
+__all__ = ["Analyzer", "AnalyzerFactory", "ProgressCallback", "analyze"]
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (segments done, segments in all)
+AnalyzerFactory = Callable[[AnalysisConfig], "Analyzer"]
 _STAGE_KEYS = ("decode_s", "detect_s", "classify_s")
 # Chunks of face crops queued for the classifier before detection waits for it.
 MAX_PENDING_CHUNKS = 2
@@ -299,19 +300,8 @@ class Analyzer:
         )
 
     def analyze(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:
-        """The whole video, segment after segment; ``progress(done, total)`` after each one."""
-        started = time.perf_counter()
-        info = self.probe(path)
-        probe_s = time.perf_counter() - started
-        plans = self.plan(info)
-        segments = []
-        for done, plan in enumerate(plans, start=1):
-            segments.append(self.analyze_segment(path, info, plan))
-            if progress is not None:
-                progress(done, len(plans))
-        result = self.finalize(info, segments, {"probe_s": probe_s})
-        result.timings["total_s"] = time.perf_counter() - started
-        return result
+        """The whole video, segment after segment, with this Analyzer's networks and config."""
+        return analyze(path, config=self.config, load=lambda _: self, progress=progress)
 
 
 def _half_the_cores() -> int:
@@ -334,8 +324,32 @@ def analyze(
     device: str = "auto",
     config: AnalysisConfig | None = None,
     progress: ProgressCallback | None = None,
+    load: AnalyzerFactory | None = None,
     **overrides: Any,
 ) -> VideoResult:
-    """Analyse one video with a fresh ``Analyzer``; ``overrides`` replace ``AnalysisConfig`` fields."""
+    """Analyse one video; ``overrides`` replace ``AnalysisConfig`` fields.
+
+    The video is probed before the networks load, so a bad file is refused in a fraction of a
+    second. ``load(config)`` builds the ``Analyzer`` (default: a fresh one from ``model_path``
+    and ``device``); the time it takes is left out of ``timings["total_s"]``, since a worker loads
+    the networks once for many videos. ``progress(done, total)`` runs once the segments are
+    planned (``done`` 0) and after each one.
+    """
     config = (config or AnalysisConfig()).replace(**overrides)
-    return Analyzer(model_path=model_path, device=device, config=config).analyze(path, progress=progress)
+    started = time.perf_counter()
+    info = probe(path, config)
+    probe_s = time.perf_counter() - started
+    plans = plan_segments(info, config)
+    loading = time.perf_counter()
+    analyzer = load(config) if load else Analyzer(model_path=model_path, device=device, config=config)
+    load_s = time.perf_counter() - loading
+    segments = []
+    for done, plan in enumerate(plans):
+        if progress is not None:
+            progress(done, len(plans))
+        segments.append(analyzer.analyze_segment(path, info, plan))
+    if progress is not None:
+        progress(len(plans), len(plans))
+    result = analyzer.finalize(info, segments, {"probe_s": probe_s})
+    result.timings["total_s"] = time.perf_counter() - started - load_s
+    return result

@@ -14,7 +14,7 @@ from sqlalchemy import func, select, update
 from core.config import Settings
 from core.db import get_session_factory
 from core.models import Frame, Job, Segment, Track, Video
-from tests.unit.api.conftest import MAX_UPLOAD_BYTES
+from tests.integration.api.conftest import MAX_UPLOAD_BYTES
 from tests.utils.platform import REDIS_URL
 
 Headers = Callable[..., dict[str, str]]

@@ -1,0 +1,33 @@
+"""Request and response shapes of direct uploads: reserve a slot, then send the bytes."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["UploadCreate", "UploadPublic", "UploadReceived"]
+
+
+class UploadCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size_bytes: int = Field(gt=0, description="exact size of the file to upload")
+    filename: str | None = Field(default=None, max_length=255)
+
+
+class UploadPublic(BaseModel):
+    upload_id: uuid.UUID
+    url: str = Field(description="send the file's bytes here, with the method and headers given")
+    method: Literal["PUT"]
+    headers: dict[str, str]
+    expires_at: datetime
+    max_bytes: int
+
+
+class UploadReceived(BaseModel):
+    upload_id: uuid.UUID
+    size_bytes: int
+    container: str

@@ -1,0 +1,124 @@
+"""A job's video before the job exists: an allowed ``s3://`` source or a finished direct upload.
+
+Each is checked (present, within the size limit, a video in an allowed container) without reading
+more than its first bytes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.config import Settings
+from core.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    ObjectNotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from core.media import SNIFF_BYTES, sniff_container
+from core.models import Upload
+from core.storage import ObjectStore, get_source_store, parse_s3_uri
+
+__all__ = ["VideoDraft", "readable_source", "resolve_source", "resolve_upload"]
+
+
+@dataclass(frozen=True)
+class VideoDraft:
+    """What the API learned about a job's input before the job exists."""
+
+    video_id: uuid.UUID
+    owned: bool
+    storage_key: str | None
+    source_uri: str | None
+    filename: str | None
+    size_bytes: int | None
+    sha256: str | None
+    container: str | None
+
+
+def readable_source(source: str, *, settings: Settings) -> tuple[str, str]:
+    """``s3://bucket/key`` → (bucket, key) when the service may read it: a bucket of
+    SOURCE_BUCKETS, and never the service's own objects. InvalidRequestError otherwise."""
+    bucket, key = parse_s3_uri(source)
+    own_prefix = f"{settings.storage_bucket}/{settings.storage_prefix}"
+    if bucket not in settings.source_buckets or (
+        settings.storage_url.startswith("s3://") and f"{bucket}/{key}".startswith(own_prefix)
+    ):
+        raise InvalidRequestError(f"the service may not read bucket {bucket!r}", code="source_not_allowed")
+    return bucket, key
+
+
+def _check_head(head: bytes, size: int, *, settings: Settings, what: str) -> str:
+    if size == 0:
+        raise InvalidRequestError(f"{what} is empty", code="empty_file")
+    if size > settings.max_upload_bytes:
+        raise PayloadTooLargeError(
+            f"{what} is {size} bytes, past the {settings.max_upload_bytes} byte limit", code="file_too_large"
+        )
+    container = sniff_container(head)
+    if container is None or container not in settings.allowed_containers:
+        raise UnsupportedMediaTypeError(
+            f"{what} is not a video in a supported container "
+            f"({', '.join(sorted(settings.allowed_containers))})",
+            code="unsupported_format",
+        )
+    return container
+
+
+def resolve_source(*, source: str, settings: Settings) -> VideoDraft:
+    """Checks an ``s3://bucket/key`` source: allowed bucket, present, within limits, a video."""
+    bucket, key = readable_source(source, settings=settings)
+    store = get_source_store(settings, bucket)
+    try:
+        info = store.head(key)
+        head = store.read_head_bytes(key, SNIFF_BYTES) if info.size else b""
+    except ObjectNotFoundError as exc:
+        raise InvalidRequestError(
+            f"source {source} does not exist or is not readable", code="source_not_found"
+        ) from exc
+    container = _check_head(head, info.size, settings=settings, what=f"source {source}")
+    return VideoDraft(
+        video_id=uuid.uuid4(),
+        owned=False,
+        storage_key=None,
+        source_uri=f"s3://{bucket}/{key}",
+        filename=key.rsplit("/", 1)[-1][:255] or None,
+        size_bytes=info.size,
+        sha256=None,
+        container=container,
+    )
+
+
+def resolve_upload(
+    session: Session, *, tenant_id: uuid.UUID, upload_id: uuid.UUID, storage: ObjectStore, settings: Settings
+) -> VideoDraft:
+    """Checks a direct upload: this tenant's, unused, filled, within limits, a video."""
+    upload = session.scalar(select(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id))
+    if upload is None:
+        raise NotFoundError("no upload with this id", code="upload_not_found")
+    if upload.consumed_at is not None:
+        raise ConflictError("this upload already belongs to a job", code="upload_consumed")
+    try:
+        info = storage.head(upload.storage_key)
+        head = storage.read_head_bytes(upload.storage_key, SNIFF_BYTES) if info.size else b""
+    except ObjectNotFoundError as exc:
+        raise ConflictError(
+            "nothing has been uploaded for this upload_id yet", code="upload_incomplete"
+        ) from exc
+    container = _check_head(head, info.size, settings=settings, what="the uploaded file")
+    return VideoDraft(
+        video_id=upload.id,
+        owned=True,
+        storage_key=upload.storage_key,
+        source_uri=None,
+        filename=upload.filename,
+        size_bytes=info.size,
+        sha256=None,
+        container=container,
+    )

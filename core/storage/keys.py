@@ -1,0 +1,33 @@
+"""Every storage key the service writes, derived from ids so that a retry overwrites its object.
+
+A video and what the worker keeps beside it share one folder: ``videos/<tenant>/<video>/``.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+__all__ = ["artifact_key", "explanation_key", "statistics_key", "video_key"]
+
+
+def video_key(*, tenant_id: uuid.UUID, video_id: uuid.UUID) -> str:
+    """The uploaded video itself."""
+    return artifact_key(tenant_id=tenant_id, video_id=video_id, name="source")
+
+
+def artifact_key(*, tenant_id: uuid.UUID, video_id: uuid.UUID, name: str) -> str:
+    """An object beside the video (``name`` may hold folders)."""
+    return f"videos/{tenant_id}/{video_id}/{name}"
+
+
+def explanation_key(
+    *, tenant_id: uuid.UUID, video_id: uuid.UUID, frame_index: int, face: int, kind: str
+) -> str:
+    """One explained face's image: ``kind`` is ``heatmap`` or ``crop``."""
+    name = f"explanations/frame-{frame_index:07d}-face-{face}.{kind}.jpg"
+    return artifact_key(tenant_id=tenant_id, video_id=video_id, name=name)
+
+
+def statistics_key(*, tenant_id: uuid.UUID, video_id: uuid.UUID) -> str:
+    """The job's input and output statistics as JSON (the database row is the source of truth)."""
+    return artifact_key(tenant_id=tenant_id, video_id=video_id, name="statistics.json")

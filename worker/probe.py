@@ -1,0 +1,157 @@
+"""The probe stage: ffprobe the job's video, validate it, plan its segments, send their messages.
+
+A video with nothing to analyse is finalized here. The job is claimed under its row lock; a
+redelivery of the message that planned it (its worker died while sending) sends the segments still
+pending, and any other message for a claimed job is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert
+
+from core import metrics
+from core.jobs import mark_enqueued
+from core.logs import log_context, log_event
+from core.models import Job, Segment
+from core.states import JobStatus, SegmentStatus
+from worker.claims import Message, give_up, handle_failure, now, send, stale_before
+from worker.fetch import local_video, remove_job_copy
+from worker.finalize import after_finalize, finalize_job
+from worker.results import store_video_info
+from worker.runtime import WorkerContext
+
+__all__ = ["probe_job"]
+
+log = logging.getLogger(__name__)
+
+
+def probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None = None) -> str:
+    """ffprobe the video, validate it, plan its segments and send one analyze message per segment."""
+    with log_context(job_id=str(job_id), task="probe"):
+        return _probe_job(ctx, job_id=job_id, task_id=task_id)
+
+
+def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) -> str:
+    settings = ctx.settings
+    resend: list[int] | None = None
+    with ctx.session() as session, session.begin():
+        job = session.scalar(select(Job).where(Job.id == job_id).with_for_update(of=Job))
+        if job is None:
+            log_event(log, "job.probe.skipped", reason="deleted")
+            return "skipped"
+        priority = job.priority
+        status = JobStatus(job.status)
+        redelivered = task_id is not None and job.task_id == task_id
+        stale = job.claimed_at is not None and job.claimed_at < stale_before(ctx)
+        if status is JobStatus.PROCESSING and job.plan is not None:
+            if not redelivered:
+                log_event(log, "job.probe.skipped", reason="already planned")
+                return "skipped"
+            # The worker that planned died before sending every segment: send the rest.
+            resend = list(
+                session.scalars(
+                    select(Segment.segment_index).where(
+                        Segment.job_id == job_id, Segment.status == SegmentStatus.PENDING.value
+                    )
+                )
+            )
+        elif status is JobStatus.PROCESSING and not (redelivered or stale):
+            log_event(log, "job.probe.skipped", reason="claimed by another delivery")
+            return "skipped"
+        elif status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+            log_event(log, "job.probe.skipped", reason=f"job {status}")
+            return "skipped"
+        else:
+            attempt = job.attempts + 1
+            if attempt > settings.max_attempts:
+                return give_up(
+                    session,
+                    job_id=job_id,
+                    stage="probe",
+                    what="the video could not be probed",
+                    attempts=job.attempts,
+                )
+            metrics.record_queue_wait(queue="probe", sent_at=job.enqueued_at or job.created_at)
+            job.status = JobStatus.PROCESSING.value
+            job.attempts = attempt
+            job.claimed_by = ctx.hostname
+            job.task_id = task_id
+            job.claimed_at = now()
+            job.started_at = job.started_at or now()
+            options = dict(job.options or {})
+            video = job.video
+    if resend is not None:
+        if resend:
+            _send_segments(ctx, job_id=job_id, indexes=resend, priority=priority)
+        log_event(log, "job.probe.resent", segments=len(resend))
+        return "resent"
+
+    with log_context(attempt=attempt):
+        log_event(log, "job.probe.started")
+        started = time.perf_counter()
+        try:
+            analyzer = ctx.analyzer_for(options)
+            path = local_video(job_id=job_id, video=video, storage=ctx.storage, settings=settings)
+            info = analyzer.probe(path)
+            plans = analyzer.plan(info)
+        except Exception as exc:  # classified: only curated errors are retried
+            return handle_failure(ctx, job_id=job_id, exc=exc, attempt=attempt)
+        probe_s = time.perf_counter() - started
+        metrics.record_stage("probe", probe_s)
+
+        with ctx.session() as session, session.begin():
+            job = session.scalar(select(Job).where(Job.id == job_id).with_for_update(of=Job))
+            if job is None or job.status != JobStatus.PROCESSING.value or job.plan is not None:
+                log_event(log, "job.probe.dropped", reason="job changed while probing")
+                ended = job is None or job.status != JobStatus.PROCESSING.value
+                if ended:
+                    remove_job_copy(job_id=job_id, settings=settings)
+                return "dropped"
+            store_video_info(job.video, info)
+            job.plan = [plan.to_dict() for plan in plans]
+            job.segments_total = len(plans)
+            job.segments_done = 0
+            job.timings = {"probe_s": round(probe_s, 4)}
+            if plans:
+                session.execute(
+                    insert(Segment)
+                    .values(
+                        [
+                            {
+                                "job_id": job_id,
+                                "segment_index": p.index,
+                                "start_s": p.start_s,
+                                "end_s": p.end_s,
+                                "status": SegmentStatus.PENDING.value,
+                            }
+                            for p in plans
+                        ]
+                    )
+                    .on_conflict_do_nothing(constraint="uq_segments_job_id_segment_index")
+                )
+            else:
+                finalize_job(session, job=job, analyzer=analyzer)
+        log_event(
+            log,
+            "job.probe.succeeded",
+            segments=len(plans),
+            duration_s=round(info.duration_s, 3),
+            width=info.width,
+            height=info.height,
+            probe_s=round(probe_s, 3),
+        )
+        if not plans:
+            return after_finalize(ctx, job_id=job_id)
+        _send_segments(ctx, job_id=job_id, indexes=[p.index for p in plans], priority=priority)
+        return "planned"
+
+
+def _send_segments(ctx: WorkerContext, *, job_id: uuid.UUID, indexes: list[int], priority: int) -> None:
+    send(ctx, [Message(job_id=job_id, segment_index=index, priority=priority) for index in indexes])
+    with ctx.session() as session, session.begin():
+        mark_enqueued(session, job_id=job_id)
