@@ -6,7 +6,14 @@ Torch-free and without dependencies, so the API (uploads, sources), the settings
 
 from __future__ import annotations
 
-__all__ = ["CONTENT_TYPES", "KNOWN_CONTAINERS", "SNIFF_BYTES", "content_type_for", "sniff_container"]
+__all__ = [
+    "CONTENT_TYPES",
+    "KNOWN_CONTAINERS",
+    "SNIFF_BYTES",
+    "content_type_for",
+    "looks_like_video",
+    "sniff_container",
+]
 
 # Container name → the media type stored with the object.
 CONTENT_TYPES: dict[str, str] = {
@@ -46,6 +53,17 @@ def sniff_container(head: bytes) -> str | None:
     if len(head) >= 189 and head[0] == 0x47 and head[188] == 0x47 and (len(head) < 377 or head[376] == 0x47):
         return "mpegts"
     return None
+
+
+# Windows Media (ASF): ffmpeg reads it, the service does not accept it, yet a damaged one is still
+# a damaged video rather than "not a video".
+_ASF_GUID = b"\x30\x26\xb2\x75\x8e\x66\xcf\x11"
+
+
+def looks_like_video(head: bytes) -> bool:
+    """True when the first bytes name a video container, accepted or not: a file that then fails
+    to parse is damaged, not something else."""
+    return sniff_container(head) is not None or head.startswith(_ASF_GUID)
 
 
 def content_type_for(container: str) -> str:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from core.media import SNIFF_BYTES, looks_like_video
 from pipeline._ffmpeg import ffmpeg_binary, stop_process
 from pipeline.errors import (
     CorruptVideoError,
@@ -79,20 +80,6 @@ IMAGE_CODECS = frozenset(
 )
 
 
-def _looks_like_video_container(head: bytes) -> bool:
-    """True when the first bytes name a video container format, so a parse failure means damage."""
-    if len(head) >= 8 and head[4:8] in (b"ftyp", b"moov", b"mdat", b"free", b"wide", b"skip", b"pnot"):
-        return True
-    if head.startswith(b"\x1a\x45\xdf\xa3"):  # Matroska / WebM (EBML)
-        return True
-    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
-        return True
-    # FLV, MPEG program stream, ASF / WMV
-    if head.startswith((b"FLV", b"\x00\x00\x01\xba", b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")):
-        return True
-    return len(head) > 188 and head[0] == 0x47 and head[188] == 0x47  # MPEG-TS sync bytes
-
-
 def _parse_rate(text: Any) -> float | None:
     try:
         value = float(Fraction(str(text)))
@@ -144,10 +131,10 @@ def _run_ffprobe(path: Path) -> dict[str, Any]:
     stderr = result.stderr.decode("utf-8", errors="replace").strip()
     if result.returncode != 0:
         with open(path, "rb") as handle:
-            head = handle.read(512)
+            head = handle.read(SNIFF_BYTES)
         reason = stderr.splitlines()[-1] if stderr else f"ffprobe exit status {result.returncode}"
         reason = reason.replace(f"{path}: ", "").replace(str(path), path.name)
-        if _looks_like_video_container(head):
+        if looks_like_video(head):
             raise CorruptVideoError(f"{path.name}: the video container cannot be read ({reason})")
         raise NotAVideoError(f"{path.name} is not a video file ({reason})")
     try:
@@ -179,7 +166,7 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
         raise EmptyFileError(f"{path.name} is empty (0 bytes)")
     try:
         with open(path, "rb") as handle:
-            head = handle.read(512)
+            head = handle.read(SNIFF_BYTES)
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})", code="unreadable_file") from exc
 
@@ -195,7 +182,7 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
     if not pictures:
         if has_audio:
             raise NoVideoStreamError(f"{path.name} has audio but no video stream")
-        if _looks_like_video_container(head):
+        if looks_like_video(head):
             raise CorruptVideoError(f"{path.name}: the container holds no readable stream (damaged header?)")
         raise NotAVideoError(f"{path.name} is not a video file (no video stream found)")
     format_name = str(fmt.get("format_name") or "")

@@ -7,15 +7,12 @@ periodic reconciler's schedule in this worker (run it in exactly one worker).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
 
 _QUEUES = ("probe", "analyze", "webhooks", "maintenance")
-# Mirrors pipeline.model.DEFAULT_MODEL_PATH without importing torch into the parent process.
-_DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "deepfakestream-b0.safetensors"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,23 +37,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_model(path: Path) -> str | None:
-    """A cheap look at the checkpoint's header, so a missing or foreign file stops the worker at
-    start instead of failing every job."""
+    """A look at the checkpoint's header (no torch, no weights read), so a missing or foreign file
+    stops the worker at start instead of failing every job."""
+    from pipeline.checkpoint import read_model_config
+    from pipeline.errors import ModelError
+
     try:
-        with open(path, "rb") as handle:
-            length = int.from_bytes(handle.read(8), "little")
-            if not 0 < length <= 100 * 1024 * 1024:
-                return f"{path} is not a safetensors file"
-            header = json.loads(handle.read(length))
-    except FileNotFoundError:
-        return f"model file not found: {path} (set MODEL_PATH, or train one with `deepfakestream train`)"
-    except (OSError, ValueError) as exc:
-        return f"{path} cannot be read as a safetensors checkpoint: {exc}"
-    if not isinstance(header, dict):
-        return f"{path} is not a safetensors file"
-    metadata = header.get("__metadata__") or {}
-    if "deepfakestream" not in metadata and "fc.weight" not in header:
-        return f"{path} is not a deepfakestream checkpoint"
+        read_model_config(path)
+    except ModelError as exc:
+        if exc.code == "model_not_found":
+            return f"model file not found: {path} (set MODEL_PATH, or train one with `deepfakestream train`)"
+        return exc.message
     return None
 
 
@@ -82,7 +73,9 @@ def run(args: argparse.Namespace) -> int:
         print("deepfakestream worker: --concurrency must be at least 1", file=sys.stderr)
         return 2
     if {"probe", "analyze"} & set(queues):
-        problem = _check_model(settings.model_path or _DEFAULT_MODEL)
+        from pipeline.checkpoint import DEFAULT_MODEL_PATH
+
+        problem = _check_model(settings.model_path or DEFAULT_MODEL_PATH)
         if problem is not None:
             print(f"deepfakestream worker: {problem}", file=sys.stderr)
             return 9

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from pipeline import _mtcnn
-from pipeline.analyze import Analyzer
+from pipeline.analyzer import Analyzer
 from pipeline.faces import FaceDetector
 from tests.utils.media import box_iou, face_mosaic, make_mosaic_video
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.analyze import Analyzer
+from pipeline.analyzer import Analyzer
 from pipeline.video import decode_segment, plan_segments, probe
 from tests.utils.bad_media import make_hostile_media
 from tests.utils.media import read_frame_code

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import errors
-from pipeline.analyze import Analyzer
+from pipeline.analyzer import Analyzer
 from pipeline.types import AnalysisConfig
 from pipeline.video import decode_segment, plan_segments, probe, sample_numbers
 from tests.utils.bad_media import VARIABLE_FRAME_RATES
