@@ -17,6 +17,7 @@ from pathlib import Path
 from core.config import Settings
 from core.egress import EgressError, download
 from core.models import Video
+from core.sources import source_scheme
 from core.storage import ObjectStore, get_source_store, parse_s3_uri
 from pipeline.errors import InputError
 
@@ -62,8 +63,15 @@ def local_video(*, job_id: uuid.UUID, video: Video, storage: ObjectStore, settin
         storage.download(video.storage_key, destination)
     else:
         assert video.source_uri is not None
-        if video.source_uri.startswith("https://"):
+        scheme = source_scheme(video.source_uri)
+        if scheme == "https":
             _download_https(video.source_uri, destination, settings=settings)
+        elif scheme != "s3":
+            raise SourceFetchError(
+                f"the source must be s3://bucket/key or an https:// URL, got scheme {scheme!r}",
+                code="invalid_source",
+                retryable=False,
+            )
         else:
             bucket, key = parse_s3_uri(video.source_uri)
             get_source_store(settings, bucket).download(key, destination)

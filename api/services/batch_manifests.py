@@ -21,6 +21,7 @@ from api.services.sources import readable_source
 from core.config import Settings
 from core.egress import EgressError, check_url_statically
 from core.errors import InvalidRequestError
+from core.sources import normalize_source, source_scheme
 
 __all__ = ["ManifestFormat", "Source", "check_item", "manifest_kind", "parse_manifest"]
 
@@ -113,7 +114,7 @@ class Source:
 
 
 def check_item(index: int, item: BatchItem, *, settings: Settings) -> Source:
-    scheme = item.source.split(":", 1)[0].lower()
+    scheme = source_scheme(item.source)
     if scheme == "s3":
         try:
             bucket, key = readable_source(item.source, settings=settings)
@@ -128,5 +129,5 @@ def check_item(index: int, item: BatchItem, *, settings: Settings) -> Source:
         except EgressError as exc:
             raise _item_error(index, exc.message, exc.code) from exc
         name = unquote(parts.path.rsplit("/", 1)[-1]).replace("\\", "_")[:255]
-        return Source(uri=item.source, filename=name or None)
+        return Source(uri=normalize_source(item.source), filename=name or None)
     raise _item_error(index, "source must be s3://bucket/key or an https:// URL", "invalid_source")

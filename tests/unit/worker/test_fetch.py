@@ -1,0 +1,80 @@
+"""Where the worker fetches a job's video from: the source's scheme, read case-insensitively."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from api.schemas.batches import BatchItem
+from api.services.batch_manifests import check_item
+from core.config import Settings, load_settings
+from core.models import Video
+from core.sources import normalize_source, source_scheme
+from core.storage import ObjectStore
+from worker import fetch
+
+# A source that is not ours is never read through the service's own store.
+_NO_STORE = cast(ObjectStore, None)
+
+
+@pytest.mark.parametrize(
+    ("uri", "scheme", "normal"),
+    [
+        ("HTTPS://cdn.example.com/A.mp4", "https", "https://cdn.example.com/A.mp4"),
+        ("Https://cdn.example.com/a.mp4?sig=X#t", "https", "https://cdn.example.com/a.mp4?sig=X#t"),
+        ("S3://Bucket/Key.mp4", "s3", "s3://Bucket/Key.mp4"),
+        ("s3://bucket/key.mp4", "s3", "s3://bucket/key.mp4"),
+        ("no-scheme/here.mp4", "", "no-scheme/here.mp4"),
+    ],
+)
+def test_source_scheme_is_case_insensitive(uri: str, scheme: str, normal: str) -> None:
+    assert source_scheme(uri) == scheme
+    assert normalize_source(uri) == normal
+
+
+def _video(source_uri: str) -> Video:
+    return Video(owned=False, storage_key=None, source_uri=source_uri, filename="clip.mp4", container="mp4")
+
+
+def test_upper_case_https_source_is_downloaded_over_https(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fetched: list[str] = []
+
+    def fake_download(url: str, destination: Path, *, settings: Settings) -> None:
+        fetched.append(url)
+        destination.write_bytes(b"video")
+
+    monkeypatch.setattr(fetch, "_download_https", fake_download)
+    settings = load_settings(work_dir=str(tmp_path))
+
+    path = fetch.local_video(
+        job_id=uuid.uuid4(),
+        video=_video("HTTPS://cdn.example.com/clip.mp4"),
+        storage=_NO_STORE,
+        settings=settings,
+    )
+
+    assert fetched == ["HTTPS://cdn.example.com/clip.mp4"]
+    assert path.read_bytes() == b"video"
+
+
+def test_unknown_scheme_is_a_typed_input_error(tmp_path: Path) -> None:
+    settings = load_settings(work_dir=str(tmp_path))
+    with pytest.raises(fetch.SourceFetchError) as caught:
+        fetch.local_video(
+            job_id=uuid.uuid4(), video=_video("ftp://host/a.mp4"), storage=_NO_STORE, settings=settings
+        )
+    assert caught.value.code == "invalid_source"
+    assert caught.value.retryable is False
+
+
+def test_batch_item_with_upper_case_scheme_is_stored_in_lower_case() -> None:
+    settings = load_settings()
+    source = check_item(0, BatchItem(source="HTTPS://cdn.example.com/videos/clip.mp4"), settings=settings)
+
+    assert source.uri == "https://cdn.example.com/videos/clip.mp4"
+    assert source.filename == "clip.mp4"
