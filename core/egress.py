@@ -36,13 +36,42 @@ __all__ = [
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-# Cloud instance metadata services: never a legitimate receiver, refused even when private
-# addresses are allowed (AWS/GCP/Azure/OpenStack, AWS over IPv6, Alibaba, Oracle).
+# Cloud instance metadata and credential services: never a legitimate receiver, refused even when
+# private addresses are allowed. AWS: instance metadata (169.254.169.254, fd00:ec2::254), the ECS
+# and EKS Pod Identity credential agents (169.254.170.0/24: .2 and .23) and every service AWS
+# places in its fd00:ec2::/32 prefix (fd00:ec2::23 is the Pod Identity agent); GCP, Azure and
+# OpenStack share 169.254.169.254; Azure's WireServer (168.63.129.16) is a public address that
+# only answers inside Azure; Alibaba 100.100.100.200; Oracle 192.0.0.192.
+METADATA_NETWORKS = tuple(
+    ipaddress.ip_network(network)
+    for network in (
+        "169.254.169.254/32",
+        "169.254.170.0/24",
+        "fd00:ec2::/32",
+        "168.63.129.16/32",
+        "100.100.100.200/32",
+        "192.0.0.192/32",
+    )
+)
 METADATA_ADDRESSES = frozenset(
     ipaddress.ip_address(address)
-    for address in ("169.254.169.254", "fd00:ec2::254", "100.100.100.200", "169.254.170.2", "192.0.0.192")
+    for address in (
+        "169.254.169.254",
+        "fd00:ec2::254",
+        "100.100.100.200",
+        "169.254.170.2",
+        "169.254.170.23",
+        "fd00:ec2::23",
+        "168.63.129.16",
+        "192.0.0.192",
+    )
 )
+# NAT64: the well-known prefix (RFC 6052, a /96 only) and the local-use prefix (RFC 8215), inside
+# which an operator may choose a /48, /56, /64 or /96 translation prefix, each placing the IPv4
+# address at different bits. Every placement is checked: one of them is what the translator uses.
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
+_NAT64_LOCAL_LENGTHS = (96, 64, 56, 48)
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 _RESPONSE_KEEP_BYTES = 4096
 _CHUNK_BYTES = 1024 * 1024
@@ -68,25 +97,48 @@ class AddressNotAllowedError(EgressError):
     code = "address_not_allowed"
 
 
-def _embedded_ipv4(address: IPAddress) -> IPAddress:
-    """The IPv4 address an IPv6 address stands for (mapped, NAT64, 6to4), or the address itself."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return address.ipv4_mapped
-        if address in _NAT64:
-            return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if address.sixtofour is not None:
-            return address.sixtofour
-    return address
+def _rfc6052_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
+    """The IPv4 address RFC 6052 embeds after a ``prefix_length`` translation prefix (bits 64 to 71,
+    the "u" octet, are skipped)."""
+    value = int(address).to_bytes(16, "big")
+    if prefix_length == 96:
+        return ipaddress.IPv4Address(value[12:16])
+    start = prefix_length // 8
+    octets = [value[i] for i in range(start, 16) if i != 8][:4]
+    return ipaddress.IPv4Address(bytes(octets))
+
+
+def _embedded_ipv4s(address: IPAddress) -> list[IPAddress]:
+    """The IPv4 addresses an IPv6 address may stand for (mapped, NAT64, 6to4), the most likely
+    first; empty when it carries none."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return []
+    if address.ipv4_mapped is not None:
+        return [address.ipv4_mapped]
+    if address in _NAT64:
+        return [_rfc6052_ipv4(address, 96)]
+    if address in _NAT64_LOCAL:
+        return [_rfc6052_ipv4(address, length) for length in _NAT64_LOCAL_LENGTHS]
+    if address.sixtofour is not None:
+        return [address.sixtofour]
+    return []
+
+
+def _is_metadata(address: IPAddress) -> bool:
+    return address in METADATA_ADDRESSES or any(
+        address.version == network.version and address in network for network in METADATA_NETWORKS
+    )
 
 
 def address_problem(address: IPAddress | str, *, allow_private: bool) -> str | None:
     """Why the service must not connect to ``address`` (None when it may)."""
     original = ipaddress.ip_address(address) if isinstance(address, str) else address
-    checked = _embedded_ipv4(original)
-    for candidate in {original, checked}:
-        if candidate in METADATA_ADDRESSES:
-            return "a cloud metadata address"
+    embedded = _embedded_ipv4s(original)
+    if any(_is_metadata(candidate) for candidate in [original, *embedded]):
+        return "a cloud metadata address"
+    # The private/public test reads the usual placement (the last 32 bits for a /96 prefix): the
+    # other placements of a local-use NAT64 address hold zeros for an ordinary public address.
+    checked = embedded[0] if embedded else original
     if checked.is_multicast or checked.is_unspecified or checked == ipaddress.IPv4Address("255.255.255.255"):
         return "not a unicast address"
     if allow_private:

@@ -28,6 +28,8 @@ REFUSED_WITHOUT_ALLOW_PRIVATE = [
     ("::1", "loopback"),
     ("::ffff:127.0.0.1", "loopback"),
     ("64:ff9b::7f00:1", "loopback"),  # NAT64 for 127.0.0.1
+    ("64:ff9b:1::7f00:1", "loopback"),  # local-use NAT64 (RFC 8215) for 127.0.0.1
+    ("64:ff9b:1::a00:1", "private"),  # local-use NAT64 for 10.0.0.1
     ("10.1.2.3", "private"),
     ("172.16.0.1", "private"),
     ("192.168.1.1", "private"),
@@ -42,6 +44,17 @@ REFUSED_ALWAYS = [
     ("::ffff:169.254.169.254", "metadata"),
     ("fd00:ec2::254", "metadata"),
     ("100.100.100.200", "metadata"),
+    ("169.254.170.2", "metadata"),  # ECS task credentials
+    ("169.254.170.23", "metadata"),  # EKS Pod Identity agent
+    ("fd00:ec2::23", "metadata"),  # EKS Pod Identity agent over IPv6
+    ("::ffff:169.254.170.23", "metadata"),
+    ("64:ff9b:1::a9fe:a9fe", "metadata"),  # local-use NAT64, /96: 169.254.169.254
+    ("64:ff9b:1::a9fe:aa17", "metadata"),  # local-use NAT64, /96: 169.254.170.23
+    ("64:ff9b:1:a9fe:a9:fe00::", "metadata"),  # local-use NAT64, /48 placement
+    ("64:ff9b:1:0:a9:fea9:fe00:0", "metadata"),  # local-use NAT64, /64 placement
+    ("64:ff9b::a9fe:a9fe", "metadata"),  # well-known NAT64
+    ("168.63.129.16", "metadata"),  # Azure WireServer: public, answers only inside Azure
+    ("::ffff:168.63.129.16", "metadata"),
     ("0.0.0.0", "unicast"),
     ("::", "unicast"),
     ("224.0.0.1", "unicast"),
@@ -68,7 +81,17 @@ def test_private_addresses_are_allowed_when_configured(address: str, _kind: str)
     assert address_problem(address, allow_private=True) is None
 
 
-@pytest.mark.parametrize("address", ["93.184.216.34", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "93.184.216.34",
+        "1.1.1.1",
+        "2606:4700:4700::1111",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "64:ff9b:1::808:808",
+    ],
+)
 def test_public_addresses_pass(address: str) -> None:
     assert address_problem(ipaddress.ip_address(address), allow_private=False) is None
 
