@@ -11,13 +11,14 @@ from sqlalchemy.orm import Session
 
 from core.batches import count_finished_job
 from core.metrics import record_job_finished
-from core.models import Batch, Job
-from core.states import ACTIVE_JOB_STATES, JobStatus, can_transition
+from core.models import Batch, Job, Segment
+from core.states import ACTIVE_JOB_STATES, JobStatus, SegmentStatus, can_transition
 from core.webhooks import record_job_event, record_job_events
 
 __all__ = [
     "cancel_batch_jobs",
     "cancel_job",
+    "cancel_segments",
     "fail_job",
     "mark_enqueued",
     "record_job_end",
@@ -80,7 +81,7 @@ def fail_job(session: Session, *, job_id: uuid.UUID, code: str, message: str) ->
 
 def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:
     """Does not commit. Workers see the state and drop their work at their next checkpoint."""
-    return transition_job(
+    moved = transition_job(
         session,
         job_id=job_id,
         from_states=ACTIVE_JOB_STATES,
@@ -88,6 +89,28 @@ def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:
         error_code="canceled",
         error_message="canceled by the client",
     )
+    if moved:
+        cancel_segments(session, job_ids=[job_id])
+    return moved
+
+
+def cancel_segments(session: Session, *, job_ids: list[uuid.UUID]) -> int:
+    """Marks the unfinished (pending or running) segments of canceled jobs canceled, in the
+    transaction that canceled them. A worker still running one finds its job canceled under the
+    job's lock and drops its result; claims, releases and the reconciler only move pending or
+    running segments, so a canceled one stays canceled. Does not commit."""
+    if not job_ids:
+        return 0
+    result = session.execute(
+        update(Segment)
+        .where(
+            Segment.job_id.in_(job_ids),
+            Segment.status.in_([SegmentStatus.PENDING.value, SegmentStatus.RUNNING.value]),
+        )
+        .values(status=SegmentStatus.CANCELED.value, finished_at=func.now())
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def cancel_batch_jobs(session: Session, *, batch_id: uuid.UUID) -> list[uuid.UUID]:
@@ -115,6 +138,7 @@ def cancel_batch_jobs(session: Session, *, batch_id: uuid.UUID) -> list[uuid.UUI
         .values(canceled_at=func.now())
         .execution_options(synchronize_session=False)
     )
+    cancel_segments(session, job_ids=canceled)
     record_job_events(session, job_ids=canceled)
     count_finished_job(session, batch_id=batch_id, count=len(canceled))
     return canceled

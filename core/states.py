@@ -26,6 +26,7 @@ class SegmentStatus(StrEnum):
     PENDING = "pending"  # planned, message sent
     RUNNING = "running"  # a worker claimed it (attempts counts the claims)
     DONE = "done"  # results written
+    CANCELED = "canceled"  # its job was canceled before the segment was done
 
 
 class Verdict(StrEnum):
