@@ -166,7 +166,9 @@ class Settings(BaseSettings):
     in_flight_retry_after_s: int = Field(default=30, ge=1)
     # https:// sources are fetched by the workers under the webhook address guard.
     https_source_max_bytes: int = Field(default=2 * GIB, ge=1)
+    # The whole download on the wall clock, and each wait for the next bytes.
     https_source_timeout_s: float = Field(default=600.0, gt=0)
+    https_source_read_timeout_s: float = Field(default=30.0, gt=0)
     https_source_connect_timeout_s: float = Field(default=10.0, gt=0)
     https_source_max_redirects: int = Field(default=3, ge=0, le=10)
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import SplitResult, urljoin, urlsplit
@@ -74,7 +75,6 @@ _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _NAT64_LOCAL_LENGTHS = (96, 64, 56, 48)
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 _RESPONSE_KEEP_BYTES = 4096
-_CHUNK_BYTES = 1024 * 1024
 
 
 class EgressError(Exception):
@@ -351,6 +351,38 @@ class FetchedFile:
     content_type: str | None
 
 
+class _Deadline:
+    """Ends a streaming response when the wall-clock deadline passes, whatever the peer sends: a
+    timer shuts the connection's socket down, which wakes a read blocked on it. ``fired`` tells
+    the reader that the error it then sees is the deadline's."""
+
+    def __init__(self, response: httpx.Response, deadline: float) -> None:
+        self.fired = threading.Event()
+        stream = response.extensions.get("network_stream")
+        self._socket = stream.get_extra_info("socket") if stream is not None else None
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
+        self._timer.daemon = True
+
+    def _fire(self) -> None:
+        self.fired.set()
+        if isinstance(self._socket, socket.socket):
+            with suppress(OSError):
+                # The plain socket's shutdown, also for TLS: wakes the reader, leaves TLS state alone.
+                socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
+
+    def __enter__(self) -> _Deadline:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._timer.cancel()
+
+
+def _too_slow(timeout_s: float) -> EgressError:
+    # Not retried: a source that cannot be read within the cap on one try will not on the next.
+    return EgressError(f"the source did not download within {timeout_s:g} s", code="source_timeout")
+
+
 def download(
     url: str,
     destination: Path,
@@ -360,15 +392,23 @@ def download(
     timeout_s: float,
     connect_timeout_s: float,
     max_redirects: int,
+    read_timeout_s: float = 30.0,
     ca_bundle: Path | None = None,
 ) -> FetchedFile:
     """Streams an https:// URL into ``destination`` under a size cap and a total time cap.
-    Each redirect is checked like the first URL (https only, guarded addresses)."""
+    Each redirect is checked like the first URL (https only, guarded addresses).
+
+    ``timeout_s`` bounds the whole download on the wall clock, however slowly the bytes come;
+    ``read_timeout_s`` bounds each wait for the next bytes. A body past either is a
+    ``source_timeout`` that is not retried."""
     deadline = time.monotonic() + timeout_s
-    timeout = httpx.Timeout(min(timeout_s, 60.0), connect=min(connect_timeout_s, timeout_s))
     current = url
     partial = destination.with_name(destination.name + ".part")
     for _ in range(max_redirects + 1):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise _too_slow(timeout_s)
+        timeout = httpx.Timeout(min(read_timeout_s, remaining), connect=min(connect_timeout_s, remaining))
         with _pinned_stream(
             "GET",
             current,
@@ -401,26 +441,32 @@ def download(
             size = 0
             destination.parent.mkdir(parents=True, exist_ok=True)
             try:
-                with partial.open("wb") as sink:
-                    for chunk in response.iter_bytes(_CHUNK_BYTES):
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise EgressError(
-                                f"the source is past the {max_bytes} byte limit", code="source_too_large"
-                            )
-                        if time.monotonic() > deadline:
-                            raise EgressError(
-                                f"the source did not download within {timeout_s:.0f} s",
-                                code="source_timeout",
-                                retryable=True,
-                            )
-                        sink.write(chunk)
+                with _Deadline(response, deadline) as watch, partial.open("wb") as sink:
+                    try:
+                        # Without a chunk size: each piece as it arrives, so the clock is read
+                        # after every network read, not after a full buffer.
+                        for chunk in response.iter_bytes():
+                            size += len(chunk)
+                            if size > max_bytes:
+                                raise EgressError(
+                                    f"the source is past the {max_bytes} byte limit", code="source_too_large"
+                                )
+                            if time.monotonic() > deadline:
+                                raise _too_slow(timeout_s)
+                            sink.write(chunk)
+                    except EgressError:
+                        raise
+                    except Exception as exc:
+                        if watch.fired.is_set():
+                            raise _too_slow(timeout_s) from exc
+                        raise
+                    if watch.fired.is_set():
+                        raise _too_slow(timeout_s)  # the connection was cut: what came is not all
             except httpx.TimeoutException as exc:
                 partial.unlink(missing_ok=True)
+                waited = min(read_timeout_s, timeout_s)
                 raise EgressError(
-                    f"the source stopped sending ({type(exc).__name__})",
-                    code="source_timeout",
-                    retryable=True,
+                    f"the source sent nothing for {waited:g} s ({type(exc).__name__})", code="source_timeout"
                 ) from exc
             except httpx.HTTPError as exc:
                 partial.unlink(missing_ok=True)

@@ -97,6 +97,7 @@ def _download_https(url: str, destination: Path, *, settings: Settings) -> None:
             allow_private=settings.webhook_allow_private,
             max_bytes=min(settings.https_source_max_bytes, settings.max_upload_bytes),
             timeout_s=settings.https_source_timeout_s,
+            read_timeout_s=settings.https_source_read_timeout_s,
             connect_timeout_s=settings.https_source_connect_timeout_s,
             max_redirects=settings.https_source_max_redirects,
             ca_bundle=settings.outbound_ca_bundle,

@@ -4,7 +4,12 @@ ever sent; refused addresses are refused before any connection."""
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
+import socket
+import ssl
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -295,3 +300,79 @@ def test_download_errors_are_typed(
         _download(url, tmp_path / "x.mp4", certificates)
 
     assert (caught.value.code, caught.value.retryable) == (code, retryable)
+
+
+@contextlib.contextmanager
+def _trickling_server(
+    certificates: TlsFiles, *, length: int, every_s: float, send: int
+) -> Iterator[tuple[str, threading.Event]]:
+    """An https server that answers 200 with ``Content-Length: length`` and then sends one body
+    byte every ``every_s`` seconds, ``send`` bytes in all, holding the connection open after."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(certificates.cert), str(certificates.key))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    stop = threading.Event()
+    gone = threading.Event()
+
+    def serve() -> None:
+        try:
+            raw, _ = listener.accept()
+            with context.wrap_socket(raw, server_side=True) as conn:
+                conn.recv(65536)
+                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+                for _ in range(send):
+                    if stop.wait(every_s):
+                        return
+                    conn.sendall(b"x")
+                stop.wait(30)
+        except (OSError, ssl.SSLError):
+            pass
+        finally:
+            gone.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"https://localhost:{port}/slow.mp4", gone
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(5)
+
+
+def test_download_deadline_holds_against_a_trickle(certificates: TlsFiles, tmp_path: Path) -> None:
+    """One byte every 0.1 s never trips a per-read timeout; the total cap must still end it."""
+    with _trickling_server(certificates, length=100, every_s=0.1, send=100) as (url, _gone):
+        started = time.monotonic()
+        with pytest.raises(EgressError) as caught:
+            _download(url, tmp_path / "slow.mp4", certificates, timeout_s=1.0, read_timeout_s=5.0)
+        elapsed = time.monotonic() - started
+
+    assert caught.value.code == "source_timeout"
+    assert not caught.value.retryable  # a too-slow source fails once, not on every attempt
+    assert elapsed < 2.0
+    assert not (tmp_path / "slow.mp4").exists() and not (tmp_path / "slow.mp4.part").exists()
+
+
+def test_download_deadline_holds_against_a_silent_source(certificates: TlsFiles, tmp_path: Path) -> None:
+    """Headers, then nothing: the wall-clock cap ends the wait even under a long per-read timeout."""
+    with _trickling_server(certificates, length=100, every_s=0.1, send=0) as (url, _gone):
+        started = time.monotonic()
+        with pytest.raises(EgressError) as caught:
+            _download(url, tmp_path / "quiet.mp4", certificates, timeout_s=1.0, read_timeout_s=20.0)
+        elapsed = time.monotonic() - started
+
+    assert (caught.value.code, caught.value.retryable) == ("source_timeout", False)
+    assert elapsed < 2.0
+
+
+def test_download_per_read_timeout_ends_a_stall(certificates: TlsFiles, tmp_path: Path) -> None:
+    with _trickling_server(certificates, length=100, every_s=0.05, send=3) as (url, _gone):
+        started = time.monotonic()
+        with pytest.raises(EgressError) as caught:
+            _download(url, tmp_path / "stall.mp4", certificates, timeout_s=20.0, read_timeout_s=0.5)
+        elapsed = time.monotonic() - started
+
+    assert (caught.value.code, caught.value.retryable) == ("source_timeout", False)
+    assert elapsed < 3.0

@@ -11,10 +11,12 @@ import pytest
 from api.schemas.batches import BatchItem
 from api.services.batch_manifests import check_item
 from core.config import Settings, load_settings
+from core.egress import EgressError
 from core.models import Video
 from core.sources import normalize_source, source_scheme
 from core.storage import ObjectStore
 from worker import fetch
+from worker.failures import FailureKind, classify
 
 # A source that is not ours is never read through the service's own store.
 _NO_STORE = cast(ObjectStore, None)
@@ -78,3 +80,32 @@ def test_batch_item_with_upper_case_scheme_is_stored_in_lower_case() -> None:
 
     assert source.uri == "https://cdn.example.com/videos/clip.mp4"
     assert source.filename == "clip.mp4"
+
+
+def test_a_source_too_slow_to_download_fails_without_a_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download's caps come from the settings, and a timed-out fetch is a user failure that
+    is not retried: it would only run into the same cap on every attempt."""
+    seen: dict[str, object] = {}
+
+    def too_slow(url: str, destination: Path, **options: object) -> None:
+        seen.update(options)
+        raise EgressError("the source did not download within 15 s", code="source_timeout")
+
+    monkeypatch.setattr(fetch, "download", too_slow)
+    settings = load_settings(
+        work_dir=str(tmp_path), https_source_timeout_s=15.0, https_source_read_timeout_s=4.0
+    )
+
+    with pytest.raises(fetch.SourceFetchError) as caught:
+        fetch.local_video(
+            job_id=uuid.uuid4(),
+            video=_video("https://cdn.example.com/a.mp4"),
+            storage=_NO_STORE,
+            settings=settings,
+        )
+
+    assert (seen["timeout_s"], seen["read_timeout_s"]) == (15.0, 4.0)
+    failure = classify(caught.value)
+    assert (failure.kind, failure.code, failure.retryable) == (FailureKind.USER, "source_timeout", False)
