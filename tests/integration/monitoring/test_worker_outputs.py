@@ -149,6 +149,11 @@ def test_a_segment_of_a_job_canceled_meanwhile_leaves_no_images(
     with ctx.session() as session:
         assert session.get_one(Job, job_id).status == "canceled"
         assert not list(session.scalars(select(Explanation).where(Explanation.job_id == job_id)))
+        # The segment that ran and the one never started both end canceled, not running/pending.
+        statuses = session.scalars(
+            select(Segment.status).where(Segment.job_id == job_id).order_by(Segment.segment_index)
+        ).all()
+        assert list(statuses) == ["canceled", "canceled"]
     assert sorted(p.name for p in video_dir.rglob("*") if p.is_file()) == ["source"]
 
 
