@@ -14,10 +14,11 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 import httpx
@@ -264,6 +265,7 @@ def _pinned_stream(
     headers: dict[str, str] | None = None,
     content: bytes | None = None,
     schemes: tuple[str, ...] = ("http", "https"),
+    trace: Callable[[str, dict[str, Any]], None] | None = None,
 ) -> Iterator[tuple[httpx.Response, str]]:
     """Sends one request to a checked address of the URL's host (the first that accepts a
     connection) and yields the streaming response with the address used."""
@@ -281,6 +283,8 @@ def _pinned_stream(
                 method, _pinned_url(parts, address), headers=request_headers, content=content
             )
             request.extensions.update(extensions)
+            if trace is not None:
+                request.extensions["trace"] = trace
             try:
                 response = client.send(request, stream=True)
             except httpx.ConnectError as exc:
@@ -352,23 +356,45 @@ class FetchedFile:
 
 
 class _Deadline:
-    """Ends a streaming response when the wall-clock deadline passes, whatever the peer sends: a
-    timer shuts the connection's socket down, which wakes a read blocked on it. ``fired`` tells
-    the reader that the error it then sees is the deadline's."""
+    """Ends a download when the wall-clock deadline passes, whatever the peer sends (headers or
+    body, however slowly): a timer shuts the connection's socket down, which wakes a read blocked
+    on it. ``trace`` is the request's httpcore trace hook, which hands over each new connection's
+    socket; ``fired`` tells the reader that the error it then sees is the deadline's."""
 
-    def __init__(self, response: httpx.Response, deadline: float) -> None:
+    _CONNECTED = ("connection.connect_tcp.complete", "connection.start_tls.complete")
+
+    def __init__(self, deadline: float) -> None:
         self.fired = threading.Event()
-        stream = response.extensions.get("network_stream")
-        self._socket = stream.get_extra_info("socket") if stream is not None else None
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
         self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire)
         self._timer.daemon = True
 
+    def trace(self, name: str, info: dict[str, Any]) -> None:
+        if name not in self._CONNECTED:
+            return
+        stream = info.get("return_value")
+        sock = stream.get_extra_info("socket") if stream is not None else None
+        if not isinstance(sock, socket.socket):
+            return
+        with self._lock:
+            self._socket = sock
+            late = self.fired.is_set()
+        if late:
+            self._shutdown(sock)
+
     def _fire(self) -> None:
-        self.fired.set()
-        if isinstance(self._socket, socket.socket):
-            with suppress(OSError):
-                # The plain socket's shutdown, also for TLS: wakes the reader, leaves TLS state alone.
-                socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
+        with self._lock:
+            self.fired.set()
+            sock = self._socket
+        if sock is not None:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock: socket.socket) -> None:
+        with suppress(OSError):
+            # The plain socket's shutdown, also for TLS: wakes the reader, leaves TLS state alone.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def __enter__(self) -> _Deadline:
         self._timer.start()
@@ -404,80 +430,98 @@ def download(
     deadline = time.monotonic() + timeout_s
     current = url
     partial = destination.with_name(destination.name + ".part")
-    for _ in range(max_redirects + 1):
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise _too_slow(timeout_s)
-        timeout = httpx.Timeout(min(read_timeout_s, remaining), connect=min(connect_timeout_s, remaining))
-        with _pinned_stream(
-            "GET",
-            current,
-            allow_private=allow_private,
-            timeout=timeout,
-            ca_bundle=ca_bundle,
-            schemes=("https",),
-        ) as (response, _address):
-            status = response.status_code
-            if status in (301, 302, 303, 307, 308):
-                location = response.headers.get("location")
-                if not location:
-                    raise EgressError(f"{current} redirected without a Location", code="source_unreadable")
-                current = urljoin(current, location)
-                continue
-            if status in (404, 410):
-                raise EgressError(
-                    f"{current} answered {status}: the source does not exist", code="source_not_found"
+    with _Deadline(deadline) as watch:
+        try:
+            for _ in range(max_redirects + 1):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise _too_slow(timeout_s)
+                timeout = httpx.Timeout(
+                    min(read_timeout_s, remaining), connect=min(connect_timeout_s, remaining)
                 )
-            if status == 429 or status >= 500:
-                raise EgressError(f"{current} answered {status}", code="source_unavailable", retryable=True)
-            if status != 200:
-                raise EgressError(f"{current} answered {status}", code="source_refused")
-            declared = response.headers.get("content-length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise EgressError(
-                    f"the source is {int(declared)} bytes, past the {max_bytes} byte limit",
-                    code="source_too_large",
-                )
-            size = 0
-            destination.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                with _Deadline(response, deadline) as watch, partial.open("wb") as sink:
+                with _pinned_stream(
+                    "GET",
+                    current,
+                    allow_private=allow_private,
+                    timeout=timeout,
+                    ca_bundle=ca_bundle,
+                    schemes=("https",),
+                    trace=watch.trace,
+                ) as (response, _address):
+                    status = response.status_code
+                    if status in (301, 302, 303, 307, 308):
+                        location = response.headers.get("location")
+                        if not location:
+                            raise EgressError(
+                                f"{current} redirected without a Location", code="source_unreadable"
+                            )
+                        current = urljoin(current, location)
+                        continue
+                    if status in (404, 410):
+                        raise EgressError(
+                            f"{current} answered {status}: the source does not exist", code="source_not_found"
+                        )
+                    if status == 429 or status >= 500:
+                        raise EgressError(
+                            f"{current} answered {status}", code="source_unavailable", retryable=True
+                        )
+                    if status != 200:
+                        raise EgressError(f"{current} answered {status}", code="source_refused")
+                    declared = response.headers.get("content-length")
+                    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+                        raise EgressError(
+                            f"the source is {int(declared)} bytes, past the {max_bytes} byte limit",
+                            code="source_too_large",
+                        )
+                    size = 0
+                    destination.parent.mkdir(parents=True, exist_ok=True)
                     try:
-                        # Without a chunk size: each piece as it arrives, so the clock is read
-                        # after every network read, not after a full buffer.
-                        for chunk in response.iter_bytes():
-                            size += len(chunk)
-                            if size > max_bytes:
-                                raise EgressError(
-                                    f"the source is past the {max_bytes} byte limit", code="source_too_large"
-                                )
-                            if time.monotonic() > deadline:
-                                raise _too_slow(timeout_s)
-                            sink.write(chunk)
-                    except EgressError:
+                        with partial.open("wb") as sink:
+                            try:
+                                # Without a chunk size: each piece as it arrives, so the clock is read
+                                # after every network read, not after a full buffer.
+                                for chunk in response.iter_bytes():
+                                    size += len(chunk)
+                                    if size > max_bytes:
+                                        raise EgressError(
+                                            f"the source is past the {max_bytes} byte limit",
+                                            code="source_too_large",
+                                        )
+                                    if time.monotonic() > deadline:
+                                        raise _too_slow(timeout_s)
+                                    sink.write(chunk)
+                            except EgressError:
+                                raise
+                            except Exception as exc:
+                                if watch.fired.is_set():
+                                    raise _too_slow(timeout_s) from exc
+                                raise
+                            if watch.fired.is_set():
+                                raise _too_slow(timeout_s)  # the connection was cut: what came is not all
+                    except httpx.TimeoutException as exc:
+                        partial.unlink(missing_ok=True)
+                        waited = min(read_timeout_s, timeout_s)
+                        raise EgressError(
+                            f"the source sent nothing for {waited:g} s ({type(exc).__name__})",
+                            code="source_timeout",
+                        ) from exc
+                    except httpx.HTTPError as exc:
+                        partial.unlink(missing_ok=True)
+                        raise EgressError(
+                            f"the download broke off: {exc}", code="source_unavailable", retryable=True
+                        ) from exc
+                    except BaseException:
+                        partial.unlink(missing_ok=True)
                         raise
-                    except Exception as exc:
-                        if watch.fired.is_set():
-                            raise _too_slow(timeout_s) from exc
-                        raise
-                    if watch.fired.is_set():
-                        raise _too_slow(timeout_s)  # the connection was cut: what came is not all
-            except httpx.TimeoutException as exc:
-                partial.unlink(missing_ok=True)
-                waited = min(read_timeout_s, timeout_s)
-                raise EgressError(
-                    f"the source sent nothing for {waited:g} s ({type(exc).__name__})", code="source_timeout"
-                ) from exc
-            except httpx.HTTPError as exc:
-                partial.unlink(missing_ok=True)
-                raise EgressError(
-                    f"the download broke off: {exc}", code="source_unavailable", retryable=True
-                ) from exc
-            except BaseException:
-                partial.unlink(missing_ok=True)
-                raise
-            partial.replace(destination)
-            return FetchedFile(
-                path=destination, size=size, url=current, content_type=response.headers.get("content-type")
-            )
-    raise EgressError(f"{url} redirected more than {max_redirects} times", code="source_unreadable")
+                    partial.replace(destination)
+                    return FetchedFile(
+                        path=destination,
+                        size=size,
+                        url=current,
+                        content_type=response.headers.get("content-type"),
+                    )
+            raise EgressError(f"{url} redirected more than {max_redirects} times", code="source_unreadable")
+        except EgressError as exc:
+            if watch.fired.is_set():
+                raise _too_slow(timeout_s) from exc  # whatever broke, the deadline cut it
+            raise

@@ -304,10 +304,11 @@ def test_download_errors_are_typed(
 
 @contextlib.contextmanager
 def _trickling_server(
-    certificates: TlsFiles, *, length: int, every_s: float, send: int
+    certificates: TlsFiles, *, length: int, every_s: float, send: int, header_lines: int = 0
 ) -> Iterator[tuple[str, threading.Event]]:
-    """An https server that answers 200 with ``Content-Length: length`` and then sends one body
-    byte every ``every_s`` seconds, ``send`` bytes in all, holding the connection open after."""
+    """An https server that answers 200 with ``Content-Length: length`` (after ``header_lines``
+    more header lines, one every ``every_s`` seconds) and then sends one body byte every
+    ``every_s`` seconds, ``send`` bytes in all, holding the connection open after."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(certificates.cert), str(certificates.key))
     listener = socket.create_server(("127.0.0.1", 0))
@@ -320,7 +321,12 @@ def _trickling_server(
             raw, _ = listener.accept()
             with context.wrap_socket(raw, server_side=True) as conn:
                 conn.recv(65536)
-                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n\r\n".encode())
+                conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {length}\r\n".encode())
+                for _ in range(header_lines):
+                    if stop.wait(every_s):
+                        return
+                    conn.sendall(b"X-Slow: a\r\n")
+                conn.sendall(b"\r\n")
                 for _ in range(send):
                     if stop.wait(every_s):
                         return
@@ -376,3 +382,15 @@ def test_download_per_read_timeout_ends_a_stall(certificates: TlsFiles, tmp_path
 
     assert (caught.value.code, caught.value.retryable) == ("source_timeout", False)
     assert elapsed < 3.0
+
+
+def test_download_deadline_holds_against_trickled_headers(certificates: TlsFiles, tmp_path: Path) -> None:
+    """A header line every 0.1 s: the response never starts, and the total cap still ends it."""
+    with _trickling_server(certificates, length=10, every_s=0.1, send=10, header_lines=100) as (url, _):
+        started = time.monotonic()
+        with pytest.raises(EgressError) as caught:
+            _download(url, tmp_path / "headers.mp4", certificates, timeout_s=1.0, read_timeout_s=5.0)
+        elapsed = time.monotonic() - started
+
+    assert (caught.value.code, caught.value.retryable) == ("source_timeout", False)
+    assert elapsed < 2.0
