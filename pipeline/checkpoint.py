@@ -66,6 +66,8 @@ class ModelConfig:
     # The network's logit is divided by this before the sigmoid (temperature scaling, fitted on
     # the validation split so that P(fake) is a calibrated probability).
     temperature: float = 1.0
+    # Subtracted from the logit before the temperature divides it (Platt scaling's intercept).
+    logit_offset: float = 0.0
     # Scores in [low, high) around the threshold are reported as inconclusive; None: no band.
     inconclusive_band: tuple[float, float] | None = None
     # One sentence for people reading a verdict: what the model was trained on, what it misses.
@@ -129,6 +131,8 @@ class ModelConfig:
             raise ModelError(f"threshold {self.threshold} is outside [0, 1]")
         if not 0.01 <= float(self.temperature) <= 100.0:
             raise ModelError(f"temperature {self.temperature} is outside [0.01, 100]")
+        if not -20.0 <= float(self.logit_offset) <= 20.0:
+            raise ModelError(f"logit_offset {self.logit_offset} is outside [-20, 20]")
         if self.inconclusive_band is not None:
             low, high = self.inconclusive_band
             if not 0.0 <= float(low) <= float(self.threshold) <= float(high) <= 1.0:

@@ -47,7 +47,7 @@ class DeepfakeClassifier(nn.Module):
     """Pixels in [0, 1] (N, 3, H, W) → one logit per image; P(fake) = sigmoid(logit).
 
     With SRM on, the encoder sees 12 channels: normalised RGB and the 9 SRM residuals. The logit
-    is divided by the checkpoint's temperature (1 while training).
+    is calibrated by the checkpoint's offset and temperature (none while training).
     """
 
     mean: torch.Tensor
@@ -77,8 +77,10 @@ class DeepfakeClassifier(nn.Module):
         inputs = rgb if self.srm is None else torch.cat([rgb, self.srm(pixels)], dim=1)
         features = self.encoder(inputs)
         logits = self.fc(self.dropout(features)).squeeze(1)
-        temperature = float(self.config.temperature)
-        return logits if temperature == 1.0 else logits / temperature
+        temperature, offset = float(self.config.temperature), float(self.config.logit_offset)
+        if temperature == 1.0 and offset == 0.0:
+            return logits
+        return (logits - offset) / temperature
 
 
 def save_checkpoint(model: DeepfakeClassifier, path: str | Path, config: ModelConfig | None = None) -> Path:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from pipeline.calibration import apply_temperature, fit_temperature
+from pipeline.calibration import apply_calibration, fit_calibration
 from pipeline.datasets import CropSet
 from pipeline.metrics import binary_metrics, calibrate_threshold, inconclusive_band
 from pipeline.model import DeepfakeClassifier, ModelConfig, save_checkpoint
@@ -71,8 +71,8 @@ def finalize(
     model.to(device)
     val_probs = predict_images(model, val_set.images, device=device)
     uncalibrated_log_loss = binary_metrics(val_set.labels, val_probs, threshold=0.5)["log_loss"]
-    temperature = fit_temperature(val_set.labels, val_probs)
-    val_probs = apply_temperature(val_probs, temperature)
+    temperature, offset = fit_calibration(val_set.labels, val_probs)
+    val_probs = apply_calibration(val_probs, temperature, offset)
     threshold = calibrate_threshold(val_set.labels, val_probs)
     band = inconclusive_band(val_set.labels, val_probs, threshold=threshold, target=BAND_TARGET)
     metrics = binary_metrics(val_set.labels, val_probs, threshold=threshold)
@@ -81,13 +81,15 @@ def finalize(
         "split": "val",
         "best_epoch": state.get("best_epoch"),
         "temperature": temperature,
-        "log_loss_before_temperature": uncalibrated_log_loss,
+        "logit_offset": offset,
+        "log_loss_before_calibration": uncalibrated_log_loss,
         "inconclusive_band": list(band),
         "inconclusive_fraction": float(np.mean((val_probs >= band[0]) & (val_probs < band[1]))),
     }
     final = dataclasses.replace(
         prepared.model_config,
         temperature=temperature,
+        logit_offset=offset,
         inconclusive_band=band,
         caveat=config.caveat,
         threshold=threshold,
@@ -143,7 +145,7 @@ def _provenance(
         "pretrained": config.pretrained if not config.init_from else None,
         "augment_strength": config.augment_strength,
         "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
-        "temperature_rule": "minimises validation log loss of sigmoid(logit / T)",
+        "calibration_rule": "T and offset minimise validation log loss of sigmoid((logit - offset) / T)",
         "band_rule": f"outside the band each verdict is right ≥ {BAND_TARGET:.0%} of the time on validation",
         "face_margin_measurement": prepared.margin_measurement,
         "schedule_changes": state.get("schedule_changes", []),

@@ -195,6 +195,7 @@ def test_export_best_writes_a_calibrated_checkpoint_and_leaves_the_run_alone(
     assert meta.name == "deepfakestream-lite0"
     assert meta.training["pretrained"] == "imagenet" and meta.training["init_from"]["source"] == "imagenet"
     assert 0.01 <= meta.temperature <= 100 and meta.metrics["temperature"] == meta.temperature
+    assert meta.metrics["logit_offset"] == meta.logit_offset
     assert meta.inconclusive_band is not None
     low, high = meta.inconclusive_band
     assert low <= meta.threshold <= high

@@ -92,3 +92,35 @@ def test_flip_augmentation_averages_the_logits_of_a_crop_and_its_mirror(tmp_path
     expected = 1.0 / (1.0 + np.exp(-(logit(direct) + logit(flipped)) / 2.0))
     np.testing.assert_allclose(both, expected, rtol=1e-5, atol=1e-6)
     assert np.abs(direct - flipped).max() > 1e-4  # the mirror really is another input
+
+
+def test_offset_corrects_scores_shifted_towards_fake() -> None:
+    from pipeline.calibration import apply_calibration, fit_calibration
+
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 2, 8000)
+    true_logit = 2.0 * (np.where(labels == 1, 1.0, -1.0) + rng.normal(0, 1.0, 8000))
+    shifted = 1.0 / (1.0 + np.exp(-(true_logit + 1.5)))  # every score pushed towards FAKE
+    temperature, offset = fit_calibration(labels, shifted)
+    assert offset == pytest.approx(1.5, abs=0.15) and temperature == pytest.approx(1.0, abs=0.1)
+    fixed = apply_calibration(shifted, temperature, offset)
+    temperature_only = apply_temperature(shifted, fit_temperature(labels, shifted))
+    after = binary_metrics(labels, fixed, threshold=0.5)["log_loss"]
+    assert after < binary_metrics(labels, temperature_only, threshold=0.5)["log_loss"] - 0.02
+    # Half the items are FAKE: calibrated scores average a half, the shifted ones far more.
+    assert abs(float(fixed.mean()) - 0.5) < 0.02 < abs(float(shifted.mean()) - 0.5)
+
+
+def test_checkpoint_offset_is_subtracted_before_the_temperature(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = DeepfakeClassifier(ModelConfig(input_size=64, use_srm=False, trained=True))
+    plain = save_checkpoint(model, tmp_path / "plain.safetensors")
+    model.config.temperature, model.config.logit_offset = 2.0, 0.8
+    shifted = save_checkpoint(model, tmp_path / "shifted.safetensors")
+    crops = np.random.default_rng(0).integers(0, 255, (3, 64, 64, 3), dtype=np.uint8)
+    p_plain = Classifier(plain, device="cpu").predict(crops).astype(np.float64)
+    p_shifted = Classifier(shifted, device="cpu").predict(crops).astype(np.float64)
+    logit = np.log(p_plain) - np.log1p(-p_plain)
+    np.testing.assert_allclose(p_shifted, 1.0 / (1.0 + np.exp(-(logit - 0.8) / 2.0)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ModelError, match="logit_offset"):
+        ModelConfig(logit_offset=50.0).validate()
