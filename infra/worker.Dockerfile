@@ -41,6 +41,6 @@ RUN pip install --no-deps -e . && python -c "import worker.app, pipeline.analyze
 
 USER deepfakestream
 # The worker refuses to start without a valid checkpoint at MODEL_PATH.
-ENV MODEL_PATH=/app/models/deepfakestream-b0.safetensors
+ENV MODEL_PATH=/app/models/deepfakestream.safetensors
 # One pool process per GPU; give each container one GPU and a stable hostname.
 CMD ["deepfakestream", "worker", "--queues", "probe,analyze,webhooks,maintenance", "--concurrency", "1"]

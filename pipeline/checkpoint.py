@@ -29,7 +29,7 @@ __all__ = [
 
 METADATA_KEY = "deepfakestream"
 FORMAT_VERSION = 1
-DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "deepfakestream-b0.safetensors"
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent.parent / "models" / "deepfakestream.safetensors"
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"),
                         help="where the networks run (default auto: CUDA when available)")
     parser.add_argument("--model", metavar="PATH", default=None,
-                        help="safetensors checkpoint (default models/deepfakestream-b0.safetensors)")
+                        help="safetensors checkpoint (default models/deepfakestream.safetensors)")
     parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     parser.add_argument("-v", "--verbose", action="store_true", help="log pipeline stages to stderr")
 

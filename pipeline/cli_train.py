@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="REAL-only folder whose faces feed self-blending (repeatable); "
         "its held-out identity groups are left unseen",
     )
-    parser.add_argument("--out", default="models/deepfakestream-b0.safetensors", help="checkpoint to write")
+    parser.add_argument("--out", default="models/deepfakestream.safetensors", help="checkpoint to write")
     parser.add_argument("--run-dir", default="runs/train", help="logs and resumable state")
     parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     parser.add_argument(

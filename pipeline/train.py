@@ -62,7 +62,7 @@ DEFAULT_CAVEAT = (
 @dataclass
 class TrainConfig:
     data: list[str]  # crop or video folders with labels (FAKE and REAL)
-    out: str = "models/deepfakestream-b0.safetensors"
+    out: str = "models/deepfakestream.safetensors"
     run_dir: str = "runs/train"
     real_data: list[str] = field(default_factory=list)  # extra REAL-only folders: self-blending sources
     architecture: str = "tf_efficientnet_lite0"
