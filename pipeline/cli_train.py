@@ -84,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames-per-video", type=int, default=8)
     parser.add_argument("--cache-dir", default=None, help="crop cache (default runs/cache)")
     parser.add_argument("--version", default="1.0.0", help="version written into the checkpoint")
+    parser.add_argument(
+        "--caveat",
+        default=None,
+        help="one sentence shown with every verdict: what the model was trained on, what it misses",
+    )
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument(
@@ -150,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
         init_from=args.init_from,
         square_crop=args.square_crop,
     )
+    if args.caveat:
+        config.caveat = args.caveat
     try:
         if args.export_best:
             result = export_best(config, argv=sys.argv)
