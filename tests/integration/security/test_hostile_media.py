@@ -97,7 +97,7 @@ def test_unusual_but_valid_media_is_analysed(security_stack: PrivateStack, tmp_p
     jobs = {}
     for kind in VALID_HOSTILE_MEDIA_KINDS:
         path = make_hostile_media(kind, tmp_path / f"{kind}.mp4")
-        jobs[kind] = stack.submit(headers, path, sample_fps="3").json()["id"]
+        jobs[kind] = stack.submit(headers, path, sample_fps="3")["id"]
     ended = {kind: stack.wait_job(headers, job_id, timeout_s=300) for kind, job_id in jobs.items()}
     failed = [f"{kind}: {job['status']} {job.get('error')}" for kind, job in ended.items()
               if job["status"] != "succeeded"]
