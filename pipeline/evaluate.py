@@ -197,6 +197,7 @@ def evaluate(
             "input_size": model_config.input_size,
             "use_srm": model_config.use_srm,
             "aggregation": aggregation if kind == "videos" else None,
+            "tta_flip": tta_flip,
         },
         threshold=threshold,
         items=items,

@@ -199,7 +199,6 @@ class Classifier:
             "version": config.version,
             "sha256": self.sha256,
             "trained": bool(config.trained),
-            "tta_flip": self.tta_flip,
         }
 
     def _warm_up(self) -> None:
