@@ -38,7 +38,7 @@ from pipeline.train_data import (
     to_tensor,
 )
 from pipeline.train_export import Prepared, TrainResult, finalize
-from pipeline.train_state import init_weights, load_state, resume_key, save_state
+from pipeline.train_state import check_same_settings, init_weights, load_state, resume_key, save_state
 
 __all__ = [
     "TrainConfig",
@@ -289,13 +289,7 @@ def export_best(
         state = json.loads((run_dir / "last.json").read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise TrainingError(f"no run in {run_dir}: last.json is missing", code="no_resume") from exc
-    if json.loads(state.get("config_key") or "{}") | {"epochs": 0} != json.loads(resume_key(config)) | {
-        "epochs": 0
-    }:
-        raise TrainingError(
-            f"{run_dir} was started with different settings ({state.get('config_key')})",
-            code="resume_mismatch",
-        )
+    check_same_settings(run_dir, state, config)
     if not (run_dir / "best.safetensors").is_file():
         raise TrainingError(f"{run_dir} has no finished epoch yet", code="no_resume")
     device = resolve_device(config.device)

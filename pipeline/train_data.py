@@ -90,13 +90,14 @@ def load_all(
 ) -> tuple[CropSet, np.ndarray, dict[str, str]]:
     if config.face_margin is None:
         raise TrainingError("the face margin must be known before faces are cropped from videos")
-    sets: list[CropSet] = []
+    margin = config.face_margin
     manifests: dict[str, str] = {}
-    for folder in config.data:
+
+    def load(folder: str) -> CropSet:
         crop_set = load_dataset(
             folder,
             size=config.input_size,
-            margin=config.face_margin,
+            margin=margin,
             square=square,
             cache_dir=config.cache_dir,
             frames_per_video=config.frames_per_video,
@@ -104,7 +105,9 @@ def load_all(
             progress=say,
         )
         manifests[str(folder)] = crop_set.manifest_sha256
-        sets.append(crop_set)
+        return crop_set
+
+    sets = [load(folder) for folder in config.data]
     merged = CropSet(
         images=np.concatenate([s.images for s in sets]),
         labels=np.concatenate([s.labels for s in sets]),
@@ -116,17 +119,7 @@ def load_all(
     )
     extra: list[np.ndarray] = []
     for folder in config.real_data:
-        crop_set = load_dataset(
-            folder,
-            size=config.input_size,
-            margin=config.face_margin,
-            square=square,
-            cache_dir=config.cache_dir,
-            frames_per_video=config.frames_per_video,
-            device="cpu",
-            progress=say,
-        )
-        manifests[str(folder)] = crop_set.manifest_sha256
+        crop_set = load(folder)
         # Only the training groups of a REAL folder feed self-blending; its held-out groups stay
         # unseen so that folder's false-positive rate can still be measured honestly.
         train_rows, _ = identity_split(crop_set.groups, val_fraction=config.val_fraction, seed=config.seed)

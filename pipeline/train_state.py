@@ -22,7 +22,7 @@ from pipeline.model import DeepfakeClassifier, file_sha256, load_checkpoint, sav
 if TYPE_CHECKING:
     from pipeline.train import TrainConfig
 
-__all__ = ["init_weights", "load_state", "resume_key", "save_state"]
+__all__ = ["check_same_settings", "init_weights", "load_state", "resume_key", "save_state"]
 
 
 def save_state(
@@ -58,17 +58,7 @@ def load_state(
         raise TrainingError(
             f"nothing to resume in {run_dir}: {exc.filename} is missing", code="no_resume"
         ) from exc
-    saved = json.loads(state.get("config_key") or "{}")
-    current = json.loads(resume_key(config))
-    # The epoch budget may change on resume (a run cut short or extended); nothing else may.
-    saved_epochs = int(saved.pop("epochs", config.epochs))
-    current.pop("epochs")
-    if saved != current:
-        raise TrainingError(
-            f"{run_dir} was started with different settings ({state.get('config_key')}); "
-            "resume with the same ones (only --epochs may change) or use another --run-dir",
-            code="resume_mismatch",
-        )
+    saved_epochs = check_same_settings(run_dir, state, config)
     model.load_state_dict(weights, strict=True)
     optimizer.load_state_dict(optim["optimizer"])
     if saved_epochs == config.epochs:
@@ -88,6 +78,24 @@ def load_state(
         )
         state["config_key"] = resume_key(config)
     return dict(state)
+
+
+def check_same_settings(run_dir: Path, state: dict[str, Any], config: TrainConfig) -> int:
+    """Refuse a run directory started with other settings; returns the epochs it was started with.
+
+    The epoch budget may change (a run cut short or extended); nothing else may.
+    """
+    saved = json.loads(state.get("config_key") or "{}")
+    current = json.loads(resume_key(config))
+    saved_epochs = int(saved.pop("epochs", config.epochs))
+    current.pop("epochs")
+    if saved != current:
+        raise TrainingError(
+            f"{run_dir} was started with different settings ({state.get('config_key')}); "
+            "use the same ones (only --epochs may change) or another --run-dir",
+            code="resume_mismatch",
+        )
+    return saved_epochs
 
 
 def resume_key(config: TrainConfig) -> str:
