@@ -64,6 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="fraction of training samples replaced by self-blended pseudo-fakes (0 = off)",
     )
     parser.add_argument(
+        "--real-data-ratio",
+        type=float,
+        default=0.0,
+        help="fraction of training samples replaced by a --real-data face labelled REAL (0 = those "
+        "faces only feed self-blending)",
+    )
+    parser.add_argument(
         "--no-sbi-landmarks",
         action="store_true",
         help="blend through an ellipse instead of a hull from each face's MTCNN landmarks",
@@ -141,6 +148,7 @@ def run(args: argparse.Namespace) -> int:
         weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing,
         sbi_ratio=args.sbi_ratio,
+        real_data_ratio=args.real_data_ratio,
         augment_strength=args.augment_strength,
         val_fraction=args.val_fraction,
         seed=args.seed,

@@ -84,6 +84,8 @@ class TrainConfig:
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.05
     sbi_ratio: float = 0.2  # fraction of training samples replaced by self-blended pseudo-fakes
+    # fraction of training samples replaced by a REAL-only folder's face, labelled REAL
+    real_data_ratio: float = 0.0
     # Blend through a hull drawn from each real face's MTCNN landmarks (found once, cached)
     # instead of an ellipse placed from the crop geometry.
     sbi_landmarks: bool = True
@@ -120,6 +122,13 @@ class TrainConfig:
             parse_square(self.square_crop)
         if self.pretrained not in ("imagenet", "none"):
             raise TrainingError("--pretrained must be imagenet or none", code="invalid_arguments")
+        if not 0.0 <= self.real_data_ratio < 1.0 or self.sbi_ratio + self.real_data_ratio >= 1.0:
+            raise TrainingError(
+                "--real-data-ratio must be in [0, 1) and leave room for dataset crops beside --sbi-ratio",
+                code="invalid_arguments",
+            )
+        if self.real_data_ratio > 0 and not self.real_data:
+            raise TrainingError("--real-data-ratio needs a --real-data folder", code="invalid_arguments")
         if self.sbi_only and self.sbi_ratio <= 0:
             raise TrainingError("--sbi-only needs a positive --sbi-ratio", code="invalid_arguments")
 
@@ -215,7 +224,8 @@ def train(
         init_info = init_encoder_from_imagenet(model.encoder, config.architecture)
         say(f"encoder from ImageNet weights {init_info['file']}")
     model.to(device)
-    sampler = Sampler(train_set, prepared.reals, config)
+    extra_reals = prepared.reals[len(prepared.reals) - prepared.extra_reals :]
+    sampler = Sampler(train_set, prepared.reals, config, extra_reals=extra_reals)
     if config.sbi_ratio > 0 and config.sbi_landmarks:
         from pipeline.landmarks import cached_crop_landmarks
 

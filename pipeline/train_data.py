@@ -48,16 +48,31 @@ def predict_images(
 
 
 class Sampler:
-    """Builds training batches: dataset crops or, with probability ``sbi_ratio``, a self-blend of a real."""
+    """Builds training batches.
 
-    def __init__(self, train: CropSet, reals: np.ndarray, config: TrainConfig) -> None:
+    Each slot is, with probability ``sbi_ratio``, a self-blend of a real face (FAKE); else, with
+    probability ``real_data_ratio``, a face from the REAL-only folders (REAL); else the next
+    dataset crop. Feeding the REAL-only faces as REAL as well as blending them keeps the network
+    from learning their recording conditions as a sign of manipulation.
+    """
+
+    def __init__(
+        self,
+        train: CropSet,
+        reals: np.ndarray,
+        config: TrainConfig,
+        extra_reals: np.ndarray | None = None,
+    ) -> None:
         self.train = train
         self.config = config
         self.augment = Augmenter(config.augment_strength)
         self.reals = reals
+        self.extra_reals = extra_reals if extra_reals is not None else reals[:0]
         self.real_landmarks: np.ndarray | None = None
         if config.sbi_ratio > 0 and len(self.reals) == 0:
             raise TrainingError("self-blending needs REAL crops, and the training split has none")
+        if config.real_data_ratio > 0 and len(self.extra_reals) == 0:
+            raise TrainingError("--real-data-ratio needs faces from a --real-data folder; none were found")
         self.steps_per_epoch = max(1, len(train) // config.batch_size)
 
     def use_landmarks(self, landmarks: np.ndarray) -> None:
@@ -72,12 +87,15 @@ class Sampler:
         images = np.empty((len(rows), *self.train.images.shape[1:]), dtype=np.uint8)
         labels = np.empty(len(rows), dtype=np.float32)
         for slot, row in enumerate(rows):
-            if config.sbi_ratio > 0 and rng.random() < config.sbi_ratio:
+            draw = rng.random() if config.sbi_ratio > 0 or config.real_data_ratio > 0 else 1.0
+            if draw < config.sbi_ratio:
                 pick = int(rng.integers(len(self.reals)))
                 marks = self.real_landmarks[pick] if self.real_landmarks is not None else None
                 if marks is not None and not np.isfinite(marks).all():
                     marks = None
                 image, label = self_blend(self.reals[pick], rng=rng, landmarks=marks).image, 1.0
+            elif draw < config.sbi_ratio + config.real_data_ratio:
+                image, label = self.extra_reals[int(rng.integers(len(self.extra_reals)))], 0.0
             else:
                 image, label = self.train.images[row], float(self.train.labels[row])
             images[slot] = self.augment(image, rng)

@@ -140,6 +140,7 @@ def _provenance(
         "weight_decay": config.weight_decay,
         "label_smoothing": config.label_smoothing,
         "sbi_ratio": config.sbi_ratio,
+        "real_data_ratio": config.real_data_ratio,
         "sbi_landmarks": config.sbi_landmarks,
         "sbi_only": config.sbi_only,
         "pretrained": config.pretrained if not config.init_from else None,

@@ -80,12 +80,16 @@ def load_state(
     return dict(state)
 
 
+# Settings added after runs were saved: a saved run without them used these values.
+_ADDED_LATER: dict[str, Any] = {"real_data_ratio": 0.0}
+
+
 def check_same_settings(run_dir: Path, state: dict[str, Any], config: TrainConfig) -> int:
     """Refuse a run directory started with other settings; returns the epochs it was started with.
 
     The epoch budget may change (a run cut short or extended); nothing else may.
     """
-    saved = json.loads(state.get("config_key") or "{}")
+    saved = {**_ADDED_LATER, **json.loads(state.get("config_key") or "{}")}
     current = json.loads(resume_key(config))
     saved_epochs = int(saved.pop("epochs", config.epochs))
     current.pop("epochs")
@@ -109,6 +113,7 @@ def resume_key(config: TrainConfig) -> str:
         "batch_size",
         "lr",
         "sbi_ratio",
+        "real_data_ratio",
         "seed",
         "val_fraction",
         "max_train_items",
