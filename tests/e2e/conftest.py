@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import ViewportSize
 
 from tests.utils.stack import QUICK_SETTINGS, Stack, running_stack
 
@@ -24,8 +25,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SOURCE_BUCKET = "e2e-client-videos"
-DESKTOP = {"width": 1100, "height": 1400}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1100, "height": 1400}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="session")

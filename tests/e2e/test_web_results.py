@@ -136,7 +136,9 @@ def test_report_button_downloads_the_report(
         expect(page.get_by_test_id("notice")).to_contain_text("report could not be downloaded")
 
 
-def test_no_face_says_what_it_means_and_draws_no_plot(stack: Stack, page: Page, phone: Page, shots: Path) -> None:
+def test_no_face_says_what_it_means_and_draws_no_plot(
+    stack: Stack, page: Page, phone: Page, shots: Path
+) -> None:
     headers = stack.new_key()
     video = stack.face_video(f"no-face-{uuid.uuid4().hex[:6]}.mp4", faces=0, seconds=2.0)
     job = stack.wait_job(headers, stack.submit(headers, video.path)["id"])
@@ -262,7 +264,10 @@ def test_batch_whose_items_all_failed_is_not_shown_as_completed(
     _ensure_bucket(stack, SOURCE_BUCKET)
     run = uuid.uuid4().hex[:8]
     headers = stack.new_key()
-    items = [{"source": f"s3://{SOURCE_BUCKET}/{run}/missing-{i}.mp4", "external_id": f"gone-{i}"} for i in range(2)]
+    items = [
+        {"source": f"s3://{SOURCE_BUCKET}/{run}/missing-{i}.mp4", "external_id": f"gone-{i}"}
+        for i in range(2)
+    ]
     with stack.client(headers) as client:
         response = client.post("/v1/batches", json={"name": "all gone", "items": items})
         assert response.status_code == 202, response.text
@@ -328,7 +333,9 @@ def test_usable_at_phone_width(
     phone.screenshot(path=str(shots / "jobs-phone.png"), full_page=True)
 
     phone.goto(f"{stack.base_url}/#/jobs/{job['id']}")
-    phone.wait_for_function("id => document.body.dataset.jobLoaded === id", arg=job["id"], timeout=JOB_TIMEOUT_MS)
+    phone.wait_for_function(
+        "id => document.body.dataset.jobLoaded === id", arg=job["id"], timeout=JOB_TIMEOUT_MS
+    )
     expect(phone.get_by_test_id("verdict")).to_be_visible()
     expect(phone.get_by_test_id("score-scale")).to_be_visible()
     _no_horizontal_scroll(phone)
