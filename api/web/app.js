@@ -164,6 +164,18 @@ function verdictWords(verdict, label) {
   return label || VERDICT_WORDS[verdict] || (verdict ? verdict.replace("_", " ") : "");
 }
 
+// Rows of a list, each cell labelled with its column's name for the phone layout's cards.
+function fillRows(tbodyId, rows) {
+  const body = $(tbodyId);
+  const names = [...body.closest("table").tHead.rows[0].cells].map((cell) => cell.textContent.trim());
+  for (const row of rows) {
+    [...row.cells].forEach((cell, index) => {
+      cell.dataset.label = names[index] || "";
+    });
+  }
+  body.replaceChildren(...rows);
+}
+
 function badge(text, kind) {
   return el("span", { class: `badge ${kind || text}` }, text);
 }
@@ -343,7 +355,7 @@ async function renderJobs() {
     const page = await apiJson("/v1/jobs?limit=25");
     const jobs = [...page.items, ...state.olderJobs.filter((old) => !page.items.some((j) => j.id === old.id))];
     if (state.jobsCursor === null) state.jobsCursor = page.next_cursor;
-    $("jobs-body").replaceChildren(...jobs.map(jobRow));
+    fillRows("jobs-body", jobs.map(jobRow));
     $("jobs-empty").hidden = jobs.length > 0;
     $("jobs-more").hidden = !state.jobsCursor;
     $("jobs-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -512,10 +524,6 @@ function renderChart(job, frames, segments) {
     return node;
   };
   add("rect", { x: pad.left, y: pad.top, width: plotW, height: plotH, class: "plot" });
-  if (decision.band) {
-    add("rect", { x: pad.left, width: plotW, y: y(decision.band[1]), height: Math.max(y(decision.band[0]) - y(decision.band[1]), 1),
-      class: "band" }, `inconclusive between ${fmt(decision.band[0])} and ${fmt(decision.band[1])}`);
-  }
   for (const tick of [0, 0.25, 0.5, 0.75, 1]) {
     add("line", { x1: pad.left, x2: pad.left + plotW, y1: y(tick), y2: y(tick), class: "grid" });
     add("text", { x: pad.left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick" }).textContent = tick.toFixed(2);
@@ -539,6 +547,11 @@ function renderChart(job, frames, segments) {
     add("rect", { x: left, width: barW, y: y(segment.score), height: Math.max(y(0) - y(segment.score), 1),
       class: "segment-bar", "data-segment": segment.index }, title);
     add("line", { x1: left, x2: left + barW, y1: y(segment.score), y2: y(segment.score), class: "segment-top" }, title);
+  }
+  // The band over the bars, translucent, so both stay visible.
+  if (decision.band) {
+    add("rect", { x: pad.left, width: plotW, y: y(decision.band[1]), height: Math.max(y(decision.band[0]) - y(decision.band[1]), 1),
+      class: "band" }, `inconclusive between ${fmt(decision.band[0])} and ${fmt(decision.band[1])}`);
   }
   if (known(decision.threshold)) {
     add("line", { x1: pad.left, x2: pad.left + plotW, y1: y(decision.threshold), y2: y(decision.threshold), class: "threshold" },
@@ -614,8 +627,9 @@ async function renderFaces(job) {
 }
 
 function renderSegments(segments) {
-  $("segments-body").replaceChildren(
-    ...segments.map((segment) =>
+  fillRows(
+    "segments-body",
+    segments.map((segment) =>
       el(
         "tr",
         { dataset: { segment: segment.index } },
@@ -760,8 +774,9 @@ function batchState(batch) {
 async function renderBatches() {
   try {
     const page = await apiJson("/v1/batches?limit=50");
-    $("batches-body").replaceChildren(
-      ...page.items.map((batch) => {
+    fillRows(
+      "batches-body",
+      page.items.map((batch) => {
         const shown = batchState(batch);
         return el(
           "tr",
@@ -790,8 +805,9 @@ async function renderBatchJobs(batchId) {
     .split("\n")
     .filter((line) => line.trim())
     .map((line) => JSON.parse(line));
-  $("batch-jobs-body").replaceChildren(
-    ...rows.map((row) =>
+  fillRows(
+    "batch-jobs-body",
+    rows.map((row) =>
       el(
         "tr",
         { dataset: { index: row.index, status: row.status } },

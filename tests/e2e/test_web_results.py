@@ -47,8 +47,15 @@ def _open_job(page: Page, stack: Stack, headers: dict[str, str], job_id: str) ->
 
 
 def _no_horizontal_scroll(page: Page) -> None:
+    """Neither the page nor any of its tables scrolls sideways (nothing is cut off)."""
     widths = page.evaluate("() => [document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], f"the page scrolls sideways: {widths}"
+    clipped = page.eval_on_selector_all(
+        ".table-wrap",
+        "wraps => wraps.filter(w => w.offsetParent !== null && w.scrollWidth > w.clientWidth + 1)"
+        ".map(w => w.querySelector('table').dataset.testid)",
+    )
+    assert clipped == [], f"tables wider than the screen: {clipped}"
 
 
 def _rgb(page: Page, selector: str, prop: str) -> tuple[int, ...]:
