@@ -485,11 +485,15 @@ function renderJobHead(job) {
     ? `${fmt(video.duration_s, 2)} s, ${video.width}×${video.height}, ${fmt(video.fps, 2)} fps, ${video.codec}`
     : video.filename || video.source || "not probed";
   const model = job.model;
-  $("job-model").textContent = model ? [model.name, model.version].filter(Boolean).join(" ") : "not assigned yet";
+  $("job-model").textContent = model
+    ? [model.name, model.version].filter(Boolean).join(" ")
+    : TERMINAL.has(job.status) ? "none: the video was not analysed" : "chosen when the analysis starts";
   $("job-caveat").textContent = model && model.caveat ? model.caveat : "";
   $("job-caveat").hidden = !(model && model.caveat);
   $("job-untrained").hidden = !(model && model.trained === false);
   $("job-error-row").hidden = !job.error;
+  $("job-error-row").querySelector("th").textContent = job.status === "canceled" ? "reason" : "error";
+  $("job-error").className = job.status === "canceled" ? "muted" : "error-text";
   $("job-error").textContent = job.error ? `${job.error.message} (${job.error.code})` : "";
   $("job-report").hidden = job.status !== "succeeded";
   $("job-cancel").hidden = TERMINAL.has(job.status);
