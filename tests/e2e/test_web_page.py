@@ -40,7 +40,9 @@ def _all(client: httpx.Client, path: str) -> list[dict[str, Any]]:
     return list(response.json()["items"])
 
 
-def test_upload_and_read_the_verdict_off_the_page(stack: Stack, page: Page, tmp_path: Path) -> None:
+def test_upload_and_read_the_verdict_off_the_page(
+    stack: Stack, page: Page, tmp_path: Path, shots: Path
+) -> None:
     video = make_face_video(tmp_path / "browser-upload.mp4", seconds=2.0, width=320, height=240, fps=10.0)
     headers = stack.new_key()
     enter_key(page, stack, headers)
@@ -57,8 +59,8 @@ def test_upload_and_read_the_verdict_off_the_page(stack: Stack, page: Page, tmp_
     expect(page.get_by_test_id("upload-percent")).to_have_text("100%")
 
     page.wait_for_function("id => document.body.dataset.jobLoaded === id", arg=job_id, timeout=JOB_TIMEOUT_MS)
-    page.screenshot(path=str(tmp_path / "job.png"), full_page=True)
-    screenshot = (tmp_path / "job.png").read_bytes()
+    page.screenshot(path=str(shots / "job.png"), full_page=True)
+    screenshot = (shots / "job.png").read_bytes()
     assert screenshot.startswith(b"\x89PNG") and len(screenshot) > 20_000
 
     with stack.client(headers) as client:
@@ -128,7 +130,7 @@ def test_upload_and_read_the_verdict_off_the_page(stack: Stack, page: Page, tmp_
     expect(row).to_contain_text(_words(job))
 
 
-def test_jobs_list_updates_live(stack: Stack, page: Page, tmp_path: Path) -> None:
+def test_jobs_list_updates_live(stack: Stack, page: Page, tmp_path: Path, shots: Path) -> None:
     headers = stack.new_key()
     enter_key(page, stack, headers)
     expect(page.locator("#jobs-empty")).to_be_visible()
@@ -138,11 +140,11 @@ def test_jobs_list_updates_live(stack: Stack, page: Page, tmp_path: Path) -> Non
     row = page.locator(f"[data-testid=jobs-table] tr[data-job-id='{job_id}']")
     expect(row).to_be_visible(timeout=10_000)
     expect(row).to_have_attribute("data-status", "succeeded", timeout=JOB_TIMEOUT_MS)
-    page.screenshot(path=str(tmp_path / "jobs.png"))
-    assert (tmp_path / "jobs.png").stat().st_size > 5_000
+    page.screenshot(path=str(shots / "jobs.png"))
+    assert (shots / "jobs.png").stat().st_size > 5_000
 
 
-def test_batch_view_shows_its_counts(stack: Stack, page: Page, tmp_path: Path) -> None:
+def test_batch_view_shows_its_counts(stack: Stack, page: Page, tmp_path: Path, shots: Path) -> None:
     s3 = boto3.client(
         "s3",
         endpoint_url=stack.s3_endpoint,
@@ -183,7 +185,7 @@ def test_batch_view_shows_its_counts(stack: Stack, page: Page, tmp_path: Path) -
     for verdict in ("fake", "real", "no_face"):
         expect(page.locator(f"#count-{verdict}")).to_have_text(str(batch["verdicts"][verdict]))
     expect(page.locator("#batch-jobs-body tr")).to_have_count(2)
-    page.screenshot(path=str(tmp_path / "batch.png"), full_page=True)
+    page.screenshot(path=str(shots / "batch.png"), full_page=True)
 
 
 def test_a_wrong_key_is_refused_on_the_page(stack: Stack, page: Page) -> None:

@@ -122,6 +122,46 @@ def test_inconclusive_result_shows_band_caveat_and_aggregation(
     page.screenshot(path=str(shots / "inconclusive-desktop.png"), full_page=True)
 
 
+def test_no_manipulation_near_the_threshold_is_called_uncertain(
+    stack: Stack, page: Page, finished: tuple[dict[str, str], dict[str, Any]], shots: Path
+) -> None:
+    headers, job = finished
+    # A model without a band whose threshold sits just above this score; then the same answer
+    # with the API's own explanation, which the page shows in place of its words.
+    answer: dict[str, Any] = {"verdict": "real", "threshold": round(job["score"] + 0.01, 4)}
+
+    def no_manipulation(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for field in ("verdict_label", "explanation", "inconclusive_band"):
+            body.pop(field, None)
+        body.update(answer)
+        body["model"] = {**body["model"], "threshold": answer["threshold"], "inconclusive_band": None}
+        route.fulfill(response=response, json=body)
+
+    page.route(re.compile(rf".*/v1/jobs/{job['id']}$"), no_manipulation)
+    _open_job(page, stack, headers, job["id"])
+    verdict = page.get_by_test_id("verdict")
+    expect(verdict).to_have_text("No manipulation detected")
+    size = float(page.eval_on_selector("#job-verdict", "node => parseFloat(getComputedStyle(node).fontSize)"))
+    assert size <= 24, size
+    explanation = page.get_by_test_id("explanation")
+    expect(explanation).to_contain_text("not proof that the video is authentic")
+    expect(explanation).to_contain_text("close to the threshold")
+    expect(page.locator("[data-testid=score-scale] .band")).to_have_count(0)
+    page.screenshot(path=str(shots / "real-near-threshold.png"), full_page=True)
+
+    answer["explanation"] = "The video's score is the mean of its frames' scores.\nSee the faces below."
+    page.reload()
+    page.wait_for_function(
+        "id => document.body.dataset.jobLoaded === id", arg=job["id"], timeout=JOB_TIMEOUT_MS
+    )
+    expect(explanation.locator("p")).to_have_text(
+        ["The video's score is the mean of its frames' scores.", "See the faces below."]
+    )
+    expect(page.get_by_test_id("aggregation-note")).to_be_hidden()
+
+
 def test_report_button_downloads_the_report(
     stack: Stack, page: Page, finished: tuple[dict[str, str], dict[str, Any]]
 ) -> None:
