@@ -448,17 +448,26 @@ function explanationNodes(job, decision) {
     case "inconclusive":
       return [el("p", {}, `The score is inside the band around the threshold (${threshold}) where this model cannot tell manipulated from genuine video. Treat it as no answer: look at the faces below and check the video by other means.`)];
     case "real": {
-      const near = !decision.band && known(job.score) && known(decision.threshold) && Math.abs(job.score - decision.threshold) < NEAR_THRESHOLD;
+      const near = nearThreshold(job, decision);
       return [
         el("p", {}, `The score is below the threshold (${threshold}). This is not proof that the video is authentic: the model can miss manipulation it was not trained on.`),
         near ? el("p", { class: "note" }, "The score is close to the threshold: treat this result as uncertain.") : null,
       ].filter(Boolean);
     }
     case "fake":
-      return [el("p", {}, `The score is above the threshold (${threshold}): the model found signs that faces in this video were swapped or re-enacted. Check the most suspicious faces below, and confirm by other means before publishing.`)];
+      return [
+        el("p", {}, `The score is above the threshold (${threshold}): the model found signs that faces in this video were swapped or re-enacted. Check the most suspicious faces below, and confirm by other means before publishing.`),
+        nearThreshold(job, decision) ? el("p", { class: "note" }, "The score is close to the threshold: treat this result as uncertain.") : null,
+      ].filter(Boolean);
     default:
       return [];
   }
+}
+
+// Only for a model without an inconclusive band: with one, the API's verdict already says so.
+function nearThreshold(job, decision) {
+  return !decision.band && known(job.score) && known(decision.threshold)
+    && Math.abs(job.score - decision.threshold) < NEAR_THRESHOLD;
 }
 
 function renderJobHead(job) {
@@ -468,8 +477,10 @@ function renderJobHead(job) {
   const verdict = $("job-verdict");
   const succeeded = job.status === "succeeded" && job.verdict;
   verdict.textContent = succeeded ? verdictWords(job.verdict, job.verdict_label) : STATUS_WORDS[job.status] || job.status;
-  verdict.className = `verdict ${succeeded ? job.verdict : job.status}`;
+  const uncertain = succeeded && ["real", "fake"].includes(job.verdict) && nearThreshold(job, decision);
+  verdict.className = `verdict ${succeeded ? job.verdict : job.status}${uncertain ? " uncertain" : ""}`;
   verdict.dataset.verdict = job.verdict || "";
+  verdict.dataset.confidence = uncertain ? "low" : "";
   $("job-score").textContent = job.status === "failed" && job.error ? `${job.error.code}` : scoreText(job, decision);
   renderScale(job, decision);
   const explanation = explanationNodes(job, decision);

@@ -143,6 +143,8 @@ def test_no_manipulation_near_the_threshold_is_called_uncertain(
     _open_job(page, stack, headers, job["id"])
     verdict = page.get_by_test_id("verdict")
     expect(verdict).to_have_text("No manipulation detected")
+    expect(verdict).to_have_attribute("data-confidence", "low")
+    assert not _is_green(_rgb(page, "#job-verdict", "color"))
     size = float(page.eval_on_selector("#job-verdict", "node => parseFloat(getComputedStyle(node).fontSize)"))
     assert size <= 24, size
     explanation = page.get_by_test_id("explanation")
