@@ -306,19 +306,21 @@ function upload(file, externalId) {
       body = null;
     }
     if (request.status === 202 || request.status === 200) {
+      dismissNotice();
       setProgress(1);
       $("upload-message").textContent = "uploaded; analysis queued";
       $("upload-form").reset();
       location.hash = `#/jobs/${body.id}`;
     } else {
       const error = body && body.error ? body.error : { code: `http_${request.status}`, message: "upload failed" };
-      $("upload-message").textContent = "upload refused";
+      // The notice says what went wrong; a full bar beside it would read as success.
+      $("upload-status").hidden = true;
       showNotice(`${file.name} was not accepted: ${error.message} (${error.code})`);
     }
   });
   request.addEventListener("error", () => {
     $("upload-button").disabled = false;
-    $("upload-message").textContent = "upload failed";
+    $("upload-status").hidden = true;
     showNotice(`${file.name} did not reach the server; check the connection and try again.`);
   });
   request.send(form);
@@ -865,7 +867,8 @@ async function renderBatch(batchId) {
     : batch.completed_at
       ? `ended ${when(batch.completed_at)}`
       : "";
-  for (const format of ["csv", "jsonl"]) $(`batch-${format}`).dataset.batchId = batch.id;
+  for (const name of ["csv", "jsonl", "cancel"]) $(`batch-${name}`).dataset.batchId = batch.id;
+  $("batch-cancel").hidden = batch.status !== "running";
   try {
     await renderBatchJobs(batchId);
   } catch (error) {
@@ -873,6 +876,23 @@ async function renderBatch(batchId) {
   }
   document.body.dataset.batchLoaded = `${batch.id}:${batch.status}`;
   if (batch.status === "running") poll(() => renderBatch(batchId), BATCH_POLL_MS);
+}
+
+async function cancelBatch() {
+  const batchId = $("batch-cancel").dataset.batchId;
+  if (!batchId) return;
+  const ok = window.confirm("Cancel every item of this batch that has not ended? Items already analysed keep their results.");
+  if (!ok) return;
+  $("batch-cancel").disabled = true;
+  try {
+    await api(`/v1/batches/${batchId}/cancel`, { method: "POST" });
+    showNotice("The batch's remaining items were canceled.", "good");
+  } catch (error) {
+    showNotice(`The batch could not be canceled: ${errorText(error)}`);
+  } finally {
+    $("batch-cancel").disabled = false;
+  }
+  route();
 }
 
 async function downloadBatch(format) {
@@ -943,6 +963,7 @@ function start() {
   $("job-delete").addEventListener("click", (event) => deleteJob(event.currentTarget.dataset.jobId));
   $("batch-csv").addEventListener("click", () => downloadBatch("csv"));
   $("batch-jsonl").addEventListener("click", () => downloadBatch("jsonl"));
+  $("batch-cancel").addEventListener("click", cancelBatch);
   $("batch-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const id = $("batch-id").value.trim();

@@ -243,6 +243,7 @@ def test_upload_error_stays_until_dismissed(stack: Stack, page: Page, tmp_path: 
     expect(notice).to_be_visible()
     expect(notice).to_contain_text("notes.mp4")
     expect(notice).to_contain_text("unsupported_format")
+    expect(page.get_by_test_id("upload-status")).to_be_hidden()  # no full bar beside a refusal
     # Two refreshes of the jobs list later, it is still there.
     updated = page.locator("#jobs-updated")
     for _ in range(2):
@@ -368,6 +369,34 @@ def test_batch_whose_items_all_failed_is_not_shown_as_completed(
     expect(phone.locator("[data-testid=batch-items] tbody tr")).to_have_count(2)
     _no_horizontal_scroll(phone)
     phone.screenshot(path=str(shots / "batch-failed-phone.png"), full_page=True)
+
+
+def test_cancel_a_running_batch_from_its_page(stack: Stack, page: Page) -> None:
+    _ensure_bucket(stack, SOURCE_BUCKET)
+    run = uuid.uuid4().hex[:8]
+    headers = stack.new_key()
+    items = [{"source": f"s3://{SOURCE_BUCKET}/{run}/held-{i}.mp4"} for i in range(2)]
+    stack.pause_queue("probe")
+    try:
+        with stack.client(headers) as client:
+            response = client.post("/v1/batches", json={"name": "held back", "items": items})
+            assert response.status_code == 202, response.text
+            batch_id = response.json()["id"]
+        enter_key(page, stack, headers)
+        page.goto(f"{stack.base_url}/#/batches/{batch_id}")
+        expect(page.get_by_test_id("batch-status")).to_have_text("running")
+        button = page.get_by_test_id("batch-cancel")
+        expect(button).to_be_visible()
+        page.once("dialog", lambda dialog: dialog.accept())
+        button.click()
+        expect(page.get_by_test_id("batch-status")).to_have_text("canceled")
+        expect(page.locator("#count-canceled")).to_have_text("2")
+        expect(page.get_by_test_id("notice")).to_contain_text("canceled")
+        expect(button).to_be_hidden()
+    finally:
+        stack.resume_queue("probe")
+    with stack.client(headers) as client:
+        assert client.get(f"/v1/batches/{batch_id}").json()["status"] == "canceled"
 
 
 def test_usable_at_phone_width(
