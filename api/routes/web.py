@@ -24,6 +24,14 @@ def index() -> FileResponse:
     return FileResponse(WEB_DIR / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
 
 
+@router.get("/favicon.ico", include_in_schema=False)
+def favicon() -> FileResponse:
+    # Browsers and bookmark tools ask for /favicon.ico whatever the page links; the icon is SVG.
+    return FileResponse(
+        WEB_DIR / "favicon.svg", media_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"}
+    )
+
+
 def mount_web(app: FastAPI) -> None:
     app.include_router(router)
     app.mount("/web", StaticFiles(directory=WEB_DIR, check_dir=True), name="web")

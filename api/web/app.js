@@ -1,7 +1,8 @@
 // The DeepfakeStream page: API key, upload with progress, a live jobs list, a job's results
-// (verdict, score over time, suspicious faces with Grad-CAM heatmaps, segments, input statistics)
-// and batches with their counts. Plain ES module, no build step; every call goes through the
-// public REST API with the key the person entered.
+// (verdict in plain words with its probability and band, score over time, suspicious faces with
+// Grad-CAM heatmaps, segments, input statistics, report download, cancel and delete) and batches
+// with their counts, items and exports. Plain ES module, no build step; every call goes through
+// the public REST API with the key the person entered.
 
 const KEY_STORAGE = "deepfakestream.apiKey";
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
@@ -9,6 +10,23 @@ const JOBS_POLL_MS = 2000;
 const JOB_POLL_MS = 1000;
 const BATCH_POLL_MS = 2000;
 const SVG_NS = "http://www.w3.org/2000/svg";
+
+// The API sends verdict_label; these are the same words, for answers without it.
+const VERDICT_WORDS = {
+  fake: "Signs of manipulation",
+  real: "No manipulation detected",
+  inconclusive: "Inconclusive",
+  no_face: "No face found",
+};
+const STATUS_WORDS = {
+  queued: "Queued",
+  processing: "Analysing…",
+  succeeded: "Done",
+  failed: "Analysis failed",
+  canceled: "Canceled",
+};
+// Without a band from the model, a score this close to the threshold is called out as uncertain.
+const NEAR_THRESHOLD = 0.05;
 
 const state = {
   key: sessionStorage.getItem(KEY_STORAGE) || "",
@@ -90,7 +108,25 @@ function showError(error) {
     return;
   }
   box.hidden = false;
-  box.textContent = error instanceof ApiError ? `${error.message} (${error.code})` : String(error.message || error);
+  box.textContent = errorText(error);
+}
+
+function errorText(error) {
+  return error instanceof ApiError ? `${error.message} (${error.code})` : String(error.message || error);
+}
+
+// The outcome of something the person did: it stays on screen until dismissed (or replaced by
+// the next outcome), whatever the page refreshes in the meantime.
+function showNotice(text, kind = "bad") {
+  $("notice-text").textContent = text;
+  $("notice").className = `notice ${kind}`;
+  $("notice").dataset.kind = kind;
+  $("notice").hidden = false;
+}
+
+function dismissNotice() {
+  $("notice").hidden = true;
+  $("notice-text").textContent = "";
 }
 
 function el(tag, attributes = {}, ...children) {
@@ -108,8 +144,12 @@ function el(tag, attributes = {}, ...children) {
   return node;
 }
 
+function known(value) {
+  return value !== null && value !== undefined;
+}
+
 function fmt(value, digits = 3) {
-  return value === null || value === undefined ? "—" : Number(value).toFixed(digits);
+  return known(value) ? Number(value).toFixed(digits) : "—";
 }
 
 function when(iso) {
@@ -120,12 +160,68 @@ function shortId(id) {
   return id.slice(0, 8);
 }
 
-function verdictText(verdict) {
-  return verdict ? verdict.replace("_", " ").toUpperCase() : "—";
+function verdictWords(verdict, label) {
+  return label || VERDICT_WORDS[verdict] || (verdict ? verdict.replace("_", " ") : "");
+}
+
+// Rows of a list, each cell labelled with its column's name for the phone layout's cards.
+function fillRows(tbodyId, rows) {
+  const body = $(tbodyId);
+  const names = [...body.closest("table").tHead.rows[0].cells].map((cell) => cell.textContent.trim());
+  for (const row of rows) {
+    [...row.cells].forEach((cell, index) => {
+      cell.dataset.label = names[index] || "";
+    });
+  }
+  body.replaceChildren(...rows);
 }
 
 function badge(text, kind) {
   return el("span", { class: `badge ${kind || text}` }, text);
+}
+
+function verdictBadge(verdict, label) {
+  return el("span", { class: `badge ${verdict}`, dataset: { verdict } }, verdictWords(verdict, label));
+}
+
+// What a list row shows in its result column: the verdict, or why there is none.
+function resultCell({ status, verdict, label, errorCode, errorMessage }) {
+  if (verdict) return verdictBadge(verdict, label);
+  if (status === "failed") {
+    return el("span", { class: "failure", title: errorMessage || "" },
+      el("span", { class: "error-code" }, errorCode || "failed"),
+      errorMessage ? el("span", { class: "muted small" }, ` ${errorMessage}`) : null);
+  }
+  if (status === "canceled") return el("span", { class: "muted" }, "canceled");
+  return el("span", { class: "muted" }, "pending");
+}
+
+// Threshold and inconclusive band of the model that scored the job, wherever the API put them.
+function decisionOf(job) {
+  const model = job.model || {};
+  const threshold = known(model.threshold) ? model.threshold : job.threshold;
+  const band = model.inconclusive_band || job.inconclusive_band || null;
+  const validBand = Array.isArray(band) && band.length === 2 && band.every((v) => known(v)) ? band : null;
+  return { threshold: known(threshold) ? Number(threshold) : null, band: validBand };
+}
+
+function aggregationName(model) {
+  const aggregation = model && model.aggregation;
+  if (!aggregation) return null;
+  if (typeof aggregation === "string") return aggregation;
+  return aggregation.name || aggregation.method || aggregation.strategy || null;
+}
+
+async function download(path, fallbackName) {
+  const response = await api(path);
+  const disposition = response.headers.get("Content-Disposition") || "";
+  const named = disposition.match(/filename="?([^";]+)"?/i);
+  const url = URL.createObjectURL(await response.blob());
+  const link = el("a", { href: url, download: named ? named[1] : fallbackName, hidden: true });
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10_000);
 }
 
 function stopPolling() {
@@ -210,20 +306,22 @@ function upload(file, externalId) {
       body = null;
     }
     if (request.status === 202 || request.status === 200) {
+      dismissNotice();
       setProgress(1);
       $("upload-message").textContent = "uploaded; analysis queued";
       $("upload-form").reset();
       location.hash = `#/jobs/${body.id}`;
     } else {
       const error = body && body.error ? body.error : { code: `http_${request.status}`, message: "upload failed" };
-      $("upload-message").textContent = "upload refused";
-      showError(new ApiError(request.status, error.code, error.message));
+      // The notice says what went wrong; a full bar beside it would read as success.
+      $("upload-status").hidden = true;
+      showNotice(`${file.name} was not accepted: ${error.message} (${error.code})`);
     }
   });
   request.addEventListener("error", () => {
     $("upload-button").disabled = false;
-    $("upload-message").textContent = "upload failed";
-    showError(new Error("the upload did not reach the server"));
+    $("upload-status").hidden = true;
+    showNotice(`${file.name} did not reach the server; check the connection and try again.`);
   });
   request.send(form);
 }
@@ -241,10 +339,16 @@ function jobRow(job) {
     el("td", {}, link),
     el("td", {}, job.video.filename || job.video.source || "—"),
     el("td", {}, badge(job.status)),
-    el("td", {}, progress),
-    el("td", {}, job.verdict ? badge(verdictText(job.verdict), job.verdict) : "—"),
+    el("td", { class: "wide-only" }, progress),
+    el("td", { class: "result" }, resultCell({
+      status: job.status,
+      verdict: job.verdict,
+      label: job.verdict_label,
+      errorCode: job.error && job.error.code,
+      errorMessage: job.error && job.error.message,
+    })),
     el("td", {}, fmt(job.score)),
-    el("td", {}, when(job.created_at)),
+    el("td", { class: "wide-only" }, when(job.created_at)),
   );
 }
 
@@ -253,7 +357,7 @@ async function renderJobs() {
     const page = await apiJson("/v1/jobs?limit=25");
     const jobs = [...page.items, ...state.olderJobs.filter((old) => !page.items.some((j) => j.id === old.id))];
     if (state.jobsCursor === null) state.jobsCursor = page.next_cursor;
-    $("jobs-body").replaceChildren(...jobs.map(jobRow));
+    fillRows("jobs-body", jobs.map(jobRow));
     $("jobs-empty").hidden = jobs.length > 0;
     $("jobs-more").hidden = !state.jobsCursor;
     $("jobs-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -274,15 +378,117 @@ async function loadOlderJobs() {
 
 // --- one job -----------------------------------------------------------------------------------
 
+function scoreText(job, decision) {
+  if (!known(job.score)) return "";
+  const parts = [`P(fake) ${fmt(job.score)}`];
+  if (known(decision.threshold)) parts.push(`threshold ${fmt(decision.threshold)}`);
+  let text = `${parts[0]} (${parts.slice(1).join(", ") || "no threshold"})`;
+  if (decision.band) text += `; inconclusive between ${fmt(decision.band[0])} and ${fmt(decision.band[1])}`;
+  return text;
+}
+
+// The score on a 0–1 bar, with the threshold and the inconclusive band marked.
+function renderScale(job, decision) {
+  const scale = $("job-scale");
+  if (!known(job.score)) {
+    scale.hidden = true;
+    scale.replaceChildren();
+    return;
+  }
+  const pct = (v) => `${(Math.min(Math.max(Number(v), 0), 1) * 100).toFixed(2)}%`;
+  const parts = [];
+  if (decision.band) {
+    parts.push(el("div", { class: "band", style: `left: ${pct(decision.band[0])}; width: calc(${pct(decision.band[1])} - ${pct(decision.band[0])})`,
+      title: `inconclusive between ${fmt(decision.band[0])} and ${fmt(decision.band[1])}` }));
+  }
+  if (known(decision.threshold)) {
+    parts.push(el("div", { class: "threshold", style: `left: ${pct(decision.threshold)}`, title: `threshold ${fmt(decision.threshold)}` }));
+  }
+  parts.push(el("div", { class: "marker", style: `left: ${pct(job.score)}`, title: `P(fake) ${fmt(job.score)}`,
+    dataset: { score: job.score } }));
+  parts.push(el("span", { class: "end lo" }, "0 no sign"), el("span", { class: "end hi" }, "1 manipulated"));
+  scale.replaceChildren(...parts);
+  scale.setAttribute("aria-label", scoreText(job, decision));
+  scale.setAttribute("role", "img");
+  scale.hidden = false;
+}
+
+function paragraphs(text) {
+  return String(text)
+    .split(/\n\s*\n|\n/)
+    .map((line) => line.trim())
+    .filter(Boolean)
+    .map((line) => el("p", {}, line));
+}
+
+// What the result means for a person, and for no_face or a failure what to do next. The API's
+// explanation wins; the page's own words cover answers without one.
+function explanationNodes(job, decision) {
+  if (job.status === "failed") {
+    const error = job.error || { code: "failed", message: "the analysis stopped without saying why" };
+    return [
+      el("p", {}, el("strong", {}, "The analysis failed: "), error.message || "no message",
+        " ", el("span", { class: "error-code" }, `(${error.code})`)),
+      el("p", { class: "muted" }, "Nothing was scored. If the file plays elsewhere, try re-encoding it as H.264 MP4, or upload it again."),
+    ];
+  }
+  if (job.status === "canceled") return [el("p", {}, "This job was canceled before it finished; nothing was scored.")];
+  if (job.status !== "succeeded") return [];
+  if (job.explanation) return paragraphs(job.explanation);
+  const threshold = known(decision.threshold) ? fmt(decision.threshold) : "the threshold";
+  switch (job.verdict) {
+    case "no_face":
+      return [
+        el("p", {}, "No face was found in the frames that were sampled, so nothing was scored. This says nothing either way about whether the video was manipulated."),
+        el("p", {}, "What to try:"),
+        el("ul", {},
+          el("li", {}, "a clip in which a face is visible, facing the camera and not too small;"),
+          el("li", {}, "sharper or better lit footage (see the input statistics below);"),
+          el("li", {}, "a higher sampling rate (sample_fps) for short clips or faces that appear briefly;"),
+          el("li", {}, "a trimmed clip that starts where the person is on screen.")),
+      ];
+    case "inconclusive":
+      return [el("p", {}, `The score is inside the band around the threshold (${threshold}) where this model cannot tell manipulated from genuine video. Treat it as no answer: look at the faces below and check the video by other means.`)];
+    case "real": {
+      const near = nearThreshold(job, decision);
+      return [
+        el("p", {}, `The score is below the threshold (${threshold}). This is not proof that the video is authentic: the model can miss manipulation it was not trained on.`),
+        near ? el("p", { class: "note" }, "The score is close to the threshold: treat this result as uncertain.") : null,
+      ].filter(Boolean);
+    }
+    case "fake":
+      return [
+        el("p", {}, `The score is above the threshold (${threshold}): the model found signs that faces in this video were swapped or re-enacted. Check the most suspicious faces below, and confirm by other means before publishing.`),
+        nearThreshold(job, decision) ? el("p", { class: "note" }, "The score is close to the threshold: treat this result as uncertain.") : null,
+      ].filter(Boolean);
+    default:
+      return [];
+  }
+}
+
+// Only for a model without an inconclusive band: with one, the API's verdict already says so.
+function nearThreshold(job, decision) {
+  return !decision.band && known(job.score) && known(decision.threshold)
+    && Math.abs(job.score - decision.threshold) < NEAR_THRESHOLD;
+}
+
 function renderJobHead(job) {
+  const decision = decisionOf(job);
   $("job-title").textContent = job.video.filename || job.external_id || `Job ${shortId(job.id)}`;
   $("job-id").textContent = job.id;
   const verdict = $("job-verdict");
-  verdict.textContent = TERMINAL.has(job.status) ? verdictText(job.verdict) || job.status : job.status.toUpperCase();
-  verdict.className = `verdict ${job.verdict || job.status}`;
+  const succeeded = job.status === "succeeded" && job.verdict;
+  verdict.textContent = succeeded ? verdictWords(job.verdict, job.verdict_label) : STATUS_WORDS[job.status] || job.status;
+  const uncertain = succeeded && ["real", "fake"].includes(job.verdict) && nearThreshold(job, decision);
+  verdict.className = `verdict ${succeeded ? job.verdict : job.status}${uncertain ? " uncertain" : ""}`;
   verdict.dataset.verdict = job.verdict || "";
-  $("job-score").textContent =
-    job.score === null ? "" : `P(fake) ${fmt(job.score)} (threshold ${fmt(job.threshold)})`;
+  verdict.dataset.confidence = uncertain ? "low" : "";
+  $("job-score").textContent = job.status === "failed" && job.error ? `${job.error.code}` : scoreText(job, decision);
+  renderScale(job, decision);
+  const explanation = explanationNodes(job, decision);
+  $("job-explanation").replaceChildren(...explanation);
+  $("job-explanation").className = `panel explanation ${succeeded ? job.verdict : job.status}`;
+  $("job-explanation").hidden = explanation.length === 0;
   $("job-status").replaceChildren(badge(job.status));
   const total = job.progress.segments_total || 0;
   $("job-progress").value = total ? job.progress.segments_done / total : 0;
@@ -290,17 +496,30 @@ function renderJobHead(job) {
   const video = job.video;
   $("job-video").textContent = video.duration_s
     ? `${fmt(video.duration_s, 2)} s, ${video.width}×${video.height}, ${fmt(video.fps, 2)} fps, ${video.codec}`
-    : video.filename || "—";
-  $("job-model").textContent = job.model ? `${job.model.name} ${job.model.version}` : "—";
-  $("job-untrained").hidden = !(job.model && job.model.trained === false);
+    : video.filename || video.source || "not probed";
+  const model = job.model;
+  $("job-model").textContent = model
+    ? [model.name, model.version].filter(Boolean).join(" ")
+    : TERMINAL.has(job.status) ? "none: the video was not analysed" : "chosen when the analysis starts";
+  $("job-caveat").textContent = model && model.caveat ? model.caveat : "";
+  $("job-caveat").hidden = !(model && model.caveat);
+  $("job-untrained").hidden = !(model && model.trained === false);
   $("job-error-row").hidden = !job.error;
+  $("job-error-row").querySelector("th").textContent = job.status === "canceled" ? "reason" : "error";
+  $("job-error").className = job.status === "canceled" ? "muted" : "error-text";
   $("job-error").textContent = job.error ? `${job.error.message} (${job.error.code})` : "";
+  $("job-report").hidden = job.status !== "succeeded";
+  $("job-cancel").hidden = TERMINAL.has(job.status);
+  $("job-delete").hidden = false;
+  for (const id of ["job-report", "job-cancel", "job-delete"]) $(id).dataset.jobId = job.id;
 }
 
 function renderChart(job, frames, segments) {
-  const width = 760;
-  const height = 220;
-  const pad = { left: 44, right: 12, top: 12, bottom: 30 };
+  const decision = decisionOf(job);
+  const width = Math.max(320, Math.round($("chart").clientWidth || 760));
+  const narrow = width < 520;
+  const height = narrow ? 200 : 240;
+  const pad = { left: 58, right: 10, top: 12, bottom: 36 };
   const plotW = width - pad.left - pad.right;
   const plotH = height - pad.top - pad.bottom;
   const duration = Math.max(job.video.duration_s || 0, ...frames.map((f) => f.t), 1e-6);
@@ -326,18 +545,34 @@ function renderChart(job, frames, segments) {
     add("line", { x1: pad.left, x2: pad.left + plotW, y1: y(tick), y2: y(tick), class: "grid" });
     add("text", { x: pad.left - 6, y: y(tick) + 4, "text-anchor": "end", class: "tick" }).textContent = tick.toFixed(2);
   }
-  for (let k = 0; k <= 5; k += 1) {
-    const t = (duration * k) / 5;
-    add("text", { x: x(t), y: height - 10, "text-anchor": "middle", class: "tick" }).textContent = `${t.toFixed(1)} s`;
+  const yLabel = add("text", { x: 0, y: 0, "text-anchor": "middle", class: "axis-label y-label",
+    transform: `translate(14 ${pad.top + plotH / 2}) rotate(-90)` });
+  yLabel.textContent = "P(fake)";
+  const xTicks = narrow ? 3 : 5;
+  for (let k = 0; k <= xTicks; k += 1) {
+    const t = (duration * k) / xTicks;
+    const anchor = k === 0 ? "start" : k === xTicks ? "end" : "middle";
+    add("text", { x: x(t), y: pad.top + plotH + 14, "text-anchor": anchor, class: "tick" }).textContent = `${t.toFixed(1)} s`;
   }
-  if (job.threshold !== null && job.threshold !== undefined) {
-    add("line", { x1: pad.left, x2: pad.left + plotW, y1: y(job.threshold), y2: y(job.threshold), class: "threshold" },
-      `threshold ${fmt(job.threshold)}`);
-  }
+  add("text", { x: pad.left + plotW / 2, y: height - 4, "text-anchor": "middle", class: "axis-label x-label" }).textContent = "time in the video";
+  // Segments as filled bars from 0 up to their score, drawn under the frames.
   for (const segment of segments) {
-    if (segment.score === null) continue;
-    add("line", { x1: x(segment.start_s), x2: x(segment.end_s), y1: y(segment.score), y2: y(segment.score),
-      class: "segment-bar" }, `segment ${segment.index}: ${fmt(segment.score)}`);
+    if (!known(segment.score)) continue;
+    const left = x(segment.start_s) + 1;
+    const barW = Math.max(x(segment.end_s) - x(segment.start_s) - 2, 2);
+    const title = `segment ${segment.index} (${fmt(segment.start_s, 1)}–${fmt(segment.end_s, 1)} s): P(fake) ${fmt(segment.score)}`;
+    add("rect", { x: left, width: barW, y: y(segment.score), height: Math.max(y(0) - y(segment.score), 1),
+      class: "segment-bar", "data-segment": segment.index }, title);
+    add("line", { x1: left, x2: left + barW, y1: y(segment.score), y2: y(segment.score), class: "segment-top" }, title);
+  }
+  // The band over the bars, translucent, so both stay visible.
+  if (decision.band) {
+    add("rect", { x: pad.left, width: plotW, y: y(decision.band[1]), height: Math.max(y(decision.band[0]) - y(decision.band[1]), 1),
+      class: "band" }, `inconclusive between ${fmt(decision.band[0])} and ${fmt(decision.band[1])}`);
+  }
+  if (known(decision.threshold)) {
+    add("line", { x1: pad.left, x2: pad.left + plotW, y1: y(decision.threshold), y2: y(decision.threshold), class: "threshold" },
+      `threshold ${fmt(decision.threshold)}`);
   }
   let run = [];
   const flush = () => {
@@ -345,7 +580,7 @@ function renderChart(job, frames, segments) {
     run = [];
   };
   for (const frame of frames) {
-    if (frame.score === null) {
+    if (!known(frame.score)) {
       flush();
       continue;
     }
@@ -354,19 +589,47 @@ function renderChart(job, frames, segments) {
       `t=${frame.t.toFixed(2)} s, frame ${frame.index}, P(fake) ${fmt(frame.score)}`);
   }
   flush();
+  $("legend-band").hidden = !decision.band;
+  $("legend-band-text").hidden = !decision.band;
   $("chart").replaceChildren(svg);
 }
 
-async function renderFaces(jobId) {
-  const { items } = await apiJson(`/v1/jobs/${jobId}/explanations`);
+// A listed face above the threshold under a verdict that is not "fake" looks like a contradiction:
+// say how the faces become one verdict.
+function renderAggregationNote(job, items) {
+  const note = $("aggregation-note");
+  const { threshold } = decisionOf(job);
+  const above = known(threshold) ? items.filter((item) => item.score >= threshold) : [];
+  if (job.explanation || job.verdict === "fake" || above.length === 0) {
+    note.hidden = true;
+    note.textContent = "";
+    return;
+  }
+  const aggregation = aggregationName(job.model);
+  const faces = above.length === 1 ? "One face below scores" : `${above.length} faces below score`;
+  note.textContent =
+    `${faces} above the threshold (${fmt(threshold)}), yet the video's verdict is ` +
+    `"${verdictWords(job.verdict, job.verdict_label)}". The verdict is for the whole video: each frame counts ` +
+    `its most suspicious face, and the frames are combined over the whole video` +
+    `${aggregation ? ` (aggregation: ${aggregation})` : ""}, so a few suspicious frames do not decide it on ` +
+    "their own. Look at these faces yourself before relying on the verdict.";
+  note.hidden = false;
+}
+
+async function renderFaces(job) {
+  const { items } = await apiJson(`/v1/jobs/${job.id}/explanations`);
+  const { threshold } = decisionOf(job);
   $("faces-empty").hidden = items.length > 0;
+  $("faces-panel").hidden = items.length === 0 && job.verdict === "no_face";
+  renderAggregationNote(job, items);
   const figures = [];
   for (const item of items) {
     const [crop, heatmap] = await Promise.all([imageUrl(item.crop_url), imageUrl(item.heatmap_url)]);
+    const above = known(threshold) && item.score >= threshold;
     figures.push(
       el(
         "figure",
-        { class: "face", dataset: { rank: item.rank, score: item.score } },
+        { class: above ? "face above" : "face", dataset: { rank: item.rank, score: item.score } },
         el("div", { class: "pair" },
           el("img", { src: crop, alt: `face at ${item.t.toFixed(2)} s`, class: "crop" }),
           el("img", { src: heatmap, alt: `Grad-CAM heatmap at ${item.t.toFixed(2)} s`, class: "heatmap" })),
@@ -381,8 +644,9 @@ async function renderFaces(jobId) {
 }
 
 function renderSegments(segments) {
-  $("segments-body").replaceChildren(
-    ...segments.map((segment) =>
+  fillRows(
+    "segments-body",
+    segments.map((segment) =>
       el(
         "tr",
         { dataset: { segment: segment.index } },
@@ -398,24 +662,30 @@ function renderSegments(segments) {
   );
 }
 
+const withUnit = (digits, unit) => (v) => (known(v) ? `${fmt(v, digits)}${unit}` : "—");
+// Statistics about faces have no value when none was found; say so instead of a bare dash.
+const FACE_STATISTICS = new Set(["face_sharpness", "face_size_px", "faces_per_frame"]);
 const STATISTIC_LABELS = [
-  ["brightness_pct", "brightness", (v) => `${fmt(v, 1)} %`],
-  ["histogram_mean", "luma mean", (v) => fmt(v, 1)],
-  ["histogram_std", "luma std", (v) => fmt(v, 1)],
-  ["sharpness", "sharpness (Laplacian variance)", (v) => fmt(v, 1)],
-  ["face_sharpness", "face sharpness", (v) => fmt(v, 1)],
-  ["face_size_px", "face size", (v) => `${fmt(v, 0)} px`],
-  ["faces_per_frame", "faces per frame", (v) => fmt(v, 2)],
-  ["frames_sampled", "frames sampled", (v) => v],
+  ["brightness_pct", "brightness", withUnit(1, " %")],
+  ["histogram_mean", "luma mean", withUnit(1, "")],
+  ["histogram_std", "luma std", withUnit(1, "")],
+  ["sharpness", "sharpness (Laplacian variance)", withUnit(1, "")],
+  ["face_sharpness", "face sharpness", withUnit(1, "")],
+  ["face_size_px", "face size", withUnit(0, " px")],
+  ["faces_per_frame", "faces per frame", withUnit(2, "")],
+  ["frames_sampled", "frames sampled", (v) => (known(v) ? v : "—")],
 ];
 
-async function renderStatistics(jobId) {
+async function renderStatistics(job) {
   try {
-    const statistics = await apiJson(`/v1/jobs/${jobId}/statistics`);
+    const statistics = await apiJson(`/v1/jobs/${job.id}/statistics`);
+    const noFace = job.verdict === "no_face";
     $("statistics").replaceChildren(
-      ...STATISTIC_LABELS.map(([name, label, show]) =>
-        el("tr", {}, el("th", {}, label), el("td", { dataset: { statistic: name } }, show(statistics.input[name]))),
-      ),
+      ...STATISTIC_LABELS.map(([name, label, show]) => {
+        const value = statistics.input[name];
+        const text = !known(value) && noFace && FACE_STATISTICS.has(name) ? "no face found" : show(value);
+        return el("tr", {}, el("th", {}, label), el("td", { dataset: { statistic: name } }, text));
+      }),
     );
   } catch (error) {
     if (!(error instanceof ApiError && error.status === 404)) throw error;
@@ -441,6 +711,7 @@ async function renderJob(jobId) {
   }
   if (job.status !== "succeeded") {
     $("job-results").hidden = true;
+    document.body.dataset.jobLoaded = jobId;
     return;
   }
   try {
@@ -448,35 +719,94 @@ async function renderJob(jobId) {
       allPages(`/v1/jobs/${jobId}/segments?limit=500`),
       allPages(`/v1/jobs/${jobId}/frames?limit=500`),
     ]);
-    renderChart(job, frames, segments);
+    // Shown before drawing, so the chart is drawn at the width it will have.
+    $("job-results").hidden = false;
+    const scored = frames.some((frame) => known(frame.score)) || segments.some((segment) => known(segment.score));
+    $("chart-panel").hidden = !scored;
+    if (scored) renderChart(job, frames, segments);
+    else $("chart").replaceChildren();
     renderSegments(segments);
     releaseBlobs();
-    await Promise.all([renderFaces(jobId), renderStatistics(jobId)]);
-    $("job-results").hidden = false;
+    await Promise.all([renderFaces(job), renderStatistics(job)]);
     document.body.dataset.jobLoaded = jobId;
   } catch (error) {
     showError(error);
   }
 }
 
+async function cancelJob(jobId) {
+  $("job-cancel").disabled = true;
+  try {
+    await api(`/v1/jobs/${jobId}/cancel`, { method: "POST" });
+    showNotice("The job was canceled.", "good");
+  } catch (error) {
+    showNotice(`The job could not be canceled: ${errorText(error)}`);
+  } finally {
+    $("job-cancel").disabled = false;
+  }
+  route();
+}
+
+async function deleteJob(jobId) {
+  const ok = window.confirm(
+    "Delete this job? Its video, scores, heatmaps and statistics are removed for good. This cannot be undone.",
+  );
+  if (!ok) return;
+  $("job-delete").disabled = true;
+  try {
+    await api(`/v1/jobs/${jobId}`, { method: "DELETE" });
+    showNotice(`Job ${shortId(jobId)} and its video were deleted.`, "good");
+    location.hash = "#/";
+  } catch (error) {
+    showNotice(`The job could not be deleted: ${errorText(error)}`);
+  } finally {
+    $("job-delete").disabled = false;
+  }
+}
+
+async function downloadReport(jobId) {
+  $("job-report").disabled = true;
+  try {
+    await download(`/v1/jobs/${jobId}/report`, `deepfakestream-report-${jobId}.html`);
+  } catch (error) {
+    showNotice(`The report could not be downloaded: ${errorText(error)}`);
+  } finally {
+    $("job-report").disabled = false;
+  }
+}
+
 // --- batches -----------------------------------------------------------------------------------
+
+// A batch whose items all failed has "completed" in the API's sense; a person must not read
+// that as success.
+function batchState(batch) {
+  const { succeeded, failed } = batch.counts;
+  if (batch.status === "completed" && failed > 0) {
+    if (succeeded === 0) return { text: failed === batch.jobs_total ? "all failed" : "none succeeded", kind: "all-failed" };
+    return { text: `completed, ${failed} failed`, kind: "some-failed" };
+  }
+  return { text: batch.status, kind: batch.status };
+}
 
 async function renderBatches() {
   try {
     const page = await apiJson("/v1/batches?limit=50");
-    $("batches-body").replaceChildren(
-      ...page.items.map((batch) =>
-        el(
+    fillRows(
+      "batches-body",
+      page.items.map((batch) => {
+        const shown = batchState(batch);
+        return el(
           "tr",
-          {},
+          { dataset: { batchId: batch.id } },
           el("td", {}, el("a", { href: `#/batches/${batch.id}` }, shortId(batch.id))),
           el("td", {}, batch.name || "—"),
-          el("td", {}, badge(batch.status)),
-          el("td", {}, `${Math.round(batch.progress * 100)} %`),
+          el("td", {}, badge(shown.text, shown.kind)),
           el("td", {}, `${batch.jobs_finished}/${batch.jobs_total}`),
-          el("td", {}, when(batch.created_at)),
-        ),
-      ),
+          el("td", { class: "batch-succeeded" }, batch.counts.succeeded),
+          el("td", { class: batch.counts.failed ? "batch-failed error-text" : "batch-failed" }, batch.counts.failed),
+          el("td", { class: "wide-only" }, when(batch.created_at)),
+        );
+      }),
     );
     $("batches-empty").hidden = page.items.length > 0;
     showError(null);
@@ -492,16 +822,21 @@ async function renderBatchJobs(batchId) {
     .split("\n")
     .filter((line) => line.trim())
     .map((line) => JSON.parse(line));
-  $("batch-jobs-body").replaceChildren(
-    ...rows.map((row) =>
+  fillRows(
+    "batch-jobs-body",
+    rows.map((row) =>
       el(
         "tr",
-        {},
+        { dataset: { index: row.index, status: row.status } },
+        el("td", {}, row.index),
         el("td", {}, row.job_id ? el("a", { href: `#/jobs/${row.job_id}` }, shortId(row.job_id)) : "—"),
         el("td", {}, row.external_id || "—"),
         el("td", {}, badge(row.status)),
-        el("td", {}, row.verdict ? badge(verdictText(row.verdict), row.verdict) : "—"),
+        el("td", {}, row.verdict ? verdictBadge(row.verdict, row.verdict_label) : el("span", { class: "muted" }, "—")),
         el("td", {}, fmt(row.score)),
+        el("td", { class: "error-cell" },
+          row.error_code ? el("span", { class: "error-code" }, row.error_code) : null,
+          row.error_message ? ` ${row.error_message}` : null),
       ),
     ),
   );
@@ -520,21 +855,54 @@ async function renderBatch(batchId) {
   $("batch-id-text").textContent = batch.id;
   $("batch-progress").value = batch.progress;
   $("batch-progress-text").textContent = `${batch.jobs_finished} of ${batch.jobs_total} ended`;
-  $("batch-status").textContent = batch.status;
-  $("batch-status").className = `badge ${batch.status}`;
-  for (const [name, value] of Object.entries(batch.counts)) $(`count-${name}`).textContent = value;
-  for (const [name, value] of Object.entries(batch.verdicts)) $(`count-${name}`).textContent = value;
+  const shown = batchState(batch);
+  $("batch-status").textContent = shown.text;
+  $("batch-status").className = `badge ${shown.kind}`;
+  $("batch-status").dataset.status = batch.status;
+  for (const [name, value] of Object.entries(batch.counts)) if ($(`count-${name}`)) $(`count-${name}`).textContent = value;
+  for (const [name, value] of Object.entries(batch.verdicts)) if ($(`count-${name}`)) $(`count-${name}`).textContent = value;
+  $("tile-inconclusive").hidden = !known(batch.verdicts.inconclusive);
   $("batch-eta").textContent = batch.estimated_completion_at
     ? `estimated completion ${when(batch.estimated_completion_at)}`
     : batch.completed_at
-      ? `completed ${when(batch.completed_at)}`
+      ? `ended ${when(batch.completed_at)}`
       : "";
+  for (const name of ["csv", "jsonl", "cancel"]) $(`batch-${name}`).dataset.batchId = batch.id;
+  $("batch-cancel").hidden = batch.status !== "running";
   try {
     await renderBatchJobs(batchId);
   } catch (error) {
     showError(error);
   }
+  document.body.dataset.batchLoaded = `${batch.id}:${batch.status}`;
   if (batch.status === "running") poll(() => renderBatch(batchId), BATCH_POLL_MS);
+}
+
+async function cancelBatch() {
+  const batchId = $("batch-cancel").dataset.batchId;
+  if (!batchId) return;
+  const ok = window.confirm("Cancel every item of this batch that has not ended? Items already analysed keep their results.");
+  if (!ok) return;
+  $("batch-cancel").disabled = true;
+  try {
+    await api(`/v1/batches/${batchId}/cancel`, { method: "POST" });
+    showNotice("The batch's remaining items were canceled.", "good");
+  } catch (error) {
+    showNotice(`The batch could not be canceled: ${errorText(error)}`);
+  } finally {
+    $("batch-cancel").disabled = false;
+  }
+  route();
+}
+
+async function downloadBatch(format) {
+  const batchId = $(`batch-${format}`).dataset.batchId;
+  if (!batchId) return;
+  try {
+    await download(`/v1/batches/${batchId}/results?format=${format}`, `batch-${batchId}.${format}`);
+  } catch (error) {
+    showNotice(`The ${format.toUpperCase()} export could not be downloaded: ${errorText(error)}`);
+  }
 }
 
 // --- routing -----------------------------------------------------------------------------------
@@ -552,7 +920,12 @@ function route() {
   if (job) {
     showView("job");
     $("job-results").hidden = true;
+    $("job-explanation").hidden = true;
+    $("job-scale").hidden = true;
+    for (const id of ["job-report", "job-cancel", "job-delete"]) $(id).hidden = true;
     $("job-verdict").textContent = "…";
+    $("job-verdict").className = "verdict";
+    $("job-score").textContent = "";
     renderJob(job[1]);
   } else if (batch) {
     showView("batch");
@@ -584,6 +957,13 @@ function start() {
     if (file) upload(file, $("upload-external-id").value.trim());
   });
   $("jobs-more").addEventListener("click", () => loadOlderJobs().catch(showError));
+  $("notice-dismiss").addEventListener("click", dismissNotice);
+  $("job-report").addEventListener("click", (event) => downloadReport(event.currentTarget.dataset.jobId));
+  $("job-cancel").addEventListener("click", (event) => cancelJob(event.currentTarget.dataset.jobId));
+  $("job-delete").addEventListener("click", (event) => deleteJob(event.currentTarget.dataset.jobId));
+  $("batch-csv").addEventListener("click", () => downloadBatch("csv"));
+  $("batch-jsonl").addEventListener("click", () => downloadBatch("jsonl"));
+  $("batch-cancel").addEventListener("click", cancelBatch);
   $("batch-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const id = $("batch-id").value.trim();

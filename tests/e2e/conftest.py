@@ -6,11 +6,13 @@ tests fail and say so.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import ViewportSize
 
 from tests.utils.stack import QUICK_SETTINGS, Stack, running_stack
 
@@ -23,6 +25,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 SOURCE_BUCKET = "e2e-client-videos"
+DESKTOP: ViewportSize = {"width": 1100, "height": 1400}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 
 @pytest.fixture(scope="session")
@@ -59,9 +63,44 @@ def page(browser: object) -> Iterator[object]:
     from playwright.sync_api import Browser
 
     assert isinstance(browser, Browser)
-    context = browser.new_context(viewport={"width": 1100, "height": 1400})
+    context = browser.new_context(viewport=DESKTOP)
     opened = context.new_page()
     try:
         yield opened
     finally:
         context.close()
+
+
+@pytest.fixture()
+def phone(browser: object) -> Iterator[object]:
+    """A page on a 390 px wide phone screen (mobile viewport rules and touch on)."""
+    from playwright.sync_api import Browser
+
+    assert isinstance(browser, Browser)
+    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    opened = context.new_page()
+    try:
+        yield opened
+    finally:
+        context.close()
+
+
+@pytest.fixture()
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: $E2E_SCREENSHOTS when set (to look at them afterwards), else tmp."""
+    folder = Path(os.environ.get("E2E_SCREENSHOTS") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def enter_key(page: object, stack: Stack, headers: dict[str, str]) -> None:
+    """Opens the page and enters the key, as a person would."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    page.goto(stack.base_url + "/")
+    expect(page.locator("#view-nokey")).to_be_visible()
+    page.fill("#api-key", headers["Authorization"].split(" ", 1)[1])
+    page.click("#key-form button[type=submit]")
+    expect(page.get_by_test_id("key-status")).to_have_text("key set")
+    expect(page.locator("#view-home")).to_be_visible()

@@ -1,6 +1,7 @@
 """The page at ``/`` in a real browser: enter a key, upload a generated video with the progress
-bar, watch the job, and read its verdict, score chart, suspicious faces with heatmaps and
-segment scores off the page; the jobs list updates live; a batch shows its counts."""
+bar, watch the job, and read its verdict (in words, with its probability), score chart, suspicious
+faces with heatmaps and segment scores off the page; the jobs list updates live; a batch shows its
+counts."""
 
 from __future__ import annotations
 
@@ -13,22 +14,24 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.e2e.conftest import SOURCE_BUCKET
+from tests.e2e.conftest import SOURCE_BUCKET, enter_key
 from tests.utils.media import make_face_video
 from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
 JOB_TIMEOUT_MS = 180_000
+# What the page says for each verdict when the API sends no verdict_label of its own.
+VERDICT_WORDS = {
+    "fake": "Signs of manipulation",
+    "real": "No manipulation detected",
+    "inconclusive": "Inconclusive",
+    "no_face": "No face found",
+}
 
 
-def _enter_key(page: Page, stack: Stack, headers: dict[str, str]) -> None:
-    page.goto(stack.base_url + "/")
-    expect(page.locator("#view-nokey")).to_be_visible()
-    page.fill("#api-key", headers["Authorization"].split(" ", 1)[1])
-    page.click("#key-form button[type=submit]")
-    expect(page.get_by_test_id("key-status")).to_have_text("key set")
-    expect(page.locator("#view-home")).to_be_visible()
+def _words(job: dict[str, Any]) -> str:
+    return str(job.get("verdict_label") or VERDICT_WORDS[job["verdict"]])
 
 
 def _all(client: httpx.Client, path: str) -> list[dict[str, Any]]:
@@ -37,10 +40,15 @@ def _all(client: httpx.Client, path: str) -> list[dict[str, Any]]:
     return list(response.json()["items"])
 
 
-def test_upload_and_read_the_verdict_off_the_page(stack: Stack, page: Page, tmp_path: Path) -> None:
+def test_upload_and_read_the_verdict_off_the_page(
+    stack: Stack, page: Page, tmp_path: Path, shots: Path
+) -> None:
     video = make_face_video(tmp_path / "browser-upload.mp4", seconds=2.0, width=320, height=240, fps=10.0)
     headers = stack.new_key()
-    _enter_key(page, stack, headers)
+    enter_key(page, stack, headers)
+    # Nothing of the upload's progress shows before there is an upload.
+    expect(page.get_by_test_id("upload-status")).to_be_hidden()
+    expect(page.get_by_test_id("upload-percent")).to_be_hidden()
 
     page.set_input_files("#upload-file", str(video.path))
     page.click("#upload-button")
@@ -51,8 +59,8 @@ def test_upload_and_read_the_verdict_off_the_page(stack: Stack, page: Page, tmp_
     expect(page.get_by_test_id("upload-percent")).to_have_text("100%")
 
     page.wait_for_function("id => document.body.dataset.jobLoaded === id", arg=job_id, timeout=JOB_TIMEOUT_MS)
-    page.screenshot(path=str(tmp_path / "job.png"), full_page=True)
-    screenshot = (tmp_path / "job.png").read_bytes()
+    page.screenshot(path=str(shots / "job.png"), full_page=True)
+    screenshot = (shots / "job.png").read_bytes()
     assert screenshot.startswith(b"\x89PNG") and len(screenshot) > 20_000
 
     with stack.client(headers) as client:
@@ -60,12 +68,20 @@ def test_upload_and_read_the_verdict_off_the_page(stack: Stack, page: Page, tmp_
         frames = _all(client, f"/v1/jobs/{job_id}/frames")
         segments = _all(client, f"/v1/jobs/{job_id}/segments")
         explanations = client.get(f"/v1/jobs/{job_id}/explanations").json()["items"]
-    assert job["status"] == "succeeded" and job["verdict"] in ("fake", "real")
+    assert job["status"] == "succeeded" and job["verdict"] in ("fake", "real", "inconclusive")
 
-    # The verdict and score on the page are the job's.
+    # The verdict in words, and the probability with the threshold it was compared with.
     verdict = page.get_by_test_id("verdict")
-    expect(verdict).to_have_text(job["verdict"].upper())
+    expect(verdict).to_have_text(_words(job))
+    expect(verdict).to_have_attribute("data-verdict", job["verdict"])
     expect(page.get_by_test_id("score")).to_contain_text(f"P(fake) {job['score']:.3f}")
+    expect(page.get_by_test_id("score")).to_contain_text(f"threshold {job['threshold']:.3f}")
+    marker = page.locator("[data-testid=score-scale] .marker")
+    expect(marker).to_have_attribute("data-score", str(job["score"]))
+    expect(page.get_by_test_id("explanation")).to_be_visible()
+    # The model that scored it, by name and version.
+    expect(page.get_by_test_id("job-model")).to_have_text(f"{job['model']['name']} {job['model']['version']}")
+    expect(page.get_by_test_id("job-report")).to_be_visible()
     expect(page.get_by_test_id("job-status")).to_have_text("succeeded")
     expect(page.get_by_test_id("job-id")).to_have_text(job_id)
     # A random-weights checkpoint says so.
@@ -76,6 +92,16 @@ def test_upload_and_read_the_verdict_off_the_page(stack: Stack, page: Page, tmp_
     assert len(scored) >= 3
     expect(page.locator("[data-testid=score-chart] circle.frame-point")).to_have_count(len(scored))
     expect(page.locator("[data-testid=score-chart] line.threshold")).to_have_count(1)
+    expect(page.locator("[data-testid=score-chart] text.y-label")).to_have_text("P(fake)")
+    # One visible bar per scored segment: as wide as the segment, as tall as its score.
+    bars = page.locator("[data-testid=score-chart] rect.segment-bar")
+    expect(bars).to_have_count(sum(1 for s in segments if s["score"] is not None))
+    plot = page.locator("[data-testid=score-chart] rect.plot").bounding_box()
+    assert plot is not None
+    for segment, bar in zip([s for s in segments if s["score"] is not None], bars.all(), strict=True):
+        box = bar.bounding_box()
+        assert box is not None and box["width"] > 10, box
+        assert box["height"] == pytest.approx(plot["height"] * segment["score"], abs=2.5), (box, segment)
 
     # Suspicious faces: the job's ranked explanations, each with its crop and heatmap loaded.
     assert explanations, "the worker stored no explanation"
@@ -101,12 +127,12 @@ def test_upload_and_read_the_verdict_off_the_page(stack: Stack, page: Page, tmp_
     page.click("text=← all jobs")
     row = page.locator(f"[data-testid=jobs-table] tr[data-job-id='{job_id}']")
     expect(row).to_have_attribute("data-status", "succeeded")
-    expect(row).to_contain_text(job["verdict"].upper())
+    expect(row).to_contain_text(_words(job))
 
 
-def test_jobs_list_updates_live(stack: Stack, page: Page, tmp_path: Path) -> None:
+def test_jobs_list_updates_live(stack: Stack, page: Page, tmp_path: Path, shots: Path) -> None:
     headers = stack.new_key()
-    _enter_key(page, stack, headers)
+    enter_key(page, stack, headers)
     expect(page.locator("#jobs-empty")).to_be_visible()
     video = make_face_video(tmp_path / "live.mp4", seconds=1.0, width=320, height=240, fps=10.0)
     # Submitted elsewhere (the REST API), while the page just sits there.
@@ -114,11 +140,11 @@ def test_jobs_list_updates_live(stack: Stack, page: Page, tmp_path: Path) -> Non
     row = page.locator(f"[data-testid=jobs-table] tr[data-job-id='{job_id}']")
     expect(row).to_be_visible(timeout=10_000)
     expect(row).to_have_attribute("data-status", "succeeded", timeout=JOB_TIMEOUT_MS)
-    page.screenshot(path=str(tmp_path / "jobs.png"))
-    assert (tmp_path / "jobs.png").stat().st_size > 5_000
+    page.screenshot(path=str(shots / "jobs.png"))
+    assert (shots / "jobs.png").stat().st_size > 5_000
 
 
-def test_batch_view_shows_its_counts(stack: Stack, page: Page, tmp_path: Path) -> None:
+def test_batch_view_shows_its_counts(stack: Stack, page: Page, tmp_path: Path, shots: Path) -> None:
     s3 = boto3.client(
         "s3",
         endpoint_url=stack.s3_endpoint,
@@ -145,7 +171,7 @@ def test_batch_view_shows_its_counts(stack: Stack, page: Page, tmp_path: Path) -
     assert response.status_code == 202, response.text
     batch_id = response.json()["id"]
 
-    _enter_key(page, stack, headers)
+    enter_key(page, stack, headers)
     page.goto(f"{stack.base_url}/#/batches")
     expect(page.locator("[data-testid=batches-table]")).to_contain_text("browser batch")
     page.goto(f"{stack.base_url}/#/batches/{batch_id}")
@@ -159,7 +185,7 @@ def test_batch_view_shows_its_counts(stack: Stack, page: Page, tmp_path: Path) -
     for verdict in ("fake", "real", "no_face"):
         expect(page.locator(f"#count-{verdict}")).to_have_text(str(batch["verdicts"][verdict]))
     expect(page.locator("#batch-jobs-body tr")).to_have_count(2)
-    page.screenshot(path=str(tmp_path / "batch.png"), full_page=True)
+    page.screenshot(path=str(shots / "batch.png"), full_page=True)
 
 
 def test_a_wrong_key_is_refused_on_the_page(stack: Stack, page: Page) -> None:

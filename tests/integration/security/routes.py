@@ -18,13 +18,15 @@ from core.config import Settings
 __all__ = ["PUBLIC_ROUTES", "Route", "api_routes", "fill_path", "mounted_paths"]
 
 # Served to anyone: liveness and readiness probes, the Prometheus scrape (aggregates without
-# tenant labels; protect it at the network), the API's own description and the web page's shell.
+# tenant labels; protect it at the network), the API's own description and the web page's shell
+# and icon.
 PUBLIC_ROUTES = frozenset(
     {
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
         ("GET", "/"),
+        ("GET", "/favicon.ico"),
         ("GET", "/openapi.json"),
         ("GET", "/docs"),
         ("GET", "/docs/oauth2-redirect"),
