@@ -148,7 +148,8 @@ def _summary_line(batch: dict[str, Any]) -> str:
     return (
         f"batch {batch['id']} {batch['status']}: {batch['jobs_finished']}/{batch['jobs_total']} ended "
         f"(succeeded {counts['succeeded']}, failed {counts['failed']}, canceled {counts['canceled']}; "
-        f"fake {verdicts['fake']}, real {verdicts['real']}, no_face {verdicts['no_face']})"
+        f"signs of manipulation {verdicts['fake']}, no manipulation detected {verdicts['real']}, "
+        f"inconclusive {verdicts.get('inconclusive', 0)}, no face {verdicts['no_face']})"
     )
 
 

@@ -89,6 +89,11 @@ class Analyzer:
     def threshold(self) -> float:
         return float(self.model_config.threshold)
 
+    @property
+    def inconclusive_band(self) -> tuple[float, float] | None:
+        band = self.model_config.inconclusive_band
+        return None if band is None else (float(band[0]), float(band[1]))
+
     def probe(self, path: str | Path) -> VideoInfo:
         return probe(path, self.config)
 
@@ -288,7 +293,7 @@ class Analyzer:
         totals["probe_s"] = float(given.pop("probe_s", 0.0))
         totals["total_s"] = float(given.pop("total_s", totals["probe_s"] + segments_wall))
         return VideoResult(
-            verdict=aggregate.verdict(score, self.threshold),
+            verdict=aggregate.verdict(score, self.threshold, self.inconclusive_band),
             score=score,
             model=dict(self.model_info),
             video=info,
@@ -297,6 +302,9 @@ class Analyzer:
             tracks=aggregate.track_results(all_frames),
             timings=totals,
             threshold=self.threshold,
+            inconclusive_band=self.inconclusive_band,
+            aggregation=config.aggregation,
+            caveat=self.model_config.caveat or None,
         )
 
     def analyze(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:

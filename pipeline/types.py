@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.verdicts import explanation as verdict_explanation
+from core.verdicts import label as verdict_label
+
 __all__ = [
     "AnalysisConfig",
     "FaceExplanation",
@@ -24,7 +27,7 @@ __all__ = [
     "VideoResult",
 ]
 
-Verdict = Literal["fake", "real", "no_face"]
+Verdict = Literal["fake", "real", "inconclusive", "no_face"]
 Box = tuple[float, float, float, float]
 
 
@@ -238,6 +241,19 @@ class VideoResult:
     tracks: list[TrackResult]
     timings: dict[str, float]  # probe_s, decode_s, detect_s, classify_s, total_s
     threshold: float = 0.5
+    # Scores in [low, high) are inconclusive (the checkpoint's band); None: the checkpoint has none.
+    inconclusive_band: tuple[float, float] | None = None
+    aggregation: str = "mean"
+    # The checkpoint's one sentence on what it was trained on and what it misses; None: none given.
+    caveat: str | None = None
+
+    @property
+    def explanation(self) -> str | None:
+        """How the verdict was reached, in a sentence or two for people."""
+        return verdict_explanation(
+            verdict=self.verdict, score=self.score, threshold=self.threshold,
+            band=self.inconclusive_band, aggregation=self.aggregation,
+        )
 
     @property
     def rtf(self) -> float | None:
@@ -250,8 +266,13 @@ class VideoResult:
         return {
             "verdict": self.verdict,
             "score": None if self.score is None else round(self.score, 5),
+            "verdict_label": verdict_label(self.verdict),
             "threshold": self.threshold,
+            "inconclusive_band": None if self.inconclusive_band is None else list(self.inconclusive_band),
+            "aggregation": self.aggregation,
+            "explanation": self.explanation,
             "model": self.model,
+            "caveat": self.caveat,
             "video": {"duration_s": video.duration_s, "fps": video.fps, "width": video.width,
                       "height": video.height, "codec": video.codec},
             "segments": [s.to_dict() for s in self.segments],

@@ -52,6 +52,7 @@ class BatchCounts(BaseModel):
 class BatchVerdicts(BaseModel):
     fake: int
     real: int
+    inconclusive: int = 0
     no_face: int
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
+from core import verdicts
 from core.config import Settings
 from core.db import get_session_factory
 from core.models import Job, Video
@@ -28,6 +29,7 @@ RESULT_COLUMNS = (
     "source",
     "status",
     "verdict",
+    "verdict_label",
     "score",
     "threshold",
     "error_code",
@@ -61,6 +63,7 @@ def _record(row: Any) -> dict[str, Any]:
         "source": row.source_uri,
         "status": row.status,
         "verdict": row.verdict,
+        "verdict_label": verdicts.label(row.verdict),
         "score": row.score,
         "threshold": row.threshold,
         "error_code": row.error_code,
