@@ -180,6 +180,8 @@ class Job(Base):
     inconclusive_low: Mapped[float | None] = mapped_column(Float)
     inconclusive_high: Mapped[float | None] = mapped_column(Float)
     aggregation: Mapped[str | None] = mapped_column(String(16))
+    # The analysis settings the worker used (sample rate, segment length, limits), for reports.
+    analysis_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     options: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     plan: Mapped[list[Any] | None] = mapped_column(JSONB)  # SegmentPlan dicts, set by the probe
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

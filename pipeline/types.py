@@ -76,6 +76,19 @@ class AnalysisConfig:
     # costs a backward pass.
     explain_top_k: int = 0
 
+    def settings_used(self) -> dict[str, Any]:
+        """The knobs that change a verdict, as a report records them."""
+        return {
+            "sample_fps": self.sample_fps,
+            "segment_seconds": self.segment_seconds,
+            "max_frames": self.max_frames,
+            "max_faces_per_frame": self.max_faces_per_frame,
+            "min_face_size": self.min_face_size,
+            "det_threshold": self.det_threshold,
+            "aggregation": self.aggregation,
+            "tta_flip": self.tta_flip,
+        }
+
     def replace(self, **changes: Any) -> AnalysisConfig:
         values = asdict(self)
         values.update({k: v for k, v in changes.items() if v is not None})
@@ -246,6 +259,7 @@ class VideoResult:
     aggregation: str = "mean"
     # The checkpoint's one sentence on what it was trained on and what it misses; None: none given.
     caveat: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # AnalysisConfig.settings_used()
 
     @property
     def explanation(self) -> str | None:
@@ -273,6 +287,7 @@ class VideoResult:
             "explanation": self.explanation,
             "model": self.model,
             "caveat": self.caveat,
+            "settings": self.settings,
             "video": {"duration_s": video.duration_s, "fps": video.fps, "width": video.width,
                       "height": video.height, "codec": video.codec},
             "segments": [s.to_dict() for s in self.segments],

@@ -115,6 +115,7 @@ def finalize_job(session: Session, *, job: Job, analyzer: Analyzer) -> None:
     band = result.inconclusive_band
     job.inconclusive_low, job.inconclusive_high = (None, None) if band is None else band
     job.aggregation = result.aggregation
+    job.analysis_settings = dict(result.settings)
     job.timings = timings
     job.finished_at = finished_at
     job.error_code = None

@@ -1,8 +1,8 @@
 """The inconclusive verdict, and what each job's verdict was decided with.
 
 Jobs may end ``inconclusive`` (a score inside the checkpoint's band around its threshold). Each job
-keeps the checkpoint's caveat, its inconclusive band and the aggregation used, so a finished job
-reads the same after the model is replaced.
+keeps the checkpoint's caveat, its inconclusive band, the aggregation and the analysis settings
+used, so a finished job (and its report) reads the same after the model is replaced.
 
 Revision ID: 0006_inconclusive_verdict
 Revises: 0004_segment_canceled
@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql
 
 revision: str = "0006_inconclusive_verdict"
 down_revision: str | None = "0004_segment_canceled"
@@ -27,6 +28,9 @@ def upgrade() -> None:
     op.add_column("jobs", sa.Column("inconclusive_low", sa.Float(), nullable=True))
     op.add_column("jobs", sa.Column("inconclusive_high", sa.Float(), nullable=True))
     op.add_column("jobs", sa.Column("aggregation", sa.String(length=16), nullable=True))
+    op.add_column(
+        "jobs", sa.Column("analysis_settings", postgresql.JSONB(astext_type=sa.Text()), nullable=True)
+    )
     op.drop_constraint(op.f("ck_jobs_verdict"), "jobs", type_="check")
     op.create_check_constraint(
         op.f("ck_jobs_verdict"),
@@ -45,6 +49,7 @@ def downgrade() -> None:
     op.create_check_constraint(
         op.f("ck_jobs_verdict"), "jobs", "verdict IS NULL OR verdict IN ('fake', 'real', 'no_face')"
     )
+    op.drop_column("jobs", "analysis_settings")
     op.drop_column("jobs", "aggregation")
     op.drop_column("jobs", "inconclusive_high")
     op.drop_column("jobs", "inconclusive_low")
