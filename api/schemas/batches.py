@@ -37,8 +37,9 @@ class BatchCreate(BaseModel):
     callback_url: str | None = Field(
         default=None, max_length=2048, description="receives batch.completed when every item has ended"
     )
-    sample_fps: float | None = Field(default=None, gt=0)
-    segment_seconds: float | None = Field(default=None, gt=0)
+    # Ranges are checked with the jobs' options (invalid_option), zero and too large alike.
+    sample_fps: float | None = Field(default=None)
+    segment_seconds: float | None = Field(default=None)
 
 
 class BatchCounts(BaseModel):

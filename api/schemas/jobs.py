@@ -55,8 +55,10 @@ class JobOptions(BaseModel):
     external_id: str | None = Field(
         default=None, min_length=1, max_length=255, description="the client's own id, returned with the job"
     )
-    sample_fps: float | None = Field(default=None, gt=0, description="frames analysed per second of video")
-    segment_seconds: float | None = Field(default=None, gt=0, description="length of one analysis task")
+    # Ranges are the service's settings, checked in one place (api.services.submit.resolve_options)
+    # so every value out of range, zero included, answers with the same code: invalid_option.
+    sample_fps: float | None = Field(default=None, description="frames analysed per second of video")
+    segment_seconds: float | None = Field(default=None, description="length of one analysis task")
 
     @field_validator("callback_url")
     @classmethod

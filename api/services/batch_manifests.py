@@ -11,17 +11,15 @@ import io
 import json
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import unquote
 
 from pydantic import ValidationError
 
 from api.errors import validation_message
 from api.schemas.batches import BatchCreate, BatchItem
-from api.services.sources import readable_source
+from api.services.sources import readable_https_source, readable_source
 from core.config import Settings
-from core.egress import EgressError, check_url_statically
 from core.errors import InvalidRequestError
-from core.sources import normalize_source, source_scheme
+from core.sources import source_scheme
 
 __all__ = ["ManifestFormat", "Source", "check_item", "manifest_kind", "parse_manifest"]
 
@@ -123,11 +121,8 @@ def check_item(index: int, item: BatchItem, *, settings: Settings) -> Source:
         return Source(uri=f"s3://{bucket}/{key}", filename=key.rsplit("/", 1)[-1][:255] or None)
     if scheme == "https":
         try:
-            parts = check_url_statically(
-                item.source, allow_private=settings.webhook_allow_private, schemes=("https",)
-            )
-        except EgressError as exc:
+            uri, name = readable_https_source(item.source, settings=settings)
+        except InvalidRequestError as exc:
             raise _item_error(index, exc.message, exc.code) from exc
-        name = unquote(parts.path.rsplit("/", 1)[-1]).replace("\\", "_")[:255]
-        return Source(uri=normalize_source(item.source), filename=name or None)
+        return Source(uri=uri, filename=name)
     raise _item_error(index, "source must be s3://bucket/key or an https:// URL", "invalid_source")
