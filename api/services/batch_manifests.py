@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -53,12 +54,13 @@ def _parse_csv(body: bytes) -> list[dict[str, Any]]:
         raise InvalidRequestError("the CSV manifest is not UTF-8", code="invalid_manifest") from exc
     reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = [name.strip() for name in reader.fieldnames or []]
-    if "source" not in fields:
+    if "source" not in fields and "upload_id" not in fields:
         raise InvalidRequestError(
-            "the CSV manifest needs a header row with a 'source' column (and optionally 'external_id')",
+            "the CSV manifest needs a header row with a 'source' (or 'upload_id') column, and "
+            "optionally 'external_id'",
             code="invalid_manifest",
         )
-    unknown = sorted(set(fields) - {"source", "external_id"})
+    unknown = sorted(set(fields) - {"source", "upload_id", "external_id"})
     if unknown:
         raise InvalidRequestError(f"unknown CSV columns {unknown}", code="invalid_manifest")
     reader.fieldnames = fields
@@ -107,11 +109,20 @@ def parse_manifest(body: bytes, *, kind: ManifestFormat, query: dict[str, Any]) 
 
 @dataclass(frozen=True)
 class Source:
-    uri: str
+    """Where an item's video is: a client URI, or (for an upload) the service's own object."""
+
+    uri: str | None
     filename: str | None
+    video_id: uuid.UUID | None = None  # an upload's id, which its video row takes
+    storage_key: str | None = None
+    size_bytes: int | None = None
+    container: str | None = None
 
 
 def check_item(index: int, item: BatchItem, *, settings: Settings) -> Source:
+    """A ``source`` item's URI, checked (uploads are checked against storage by the caller)."""
+    if item.source is None:
+        raise _item_error(index, "give a source (s3:// or https://)", "invalid_source")
     scheme = source_scheme(item.source)
     if scheme == "s3":
         try:
