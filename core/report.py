@@ -345,7 +345,9 @@ def render_report(report: Report, *, title: str | None = None) -> str:
         )
     lines.append("</table>")
     if report.verdict == "no_face" or not any(f.score is not None for f in report.frames):
-        lines.append("<h2>Score over time</h2><p>No score to plot: no face was found in the sampled frames.</p>")
+        lines.append(
+            "<h2>Score over time</h2><p>No score to plot: no face was found in the sampled frames.</p>"
+        )
     else:
         legend = "Dots: sampled frames (the most suspicious face in each). Bars: segment scores. "
         legend += "Dashed line: the decision threshold."
@@ -369,7 +371,8 @@ def render_report(report: Report, *, title: str | None = None) -> str:
                 else ""
             )
             lines.append(
-                f'<figure><img class="crop" alt="face, {track}t={face.t:.2f} s" src="{_jpeg(face.crop_jpeg)}">'
+                f'<figure><img class="crop" alt="face, {track}t={face.t:.2f} s" '
+                f'src="{_jpeg(face.crop_jpeg)}">'
                 f"{heatmap}<figcaption>P(fake) {face.score:.3f}<br>{track}{face.t:.2f} s "
                 f"(frame {face.frame_index})</figcaption></figure>"
             )
@@ -379,12 +382,14 @@ def render_report(report: Report, *, title: str | None = None) -> str:
     else:
         lines.append("<p>No face was found in the sampled frames.</p>")
     if report.tracks:
-        lines += ["<h2>Face tracks</h2>", "<table><tr><th>track</th><th>from</th><th>to</th>"
-                  "<th>faces</th><th>P(fake)</th></tr>"]
-        for track in report.tracks:
+        lines += [
+            "<h2>Face tracks</h2>",
+            "<table><tr><th>track</th><th>from</th><th>to</th><th>faces</th><th>P(fake)</th></tr>",
+        ]
+        for row in report.tracks:
             lines.append(
-                f"<tr><td>{track.id}</td><td>{track.first_t:.2f} s</td><td>{track.last_t:.2f} s</td>"
-                f"<td>{track.faces}</td><td>{_fmt(track.score)}</td></tr>"
+                f"<tr><td>{row.id}</td><td>{row.first_t:.2f} s</td><td>{row.last_t:.2f} s</td>"
+                f"<td>{row.faces}</td><td>{_fmt(row.score)}</td></tr>"
             )
         lines.append("</table>")
     if report.segments:

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from core.verdicts import decide
 from pipeline.types import FrameResult, SegmentResult, TrackResult, Verdict
@@ -167,8 +167,5 @@ def track_results(frames: Sequence[FrameResult]) -> list[TrackResult]:
     return sorted(tracks, key=lambda t: (t.first_t, t.id))
 
 
-def verdict(
-    score: float | None, threshold: float, band: tuple[float, float] | None = None
-) -> Verdict:
-    decided: Verdict = decide(score, threshold, band).value  # type: ignore[assignment]
-    return decided
+def verdict(score: float | None, threshold: float, band: tuple[float, float] | None = None) -> Verdict:
+    return cast(Verdict, decide(score, threshold, band).value)

@@ -38,7 +38,15 @@ from pipeline.types import (
 )
 from pipeline.video import SegmentDecoder, plan_segments, probe, sample_numbers
 
-__all__ = ["Analyzer", "AnalyzerFactory", "ChunkCallback", "FrameCallback", "ProgressCallback", "StageCallback", "analyze"]
+__all__ = [
+    "Analyzer",
+    "AnalyzerFactory",
+    "ChunkCallback",
+    "FrameCallback",
+    "ProgressCallback",
+    "StageCallback",
+    "analyze",
+]
 
 log = logging.getLogger(__name__)
 

@@ -77,8 +77,14 @@ def build_report(
         settings=dict(result.settings),
         frames=[ReportFrame(t=f.t, index=f.index, score=f.score, faces=len(f.faces)) for f in result.frames],
         segments=[
-            ReportSegment(index=s.index, start_s=s.start_s, end_s=s.end_s, frames=len(s.frames),
-                          faces=s.face_count, score=s.score)
+            ReportSegment(
+                index=s.index,
+                start_s=s.start_s,
+                end_s=s.end_s,
+                frames=len(s.frames),
+                faces=s.face_count,
+                score=s.score,
+            )
             for s in result.segments
         ],
         tracks=[
@@ -86,8 +92,14 @@ def build_report(
             for t in result.tracks
         ],
         faces=[
-            ReportFace(t=e.t, frame_index=e.frame_index, track=_video_track(result, e), score=e.score,
-                       crop_jpeg=e.crop_jpeg, heatmap_jpeg=e.heatmap_jpeg)
+            ReportFace(
+                t=e.t,
+                frame_index=e.frame_index,
+                track=_video_track(result, e),
+                score=e.score,
+                crop_jpeg=e.crop_jpeg,
+                heatmap_jpeg=e.heatmap_jpeg,
+            )
             for e in most_suspicious(result, limit)
         ],
         timings=dict(result.timings),

@@ -21,8 +21,8 @@ from api.pagination import PageRequest, keyset_page
 from api.schemas.batches import BatchCounts, BatchCreate, BatchItem, BatchPublic, BatchVerdicts
 from api.schemas.jobs import JobOptions
 from api.services.batch_manifests import Source, check_item
-from api.services.sources import resolve_upload
 from api.services.limits import ensure_in_flight_capacity
+from api.services.sources import resolve_upload
 from api.services.submit import request_hash, resolve_options
 from api.services.webhooks import check_callback_url
 from core.batches import BatchStatus, job_counts

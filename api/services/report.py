@@ -115,7 +115,11 @@ def build_job_report(session: Session, storage: ObjectStore, job: Job) -> Report
             caveat=job.model_caveat,
         ),
         video=ReportVideo(
-            duration_s=video.duration_s, width=video.width, height=video.height, fps=video.fps, codec=video.codec
+            duration_s=video.duration_s,
+            width=video.width,
+            height=video.height,
+            fps=video.fps,
+            codec=video.codec,
         ),
         settings=dict(job.analysis_settings or job.options or {}),
         frames=[
@@ -134,15 +138,21 @@ def build_job_report(session: Session, storage: ObjectStore, job: Job) -> Report
             for row in segments
         ],
         tracks=[
-            ReportTrack(id=row.track_id, first_t=row.first_t, last_t=row.last_t, faces=row.faces, score=row.score)
+            ReportTrack(
+                id=row.track_id, first_t=row.first_t, last_t=row.last_t, faces=row.faces, score=row.score
+            )
             for row in tracks
         ],
         faces=_faces(session, storage, job),
-        timings={key: float(value) for key, value in (job.timings or {}).items() if isinstance(value, int | float)},
+        timings={
+            key: float(value) for key, value in (job.timings or {}).items() if isinstance(value, int | float)
+        },
     )
 
 
-def job_report(session: Session, storage: ObjectStore, *, tenant_id: uuid.UUID, job_id: str) -> tuple[Job, str]:
+def job_report(
+    session: Session, storage: ObjectStore, *, tenant_id: uuid.UUID, job_id: str
+) -> tuple[Job, str]:
     """The tenant's job and its report; 409 ``job_not_finished`` until the job has succeeded."""
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
     if job.status != JobStatus.SUCCEEDED:

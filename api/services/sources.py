@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from core.egress import EgressError, check_url_statically
 from core.errors import (
     ConflictError,
     InvalidRequestError,
@@ -24,7 +25,6 @@ from core.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from core.egress import EgressError, check_url_statically
 from core.media import SNIFF_BYTES, sniff_container
 from core.models import Upload
 from core.sources import normalize_source, source_scheme
