@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Literal
 
 from core.verdicts import decide
 from pipeline.types import FrameResult, SegmentResult, TrackResult, Verdict
@@ -168,4 +168,4 @@ def track_results(frames: Sequence[FrameResult]) -> list[TrackResult]:
 
 
 def verdict(score: float | None, threshold: float, band: tuple[float, float] | None = None) -> Verdict:
-    return cast(Verdict, decide(score, threshold, band).value)
+    return decide(score, threshold, band).value
