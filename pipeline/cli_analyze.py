@@ -31,7 +31,7 @@ __all__ = ["EXIT_OUTPUT_FAILED", "EXIT_USAGE", "add_arguments", "run"]
 EXIT_USAGE = 2
 EXIT_OUTPUT_FAILED = 12  # the analysis worked but --json / --report could not be written
 EXIT_INTERNAL = 10
-# What the analysis is doing, on stderr, before the progress bar can move (unless --no-progress).
+# What the analysis is doing, on a terminal's stderr, before the progress bar can move.
 _STAGE_MESSAGES = {
     "probe": "reading the video…",
     "load": "loading the model (a few seconds on the first run)…",
@@ -171,7 +171,8 @@ def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoRes
 
     from tqdm import tqdm
 
-    show = not args.no_progress
+    # For a person at a terminal only: piped stderr keeps its promise of one line per failure.
+    show = not args.no_progress and sys.stderr.isatty()
     bars: list[tqdm[Any]] = []
 
     def stage(name: str) -> None:
@@ -181,8 +182,7 @@ def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoRes
     def frames(done: int, total: int) -> None:
         # Counted in sampled frames, so a one-segment clip moves too.
         if not bars:
-            wanted = show and sys.stderr.isatty()
-            bars.append(tqdm(total=total, unit="frame", desc="analysing", disable=not wanted,
+            bars.append(tqdm(total=total, unit="frame", desc="analysing", disable=not show,
                              file=sys.stderr, leave=False))
         bars[0].n = done
         bars[0].refresh()
