@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -20,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from core.media import SNIFF_BYTES, sniff_container
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,6 +46,7 @@ _UPLOAD_CHUNK = 256 * 1024
 # Files a folder is searched for (the containers the service accepts by default).
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
 _REMOTE_SCHEMES = ("s3://", "https://", "http://")
+_ITEM_ERROR = re.compile(r"^[a-z_]+: items\[(\d+)\]")
 
 
 class CliError(Exception):
@@ -212,7 +216,7 @@ def _folder_items(folder: Path) -> list[_LocalItem]:
     return [_LocalItem(path=path, external_id=str(path.relative_to(folder))) for path in files]
 
 
-def _csv_rows(manifest: Path) -> list[dict[str, str]]:
+def _csv_rows(manifest: Path) -> list[dict[str, str]] | None:
     try:
         text = manifest.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -221,10 +225,7 @@ def _csv_rows(manifest: Path) -> list[dict[str, str]]:
     fields = [name.strip() for name in reader.fieldnames or []]
     column = "source" if "source" in fields else "path" if "path" in fields else None
     if column is None:
-        raise CliError(
-            f"{manifest}: the CSV needs a header row with a 'source' (or 'path') column",
-            exit_code=EXIT_MANIFEST,
-        )
+        return None  # not ours to judge: the API answers what is wrong with the manifest
     reader.fieldnames = fields
     rows = []
     for row in reader:
@@ -240,7 +241,10 @@ def _upload_file(client: Any, item: _LocalItem, bar: Any) -> str:
 
     size = item.path.stat().st_size
     if size == 0:
-        raise CliError("the file is empty")
+        raise CliError("empty_file: the file is empty")
+    with item.path.open("rb") as handle:
+        if sniff_container(handle.read(SNIFF_BYTES)) is None:  # refused here rather than after the upload
+            raise CliError("unsupported_format: not a video in a container the service reads")
     reserved = _request(
         client, "POST", "/v1/uploads", json={"size_bytes": size, "filename": item.path.name}
     ).json()
@@ -298,7 +302,7 @@ def _local_submission(manifest: Path) -> tuple[list[_LocalItem], list[dict[str, 
     if manifest.suffix.lower() != ".csv" or not manifest.is_file():
         return None
     rows = _csv_rows(manifest)
-    if not any(_is_local(row["source"]) for row in rows):
+    if rows is None or not any(_is_local(row["source"]) for row in rows):
         return None
     local, remote = [], []
     for row in rows:
@@ -350,10 +354,38 @@ def _submit_local(args: argparse.Namespace, local: list[_LocalItem], remote: lis
                 f"{len(uploaded.failed)} of {len(local)} items failed; no batch was created", file=sys.stderr
             )
             return EXIT_ITEMS_FAILED
-        body = {"items": uploaded.items, **_batch_params(args)}
-        batch = _request(client, "POST", "/v1/batches", json=body, headers=headers).json()
+        batch = _create_batch(client, args, uploaded, headers=headers)
+        if batch is None:
+            print(
+                f"{len(uploaded.failed)} of {len(local) + len(remote)} items failed; no batch was created",
+                file=sys.stderr,
+            )
+            return EXIT_ITEMS_FAILED
         print(f"batch {batch['id']}: {batch['jobs_total']} items", file=sys.stderr)
         return _finish(client, args, batch, not_sent=len(uploaded.failed))
+
+
+def _create_batch(
+    client: Any, args: argparse.Namespace, uploaded: _Items, *, headers: dict[str, str]
+) -> dict[str, Any] | None:
+    """POST /v1/batches with the uploaded items. An uploaded file the service refuses (the API
+    names it ``items[i]``) is dropped and counted failed, and the rest is sent again: one bad
+    file does not sink the batch. None when no item is left."""
+    while uploaded.items:
+        body = {"items": uploaded.items, **_batch_params(args)}
+        try:
+            return dict(_request(client, "POST", "/v1/batches", json=body, headers=headers).json())
+        except CliError as exc:
+            match = _ITEM_ERROR.search(exc.message)
+            index = int(match.group(1)) if match else -1
+            if not 0 <= index < len(uploaded.items) or "upload_id" not in uploaded.items[index]:
+                raise
+            refused = uploaded.items.pop(index)
+            name = refused.get("external_id") or refused["upload_id"]
+            print(f"refused: {name}: {exc.message}", file=sys.stderr)
+            uploaded.failed.append((str(name), exc.message))
+            headers = {**headers, "Idempotency-Key": f"cli-{uuid.uuid4()}"}
+    return None
 
 
 def _submit(args: argparse.Namespace) -> int:
