@@ -1,9 +1,9 @@
 """`deepfakestream analyze VIDEO`: the whole pipeline on one local file, no services needed.
 
-Prints a short summary on stdout, what it is doing and a progress bar (in sampled frames) on
-stderr, and optionally the
-full result as JSON and a self-contained HTML report. Every failure the pipeline anticipates
-ends in one line on stderr and the exit code of its error type (see README.md).
+Prints a short summary on stdout; on a terminal, what it is doing and a progress bar (in sampled
+frames) on stderr; optionally the full result as JSON and a self-contained HTML report. Every
+failure the pipeline anticipates ends in one line on stderr and the exit code of its error type
+(see README.md).
 """
 
 from __future__ import annotations
