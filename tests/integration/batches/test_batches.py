@@ -5,6 +5,7 @@ CSV/JSONL export checked job by job, and the batch command."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import subprocess
@@ -363,4 +364,11 @@ def test_single_job_from_an_https_source(
 
     assert job["status"] == "succeeded" and job["video"]["width"] == 320
     assert job["verdict_label"] is not None and job["explanation"]
+    assert job["video"]["size_bytes"] == short_clip.path.stat().st_size
+    # The worker hashed what it fetched, so the report names the input like an upload's.
+    with hooks_platform.client(headers) as client:
+        report = client.get(f"/v1/jobs/{job['id']}/report")
+    assert report.status_code == 200
+    assert hashlib.sha256(short_clip.path.read_bytes()).hexdigest() in report.text
+    assert source in report.text
     assert failed["status"] == "failed" and failed["error"]["code"] == "source_not_found"
