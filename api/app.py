@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
+from fastapi_offline import FastAPIOffline
 
 from api.errors import register_error_handlers
 from api.routes import batches, deliveries, explanations, health, jobs, monitoring, uploads, webhooks
@@ -30,7 +31,10 @@ _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) load their scripts from the fastapi-offline package
+    # under /docs-assets, never from a CDN: the docs work on a machine with no network.
+    app = FastAPIOffline(
+        static_url="/docs-assets",
         title="DeepfakeStream",
         version=API_VERSION,
         description=(

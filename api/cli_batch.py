@@ -1,21 +1,28 @@
 """`deepfakestream batch`: submit batches and fetch their results through the API.
 
-A manifest becomes a batch; the command follows it, cancels it and exports its results, all over
-HTTP (no database or broker access needed).
+A manifest, a folder of videos or a CSV of local paths becomes a batch; the command follows it,
+cancels it and exports its results, all over HTTP (no database or broker access needed). Local
+files go up through the direct-upload route (POST /v1/uploads, then PUT to the URL it answers)
+before the batch names them by ``upload_id``.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 import os
+import re
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from core.media import SNIFF_BYTES, sniff_container
 
 __all__ = ["add_arguments", "run"]
 
@@ -23,6 +30,7 @@ EXIT_OK = 0
 EXIT_API_ERROR = 1
 EXIT_USAGE = 2
 EXIT_MANIFEST = 3
+EXIT_ITEMS_FAILED = 4  # the batch ran, but some of its items failed (or could not be uploaded)
 
 _MANIFEST_TYPES = {
     ".csv": "text/csv",
@@ -35,6 +43,10 @@ _MANIFEST_TYPES = {
 _RETRY_STATUSES = (429, 502, 503, 504)
 _MAX_RETRIES = 5
 _UPLOAD_CHUNK = 256 * 1024
+# Files a folder is searched for (the containers the service accepts by default).
+VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
+_REMOTE_SCHEMES = ("s3://", "https://", "http://")
+_ITEM_ERROR = re.compile(r"^[a-z_]+: items\[(\d+)\]")
 
 
 class CliError(Exception):
@@ -62,8 +74,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="batch_command", metavar="ACTION")
     sub.required = True
 
-    submit = sub.add_parser("submit", help="submit a CSV, JSONL or JSON manifest as one batch")
-    submit.add_argument("manifest", type=Path, help="a .csv (source,external_id), .jsonl or .json file")
+    submit = sub.add_parser(
+        "submit", help="submit a folder of videos, or a CSV, JSONL or JSON manifest, as one batch"
+    )
+    submit.add_argument(
+        "manifest",
+        type=Path,
+        help="a folder of videos (uploaded), or a .csv (source,external_id; a source may be a local "
+        "path, which is uploaded), .jsonl or .json manifest",
+    )
     _connection(submit)
     submit.add_argument("--name", help="a name for the batch")
     submit.add_argument("--callback-url", help="receives batch.completed, signed, when every item ended")
@@ -148,7 +167,8 @@ def _summary_line(batch: dict[str, Any]) -> str:
     return (
         f"batch {batch['id']} {batch['status']}: {batch['jobs_finished']}/{batch['jobs_total']} ended "
         f"(succeeded {counts['succeeded']}, failed {counts['failed']}, canceled {counts['canceled']}; "
-        f"fake {verdicts['fake']}, real {verdicts['real']}, no_face {verdicts['no_face']})"
+        f"signs of manipulation {verdicts['fake']}, no manipulation detected {verdicts['real']}, "
+        f"inconclusive {verdicts.get('inconclusive', 0)}, no face {verdicts['no_face']})"
     )
 
 
@@ -166,11 +186,216 @@ def _follow(client: Any, batch: dict[str, Any], *, poll_interval_s: float) -> di
             batch = _request(client, "GET", f"/v1/batches/{batch['id']}").json()
 
 
+@dataclass
+class _LocalItem:
+    path: Path
+    external_id: str | None
+
+
+@dataclass
+class _Items:
+    """A submission with local files: the items to send, and the files that could not go up."""
+
+    items: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
+
+
+def _is_local(source: str) -> bool:
+    return not source.lower().startswith(_REMOTE_SCHEMES)
+
+
+def _folder_items(folder: Path) -> list[_LocalItem]:
+    files = sorted(
+        path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
+    )
+    if not files:
+        raise CliError(
+            f"{folder}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder",
+            exit_code=EXIT_MANIFEST,
+        )
+    return [_LocalItem(path=path, external_id=str(path.relative_to(folder))) for path in files]
+
+
+def _csv_rows(manifest: Path) -> list[dict[str, str]] | None:
+    try:
+        text = manifest.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"{manifest}: cannot read the CSV ({exc})", exit_code=EXIT_MANIFEST) from exc
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    fields = [name.strip() for name in reader.fieldnames or []]
+    column = "source" if "source" in fields else "path" if "path" in fields else None
+    if column is None:
+        return None  # not ours to judge: the API answers what is wrong with the manifest
+    reader.fieldnames = fields
+    rows = []
+    for row in reader:
+        source = (row.get(column) or "").strip()
+        if source:
+            rows.append({"source": source, "external_id": (row.get("external_id") or "").strip()})
+    return rows
+
+
+def _upload_file(client: Any, item: _LocalItem, bar: Any) -> str:
+    """Reserves a direct upload, sends the file to the URL answered; the upload id."""
+    import httpx
+
+    size = item.path.stat().st_size
+    if size == 0:
+        raise CliError("empty_file: the file is empty")
+    with item.path.open("rb") as handle:
+        if sniff_container(handle.read(SNIFF_BYTES)) is None:  # refused here rather than after the upload
+            raise CliError("unsupported_format: not a video in a container the service reads")
+    reserved = _request(
+        client, "POST", "/v1/uploads", json={"size_bytes": size, "filename": item.path.name}
+    ).json()
+    url = reserved["url"]
+    # A declared length, not chunked encoding: storage services refuse chunked PUTs.
+    headers = {**(reserved.get("headers") or {}), "Content-Length": str(size)}
+    own_route = url.startswith(str(client.base_url))
+    with item.path.open("rb") as handle:
+        content = _upload_chunks(handle, bar)
+        if own_route:  # the API receives the bytes itself: send the key
+            response = client.request(reserved["method"], url, headers=headers, content=content)
+        else:  # a presigned storage URL: its signature is the credential
+            with httpx.Client(timeout=client.timeout) as plain:
+                response = plain.request(reserved["method"], url, headers=headers, content=content)
+    if response.status_code >= 400:
+        raise CliError(_error_text(response))
+    return str(reserved["upload_id"])
+
+
+def _upload_local(client: Any, local: list[_LocalItem], remote: list[dict[str, Any]]) -> _Items:
+    """Uploads every local file with one progress bar over all their bytes."""
+    from tqdm import tqdm
+
+    result = _Items(items=list(remote))
+    sizes = {}
+    for item in local:
+        try:
+            sizes[item.path] = item.path.stat().st_size
+        except OSError as exc:
+            result.failed.append((str(item.path), exc.strerror or str(exc)))
+    with tqdm(total=sum(sizes.values()), unit="B", unit_scale=True, desc="uploading", file=sys.stderr) as bar:
+        for item in local:
+            if item.path not in sizes:
+                continue
+            bar.set_postfix_str(item.path.name[:40], refresh=False)
+            try:
+                upload_id = _upload_file(client, item, bar)
+            except (CliError, OSError) as exc:
+                result.failed.append((str(item.path), exc.message if isinstance(exc, CliError) else str(exc)))
+                continue
+            entry: dict[str, Any] = {"upload_id": upload_id}
+            if item.external_id:
+                entry["external_id"] = item.external_id
+            result.items.append(entry)
+    for path, why in result.failed:
+        print(f"upload failed: {path}: {why}", file=sys.stderr)
+    return result
+
+
+def _local_submission(manifest: Path) -> tuple[list[_LocalItem], list[dict[str, Any]]] | None:
+    """(local files, remote items) for a folder or a CSV naming local paths; None for a manifest
+    of remote sources only, which is sent as it is."""
+    if manifest.is_dir():
+        return _folder_items(manifest), []
+    if manifest.suffix.lower() != ".csv" or not manifest.is_file():
+        return None
+    rows = _csv_rows(manifest)
+    if rows is None or not any(_is_local(row["source"]) for row in rows):
+        return None
+    local, remote = [], []
+    for row in rows:
+        external_id = row["external_id"] or None
+        if _is_local(row["source"]):
+            path = Path(row["source"]).expanduser()
+            path = path if path.is_absolute() else manifest.parent / path
+            local.append(_LocalItem(path=path, external_id=external_id or row["source"]))
+        else:
+            remote.append({"source": row["source"], **({"external_id": external_id} if external_id else {})})
+    return local, remote
+
+
+def _batch_params(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        name: value
+        for name, value in {
+            "name": args.name,
+            "callback_url": args.callback_url,
+            "sample_fps": args.sample_fps,
+            "segment_seconds": args.segment_seconds,
+        }.items()
+        if value is not None
+    }
+
+
+def _finish(client: Any, args: argparse.Namespace, batch: dict[str, Any], *, not_sent: int) -> int:
+    """Follows the batch (unless --no-wait) and says how many items failed; the exit code."""
+    if args.no_wait:
+        print(batch["id"])
+    else:
+        batch = _follow(client, batch, poll_interval_s=args.poll_interval)
+        print(_summary_line(batch), file=sys.stderr)
+        print(batch["id"])
+    failed = not_sent + (0 if args.no_wait else int(batch["counts"]["failed"]))
+    if failed:
+        total = batch["jobs_total"] + not_sent
+        print(f"{failed} of {total} items failed", file=sys.stderr)
+        return EXIT_ITEMS_FAILED
+    return EXIT_OK
+
+
+def _submit_local(args: argparse.Namespace, local: list[_LocalItem], remote: list[dict[str, Any]]) -> int:
+    headers = {"Idempotency-Key": args.idempotency_key or f"cli-{uuid.uuid4()}"}
+    with _client(args) as client:
+        uploaded = _upload_local(client, local, remote)
+        if not uploaded.items:
+            print(
+                f"{len(uploaded.failed)} of {len(local)} items failed; no batch was created", file=sys.stderr
+            )
+            return EXIT_ITEMS_FAILED
+        batch = _create_batch(client, args, uploaded, headers=headers)
+        if batch is None:
+            print(
+                f"{len(uploaded.failed)} of {len(local) + len(remote)} items failed; no batch was created",
+                file=sys.stderr,
+            )
+            return EXIT_ITEMS_FAILED
+        print(f"batch {batch['id']}: {batch['jobs_total']} items", file=sys.stderr)
+        return _finish(client, args, batch, not_sent=len(uploaded.failed))
+
+
+def _create_batch(
+    client: Any, args: argparse.Namespace, uploaded: _Items, *, headers: dict[str, str]
+) -> dict[str, Any] | None:
+    """POST /v1/batches with the uploaded items. An uploaded file the service refuses (the API
+    names it ``items[i]``) is dropped and counted failed, and the rest is sent again: one bad
+    file does not sink the batch. None when no item is left."""
+    while uploaded.items:
+        body = {"items": uploaded.items, **_batch_params(args)}
+        try:
+            return dict(_request(client, "POST", "/v1/batches", json=body, headers=headers).json())
+        except CliError as exc:
+            match = _ITEM_ERROR.search(exc.message)
+            index = int(match.group(1)) if match else -1
+            if not 0 <= index < len(uploaded.items) or "upload_id" not in uploaded.items[index]:
+                raise
+            refused = uploaded.items.pop(index)
+            name = refused.get("external_id") or refused["upload_id"]
+            print(f"refused: {name}: {exc.message}", file=sys.stderr)
+            uploaded.failed.append((str(name), exc.message))
+            headers = {**headers, "Idempotency-Key": f"cli-{uuid.uuid4()}"}
+    return None
+
+
 def _submit(args: argparse.Namespace) -> int:
     import httpx
     from tqdm import tqdm
 
     manifest: Path = args.manifest
+    local = _local_submission(manifest)
+    if local is not None:
+        return _submit_local(args, *local)
     content_type = _MANIFEST_TYPES.get(manifest.suffix.lower())
     if content_type is None:
         raise CliError(
@@ -182,16 +407,7 @@ def _submit(args: argparse.Namespace) -> int:
         raise CliError(f"{manifest}: {exc.strerror or exc}", exit_code=EXIT_MANIFEST) from exc
     if size == 0:
         raise CliError(f"{manifest}: the manifest is empty", exit_code=EXIT_MANIFEST)
-    params = {
-        name: value
-        for name, value in {
-            "name": args.name,
-            "callback_url": args.callback_url,
-            "sample_fps": args.sample_fps,
-            "segment_seconds": args.segment_seconds,
-        }.items()
-        if value is not None
-    }
+    params = _batch_params(args)
     headers = {"Content-Type": content_type, "Idempotency-Key": args.idempotency_key or f"cli-{uuid.uuid4()}"}
     content: Any
     if content_type == "application/json":
@@ -227,13 +443,7 @@ def _submit(args: argparse.Namespace) -> int:
             + (" (already submitted with this Idempotency-Key)" if replayed else ""),
             file=sys.stderr,
         )
-        if args.no_wait:
-            print(batch["id"])
-            return EXIT_OK
-        batch = _follow(client, batch, poll_interval_s=args.poll_interval)
-    print(_summary_line(batch), file=sys.stderr)
-    print(batch["id"])
-    return EXIT_OK
+        return _finish(client, args, batch, not_sent=0)
 
 
 def _status(args: argparse.Namespace) -> int:

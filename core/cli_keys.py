@@ -1,9 +1,11 @@
-"""`deepfakestream keys`: create, list and revoke API keys. A new key is printed once, never stored."""
+"""`deepfakestream keys`: create, list and revoke API keys. A new key is printed once and stored
+only hashed; ``ensure`` keeps a development key in a file of its owner's and reuses it."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 __all__ = ["add_arguments", "run"]
 
@@ -15,6 +17,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     create.add_argument("--tenant", required=True, help="tenant name")
     create.add_argument("--admin", action="store_true", help="allow the internal admin endpoints")
     create.add_argument("--label", default=None, help="a note to tell keys apart")
+    ensure = actions.add_parser(
+        "ensure",
+        help="print the key saved in FILE while it is live, else create one and save it there (0600)",
+    )
+    ensure.add_argument("--tenant", required=True, help="tenant name")
+    ensure.add_argument("--file", required=True, type=Path, help="where the key is kept")
+    ensure.add_argument("--label", default=None, help="a note to tell keys apart")
     listing = actions.add_parser("list", help="list keys (prefixes only)")
     listing.add_argument("--tenant", default=None)
     revoke = actions.add_parser("revoke", help="revoke a key by its prefix (dfs_xxxxxxxx)")
@@ -27,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from core.config import get_settings
     from core.db import get_session_factory
     from core.errors import ConfigError
-    from core.keys import create_api_key, list_api_keys, revoke_api_key
+    from core.keys import create_api_key, ensure_saved_api_key, list_api_keys, revoke_api_key
 
     try:
         settings = get_settings()
@@ -51,6 +60,18 @@ def run(args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 print(created.key)
+                return 0
+            if args.keys_action == "ensure":
+                try:
+                    saved_key, created_now = ensure_saved_api_key(
+                        session, tenant_name=args.tenant, path=args.file, label=args.label
+                    )
+                except (OSError, ValueError) as exc:
+                    print(f"deepfakestream keys: {exc}", file=sys.stderr)
+                    return 2
+                if created_now:
+                    print(f"created a key for tenant {args.tenant!r}, saved in {args.file}", file=sys.stderr)
+                print(saved_key)
                 return 0
             if args.keys_action == "list":
                 for key, tenant in list_api_keys(session, tenant_name=args.tenant):

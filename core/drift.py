@@ -64,7 +64,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("duration_s", "numeric", "duration in seconds"),
     Feature("codec", "categorical", "video codec"),
     Feature("score", "numeric", "P(fake) of the video", side="output"),
-    Feature("verdict", "categorical", "fake, real or no_face", side="output"),
+    Feature("verdict", "categorical", "fake, real, inconclusive or no_face", side="output"),
     Feature("no_face", "categorical", "no face in any sampled frame", side="output"),
 )
 

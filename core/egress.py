@@ -97,6 +97,17 @@ class EgressError(Exception):
 class AddressNotAllowedError(EgressError):
     code = "address_not_allowed"
 
+    def __init__(self, message: str, *, private: bool = False) -> None:
+        if private:
+            # Said where the refusal is met (registering a webhook on this machine, say), so a
+            # developer learns the switch without reading the code.
+            message += (
+                "; a deployment for local development can allow private and loopback addresses "
+                "with WEBHOOK_ALLOW_PRIVATE=true (./scripts/platform --allow-private)"
+            )
+        super().__init__(message)
+        self.private = private
+
 
 def _rfc6052_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddress.IPv4Address:
     """The IPv4 address RFC 6052 embeds after a ``prefix_length`` translation prefix (bits 64 to 71,
@@ -189,9 +200,12 @@ def check_url_statically(
     if literal is not None:
         problem = address_problem(literal, allow_private=allow_private)
         if problem:
-            raise AddressNotAllowedError(f"{host} is {problem}; the service does not call it")
+            raise AddressNotAllowedError(
+                f"{host} is {problem}; the service does not call it",
+                private=address_problem(literal, allow_private=True) is None,
+            )
     elif not allow_private and (host in _LOCAL_NAMES or host.endswith(".localhost")):
-        raise AddressNotAllowedError(f"{host} names this machine; the service does not call it")
+        raise AddressNotAllowedError(f"{host} names this machine; the service does not call it", private=True)
     return parts
 
 
@@ -217,7 +231,10 @@ def resolve_checked(host: str, port: int, *, allow_private: bool) -> list[IPAddr
         problem = address_problem(address, allow_private=allow_private)
         if problem:
             shown = host if literal is not None else f"{host} resolves to {address}, which"
-            raise AddressNotAllowedError(f"{shown} is {problem}; the service does not call it")
+            raise AddressNotAllowedError(
+                f"{shown} is {problem}; the service does not call it",
+                private=address_problem(address, allow_private=True) is None,
+            )
     return candidates
 
 

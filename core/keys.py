@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -17,6 +19,7 @@ __all__ = [
     "NewApiKey",
     "authenticate",
     "create_api_key",
+    "ensure_saved_api_key",
     "get_or_create_tenant",
     "hash_api_key",
     "list_api_keys",
@@ -79,6 +82,26 @@ def authenticate(session: Session, *, key: str) -> ApiKey | None:
         .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None), Tenant.is_active.is_(True))
     )
     return record
+
+
+def ensure_saved_api_key(
+    session: Session, *, tenant_name: str, path: Path, label: str | None = None
+) -> tuple[str, bool]:
+    """The key saved at ``path`` while it is live and the tenant's; else a new one, saved there
+    (readable by its owner only). Returns (key, created): a development setup that starts many
+    times keeps one key instead of piling up live ones."""
+    saved = path.read_text(encoding="utf-8").strip() if path.is_file() else ""
+    if saved:
+        record = authenticate(session, key=saved)
+        if record is not None and record.tenant.name == tenant_name:
+            return saved, False
+    created = create_api_key(session, tenant_name=tenant_name, label=label)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(created.key + "\n")
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
+    return created.key, True
 
 
 def list_api_keys(session: Session, *, tenant_name: str | None = None) -> list[tuple[ApiKey, Tenant]]:

@@ -69,7 +69,7 @@ UNMATCHED_ROUTE = "<unmatched>"
 STAGES = ("probe", "decode", "detect", "classify", "quality", "explain", "finalize", "upload")
 WEBHOOK_OUTCOMES = ("succeeded", "retrying", "failed")
 _JOB_STATES = ("succeeded", "failed", "canceled")
-_VERDICTS = ("fake", "real", "no_face", "none")
+_VERDICTS = ("fake", "real", "inconclusive", "no_face", "none")
 
 HTTP_REQUEST_DURATION = Histogram(
     "deepfakestream_http_request_duration_seconds",

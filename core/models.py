@@ -173,6 +173,15 @@ class Job(Base):
     model_version: Mapped[str | None] = mapped_column(String(128))
     model_sha256: Mapped[str | None] = mapped_column(String(64))
     model_trained: Mapped[bool | None] = mapped_column(Boolean)
+    # What the verdict was decided with, kept as it was at finalize so the job reads the same
+    # after the model changes: the checkpoint's caveat, its inconclusive band [low, high) and
+    # the aggregation that made the video's score.
+    model_caveat: Mapped[str | None] = mapped_column(Text)
+    inconclusive_low: Mapped[float | None] = mapped_column(Float)
+    inconclusive_high: Mapped[float | None] = mapped_column(Float)
+    aggregation: Mapped[str | None] = mapped_column(String(16))
+    # The analysis settings the worker used (sample rate, segment length, limits), for reports.
+    analysis_settings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     options: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default=text("'{}'::jsonb"))
     plan: Mapped[list[Any] | None] = mapped_column(JSONB)  # SegmentPlan dicts, set by the probe
     timings: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -32,6 +32,8 @@ class SegmentStatus(StrEnum):
 class Verdict(StrEnum):
     FAKE = "fake"
     REAL = "real"
+    # The score lies inside the checkpoint's band around the threshold, where calls were unreliable.
+    INCONCLUSIVE = "inconclusive"
     NO_FACE = "no_face"
 
 

@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
+from core import verdicts
 from core.models import Batch, CallbackSecret, Job, WebhookDelivery, WebhookEndpoint
 
 __all__ = [
@@ -151,6 +152,7 @@ def job_payload(
         "job_id": str(job_id),
         "status": status,
         "verdict": verdict,
+        "verdict_label": verdicts.label(verdict),
         "score": score,
         "external_id": external_id,
         "batch_id": str(batch_id) if batch_id else None,

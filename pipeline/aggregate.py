@@ -14,8 +14,10 @@ the worker can re-run them on rows read back from the database.
   suspicious half of faces, and the video's is the highest track score among tracks seen in at
   least ``TRACK_MIN_FACES`` frames (or among all tracks when none is that long). One swapped
   person among several real ones is not averaged away, and a one-frame spike is not enough.
-- The verdict is ``fake`` when the video score reaches the checkpoint's threshold, ``real``
-  below it, and ``no_face`` when no face was found anywhere (no score at all).
+- The verdict is ``inconclusive`` when the video score lies inside the checkpoint's band around
+  the threshold (``[low, high)``, chosen on validation where calls stop being reliable); outside
+  it ``fake`` when the score reaches the threshold, ``real`` below it; ``no_face`` when no face
+  was found anywhere (no score at all). The rule itself is ``core.verdicts.decide``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from core.verdicts import decide
 from pipeline.types import FrameResult, SegmentResult, TrackResult, Verdict
 
 __all__ = [
@@ -164,7 +167,5 @@ def track_results(frames: Sequence[FrameResult]) -> list[TrackResult]:
     return sorted(tracks, key=lambda t: (t.first_t, t.id))
 
 
-def verdict(score: float | None, threshold: float) -> Verdict:
-    if score is None:
-        return "no_face"
-    return "fake" if score >= threshold else "real"
+def verdict(score: float | None, threshold: float, band: tuple[float, float] | None = None) -> Verdict:
+    return decide(score, threshold, band).value

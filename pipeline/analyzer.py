@@ -38,11 +38,22 @@ from pipeline.types import (
 )
 from pipeline.video import SegmentDecoder, plan_segments, probe, sample_numbers
 
-__all__ = ["Analyzer", "AnalyzerFactory", "ProgressCallback", "analyze"]
+__all__ = [
+    "Analyzer",
+    "AnalyzerFactory",
+    "ChunkCallback",
+    "FrameCallback",
+    "ProgressCallback",
+    "StageCallback",
+    "analyze",
+]
 
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]  # (segments done, segments in all)
+ChunkCallback = Callable[[int], None]  # frames of the segment just analysed (one chunk's worth)
+FrameCallback = Callable[[int, int], None]  # (sampled frames done, sampled frames planned in all)
+StageCallback = Callable[[str], None]  # "probe", "load", "analyze": what the analysis starts doing
 AnalyzerFactory = Callable[[AnalysisConfig], "Analyzer"]
 _STAGE_KEYS = ("decode_s", "detect_s", "classify_s")
 # Chunks of face crops queued for the classifier before detection waits for it.
@@ -89,14 +100,22 @@ class Analyzer:
     def threshold(self) -> float:
         return float(self.model_config.threshold)
 
+    @property
+    def inconclusive_band(self) -> tuple[float, float] | None:
+        band = self.model_config.inconclusive_band
+        return None if band is None else (float(band[0]), float(band[1]))
+
     def probe(self, path: str | Path) -> VideoInfo:
         return probe(path, self.config)
 
     def plan(self, info: VideoInfo) -> list[SegmentPlan]:
         return plan_segments(info, self.config)
 
-    def analyze_segment(self, path: str | Path, info: VideoInfo, plan: SegmentPlan) -> SegmentResult:
+    def analyze_segment(
+        self, path: str | Path, info: VideoInfo, plan: SegmentPlan, on_frames: ChunkCallback | None = None
+    ) -> SegmentResult:
         """Decode, detect, track, crop and classify one segment. Track ids are local (1, 2, …).
+        ``on_frames(n)`` runs after each chunk of ``n`` frames has been through detection.
 
         Frames are detected and classified in chunks while ffmpeg is still decoding the rest, so
         ``decode_s`` is the time spent waiting for frames, not ffmpeg's own time.
@@ -160,6 +179,8 @@ class Analyzer:
                 detections.extend(found)
                 detect_s += t1 - t0
                 quality_s += t2 - t1
+                if on_frames is not None:
+                    on_frames(len(frames))
             times = decoder.times
             decoded_height, decoded_width = decoder.frames.shape[1:3]
             while pending:
@@ -288,7 +309,7 @@ class Analyzer:
         totals["probe_s"] = float(given.pop("probe_s", 0.0))
         totals["total_s"] = float(given.pop("total_s", totals["probe_s"] + segments_wall))
         return VideoResult(
-            verdict=aggregate.verdict(score, self.threshold),
+            verdict=aggregate.verdict(score, self.threshold, self.inconclusive_band),
             score=score,
             model=dict(self.model_info),
             video=info,
@@ -297,6 +318,10 @@ class Analyzer:
             tracks=aggregate.track_results(all_frames),
             timings=totals,
             threshold=self.threshold,
+            inconclusive_band=self.inconclusive_band,
+            aggregation=config.aggregation,
+            caveat=self.model_config.caveat or None,
+            settings=config.settings_used(),
         )
 
     def analyze(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:
@@ -325,6 +350,8 @@ def analyze(
     config: AnalysisConfig | None = None,
     progress: ProgressCallback | None = None,
     load: AnalyzerFactory | None = None,
+    on_frames: FrameCallback | None = None,
+    on_stage: StageCallback | None = None,
     **overrides: Any,
 ) -> VideoResult:
     """Analyse one video; ``overrides`` replace ``AnalysisConfig`` fields.
@@ -333,21 +360,41 @@ def analyze(
     second. ``load(config)`` builds the ``Analyzer`` (default: a fresh one from ``model_path``
     and ``device``); the time it takes is left out of ``timings["total_s"]``, since a worker loads
     the networks once for many videos. ``progress(done, total)`` runs once the segments are
-    planned (``done`` 0) and after each one.
+    planned (``done`` 0) and after each one; ``on_frames(done, total)`` once the frames are
+    planned and after each chunk of sampled frames (a finer progress, for short videos too);
+    ``on_stage(name)`` when the analysis starts to
+    ``probe``, ``load`` the networks and ``analyze`` the planned frames.
     """
     config = (config or AnalysisConfig()).replace(**overrides)
     started = time.perf_counter()
+    if on_stage is not None:
+        on_stage("probe")
     info = probe(path, config)
     probe_s = time.perf_counter() - started
     plans = plan_segments(info, config)
     loading = time.perf_counter()
+    if on_stage is not None:
+        on_stage("load")
     analyzer = load(config) if load else Analyzer(model_path=model_path, device=device, config=config)
     load_s = time.perf_counter() - loading
+    if on_stage is not None:
+        on_stage("analyze")
+    frames_planned = sum(len(plan.frame_times) for plan in plans)
+    frames_done = 0
+
+    def chunk_done(count: int) -> None:
+        nonlocal frames_done
+        frames_done += count
+        if on_frames is not None:
+            on_frames(min(frames_done, frames_planned), frames_planned)
+
+    if on_frames is not None:
+        on_frames(0, frames_planned)
     segments = []
     for done, plan in enumerate(plans):
         if progress is not None:
             progress(done, len(plans))
-        segments.append(analyzer.analyze_segment(path, info, plan))
+        segments.append(analyzer.analyze_segment(path, info, plan, chunk_done))
     if progress is not None:
         progress(len(plans), len(plans))
     result = analyzer.finalize(info, segments, {"probe_s": probe_s})

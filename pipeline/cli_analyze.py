@@ -1,8 +1,9 @@
 """`deepfakestream analyze VIDEO`: the whole pipeline on one local file, no services needed.
 
-Prints a short summary on stdout, a progress bar on stderr for long videos, and optionally the
-full result as JSON and a self-contained HTML report. Every failure the pipeline anticipates
-ends in one line on stderr and the exit code of its error type (see README.md).
+Prints a short summary on stdout; on a terminal, what it is doing and a progress bar (in sampled
+frames) on stderr; optionally the full result as JSON and a self-contained HTML report. Every
+failure the pipeline anticipates ends in one line on stderr and the exit code of its error type
+(see README.md).
 """
 
 from __future__ import annotations
@@ -17,7 +18,9 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from core.verdicts import label as verdict_label
 from pipeline.errors import ModelError, PipelineError
+from pipeline.report import REPORT_FACES
 from pipeline.types import AnalysisConfig, VideoResult
 
 if TYPE_CHECKING:
@@ -28,8 +31,12 @@ __all__ = ["EXIT_OUTPUT_FAILED", "EXIT_USAGE", "add_arguments", "run"]
 EXIT_USAGE = 2
 EXIT_OUTPUT_FAILED = 12  # the analysis worked but --json / --report could not be written
 EXIT_INTERNAL = 10
-# Videos longer than this get a progress bar (when stderr is a terminal).
-PROGRESS_MIN_SEGMENTS = 2
+# What the analysis is doing, on a terminal's stderr, before the progress bar can move.
+_STAGE_MESSAGES = {
+    "probe": "reading the video…",
+    "load": "loading the model (a few seconds on the first run)…",
+    "analyze": "analysing the sampled frames…",
+}
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,8 @@ def _config_from(args: argparse.Namespace) -> AnalysisConfig:
         max_frames=args.max_frames,
         max_faces_per_frame=args.max_faces,
         aggregation=args.aggregation,
+        # The report shows the explained faces (crop and heatmap of the same crop), like the page.
+        explain_top_k=REPORT_FACES if args.report else None,
     )
 
 
@@ -97,19 +106,28 @@ def _display_path(path: Path) -> str:
         return str(path)
 
 
+def _score_line(result: VideoResult) -> str:
+    if result.score is None:
+        return "no score"
+    text = f"P(fake) {result.score:.3f}, threshold {result.threshold:.3f}"
+    if result.inconclusive_band is not None:
+        low, high = result.inconclusive_band
+        text += f", inconclusive {low:.3f}–{high:.3f}"
+    return text
+
+
 def _summary(result: VideoResult, video: str, load_s: float) -> str:
     faces = sum(len(f.faces) for f in result.frames)
     with_faces = sum(1 for f in result.frames if f.faces)
     info = result.video
     timings = result.timings
-    score = "—" if result.score is None else f"{result.score:.3f}"
     lines = []
     if not result.model.get("trained", False):
         lines.append("UNTRAINED MODEL: this checkpoint was never trained; the verdict below is the output "
                      "of random weights and says nothing about the video.")
     lines += [
-        f"{Path(video).name}: {result.verdict.replace('_', ' ').upper()}  "
-        f"(P(fake) {score}, threshold {result.threshold:.3f})",
+        f"{Path(video).name}: {verdict_label(result.verdict)}  ({_score_line(result)})",
+        f"  why     {result.explanation}",
         f"  faces   {faces} in {with_faces} of {len(result.frames)} sampled frames, "
         f"{len(result.tracks)} track(s), {len(result.segments)} segment(s)",
         f"  video   {info.duration_s:.2f} s, {info.width}×{info.height}, {info.fps:.2f} fps, {info.codec}",
@@ -121,6 +139,8 @@ def _summary(result: VideoResult, video: str, load_s: float) -> str:
         f"classify {timings.get('classify_s', 0.0):.2f})",
         f"  model   {result.model.get('name')} {result.model.get('version')}, loaded in {load_s:.2f} s",
     ]
+    if result.caveat:
+        lines.append(f"  caveat  {result.caveat}")
     return "\n".join(lines)
 
 
@@ -136,8 +156,8 @@ def _write_json(path: str, document: dict[str, Any], stdout: TextIO) -> None:
     os.replace(tmp, target)
 
 
-def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoResult, Analyzer, float]:
-    """Analyse ``args.video``; also returns the analyzer and the seconds spent loading the networks,
+def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoResult, float]:
+    """Analyse ``args.video``; also returns the seconds spent loading the networks,
     which the result's times leave out (a worker loads them once for many videos)."""
     import pipeline
 
@@ -151,21 +171,28 @@ def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoRes
 
     from tqdm import tqdm
 
+    # For a person at a terminal only: piped stderr keeps its promise of one line per failure.
+    show = not args.no_progress and sys.stderr.isatty()
     bars: list[tqdm[Any]] = []
 
-    def progress(done: int, total: int) -> None:
+    def stage(name: str) -> None:
+        if show and name in _STAGE_MESSAGES:
+            print(_STAGE_MESSAGES[name], file=sys.stderr, flush=True)
+
+    def frames(done: int, total: int) -> None:
+        # Counted in sampled frames, so a one-segment clip moves too.
         if not bars:
-            show = not args.no_progress and total >= PROGRESS_MIN_SEGMENTS and sys.stderr.isatty()
-            bars.append(tqdm(total=total, unit="segment", disable=not show, file=sys.stderr, leave=False))
+            bars.append(tqdm(total=total, unit="frame", desc="analysing", disable=not show,
+                             file=sys.stderr, leave=False))
         bars[0].n = done
         bars[0].refresh()
 
     try:
-        result = pipeline.analyze(args.video, config=config, load=load, progress=progress)
+        result = pipeline.analyze(args.video, config=config, load=load, on_frames=frames, on_stage=stage)
     finally:
         for bar in bars:
             bar.close()
-    return result, loaded["analyzer"], loaded["load_s"]
+    return result, loaded["load_s"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -180,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"error [usage]: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        result, analyzer, load_s = _analyse(args, config)
+        result, load_s = _analyse(args, config)
     except PipelineError as exc:
         print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
         return exc.exit_code
@@ -199,16 +226,9 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             _write_json(args.json, result.to_dict(), sys.stdout)
         if args.report:
-            from pipeline.explain import GradCam
             from pipeline.report import write_report
 
-            write_report(
-                args.report,
-                result,
-                video_path=args.video,
-                config=config,
-                gradcam=GradCam(analyzer.classifier.model),
-            )
+            write_report(args.report, result, video_path=args.video)
     except (OSError, ValueError) as exc:
         print(f"error [output_failed]: could not write output: {exc}", file=sys.stderr)
         return EXIT_OUTPUT_FAILED

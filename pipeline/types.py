@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.verdicts import explanation as verdict_explanation
+from core.verdicts import label as verdict_label
+
 __all__ = [
     "AnalysisConfig",
     "FaceExplanation",
@@ -24,7 +27,7 @@ __all__ = [
     "VideoResult",
 ]
 
-Verdict = Literal["fake", "real", "no_face"]
+Verdict = Literal["fake", "real", "inconclusive", "no_face"]
 Box = tuple[float, float, float, float]
 
 
@@ -72,6 +75,19 @@ class AnalysisConfig:
     # Grad-CAM heatmaps for this many of each segment's most suspicious faces (0: none); each
     # costs a backward pass.
     explain_top_k: int = 0
+
+    def settings_used(self) -> dict[str, Any]:
+        """The knobs that change a verdict, as a report records them."""
+        return {
+            "sample_fps": self.sample_fps,
+            "segment_seconds": self.segment_seconds,
+            "max_frames": self.max_frames,
+            "max_faces_per_frame": self.max_faces_per_frame,
+            "min_face_size": self.min_face_size,
+            "det_threshold": self.det_threshold,
+            "aggregation": self.aggregation,
+            "tta_flip": self.tta_flip,
+        }
 
     def replace(self, **changes: Any) -> AnalysisConfig:
         values = asdict(self)
@@ -238,6 +254,20 @@ class VideoResult:
     tracks: list[TrackResult]
     timings: dict[str, float]  # probe_s, decode_s, detect_s, classify_s, total_s
     threshold: float = 0.5
+    # Scores in [low, high) are inconclusive (the checkpoint's band); None: the checkpoint has none.
+    inconclusive_band: tuple[float, float] | None = None
+    aggregation: str = "mean"
+    # The checkpoint's one sentence on what it was trained on and what it misses; None: none given.
+    caveat: str | None = None
+    settings: dict[str, Any] = field(default_factory=dict)  # AnalysisConfig.settings_used()
+
+    @property
+    def explanation(self) -> str | None:
+        """How the verdict was reached, in a sentence or two for people."""
+        return verdict_explanation(
+            verdict=self.verdict, score=self.score, threshold=self.threshold,
+            band=self.inconclusive_band, aggregation=self.aggregation,
+        )
 
     @property
     def rtf(self) -> float | None:
@@ -250,8 +280,14 @@ class VideoResult:
         return {
             "verdict": self.verdict,
             "score": None if self.score is None else round(self.score, 5),
+            "verdict_label": verdict_label(self.verdict),
             "threshold": self.threshold,
+            "inconclusive_band": None if self.inconclusive_band is None else list(self.inconclusive_band),
+            "aggregation": self.aggregation,
+            "explanation": self.explanation,
             "model": self.model,
+            "caveat": self.caveat,
+            "settings": self.settings,
             "video": {"duration_s": video.duration_s, "fps": video.fps, "width": video.width,
                       "height": video.height, "codec": video.codec},
             "segments": [s.to_dict() for s in self.segments],

@@ -111,6 +111,11 @@ def finalize_job(session: Session, *, job: Job, analyzer: Analyzer) -> None:
     job.model_version = str(model.get("version", ""))[:128] or None
     job.model_sha256 = str(model.get("sha256", ""))[:64] or None
     job.model_trained = bool(model.get("trained")) if "trained" in model else None
+    job.model_caveat = result.caveat
+    band = result.inconclusive_band
+    job.inconclusive_low, job.inconclusive_high = (None, None) if band is None else band
+    job.aggregation = result.aggregation
+    job.analysis_settings = dict(result.settings)
     job.timings = timings
     job.finished_at = finished_at
     job.error_code = None

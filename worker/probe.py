@@ -19,6 +19,7 @@ from core.jobs import mark_enqueued
 from core.logs import log_context, log_event
 from core.models import Job, Segment
 from core.states import JobStatus, SegmentStatus
+from pipeline.checkpoint import file_sha256
 from worker.claims import Message, give_up, handle_failure, now, send, stale_before
 from worker.fetch import local_video, remove_job_copy
 from worker.finalize import after_finalize, finalize_job
@@ -99,6 +100,9 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
             path = local_video(job_id=job_id, video=video, storage=ctx.storage, settings=settings)
             info = analyzer.probe(path)
             plans = analyzer.plan(info)
+            # Uploads streamed through the API were hashed on the way in; bucket objects, https
+            # sources and direct uploads are hashed here, so every report can name its input.
+            digest = file_sha256(path) if video.sha256 is None else None
         except Exception as exc:  # classified: only curated errors are retried
             return handle_failure(ctx, job_id=job_id, exc=exc, attempt=attempt)
         probe_s = time.perf_counter() - started
@@ -113,6 +117,10 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
                     remove_job_copy(job_id=job_id, settings=settings)
                 return "dropped"
             store_video_info(job.video, info)
+            if digest is not None and job.video.sha256 is None:
+                job.video.sha256 = digest
+            if job.video.size_bytes is None:
+                job.video.size_bytes = info.size_bytes or None
             job.plan = [plan.to_dict() for plan in plans]
             job.segments_total = len(plans)
             job.segments_done = 0

@@ -9,7 +9,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.body import receive_json_body
-from api.deps import CurrentKey, IdempotencyKey, PageQuery, QueueDep, SessionDep, SettingsDep
+from api.deps import CurrentKey, IdempotencyKey, PageQuery, QueueDep, SessionDep, SettingsDep, StorageDep
 from api.errors import error_responses
 from api.schemas.batches import BatchPage, BatchPublic
 from api.services import batch_manifests as manifests
@@ -63,6 +63,7 @@ async def create_batch(
     key: CurrentKey,
     session: SessionDep,
     settings: SettingsDep,
+    storage: StorageDep,
     celery: QueueDep,
     idempotency_key: IdempotencyKey = None,
     name: Annotated[str | None, Query(max_length=255, description="manifest uploads only")] = None,
@@ -95,6 +96,7 @@ async def create_batch(
             request=batch_request,
             settings=settings,
             idempotency_key=idempotency_key,
+            storage=storage,
         )
     )
     batch_id = batch.id

@@ -21,7 +21,7 @@ from api.schemas.jobs import (
     TrackPublic,
 )
 from api.services import jobs as service
-from api.services import submit
+from api.services import report, submit
 from core.states import JobStatus
 
 __all__ = ["router"]
@@ -143,6 +143,33 @@ _add_result_route(
     "frames", page_model=FramePage, public=FramePublic, summary="Per-frame scores and face boxes"
 )
 _add_result_route("tracks", page_model=TrackPage, public=TrackPublic, summary="Faces followed across frames")
+
+
+@router.get(
+    "/{job_id}/report",
+    response_class=Response,
+    summary="The job's self-contained HTML report (a download)",
+    description=(
+        "The same one-file report as `deepfakestream analyze --report`: verdict and how it was reached, "
+        "the analysis date, the input's name, size and SHA-256, the model and its caveat, the settings "
+        "used, the score over time and the most suspicious faces with their heatmaps. 409 "
+        "`job_not_finished` until the job has succeeded."
+    ),
+    responses={
+        200: {"content": {"text/html": {}}, "description": "the report, as an attachment"},
+        **error_responses(401, 404, 409, 503),
+    },
+)
+def job_report(job_id: str, key: CurrentKey, session: SessionDep, storage: StorageDep) -> Response:
+    job, document = report.job_report(session, storage, tenant_id=key.tenant_id, job_id=job_id)
+    return Response(
+        document,
+        media_type="text/html; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="{report.report_filename(job.id)}"',
+            "Cache-Control": "private, no-cache",
+        },
+    )
 
 
 @router.post(

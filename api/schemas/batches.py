@@ -9,21 +9,33 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = ["BatchCounts", "BatchCreate", "BatchItem", "BatchPage", "BatchPublic", "BatchVerdicts"]
 
 
 class BatchItem(BaseModel):
+    """One video of a batch: a ``source`` the service fetches, or a finished direct upload."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    source: str = Field(
+    source: str | None = Field(
+        default=None,
         min_length=1,
         max_length=2048,
         description="s3://bucket/key in a bucket the service may read, or an https:// URL",
         examples=["s3://client-videos/2024/clip-0001.mp4"],
     )
+    upload_id: uuid.UUID | None = Field(
+        default=None, description="a finished direct upload (POST /v1/uploads, then PUT the file)"
+    )
     external_id: str | None = Field(default=None, min_length=1, max_length=255)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> BatchItem:
+        if (self.source is None) == (self.upload_id is None):
+            raise ValueError("give exactly one of source and upload_id")
+        return self
 
 
 class BatchCreate(BaseModel):
@@ -37,8 +49,9 @@ class BatchCreate(BaseModel):
     callback_url: str | None = Field(
         default=None, max_length=2048, description="receives batch.completed when every item has ended"
     )
-    sample_fps: float | None = Field(default=None, gt=0)
-    segment_seconds: float | None = Field(default=None, gt=0)
+    # Ranges are checked with the jobs' options (invalid_option), zero and too large alike.
+    sample_fps: float | None = Field(default=None)
+    segment_seconds: float | None = Field(default=None)
 
 
 class BatchCounts(BaseModel):
@@ -52,6 +65,7 @@ class BatchCounts(BaseModel):
 class BatchVerdicts(BaseModel):
     fake: int
     real: int
+    inconclusive: int = 0
     no_face: int
 
 

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from core import verdicts
 from core.models import Frame, Job, Segment, Track
 from core.states import JobStatus
 
@@ -54,8 +55,10 @@ class JobOptions(BaseModel):
     external_id: str | None = Field(
         default=None, min_length=1, max_length=255, description="the client's own id, returned with the job"
     )
-    sample_fps: float | None = Field(default=None, gt=0, description="frames analysed per second of video")
-    segment_seconds: float | None = Field(default=None, gt=0, description="length of one analysis task")
+    # Ranges are the service's settings, checked in one place (api.services.submit.resolve_options)
+    # so every value out of range, zero included, answers with the same code: invalid_option.
+    sample_fps: float | None = Field(default=None, description="frames analysed per second of video")
+    segment_seconds: float | None = Field(default=None, description="length of one analysis task")
 
     @field_validator("callback_url")
     @classmethod
@@ -91,6 +94,16 @@ class ModelPublic(BaseModel):
     version: str | None
     sha256: str | None
     trained: bool | None
+    caveat: str | None = Field(
+        default=None, description="what the model was trained on and what it is known to miss"
+    )
+    threshold: float | None = Field(default=None, description="P(fake) at and above which a video is fake")
+    inconclusive_band: tuple[float, float] | None = Field(
+        default=None, description="scores in [low, high) are reported as inconclusive; null: no band"
+    )
+    aggregation: str | None = Field(
+        default=None, description="how face scores made the video's score: mean, confident or track_top"
+    )
 
 
 class VideoPublic(BaseModel):
@@ -109,7 +122,17 @@ class JobPublic(BaseModel):
     id: uuid.UUID
     status: JobStatus
     progress: JobProgress
-    verdict: Literal["fake", "real", "no_face"] | None
+    verdict: Literal["fake", "real", "inconclusive", "no_face"] | None
+    verdict_label: str | None = Field(
+        default=None,
+        description="the verdict in words: Signs of manipulation, No manipulation detected, "
+        "Inconclusive or No face found; null while the job has not finished",
+    )
+    explanation: str | None = Field(
+        default=None,
+        description="how the verdict was reached: how face scores made the video's score, and where "
+        "that score lies against the threshold and the inconclusive band",
+    )
     score: float | None = Field(description="P(fake) of the video")
     threshold: float | None
     model_version: str | None
@@ -133,12 +156,19 @@ class JobPublic(BaseModel):
     def from_job(cls, job: Job) -> JobPublic:
         video = job.video
         model = None
+        band = None
+        if job.inconclusive_low is not None and job.inconclusive_high is not None:
+            band = (job.inconclusive_low, job.inconclusive_high)
         if job.model_version is not None:
             model = ModelPublic(
                 name=job.model_name,
                 version=job.model_version,
                 sha256=job.model_sha256,
                 trained=job.model_trained,
+                caveat=job.model_caveat,
+                threshold=job.threshold,
+                inconclusive_band=band,
+                aggregation=job.aggregation,
             )
         error = None
         if job.error_code is not None:
@@ -148,6 +178,14 @@ class JobPublic(BaseModel):
             status=JobStatus(job.status),
             progress=JobProgress(segments_done=job.segments_done, segments_total=job.segments_total),
             verdict=job.verdict,  # type: ignore[arg-type]
+            verdict_label=verdicts.label(job.verdict),
+            explanation=verdicts.explanation(
+                verdict=job.verdict,
+                score=job.score,
+                threshold=job.threshold,
+                band=band,
+                aggregation=job.aggregation,
+            ),
             score=job.score,
             threshold=job.threshold,
             model_version=job.model_version,
@@ -174,7 +212,7 @@ class JobPublic(BaseModel):
             finished_at=job.finished_at,
             links={
                 name: f"/v1/jobs/{job.id}/{name}"
-                for name in ("segments", "frames", "tracks", "explanations", "statistics")
+                for name in ("segments", "frames", "tracks", "explanations", "statistics", "report")
             },
         )
 

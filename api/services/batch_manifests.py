@@ -9,19 +9,18 @@ from __future__ import annotations
 import csv
 import io
 import json
+import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
-from urllib.parse import unquote
 
 from pydantic import ValidationError
 
 from api.errors import validation_message
 from api.schemas.batches import BatchCreate, BatchItem
-from api.services.sources import readable_source
+from api.services.sources import readable_https_source, readable_source
 from core.config import Settings
-from core.egress import EgressError, check_url_statically
 from core.errors import InvalidRequestError
-from core.sources import normalize_source, source_scheme
+from core.sources import source_scheme
 
 __all__ = ["ManifestFormat", "Source", "check_item", "manifest_kind", "parse_manifest"]
 
@@ -55,12 +54,13 @@ def _parse_csv(body: bytes) -> list[dict[str, Any]]:
         raise InvalidRequestError("the CSV manifest is not UTF-8", code="invalid_manifest") from exc
     reader = csv.DictReader(io.StringIO(text, newline=""))
     fields = [name.strip() for name in reader.fieldnames or []]
-    if "source" not in fields:
+    if "source" not in fields and "upload_id" not in fields:
         raise InvalidRequestError(
-            "the CSV manifest needs a header row with a 'source' column (and optionally 'external_id')",
+            "the CSV manifest needs a header row with a 'source' (or 'upload_id') column, and "
+            "optionally 'external_id'",
             code="invalid_manifest",
         )
-    unknown = sorted(set(fields) - {"source", "external_id"})
+    unknown = sorted(set(fields) - {"source", "upload_id", "external_id"})
     if unknown:
         raise InvalidRequestError(f"unknown CSV columns {unknown}", code="invalid_manifest")
     reader.fieldnames = fields
@@ -109,11 +109,20 @@ def parse_manifest(body: bytes, *, kind: ManifestFormat, query: dict[str, Any]) 
 
 @dataclass(frozen=True)
 class Source:
-    uri: str
+    """Where an item's video is: a client URI, or (for an upload) the service's own object."""
+
+    uri: str | None
     filename: str | None
+    video_id: uuid.UUID | None = None  # an upload's id, which its video row takes
+    storage_key: str | None = None
+    size_bytes: int | None = None
+    container: str | None = None
 
 
 def check_item(index: int, item: BatchItem, *, settings: Settings) -> Source:
+    """A ``source`` item's URI, checked (uploads are checked against storage by the caller)."""
+    if item.source is None:
+        raise _item_error(index, "give a source (s3:// or https://)", "invalid_source")
     scheme = source_scheme(item.source)
     if scheme == "s3":
         try:
@@ -123,11 +132,8 @@ def check_item(index: int, item: BatchItem, *, settings: Settings) -> Source:
         return Source(uri=f"s3://{bucket}/{key}", filename=key.rsplit("/", 1)[-1][:255] or None)
     if scheme == "https":
         try:
-            parts = check_url_statically(
-                item.source, allow_private=settings.webhook_allow_private, schemes=("https",)
-            )
-        except EgressError as exc:
+            uri, name = readable_https_source(item.source, settings=settings)
+        except InvalidRequestError as exc:
             raise _item_error(index, exc.message, exc.code) from exc
-        name = unquote(parts.path.rsplit("/", 1)[-1]).replace("\\", "_")[:255]
-        return Source(uri=normalize_source(item.source), filename=name or None)
+        return Source(uri=uri, filename=name)
     raise _item_error(index, "source must be s3://bucket/key or an https:// URL", "invalid_source")

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
+from core import verdicts
 from core.config import Settings
 from core.db import get_session_factory
 from core.models import Job, Video
@@ -26,8 +27,10 @@ RESULT_COLUMNS = (
     "job_id",
     "external_id",
     "source",
+    "filename",
     "status",
     "verdict",
+    "verdict_label",
     "score",
     "threshold",
     "error_code",
@@ -59,8 +62,10 @@ def _record(row: Any) -> dict[str, Any]:
         "job_id": str(row.id),
         "external_id": row.external_id,
         "source": row.source_uri,
+        "filename": row.filename,
         "status": row.status,
         "verdict": row.verdict,
+        "verdict_label": verdicts.label(row.verdict),
         "score": row.score,
         "threshold": row.threshold,
         "error_code": row.error_code,
@@ -92,6 +97,7 @@ def stream_results(
                     Job.id,
                     Job.external_id,
                     Video.source_uri,
+                    Video.filename,
                     Job.status,
                     Job.verdict,
                     Job.score,

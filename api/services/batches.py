@@ -18,21 +18,23 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api.pagination import PageRequest, keyset_page
-from api.schemas.batches import BatchCounts, BatchCreate, BatchPublic, BatchVerdicts
+from api.schemas.batches import BatchCounts, BatchCreate, BatchItem, BatchPublic, BatchVerdicts
 from api.schemas.jobs import JobOptions
-from api.services.batch_manifests import check_item
+from api.services.batch_manifests import Source, check_item
 from api.services.limits import ensure_in_flight_capacity
+from api.services.sources import resolve_upload
 from api.services.submit import request_hash, resolve_options
 from api.services.webhooks import check_callback_url
 from core.batches import BatchStatus, job_counts
 from core.config import Settings
 from core.db import get_session_factory
-from core.errors import ConflictError, NotFoundError, PayloadTooLargeError
+from core.errors import ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError, ServiceError
 from core.jobs import cancel_batch_jobs
 from core.logs import log_event
-from core.models import Batch, Job, Video
+from core.models import Batch, Job, Upload, Video
 from core.queue import enqueue_probe
 from core.states import JobStatus, Verdict
+from core.storage import ObjectStore
 
 __all__ = [
     "BatchSummary",
@@ -66,6 +68,36 @@ def find_batch_replay(
     return batch
 
 
+def _upload_item(
+    session: Session,
+    index: int,
+    item: BatchItem,
+    *,
+    tenant_id: uuid.UUID,
+    storage: ObjectStore | None,
+    settings: Settings,
+) -> Source:
+    """An ``upload_id`` item: the tenant's finished, unused upload, a video within the limits."""
+    assert item.upload_id is not None
+    if storage is None:
+        raise InvalidRequestError(f"items[{index}]: uploads cannot be batch items here", code="invalid_item")
+    try:
+        draft = resolve_upload(
+            session, tenant_id=tenant_id, upload_id=item.upload_id, storage=storage, settings=settings
+        )
+    except ServiceError as exc:
+        exc.message = f"items[{index}]: {exc.message}"
+        raise
+    return Source(
+        uri=None,
+        filename=draft.filename,
+        video_id=draft.video_id,
+        storage_key=draft.storage_key,
+        size_bytes=draft.size_bytes,
+        container=draft.container,
+    )
+
+
 def create_batch(
     session: Session,
     *,
@@ -73,6 +105,7 @@ def create_batch(
     request: BatchCreate,
     settings: Settings,
     idempotency_key: str | None,
+    storage: ObjectStore | None = None,
 ) -> tuple[Batch, bool]:
     """Stores the batch and one queued job per item at backlog priority. Returns (batch, created);
     an earlier batch with the same Idempotency-Key and request comes back with created=False.
@@ -92,7 +125,15 @@ def create_batch(
     options = resolve_options(
         JobOptions(sample_fps=request.sample_fps, segment_seconds=request.segment_seconds), settings
     )
-    sources = [check_item(index, item, settings=settings) for index, item in enumerate(request.items)]
+    sources = [
+        _upload_item(session, index, item, tenant_id=tenant_id, storage=storage, settings=settings)
+        if item.upload_id is not None
+        else check_item(index, item, settings=settings)
+        for index, item in enumerate(request.items)
+    ]
+    upload_ids = [item.upload_id for item in request.items if item.upload_id is not None]
+    if len(set(upload_ids)) != len(upload_ids):
+        raise InvalidRequestError("an upload may be one item of a batch only once", code="upload_consumed")
 
     ensure_in_flight_capacity(session, tenant_id=tenant_id, adding=len(sources), settings=settings)
     batch = Batch(
@@ -111,14 +152,17 @@ def create_batch(
     video_rows = []
     job_rows = []
     for index, (item, source) in enumerate(zip(request.items, sources, strict=True)):
-        video_id = uuid.uuid4()
+        video_id = source.video_id or uuid.uuid4()
         video_rows.append(
             {
                 "id": video_id,
                 "tenant_id": tenant_id,
                 "source_uri": source.uri,
-                "owned": False,
+                "storage_key": source.storage_key,
+                "owned": source.storage_key is not None,
                 "filename": source.filename,
+                "size_bytes": source.size_bytes,
+                "container": source.container,
             }
         )
         job_rows.append(
@@ -136,6 +180,16 @@ def create_batch(
         )
     session.execute(insert(Video), video_rows)
     session.execute(insert(Job), job_rows)
+    if upload_ids:
+        claimed = session.execute(
+            update(Upload)
+            .where(Upload.id.in_(upload_ids), Upload.tenant_id == tenant_id, Upload.consumed_at.is_(None))
+            .values(consumed_at=datetime.now(UTC))
+            .execution_options(synchronize_session=False)
+        )
+        if claimed.rowcount != len(upload_ids):  # type: ignore[attr-defined]
+            session.rollback()
+            raise ConflictError("an upload of this batch already belongs to a job", code="upload_consumed")
     try:
         session.commit()
     except IntegrityError:

@@ -19,14 +19,14 @@ from core.models import Explanation, Frame, JobStatistics
 from core.statistics import statistics_document
 from core.storage import ObjectStore
 
-__all__ = ["explanation_image", "get_statistics", "list_explanations"]
+__all__ = ["explanation_image", "get_statistics", "list_explanations", "video_wide_tracks"]
 
 # Heatmaps and crops are small JPEGs; anything past this is not one of ours.
 MAX_IMAGE_BYTES = 8 * 1024 * 1024
 ImageKind = Literal["heatmap", "crop"]
 
 
-def _video_wide_tracks(session: Session, *, job_id: uuid.UUID, rows: list[Explanation]) -> dict[int, int]:
+def video_wide_tracks(session: Session, *, job_id: uuid.UUID, rows: list[Explanation]) -> dict[int, int]:
     """explanation id → the face's track id as stored on its frame (video-wide after finalize)."""
     frames = {
         frame.frame_index: frame
@@ -54,7 +54,7 @@ def list_explanations(
     else:
         query = query.where(Explanation.rank.is_not(None)).order_by(Explanation.rank)
     rows = list(session.scalars(query))
-    tracks = _video_wide_tracks(session, job_id=job.id, rows=rows) if rows else {}
+    tracks = video_wide_tracks(session, job_id=job.id, rows=rows) if rows else {}
     return [ExplanationPublic.from_row(row, track=tracks.get(row.id)) for row in rows]
 
 

@@ -1,18 +1,22 @@
-"""A job's video before the job exists: an allowed ``s3://`` source or a finished direct upload.
+"""A job's video before the job exists: an allowed ``s3://`` source, an ``https://`` URL or a
+finished direct upload.
 
-Each is checked (present, within the size limit, a video in an allowed container) without reading
-more than its first bytes.
+Bucket objects and uploads are checked (present, within the size limit, a video in an allowed
+container) without reading more than their first bytes. An ``https://`` URL is checked as batch
+items are: the address guard here, and the worker downloads it under the same guard and caps.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.config import Settings
+from core.egress import EgressError, check_url_statically
 from core.errors import (
     ConflictError,
     InvalidRequestError,
@@ -23,9 +27,10 @@ from core.errors import (
 )
 from core.media import SNIFF_BYTES, sniff_container
 from core.models import Upload
+from core.sources import normalize_source, source_scheme
 from core.storage import ObjectStore, get_source_store, parse_s3_uri
 
-__all__ = ["VideoDraft", "readable_source", "resolve_source", "resolve_upload"]
+__all__ = ["VideoDraft", "readable_https_source", "readable_source", "resolve_source", "resolve_upload"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,18 @@ def readable_source(source: str, *, settings: Settings) -> tuple[str, str]:
     return bucket, key
 
 
+def readable_https_source(source: str, *, settings: Settings) -> tuple[str, str | None]:
+    """An ``https://`` source → (its normalised URI, the file name its path ends in) when the
+    address guard lets the service fetch it (no private or loopback address unless
+    WEBHOOK_ALLOW_PRIVATE); InvalidRequestError with the guard's code otherwise."""
+    try:
+        parts = check_url_statically(source, allow_private=settings.webhook_allow_private, schemes=("https",))
+    except EgressError as exc:
+        raise InvalidRequestError(exc.message, code=exc.code) from exc
+    name = unquote(parts.path.rsplit("/", 1)[-1]).replace("\\", "_")[:255]
+    return normalize_source(source), name or None
+
+
 def _check_head(head: bytes, size: int, *, settings: Settings, what: str) -> str:
     if size == 0:
         raise InvalidRequestError(f"{what} is empty", code="empty_file")
@@ -72,7 +89,23 @@ def _check_head(head: bytes, size: int, *, settings: Settings, what: str) -> str
 
 
 def resolve_source(*, source: str, settings: Settings) -> VideoDraft:
-    """Checks an ``s3://bucket/key`` source: allowed bucket, present, within limits, a video."""
+    """Checks a source: an ``s3://bucket/key`` in an allowed bucket, present, within limits and a
+    video; or an ``https://`` URL the address guard accepts (fetched and checked by the worker)."""
+    scheme = source_scheme(source)
+    if scheme == "https":
+        uri, filename = readable_https_source(source, settings=settings)
+        return VideoDraft(
+            video_id=uuid.uuid4(),
+            owned=False,
+            storage_key=None,
+            source_uri=uri,
+            filename=filename,
+            size_bytes=None,
+            sha256=None,
+            container=None,
+        )
+    if scheme != "s3":
+        raise InvalidRequestError("source must be s3://bucket/key or an https:// URL", code="invalid_source")
     bucket, key = readable_source(source, settings=settings)
     store = get_source_store(settings, bucket)
     try:

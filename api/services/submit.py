@@ -71,13 +71,14 @@ def resolve_options(options: JobOptions, settings: Settings) -> dict[str, float]
     )
     if not settings.min_sample_fps <= sample_fps <= settings.max_sample_fps:
         raise InvalidRequestError(
-            f"sample_fps must be between {settings.min_sample_fps} and {settings.max_sample_fps}",
+            f"sample_fps must be between {settings.min_sample_fps} and {settings.max_sample_fps}, "
+            f"got {sample_fps:g}",
             code="invalid_option",
         )
     if not settings.min_segment_seconds <= segment_seconds <= settings.max_segment_seconds:
         raise InvalidRequestError(
             "segment_seconds must be between "
-            f"{settings.min_segment_seconds} and {settings.max_segment_seconds}",
+            f"{settings.min_segment_seconds} and {settings.max_segment_seconds}, got {segment_seconds:g}",
             code="invalid_option",
         )
     return {"sample_fps": float(sample_fps), "segment_seconds": float(segment_seconds)}

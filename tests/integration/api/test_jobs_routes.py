@@ -89,10 +89,14 @@ def test_create_job_source_outside_allowed_buckets_is_422(client: TestClient, ma
 @pytest.mark.parametrize(
     ("fields", "code"),
     [
-        ({"sample_fps": "-1"}, "validation_error"),
-        ({"sample_fps": "fast"}, "validation_error"),
+        # Out of range is one code whichever side: zero, negative or too large.
+        ({"sample_fps": "0"}, "invalid_option"),
+        ({"sample_fps": "-1"}, "invalid_option"),
+        ({"sample_fps": "1000"}, "invalid_option"),
         ({"sample_fps": "500"}, "invalid_option"),
+        ({"segment_seconds": "0"}, "invalid_option"),
         ({"segment_seconds": "0.1"}, "invalid_option"),
+        ({"sample_fps": "fast"}, "validation_error"),
         ({"callback_url": "ftp://example.com/hook"}, "validation_error"),
         ({"colour": "blue"}, "unknown_field"),
     ],

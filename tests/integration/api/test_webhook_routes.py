@@ -8,11 +8,11 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from core.config import Settings
 from core.db import get_session_factory
-from core.models import Job, WebhookEndpoint
+from core.models import Job, Video, WebhookEndpoint
 from core.webhooks import decrypt_secret
 from tests.integration.api.conftest import IN_FLIGHT_LIMIT
 
@@ -37,6 +37,8 @@ def test_endpoint_to_an_internal_address_is_refused(
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "address_not_allowed"
     assert reason in response.json()["error"]["message"]
+    # The switch that allows private and loopback receivers is named; it never allows metadata.
+    assert ("WEBHOOK_ALLOW_PRIVATE=true" in response.json()["error"]["message"]) == (reason != "metadata")
 
 
 @pytest.mark.parametrize(("url", "reason"), BLOCKED_RECEIVERS)
@@ -60,6 +62,44 @@ def test_batch_callback_to_an_internal_address_is_refused(
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "address_not_allowed"
+
+
+@pytest.mark.parametrize(
+    ("source", "code"),
+    [
+        ("https://10.0.0.1/video.mp4", "address_not_allowed"),
+        ("https://localhost/video.mp4", "address_not_allowed"),
+        ("https://169.254.169.254/latest/meta-data", "address_not_allowed"),
+        ("http://example.com/video.mp4", "invalid_source"),
+        ("ftp://example.com/video.mp4", "invalid_source"),
+        ("https://user:secret@example.com/video.mp4", "invalid_url"),
+    ],
+)
+def test_single_job_https_source_is_guarded_like_batch_items(
+    hooks_client: TestClient, new_key: Headers, hooks_api_settings: Settings, source: str, code: str
+) -> None:
+    headers = new_key()
+    response = hooks_client.post("/v1/jobs", json={"source": source}, headers=headers)
+    batch = hooks_client.post("/v1/batches", json={"items": [{"source": source}]}, headers=headers)
+
+    assert response.status_code == 422, response.text
+    assert response.json()["error"]["code"] == code
+    assert batch.json()["error"]["code"] == code
+    with get_session_factory(hooks_api_settings)() as session:
+        stored = session.scalar(select(func.count()).select_from(Video).where(Video.source_uri == source))
+    assert stored == 0
+
+
+def test_single_job_accepts_a_public_https_source(hooks_client: TestClient, new_key: Headers) -> None:
+    response = hooks_client.post(
+        "/v1/jobs", json={"source": "HTTPS://cdn.example.com/clips/evening%20news.mp4"}, headers=new_key()
+    )
+
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert job["status"] == "queued"
+    assert job["video"]["source"] == "https://cdn.example.com/clips/evening%20news.mp4"
+    assert job["video"]["filename"] == "evening news.mp4"
 
 
 def test_endpoint_with_a_name_that_does_not_resolve_is_refused(

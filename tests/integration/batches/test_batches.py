@@ -5,6 +5,7 @@ CSV/JSONL export checked job by job, and the batch command."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import subprocess
@@ -288,3 +289,86 @@ def test_batch_command_submits_follows_and_exports(
     assert refused.returncode == 1 and "invalid_manifest" in refused.stderr
     assert unknown.returncode == 1 and "batch_not_found" in unknown.stderr
     assert no_key.returncode == 2 and "API key" in no_key.stderr
+
+
+def test_batch_command_uploads_a_folder_and_says_how_many_failed(
+    hooks_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+) -> None:
+    headers = hooks_platform.new_key()
+    key = headers["Authorization"].split(" ", 1)[1]
+    folder = tmp_path / "newsroom"
+    (folder / "day-2").mkdir(parents=True)
+    (folder / "a.mp4").write_bytes(short_clip.path.read_bytes())
+    (folder / "day-2" / "b.mov").write_bytes(short_clip.path.read_bytes())
+    (folder / "notes.txt").write_text("not a video, and not picked up\n")
+    (folder / "broken.mp4").write_text("a text file with a video's name\n" * 20)  # refused: 415
+    env = {**hooks_platform.env, "DEEPFAKESTREAM_API": hooks_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
+
+    submitted = _batch_cli("submit", str(folder), "--poll-interval", "0.5", env=env)
+
+    assert submitted.returncode == 4, submitted.stderr
+    assert "uploading" in submitted.stderr  # the upload's progress bar
+    assert "upload failed: " in submitted.stderr and "broken.mp4: unsupported_format" in submitted.stderr
+    assert submitted.stderr.rstrip().endswith("1 of 3 items failed")
+    batch_id = submitted.stdout.strip()
+    with hooks_platform.client(headers) as client:
+        batch = client.get(f"/v1/batches/{batch_id}").json()
+        rows = list(csv.DictReader(io.StringIO(_results(client, batch_id, "csv").text)))
+    assert batch["jobs_total"] == 2 and batch["counts"]["succeeded"] == 2
+    assert [(row["external_id"], row["filename"], row["source"]) for row in rows] == [
+        ("a.mp4", "a.mp4", ""),
+        ("day-2/b.mov", "b.mov", ""),
+    ]
+    assert all(row["verdict_label"] for row in rows)
+
+
+def test_batch_command_uploads_the_local_paths_of_a_csv(
+    hooks_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+) -> None:
+    headers = hooks_platform.new_key()
+    key = headers["Authorization"].split(" ", 1)[1]
+    run = uuid.uuid4().hex[:8]
+    (remote,) = upload_sources(hooks_platform, short_clip.path, [f"{run}/remote.mp4"])
+    (tmp_path / "clips").mkdir()
+    (tmp_path / "clips" / "local.mp4").write_bytes(short_clip.path.read_bytes())
+    manifest = tmp_path / "list.csv"
+    manifest.write_text(f"source,external_id\nclips/local.mp4,here\n{remote},there\n")
+    env = {**hooks_platform.env, "DEEPFAKESTREAM_API": hooks_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
+
+    submitted = _batch_cli("submit", str(manifest), "--poll-interval", "0.5", env=env)
+
+    assert submitted.returncode == 0, submitted.stderr
+    with hooks_platform.client(headers) as client:
+        rows = list(csv.DictReader(io.StringIO(_results(client, submitted.stdout.strip(), "csv").text)))
+    by_id = {row["external_id"]: row for row in rows}
+    assert set(by_id) == {"here", "there"}
+    assert by_id["here"]["filename"] == "local.mp4" and by_id["here"]["status"] == "succeeded"
+    assert by_id["there"]["source"] == remote and by_id["there"]["status"] == "succeeded"
+
+
+def test_single_job_from_an_https_source(
+    hooks_platform: Stack, https_files: Receiver, short_clip: FaceVideo
+) -> None:
+    headers = hooks_platform.new_key()
+    run = uuid.uuid4().hex[:8]
+    source = https_files.serve_file(f"/{run}/single%20clip.mp4", short_clip.path.read_bytes())
+    with hooks_platform.client(headers) as client:
+        created = client.post("/v1/jobs", json={"source": source, "external_id": "from-https"})
+        gone = client.post("/v1/jobs", json={"source": https_files.base_url + f"/{run}/gone.mp4"})
+    assert created.status_code == 202, created.text
+    assert created.json()["video"]["source"] == source
+    assert created.json()["video"]["filename"] == "single clip.mp4"
+
+    job = hooks_platform.wait_job(headers, created.json()["id"])
+    failed = hooks_platform.wait_job(headers, gone.json()["id"])
+
+    assert job["status"] == "succeeded" and job["video"]["width"] == 320
+    assert job["verdict_label"] is not None and job["explanation"]
+    assert job["video"]["size_bytes"] == short_clip.path.stat().st_size
+    # The worker hashed what it fetched, so the report names the input like an upload's.
+    with hooks_platform.client(headers) as client:
+        report = client.get(f"/v1/jobs/{job['id']}/report")
+    assert report.status_code == 200
+    assert hashlib.sha256(short_clip.path.read_bytes()).hexdigest() in report.text
+    assert source in report.text
+    assert failed["status"] == "failed" and failed["error"]["code"] == "source_not_found"

@@ -4,6 +4,7 @@ heatmaps of the most suspicious faces, and the heatmaps embedded in the CLI's HT
 from __future__ import annotations
 
 import base64
+import json
 import math
 import re
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 from core.cli import main
 from pipeline.analyzer import Analyzer
 from pipeline.quality import video_statistics
+from pipeline.report import REPORT_FACES
 from pipeline.types import AnalysisConfig
 from tests.utils.media import FaceVideo, box_iou, make_face_video
 
@@ -100,13 +102,15 @@ def test_no_explanations_unless_asked(face_clip: FaceVideo, random_checkpoint: P
 def test_cli_report_embeds_heatmaps(
     face_clip: FaceVideo, random_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    report = tmp_path / "report.html"
+    report, result_json = tmp_path / "report.html", tmp_path / "result.json"
     code = main(
         [
             "analyze",
             str(face_clip.path),
             "--model",
             str(random_checkpoint),
+            "--json",
+            str(result_json),
             "--report",
             str(report),
             "--no-progress",
@@ -114,15 +118,22 @@ def test_cli_report_embeds_heatmaps(
     )
     assert code == 0, capsys.readouterr().err
     document = report.read_text()
-    faces = re.findall(r'<img alt="face[^"]*" src="data:image/jpeg;base64,([^"]+)"', document)
+    result = json.loads(result_json.read_text())
+    faces = re.findall(r'<img class="crop" alt="face[^"]*" src="data:image/jpeg;base64,([^"]+)"', document)
     heatmaps = re.findall(
         r'<img class="heatmap" alt="Grad-CAM[^"]*" src="data:image/jpeg;base64,([^"]+)"', document
     )
-    assert len(faces) >= 3 and len(heatmaps) == len(faces)
-    assert "Grad-CAM heatmap" in document
+    assert len(faces) == REPORT_FACES and len(heatmaps) == len(faces)
+    assert "Grad-CAM heatmap over the same crop" in document
+    # The faces the service's page would list: the most suspicious explained faces, highest first.
+    scores = sorted((face["score"] for frame in result["frames"] for face in frame["faces"]), reverse=True)
+    captions = [float(value) for value in re.findall(r"<figcaption>P\(fake\) (0\.\d{3})", document)]
+    assert captions == pytest.approx(scores[:REPORT_FACES], abs=6e-4)
     for face_b64, heatmap_b64 in zip(faces, heatmaps, strict=True):
         face, heatmap = _decode_jpeg(base64.b64decode(face_b64)), _decode_jpeg(base64.b64decode(heatmap_b64))
-        assert heatmap.shape == face.shape == (160, 160, 3)
-        # The same framing (the model's margin is the report's), with a colour map blended in.
-        difference = np.abs(heatmap.astype(int) - face.astype(int)).mean()
-        assert difference > 5.0
+        # The crop the classifier saw (its input size) and the heatmap over that very crop: where
+        # the heat is low the two images agree pixel for pixel, up to JPEG noise.
+        assert heatmap.shape == face.shape == (128, 128, 3)
+        difference = np.abs(heatmap.astype(int) - face.astype(int)).sum(axis=2)
+        assert difference.mean() > 5.0
+        assert (difference < 24).mean() > 0.1

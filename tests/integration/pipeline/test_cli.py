@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import json
+import os
+import pty
 import re
+import struct
 import subprocess
 import sys
+import termios
+import threading
 from pathlib import Path
 
 import pytest
 
 from core.cli import main
+from tests.conftest import make_random_checkpoint
 from tests.utils.media import FaceVideo, make_bad_media
 
 pytestmark = pytest.mark.integration
@@ -44,7 +52,9 @@ def test_json_report_and_summary(
     assert code == 0, captured.err
     summary = captured.out.splitlines()
     assert summary[0].startswith("UNTRAINED MODEL")
-    assert re.match(r"long\.mp4: (FAKE|REAL)  \(P\(fake\) 0\.\d{3}, threshold 0\.500\)", summary[1])
+    verdict = r"(Signs of manipulation|No manipulation detected)"
+    assert re.match(rf"long\.mp4: {verdict}  \(P\(fake\) 0\.\d{{3}}, threshold 0\.500\)$", summary[1])
+    assert summary[2].startswith("  why     The video's score is the average")
     assert "15 in 15 of 15 sampled frames, 1 track(s), 3 segment(s)" in captured.out
     assert "real-time factor" in captured.out
     assert "UNTRAINED MODEL" in captured.err
@@ -54,6 +64,10 @@ def test_json_report_and_summary(
         "verdict", "score", "model", "video", "segments", "frames", "tracks", "timings", "rtf"
     }
     assert doc["verdict"] in ("fake", "real") and 0 < doc["score"] < 1
+    assert doc["verdict_label"] in ("Signs of manipulation", "No manipulation detected")
+    assert doc["inconclusive_band"] is None and doc["aggregation"] == "mean" and doc["caveat"] is None
+    assert doc["explanation"].startswith("The video's score is the average")
+    assert doc["settings"]["segment_seconds"] == 2.0 and doc["settings"]["aggregation"] == "mean"
     assert doc["model"]["trained"] is False
     assert set(doc["model"]) == {"name", "version", "sha256", "trained"}
     assert doc["video"] == {"duration_s": pytest.approx(5.0, abs=0.05), "fps": 25.0, "width": 640,
@@ -76,6 +90,10 @@ def test_json_report_and_summary(
     assert "UNTRAINED MODEL" in report
     assert "<svg" in report and report.count("<circle") == 15
     assert report.count('src="data:image/jpeg;base64,') >= 3
+    # Provenance: the input's name, size and SHA-256, and the settings used.
+    assert hashlib.sha256(long_video.path.read_bytes()).hexdigest() in report
+    assert "long.mp4, " in report and f"({long_video.path.stat().st_size} bytes)" in report
+    assert "segment_seconds 2.0" in report
     assert "http://" not in report.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert "https://" not in report
 
@@ -146,3 +164,74 @@ def test_console_script_json_to_stdout_and_clean_errors(
                           check=False)
     assert done.returncode == 5
     _one_error_line(done.stderr, "not_a_video")
+
+
+CAVEAT = "Trained on test faces only; it misses everything that matters."
+
+
+def test_summary_says_inconclusive_with_the_band_model_and_caveat(
+    two_faces_video: FaceVideo, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = make_random_checkpoint(
+        tmp_path / "banded.safetensors",
+        inconclusive_band=(0.0, 1.0),
+        caveat=CAVEAT,
+        name="banded",
+        version="2.1",
+    )
+    out_json = tmp_path / "result.json"
+    code = main(["analyze", str(two_faces_video.path), "--model", str(model), "--json", str(out_json)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+
+    lines = captured.out.splitlines()
+    band = r"threshold 0\.500, inconclusive 0\.000–1\.000"
+    assert re.match(rf"two-faces\.mp4: Inconclusive  \(P\(fake\) 0\.\d{{3}}, {band}\)$", lines[1]), lines[1]
+    assert "inside the inconclusive band 0.00–1.00" in lines[2]
+    assert any(line.startswith("  model   banded 2.1, loaded in") for line in lines)
+    assert lines[-1] == f"  caveat  {CAVEAT}"
+    doc = json.loads(out_json.read_text())
+    assert doc["verdict"] == "inconclusive" and doc["verdict_label"] == "Inconclusive"
+    assert doc["inconclusive_band"] == [0.0, 1.0] and doc["caveat"] == CAVEAT
+    # Not a terminal: nothing but the untrained-model warning on stderr.
+    assert captured.err.strip() == "warning: UNTRAINED MODEL: scores come from random weights"
+
+
+def _read_all(fd: int, sink: list[bytes]) -> None:
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the terminal closed
+            return
+        if not chunk:
+            return
+        sink.append(chunk)
+
+
+def test_terminal_is_told_what_happens_and_sees_frames_progress_on_a_short_video(
+    no_face_video: FaceVideo, random_checkpoint: Path
+) -> None:
+    script = Path(sys.executable).with_name("deepfakestream")
+    controller, terminal = pty.openpty()
+    # A terminal 100 columns wide, as a person's would be (a bare pty has no size at all).
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 100, 0, 0))
+    output: list[bytes] = []
+    reader = threading.Thread(target=_read_all, args=(controller, output), daemon=True)
+    reader.start()
+    try:
+        done = subprocess.run(
+            [str(script), "analyze", str(no_face_video.path), "--model", str(random_checkpoint)],
+            stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=300, check=False,
+        )
+    finally:
+        os.close(terminal)
+        reader.join(timeout=10)
+        os.close(controller)
+    shown = b"".join(output).decode(errors="replace")
+
+    assert done.returncode == 0, shown
+    # In order: what it is doing before the first frame, then a bar counted in frames (one
+    # 2-second segment at 3 frames per second: 6 of them).
+    assert shown.index("reading the video") < shown.index("loading the model") < shown.index("analysing")
+    assert "/6 [" in shown and "frame" in shown
+    assert "No face found" in done.stdout and "Try a clip" in done.stdout

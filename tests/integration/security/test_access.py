@@ -100,9 +100,15 @@ def test_public_routes_show_no_tenant_data(security_stack: PrivateStack, owner: 
             assert response.status_code in (200, 503), f"{route}: {response.status_code}"
             leaked = [mark for mark in marks if mark in response.text]
             assert not leaked, f"{route} shows {leaked}"
-        # The page's static files: the page asks the person for a key, it carries none.
-        for mount in mounted_paths(stack.settings):
-            for name in ("index.html", "app.js"):
+        # The static files: the page asks the person for a key, it carries none; the API docs'
+        # scripts are the fastapi-offline package's.
+        static_files = {
+            "/web": ("index.html", "app.js"),
+            "/docs-assets": ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js"),
+        }
+        assert sorted(mounted_paths(stack.settings)) == sorted(static_files)
+        for mount, names in static_files.items():
+            for name in names:
                 page = client.get(f"{mount}/{name}")
                 assert page.status_code == 200, f"{mount}/{name}: {page.status_code}"
                 assert not [mark for mark in marks if mark in page.text], f"{mount}/{name}"

@@ -83,6 +83,7 @@ def test_job_events_reach_callback_and_endpoint_signed(
         "job_id": job["id"],
         "status": "succeeded",
         "verdict": finished["verdict"],
+        "verdict_label": finished["verdict_label"],
         "score": finished["score"],
         "external_id": "clip-signed",
         "batch_id": None,

@@ -60,6 +60,7 @@ def test_signature_verifies_with_the_reference_library() -> None:
             "job_id": str(uuid.UUID(int=7)),
             "status": "succeeded",
             "verdict": "fake",
+            "verdict_label": "Signs of manipulation",
             "score": 0.875,
             "external_id": "clip-7",
             "batch_id": None,

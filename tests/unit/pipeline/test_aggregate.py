@@ -125,3 +125,14 @@ def test_verdict_at_the_threshold() -> None:
     assert aggregate.verdict(0.4999, 0.5) == "real"
     assert aggregate.verdict(0.2, 0.1) == "fake"
     assert aggregate.verdict(None, 0.5) == "no_face"
+
+
+def test_verdict_inside_the_band_is_inconclusive() -> None:
+    band = (0.4, 0.6)
+    assert aggregate.verdict(0.4, 0.5, band) == "inconclusive"  # the band's low end is inside
+    assert aggregate.verdict(0.55, 0.5, band) == "inconclusive"
+    assert aggregate.verdict(0.6, 0.5, band) == "fake"  # its high end is not
+    assert aggregate.verdict(0.3999, 0.5, band) == "real"
+    assert aggregate.verdict(None, 0.5, band) == "no_face"
+    # Without a band, the threshold alone decides, as before.
+    assert aggregate.verdict(0.55, 0.5, None) == "fake"

@@ -1,0 +1,407 @@
+"""A one-file HTML report of an analysis: verdict, provenance, score over time and the most suspicious faces.
+
+Everything is inline (styles, the SVG chart, face crops and Grad-CAM heatmaps as base64 JPEG), so
+the file can be mailed or attached to a ticket and opens anywhere without a network. Built from
+plain records: ``deepfakestream analyze --report`` fills them from its result, the API from a
+job's stored rows (``GET /v1/jobs/{id}/report``), so both write the same document. No numpy, no
+torch, no image library.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from core import verdicts
+
+__all__ = [
+    "Report",
+    "ReportFace",
+    "ReportFrame",
+    "ReportInput",
+    "ReportModel",
+    "ReportSegment",
+    "ReportTrack",
+    "ReportVideo",
+    "render_report",
+]
+
+_CHART_W, _CHART_H = 760, 240
+_PAD_L, _PAD_R, _PAD_T, _PAD_B = 58, 12, 12, 34
+
+
+@dataclass(frozen=True)
+class ReportFace:
+    """One of the most suspicious faces: the crop the classifier saw and its heatmap (same crop)."""
+
+    t: float
+    frame_index: int
+    track: int | None
+    score: float
+    crop_jpeg: bytes
+    heatmap_jpeg: bytes | None = None
+
+
+@dataclass(frozen=True)
+class ReportFrame:
+    t: float
+    index: int
+    score: float | None  # the frame's most suspicious face; None without faces
+    faces: int
+
+
+@dataclass(frozen=True)
+class ReportSegment:
+    index: int
+    start_s: float
+    end_s: float
+    frames: int
+    faces: int
+    score: float | None
+
+
+@dataclass(frozen=True)
+class ReportTrack:
+    id: int
+    first_t: float
+    last_t: float
+    faces: int
+    score: float | None
+
+
+@dataclass(frozen=True)
+class ReportInput:
+    """The analysed file as it was received."""
+
+    name: str
+    size_bytes: int | None
+    sha256: str | None
+    source: str | None = None  # where it came from, when not an upload (s3:// or https:// URI)
+
+
+@dataclass(frozen=True)
+class ReportModel:
+    name: str | None
+    version: str | None
+    sha256: str | None
+    trained: bool | None
+    caveat: str | None
+
+
+@dataclass(frozen=True)
+class ReportVideo:
+    duration_s: float | None
+    width: int | None
+    height: int | None
+    fps: float | None
+    codec: str | None
+
+
+@dataclass(frozen=True)
+class Report:
+    analysed_at: datetime
+    input: ReportInput
+    verdict: str
+    score: float | None
+    threshold: float | None
+    inconclusive_band: tuple[float, float] | None
+    aggregation: str | None
+    model: ReportModel
+    video: ReportVideo
+    settings: dict[str, Any] = field(default_factory=dict)
+    frames: Sequence[ReportFrame] = ()
+    segments: Sequence[ReportSegment] = ()
+    tracks: Sequence[ReportTrack] = ()
+    faces: Sequence[ReportFace] = ()
+    job_id: str | None = None
+    timings: dict[str, float] | None = None  # total_s and the stage times, when known
+
+    @property
+    def verdict_label(self) -> str:
+        return verdicts.label(self.verdict) or self.verdict
+
+    @property
+    def explanation(self) -> str | None:
+        return verdicts.explanation(
+            verdict=self.verdict,
+            score=self.score,
+            threshold=self.threshold,
+            band=self.inconclusive_band,
+            aggregation=self.aggregation,
+        )
+
+
+_STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 820px; color: #222;
+       padding: 0 12px; }
+h1 { font-size: 20px; margin: 0 0 4px; word-break: break-all; } h2 { font-size: 16px; margin: 24px 0 8px; }
+.verdict { font-size: 28px; font-weight: 700; margin: 8px 0; }
+.fake { color: #c0392b; } .real { color: #1e8449; } .inconclusive { color: #b9770e; }
+.no_face { color: #5d6d7e; }
+.explanation { font-size: 15px; } .caveat { color: #555; font-style: italic; }
+.banner { background: #c0392b; color: #fff; padding: 10px 14px; font-weight: 700; border-radius: 4px; }
+table { border-collapse: collapse; }
+td, th { padding: 3px 12px 3px 0; text-align: left; vertical-align: top; }
+th { color: #555; font-weight: 600; } .tick { font-size: 10px; fill: #666; }
+.axis { font-size: 11px; fill: #444; } code { word-break: break-all; }
+.faces { display: flex; flex-wrap: wrap; gap: 12px; } figure { margin: 0; text-align: center; }
+figure img { width: 160px; height: 160px; border: 1px solid #ccc; } figure img.heatmap { margin-left: 4px; }
+figcaption { font-size: 12px; color: #444; }
+svg { width: 100%; height: auto; }
+"""
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
+def _size(size_bytes: int | None) -> str:
+    if size_bytes is None:
+        return "size unknown"
+    value = float(size_bytes)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{size_bytes} bytes" if unit == "bytes" else f"{value:.1f} {unit} ({size_bytes} bytes)"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _jpeg(data: bytes) -> str:
+    return "data:image/jpeg;base64," + base64.b64encode(data).decode()
+
+
+def _chart(report: Report) -> str:
+    """Score over time: frame scores as dots joined within runs, segment scores as steps, the
+    threshold and the inconclusive band."""
+    duration = max(report.video.duration_s or 0.0, max((f.t for f in report.frames), default=0.0), 1e-6)
+    plot_w, plot_h = _CHART_W - _PAD_L - _PAD_R, _CHART_H - _PAD_T - _PAD_B
+
+    def x_of(t: float) -> float:
+        return _PAD_L + plot_w * min(max(t / duration, 0.0), 1.0)
+
+    def y_of(score: float) -> float:
+        return _PAD_T + plot_h * (1.0 - min(max(score, 0.0), 1.0))
+
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_CHART_W} {_CHART_H}" '
+        f'role="img" aria-label="P(fake) over time">',
+        f'<rect x="{_PAD_L}" y="{_PAD_T}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>',
+    ]
+    band = report.inconclusive_band
+    if band is not None:
+        top, bottom = y_of(band[1]), y_of(band[0])
+        parts.append(
+            f'<rect x="{_PAD_L}" y="{top:.1f}" width="{plot_w}" height="{bottom - top:.1f}" fill="#f5cba7" '
+            f'opacity="0.45"><title>inconclusive band {band[0]:.3f}–{band[1]:.3f}</title></rect>'
+        )
+    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
+        y = y_of(tick)
+        parts.append(f'<line x1="{_PAD_L}" y1="{y:.1f}" x2="{_PAD_L + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
+        parts.append(
+            f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick:.2f}</text>'
+        )
+    middle_y = _PAD_T + plot_h / 2
+    parts.append(
+        f'<text x="14" y="{middle_y:.1f}" text-anchor="middle" class="axis" '
+        f'transform="rotate(-90 14 {middle_y:.1f})">P(fake)</text>'
+    )
+    steps = 5
+    for k in range(steps + 1):
+        t = duration * k / steps
+        anchor = "start" if k == 0 else "end" if k == steps else "middle"  # keep the end labels inside
+        parts.append(
+            f'<text x="{x_of(t):.1f}" y="{_CHART_H - 16}" text-anchor="{anchor}" class="tick">'
+            f"{t:.1f} s</text>"
+        )
+    parts.append(
+        f'<text x="{_PAD_L + plot_w / 2:.1f}" y="{_CHART_H - 2}" text-anchor="middle" class="axis">'
+        "time in the video</text>"
+    )
+    if report.threshold is not None:
+        threshold_y = y_of(report.threshold)
+        parts.append(
+            f'<line x1="{_PAD_L}" y1="{threshold_y:.1f}" x2="{_PAD_L + plot_w}" y2="{threshold_y:.1f}" '
+            f'stroke="#c0392b" stroke-dasharray="5,4"><title>threshold {report.threshold:.3f}</title></line>'
+        )
+    for segment in report.segments:
+        if segment.score is None:
+            continue
+        y = y_of(segment.score)
+        x1, x2 = x_of(segment.start_s), x_of(segment.end_s)
+        parts.append(
+            f'<line x1="{x1:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" '
+            f'stroke="#8e44ad" stroke-width="3" opacity="0.6"><title>segment {segment.index}: '
+            f"{segment.score:.3f}</title></line>"
+        )
+    run: list[str] = []
+    for frame in report.frames:
+        if frame.score is None:
+            if len(run) > 1:
+                parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="#2c7fb8"/>')
+            run = []
+            continue
+        x, y = x_of(frame.t), y_of(frame.score)
+        run.append(f"{x:.1f},{y:.1f}")
+        parts.append(
+            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#2c7fb8">'
+            f"<title>t={frame.t:.2f} s  frame {frame.index}  P(fake)={frame.score:.3f}</title></circle>"
+        )
+    if len(run) > 1:
+        parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="#2c7fb8"/>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def _settings_text(settings: dict[str, Any]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in settings.items() if value is not None) or "—"
+
+
+def _video_text(video: ReportVideo) -> str:
+    parts = []
+    if video.duration_s is not None:
+        parts.append(f"{video.duration_s:.2f} s")
+    if video.width and video.height:
+        parts.append(f"{video.width}×{video.height}")
+    if video.fps:
+        parts.append(f"{video.fps:.2f} fps")
+    if video.codec:
+        parts.append(video.codec)
+    return ", ".join(parts) or "—"
+
+
+def _score_text(report: Report) -> str:
+    if report.score is None:
+        return "no score (no face was analysed)"
+    text = f"{report.score:.3f}"
+    if report.threshold is not None:
+        text += f" (threshold {report.threshold:.3f}"
+        if report.inconclusive_band is not None:
+            low, high = report.inconclusive_band
+            text += f"; inconclusive from {low:.3f} up to {high:.3f}"
+        text += ")"
+    return text
+
+
+def render_report(report: Report, *, title: str | None = None) -> str:
+    esc = html.escape
+    model = report.model
+    title = title or report.input.name
+    face_count = sum(f.faces for f in report.frames)
+    frames_with_faces = sum(1 for f in report.frames if f.faces)
+    lines = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>DeepfakeStream report: {esc(title)}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+    ]
+    if model.trained is False:
+        lines.append(
+            '<p class="banner">UNTRAINED MODEL: this checkpoint was never trained. The scores below are '
+            "the output of random weights and say nothing about this video.</p>"
+        )
+    lines += [
+        f"<h1>{esc(title)}</h1>",
+        f'<p class="verdict {esc(report.verdict)}" data-verdict="{esc(report.verdict)}">'
+        f"{esc(report.verdict_label)}</p>",
+    ]
+    if report.explanation:
+        lines.append(f'<p class="explanation">{esc(report.explanation)}</p>')
+    if model.caveat:
+        lines.append(f'<p class="caveat">About the model: {esc(model.caveat)}</p>')
+    source = f"<br>from <code>{esc(report.input.source)}</code>" if report.input.source else ""
+    lines += [
+        "<table>",
+        f"<tr><th>P(fake)</th><td>{esc(_score_text(report))}</td></tr>",
+        f"<tr><th>Analysed</th><td>{esc(_when(report.analysed_at))}"
+        + (f", job <code>{esc(report.job_id)}</code>" if report.job_id else "")
+        + "</td></tr>",
+        f"<tr><th>Input file</th><td>{esc(report.input.name)}, {esc(_size(report.input.size_bytes))}"
+        f"{source}</td></tr>",
+        f"<tr><th>SHA-256</th><td><code>{esc(report.input.sha256 or 'unknown')}</code></td></tr>",
+        f"<tr><th>Video</th><td>{esc(_video_text(report.video))}</td></tr>",
+        f"<tr><th>Faces</th><td>{face_count} in {frames_with_faces} of {len(report.frames)} sampled frames, "
+        f"{len(report.tracks)} track(s)</td></tr>",
+        f"<tr><th>Model</th><td>{esc(str(model.name))} {esc(str(model.version))}, "
+        f"trained: {esc(str(model.trained).lower())}"
+        + (f", sha256 <code>{esc(model.sha256[:16])}…</code>" if model.sha256 else "")
+        + "</td></tr>",
+        f"<tr><th>Settings</th><td>{esc(_settings_text(report.settings))}</td></tr>",
+    ]
+    timings = report.timings or {}
+    if "total_s" in timings:
+        lines.append(
+            f"<tr><th>Time</th><td>{_fmt(timings.get('total_s'), 2)} s (overlapping busy times: "
+            f"decode wait {_fmt(timings.get('decode_s'), 2)}, detect {_fmt(timings.get('detect_s'), 2)}, "
+            f"classify {_fmt(timings.get('classify_s'), 2)})</td></tr>"
+        )
+    lines.append("</table>")
+    if report.verdict == "no_face" or not any(f.score is not None for f in report.frames):
+        lines.append(
+            "<h2>Score over time</h2><p>No score to plot: no face was found in the sampled frames.</p>"
+        )
+    else:
+        legend = "Dots: sampled frames (the most suspicious face in each). Bars: segment scores. "
+        legend += "Dashed line: the decision threshold."
+        if report.inconclusive_band is not None:
+            legend += " Shaded: the inconclusive band."
+        lines += ["<h2>Score over time</h2>", f"<p>{legend}</p>", _chart(report)]
+    lines.append("<h2>Most suspicious faces</h2>")
+    if report.faces:
+        if any(face.heatmap_jpeg for face in report.faces):
+            lines.append(
+                "<p>Each face as the classifier saw it and, beside it, its Grad-CAM heatmap over the same "
+                "crop: red where the classifier found the most evidence for a fake.</p>"
+            )
+        lines.append('<div class="faces">')
+        for face in report.faces:
+            track = f"track {face.track}, " if face.track is not None else ""
+            heatmap = (
+                f'<img class="heatmap" alt="Grad-CAM heatmap, {track}t={face.t:.2f} s" '
+                f'src="{_jpeg(face.heatmap_jpeg)}">'
+                if face.heatmap_jpeg
+                else ""
+            )
+            lines.append(
+                f'<figure><img class="crop" alt="face, {track}t={face.t:.2f} s" '
+                f'src="{_jpeg(face.crop_jpeg)}">'
+                f"{heatmap}<figcaption>P(fake) {face.score:.3f}<br>{track}{face.t:.2f} s "
+                f"(frame {face.frame_index})</figcaption></figure>"
+            )
+        lines.append("</div>")
+    elif face_count:
+        lines.append("<p>No face images were kept for this analysis.</p>")
+    else:
+        lines.append("<p>No face was found in the sampled frames.</p>")
+    if report.tracks:
+        lines += [
+            "<h2>Face tracks</h2>",
+            "<table><tr><th>track</th><th>from</th><th>to</th><th>faces</th><th>P(fake)</th></tr>",
+        ]
+        for row in report.tracks:
+            lines.append(
+                f"<tr><td>{row.id}</td><td>{row.first_t:.2f} s</td><td>{row.last_t:.2f} s</td>"
+                f"<td>{row.faces}</td><td>{_fmt(row.score)}</td></tr>"
+            )
+        lines.append("</table>")
+    if report.segments:
+        lines += [
+            "<h2>Segments</h2>",
+            "<table><tr><th>#</th><th>from</th><th>to</th><th>frames</th><th>faces</th><th>P(fake)</th></tr>",
+        ]
+        for segment in report.segments:
+            lines.append(
+                f"<tr><td>{segment.index}</td><td>{segment.start_s:.2f} s</td><td>{segment.end_s:.2f} s</td>"
+                f"<td>{segment.frames}</td><td>{segment.faces}</td><td>{_fmt(segment.score)}</td></tr>"
+            )
+        lines.append("</table>")
+    lines += ["</body></html>"]
+    return "\n".join(lines) + "\n"

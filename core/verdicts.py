@@ -1,0 +1,114 @@
+"""Verdicts for people: the decision rule, the words shown for each verdict and why it was reached.
+
+Shared by the CLI summary, the HTML report, the API's job answer and the batch exports, so a
+verdict reads the same wherever a person meets it. Plain Python: no numpy, no torch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from core.states import Verdict
+
+__all__ = [
+    "AGGREGATION_DESCRIPTIONS",
+    "LABELS",
+    "decide",
+    "explanation",
+    "label",
+]
+
+LABELS: dict[str, str] = {
+    Verdict.FAKE: "Signs of manipulation",
+    Verdict.REAL: "No manipulation detected",
+    Verdict.INCONCLUSIVE: "Inconclusive",
+    Verdict.NO_FACE: "No face found",
+}
+
+# How each aggregation turns face scores into the video's score, said for a reader of a verdict.
+AGGREGATION_DESCRIPTIONS: dict[str, str] = {
+    "mean": (
+        "The video's score is the average, over every sampled frame, of the most suspicious face in "
+        "that frame, so one face scoring above the threshold does not decide the verdict alone."
+    ),
+    "confident": (
+        "The video's score averages only the confidently fake frames when many frames are, only the "
+        "confidently real ones when nearly all are, and every sampled frame otherwise (each frame "
+        "scored by its most suspicious face), so a single face above the threshold does not decide "
+        "the verdict alone."
+    ),
+    "track_top": (
+        "The video's score is that of the most suspicious person followed across frames (the mean of "
+        "the more suspicious half of their face scores), so a single face above the threshold does "
+        "not decide the verdict alone."
+    ),
+}
+
+
+def label(verdict: str | None) -> str | None:
+    """The words shown for ``verdict``; None when there is none yet."""
+    if verdict is None:
+        return None
+    return LABELS.get(verdict, verdict)
+
+
+def _band(band: Sequence[float] | None) -> tuple[float, float] | None:
+    if band is None:
+        return None
+    low, high = (float(v) for v in band)
+    return low, high
+
+
+def decide(score: float | None, threshold: float, band: Sequence[float] | None = None) -> Verdict:
+    """``no_face`` without a score; ``inconclusive`` inside ``band`` = [low, high); else ``fake`` at
+    or above ``threshold`` and ``real`` below it."""
+    if score is None or not math.isfinite(score):
+        return Verdict.NO_FACE
+    limits = _band(band)
+    if limits is not None and limits[0] <= score < limits[1]:
+        return Verdict.INCONCLUSIVE
+    return Verdict.FAKE if score >= threshold else Verdict.REAL
+
+
+def explanation(
+    *,
+    verdict: str | None,
+    score: float | None,
+    threshold: float | None,
+    band: Sequence[float] | None = None,
+    aggregation: str | None = None,
+) -> str | None:
+    """One or two sentences on how the verdict was reached; None while there is no verdict."""
+    if verdict is None:
+        return None
+    if verdict == Verdict.NO_FACE:
+        return (
+            "No face was found in the sampled frames, so nothing could be scored: this says nothing "
+            "about whether the video was manipulated. Try a clip where a face is visible, frontal and "
+            "at least about 60 pixels tall, or sample more frames per second."
+        )
+    how = AGGREGATION_DESCRIPTIONS.get(aggregation or "", "")
+    if score is None or threshold is None:
+        return how or None
+    limits = _band(band)
+    if verdict == Verdict.INCONCLUSIVE and limits is not None:
+        where = (
+            f"Its score, P(fake) {score:.2f}, lies inside the inconclusive band {limits[0]:.2f}–"
+            f"{limits[1]:.2f} around the threshold {threshold:.2f}, where the model's calls were "
+            "not reliable enough on validation videos to say either way."
+        )
+    elif limits is not None and score >= limits[1]:
+        where = (
+            f"Its score, P(fake) {score:.2f}, is above the inconclusive band {limits[0]:.2f}–"
+            f"{limits[1]:.2f} (threshold {threshold:.2f})."
+        )
+    elif limits is not None:
+        where = (
+            f"Its score, P(fake) {score:.2f}, is below the inconclusive band {limits[0]:.2f}–"
+            f"{limits[1]:.2f} (threshold {threshold:.2f})."
+        )
+    else:
+        side = "at or above" if score >= threshold else "below"
+        where = f"Its score, P(fake) {score:.2f}, is {side} the threshold {threshold:.2f}."
+    return f"{how} {where}".strip()

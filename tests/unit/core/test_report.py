@@ -1,0 +1,96 @@
+"""The HTML report rendered from plain records: verdict words, provenance, the chart, escaping."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from core.report import (
+    Report,
+    ReportFace,
+    ReportFrame,
+    ReportInput,
+    ReportModel,
+    ReportSegment,
+    ReportTrack,
+    ReportVideo,
+    render_report,
+)
+
+WHEN = datetime(2026, 12, 1, 15, 4, 5, tzinfo=UTC)
+SHA = "ab" * 32
+
+
+def _report(**changes: object) -> Report:
+    values: dict[str, object] = {
+        "analysed_at": WHEN,
+        "input": ReportInput(name="clip <1>.mp4", size_bytes=2_345_678, sha256=SHA),
+        "verdict": "inconclusive",
+        "score": 0.5,
+        "threshold": 0.52,
+        "inconclusive_band": (0.24, 0.72),
+        "aggregation": "mean",
+        "model": ReportModel(
+            name="lite0", version="1.2", sha256="c" * 64, trained=True, caveat="Misses lip-sync."
+        ),
+        "video": ReportVideo(duration_s=4.0, width=640, height=360, fps=25.0, codec="h264"),
+        "settings": {"sample_fps": 3.0, "aggregation": "mean"},
+        "frames": [
+            ReportFrame(t=0.0, index=0, score=0.4, faces=1),
+            ReportFrame(t=1.0, index=25, score=0.6, faces=1),
+        ],
+        "segments": [ReportSegment(index=0, start_s=0.0, end_s=4.0, frames=2, faces=2, score=0.5)],
+        "tracks": [ReportTrack(id=1, first_t=0.0, last_t=1.0, faces=2, score=0.5)],
+        "faces": [
+            ReportFace(t=1.0, frame_index=25, track=1, score=0.6, crop_jpeg=b"crop", heatmap_jpeg=b"heat")
+        ],
+        "job_id": "job-1",
+    }
+    values.update(changes)
+    return Report(**values)  # type: ignore[arg-type]
+
+
+def test_report_records_provenance_verdict_words_and_caveat() -> None:
+    document = render_report(_report())
+
+    assert 'data-verdict="inconclusive">Inconclusive</p>' in document
+    assert "inside the inconclusive band 0.24–0.72" in document
+    assert "About the model: Misses lip-sync." in document
+    assert "2026-12-01 15:04:05 UTC" in document and "job <code>job-1</code>" in document
+    assert (
+        "clip &lt;1&gt;.mp4, 2.3 MB (2345678 bytes)" in document and "<h1>clip &lt;1&gt;.mp4</h1>" in document
+    )
+    assert SHA in document and "lite0 1.2" in document
+    assert "sample_fps 3.0, aggregation mean" in document
+    assert "0.500 (threshold 0.520; inconclusive from 0.240 up to 0.720)" in document
+    # The band is drawn, the axes are named, both frames are plotted.
+    assert "<title>inconclusive band 0.240–0.720</title>" in document
+    assert ">P(fake)</text>" in document and ">time in the video</text>" in document
+    assert document.count("<circle") == 2
+    # One face: its crop and its heatmap.
+    assert re.findall(r'src="data:image/jpeg;base64,([^"]+)"', document) == ["Y3JvcA==", "aGVhdA=="]
+
+
+def test_no_face_report_draws_no_plot() -> None:
+    document = render_report(
+        _report(
+            verdict="no_face",
+            score=None,
+            frames=[ReportFrame(t=0.0, index=0, score=None, faces=0)],
+            segments=[ReportSegment(index=0, start_s=0.0, end_s=4.0, frames=1, faces=0, score=None)],
+            tracks=[],
+            faces=[],
+        )
+    )
+    assert 'data-verdict="no_face">No face found</p>' in document
+    assert "<svg" not in document and "No score to plot" in document
+    assert "No face was found in the sampled frames." in document and "Try a clip" in document
+    assert "no score (no face was analysed)" in document
+
+
+def test_unknown_video_fields_are_left_out_not_dashed() -> None:
+    document = render_report(
+        _report(video=ReportVideo(duration_s=None, width=None, height=None, fps=None, codec=None))
+    )
+    assert "— px" not in document and "None" not in document
+    assert "<tr><th>Video</th><td>—</td></tr>" in document
