@@ -16,7 +16,7 @@ from api.schemas.errors import ErrorBody
 from core.errors import ServiceError
 from core.logs import log_event
 
-__all__ = ["error_response", "error_responses", "register_error_handlers", "validation_message"]
+__all__ = ["BodyRejected", "error_response", "error_responses", "register_error_handlers", "validation_message"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +27,7 @@ _STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     411: "length_required",
     413: "payload_too_large",
@@ -39,6 +40,7 @@ _STATUS_CODES = {
 _DESCRIPTIONS = {
     401: "missing, unknown or revoked API key",
     404: "no such resource for this tenant",
+    408: "the request body did not arrive in time",
     409: "conflicts with the resource's state or an earlier request",
     413: "past a size limit",
     415: "not a supported video container or content type",
@@ -46,6 +48,17 @@ _DESCRIPTIONS = {
     429: "past a limit that passes with time; retry after Retry-After seconds",
     503: "a dependency is unavailable; retry after Retry-After seconds",
 }
+
+
+class BodyRejected(StarletteHTTPException):
+    """A request body refused while it is read (past its cap, or too slow): raised from the
+    request's ``receive`` by ``api.guard``. An HTTPException, so that FastAPI's own body parsing
+    lets it through; the connection is closed after the answer, the body being unread."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(status_code, detail=message, headers={"Connection": "close"})
+        self.code = code
+        self.message = message
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -90,6 +103,12 @@ async def _service_error(request: Request, exc: Exception) -> JSONResponse:
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     return error_response(422, "validation_error", validation_message(exc.errors()))
+
+
+async def _body_rejected(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyRejected)
+    log_event(log, "api.body.refused", path=request.url.path, code=exc.code, status=exc.status_code)
+    return error_response(exc.status_code, exc.code, exc.message, dict(exc.headers or {}))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -143,6 +162,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(BodyRejected, _body_rejected)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from core.models import Batch, CallbackSecret, Job, WebhookDelivery, WebhookEndpoint
+from core.outbox import send_after_commit
 
 __all__ = [
     "EVENT_TYPES",
@@ -220,9 +221,14 @@ def _delivery_row(
 
 
 def _insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
+    """Inserts the rows; their messages leave as soon as the caller's transaction commits."""
+    ids = [row["id"] for row in rows]
     if rows:
+        if send_after_commit(session, ids):
+            for row in rows:
+                row["dispatched_at"] = row["next_attempt_at"]
         session.execute(insert(WebhookDelivery), rows)
-    return [row["id"] for row in rows]
+    return ids
 
 
 _JOB_EVENTS = {

@@ -96,7 +96,9 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
         started = time.perf_counter()
         try:
             analyzer = ctx.analyzer_for(options)
-            path = local_video(job_id=job_id, video=video, storage=ctx.storage, settings=settings)
+            path = local_video(
+                job_id=job_id, video=video, storage=ctx.storage, settings=settings, check_hash=True
+            )
             info = analyzer.probe(path)
             plans = analyzer.plan(info)
         except Exception as exc:  # classified: only curated errors are retried
