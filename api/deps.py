@@ -26,7 +26,6 @@ from core.storage import ObjectStore, get_object_store
 
 __all__ = [
     "AdminKey",
-    "authenticate_request",
     "CurrentKey",
     "IdempotencyKey",
     "PageQuery",
@@ -34,6 +33,7 @@ __all__ = [
     "SessionDep",
     "SettingsDep",
     "StorageDep",
+    "authenticate_request",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `deepfakestream keys create`")
@@ -88,7 +88,9 @@ def _page(settings: SettingsDep, cursor: Cursor = None, limit: Limit = None) -> 
 PageQuery = Annotated[PageRequest, Depends(_page)]
 
 
-def authenticate_request(settings: Settings, *, authorization: str | None, client: str, method: str) -> ApiKey:
+def authenticate_request(
+    settings: Settings, *, authorization: str | None, client: str, method: str
+) -> ApiKey:
     """The live key an ``Authorization: Bearer <key>`` header carries, rate limited; a typed 401
     or 429 otherwise. Runs before a request's body is read (``api.guard``) and for every other
     authenticated route through ``CurrentKey``."""

@@ -16,7 +16,13 @@ from api.schemas.errors import ErrorBody
 from core.errors import ServiceError
 from core.logs import log_event
 
-__all__ = ["BodyRejected", "error_response", "error_responses", "register_error_handlers", "validation_message"]
+__all__ = [
+    "BodyRejected",
+    "error_response",
+    "error_responses",
+    "register_error_handlers",
+    "validation_message",
+]
 
 log = logging.getLogger(__name__)
 

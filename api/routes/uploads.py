@@ -82,7 +82,9 @@ async def put_upload(
     session.rollback()  # no transaction stays open while the bytes arrive
     received = await receive_raw_body(
         request,
-        open_writer=lambda container: storage.open_writer(object_key, content_type=content_type_for(container)),
+        open_writer=lambda container: storage.open_writer(
+            object_key, content_type=content_type_for(container)
+        ),
         max_bytes=declared,
         allowed_containers=request.app.state.settings.allowed_containers,
         filename=filename,

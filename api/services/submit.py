@@ -220,8 +220,6 @@ def enqueue_job(session: Session, celery: Celery, *, job: Job, settings: Setting
     return True
 
 
-
-
 # --- reading the request -----------------------------------------------------------------------
 
 

@@ -82,9 +82,7 @@ def get_open_upload(session: Session, *, tenant_id: uuid.UUID, upload_id: str) -
 def new_object_key(upload: Upload) -> str:
     """A fresh object for one PUT through the API: a PUT never writes an object that a job, or
     another PUT, may already point at."""
-    return artifact_key(
-        tenant_id=upload.tenant_id, video_id=upload.id, name=f"source-{secrets.token_hex(8)}"
-    )
+    return artifact_key(tenant_id=upload.tenant_id, video_id=upload.id, name=f"source-{secrets.token_hex(8)}")
 
 
 def record_received(
