@@ -290,7 +290,7 @@ def test_a_put_finishing_after_the_job_does_not_swap_its_video(api: Api, tmp_pat
             slow.sendall(_head("PUT", f"/v1/uploads/{upload_id}", api, headers) + second[:1000])
             time.sleep(0.3)  # the PUT is under way
             job = client.post("/v1/jobs", json={"upload_id": upload_id})
-            assert job.status_code == 201, job.text
+            assert job.status_code == 202, job.text
             slow.sendall(second[1000:])
             status, body, raw = _read_answer(slow, timeout_s=30)
 
