@@ -5,9 +5,9 @@ are injected (a worker killed with SIGKILL mid-run, the broker restarted without
 a corpus of hostile media is submitted beside it, with the API polled all along; then hostile
 requests (a 400 MB body without a key, an endless chunked body, a trickled body, a webhook
 receiver that trickles its headers, an upload swapped by a late PUT), with the API's memory peak.
-Then every job is checked in the database: succeeded exactly once, nothing lost, no row stored twice. Not a test
-(the suite runs ``run()`` with 50 jobs and asserts on its figures): it prints a table and writes
-JSON.
+Then every job is checked in the database: succeeded exactly once, nothing lost, no row stored
+twice. Not a test (the suite runs ``run()`` with 50 jobs and asserts on its figures): it prints a
+table and writes JSON.
 
     .venv/bin/python bench/reliability.py                  # 1,000 jobs → bench/results/reliability.json
     .venv/bin/python bench/reliability.py --jobs 50 --out /tmp/reliability.json
