@@ -18,6 +18,7 @@ from core.logs import log_event
 
 __all__ = [
     "BodyRejected",
+    "database_unavailable",
     "error_response",
     "error_responses",
     "register_error_handlers",
@@ -126,20 +127,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
 
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    # Connection-level failures only; anything else is a bug and stays a 500.
+def database_unavailable(exc: Exception, *, path: str) -> JSONResponse | None:
+    """The 503 for a connection-level database failure; None for any other error (a bug)."""
     if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
         log_event(
             log,
             "api.database.unavailable",
             level=logging.WARNING,
-            path=request.url.path,
+            path=path,
             detail=str(getattr(exc, "orig", exc))[:300],
         )
         return error_response(
             503, "database_unavailable", "the database is unavailable; retry shortly", {"Retry-After": "5"}
         )
-    return await _unexpected_error(request, exc)
+    return None
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # Connection-level failures only; anything else is a bug and stays a 500.
+    return database_unavailable(exc, path=request.url.path) or await _unexpected_error(request, exc)
 
 
 async def _client_gone(request: Request, exc: Exception) -> JSONResponse:

@@ -3,8 +3,9 @@
 An ASGI middleware in front of every route, so no route can forget it:
 
 - a request that carries a body (a ``Content-Length`` above zero, or ``Transfer-Encoding``) is
-  authenticated from its headers first; a missing or wrong key is answered 401 without reading a
-  byte of the body, and the connection is closed;
+  authenticated from its headers first; a missing or wrong key is answered 401 without the body
+  being parsed or kept (at most 64 KiB of it is read and dropped, so that a client still sending
+  reads the answer), and the connection is closed;
 - the route's cap is checked against ``Content-Length`` before reading, and against the bytes
   actually read as they arrive (a chunked body stops being read at the cap): 413;
 - the whole body must arrive within a deadline on the wall clock, with no wait for the next bytes
@@ -21,11 +22,12 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.exc import DBAPIError
 from starlette.concurrency import run_in_threadpool
 
 from api.body import MULTIPART_OVERHEAD_BYTES
 from api.deps import authenticate_request
-from api.errors import BodyRejected, error_response
+from api.errors import BodyRejected, database_unavailable, error_response
 from core.config import Settings
 from core.errors import ServiceError
 
@@ -38,6 +40,11 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 _CLOSE = {"Connection": "close"}
+# A refused body this small (or the start of a chunked one) is read and dropped before the answer,
+# briefly: a client still sending then reads the answer instead of a reset connection. Anything
+# larger is left unread.
+_DISCARD_MAX_BYTES = 64 * 1024
+_DISCARD_TIMEOUT_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,27 @@ class _GuardedBody:
         return message
 
 
+async def _discard(receive: Receive) -> None:
+    """Reads and drops at most ``_DISCARD_MAX_BYTES`` of a refused body, for at most
+    ``_DISCARD_TIMEOUT_S``; nothing is kept or parsed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _DISCARD_TIMEOUT_S
+    dropped = 0
+    while dropped <= _DISCARD_MAX_BYTES:
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return
+        try:
+            message = await asyncio.wait_for(receive(), remaining)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
+
+
 def _header(scope: Scope, name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
@@ -167,10 +195,21 @@ class BodyGuard:
                 method=scope["method"],
             )
         except ServiceError as exc:
+            if declared is None or declared <= _DISCARD_MAX_BYTES:
+                await _discard(receive)
             await self._refuse(scope, receive, send, exc.status_code, exc.code, exc.message, exc.headers)
+            return
+        except DBAPIError as exc:
+            unavailable = database_unavailable(exc, path=scope["path"])
+            if unavailable is None:
+                raise
+            unavailable.headers["Connection"] = "close"
+            await unavailable(scope, receive, send)
             return
         if declared is not None and declared > limits.max_bytes:
             refusal = _too_large(limits)
+            if declared <= _DISCARD_MAX_BYTES:
+                await _discard(receive)
             await self._refuse(scope, receive, send, 413, refusal.code, refusal.message, None)
             return
         scope.setdefault("state", {})["api_key"] = key
