@@ -319,12 +319,6 @@ class Settings(BaseSettings):
                 "WEBHOOK_CONNECT_TIMEOUT_S is above WEBHOOK_TIMEOUT_S: the connection is part of the "
                 "attempt that WEBHOOK_TIMEOUT_S caps"
             )
-        if self.webhook_redispatch_after_s <= self.webhook_claim_s:
-            raise ValueError(
-                f"WEBHOOK_REDISPATCH_AFTER_S ({self.webhook_redispatch_after_s:g}) must exceed the "
-                f"claim of one attempt ({self.webhook_claim_s:g} s: WEBHOOK_TIMEOUT_S plus "
-                f"{WEBHOOK_CLAIM_MARGIN_S:g} s)"
-            )
         if self.body_idle_timeout_s > self.upload_body_timeout_s:
             raise ValueError("BODY_IDLE_TIMEOUT_S is above UPLOAD_BODY_TIMEOUT_S")
         if len(self.webhook_secrets_key.get_secret_value()) < 16:

@@ -67,8 +67,6 @@ def test_webhook_claim_outlasts_the_attempt_it_covers() -> None:
     assert settings.webhook_claim_s > settings.webhook_timeout_s
     with pytest.raises(ConfigError, match="WEBHOOK_CONNECT_TIMEOUT_S is above WEBHOOK_TIMEOUT_S"):
         load_settings(webhook_timeout_s=2, webhook_connect_timeout_s=5)
-    with pytest.raises(ConfigError, match="WEBHOOK_REDISPATCH_AFTER_S"):
-        load_settings(webhook_timeout_s=60, webhook_redispatch_after_s=80)
 
 
 def test_body_deadlines_are_checked() -> None:
