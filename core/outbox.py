@@ -42,19 +42,24 @@ log = logging.getLogger(__name__)
 
 DISPATCHER_HEARTBEAT_KEY = "webhooks:dispatcher:heartbeat"
 _PENDING = "webhook_deliveries_after_commit"
+SEND_ON_COMMIT_MAX = 500
 # The sweep runs every WEBHOOK_DISPATCH_INTERVAL_S; missing this many runs (or a minute) is stale.
 _STALE_RUNS = 5
 _STALE_MIN_S = 60.0
 
 
-def send_after_commit(session: Session, delivery_ids: Sequence[uuid.UUID]) -> bool:
-    """Arranges for the deliveries' messages to be sent once ``session`` commits. True when it
-    will (the session knows its settings: ``core.db.get_session_factory``'s sessions do); the
-    caller then marks the rows dispatched in the same transaction. False: the sweep sends them."""
+def send_after_commit(session: Session, delivery_ids: Sequence[uuid.UUID]) -> list[uuid.UUID]:
+    """Arranges for the deliveries' messages to be sent once ``session`` commits, up to
+    ``SEND_ON_COMMIT_MAX`` per transaction (a batch canceled with thousands of callbacks does not
+    hold its request while they leave: the sweep sends the rest). Returns the ids that will be
+    sent, for the caller to mark dispatched in the same transaction; none when the session does
+    not know its settings (``core.db.get_session_factory``'s sessions do)."""
     if not delivery_ids or "settings" not in session.info:
-        return False
-    session.info.setdefault(_PENDING, []).extend(delivery_ids)
-    return True
+        return []
+    pending: list[uuid.UUID] = session.info.setdefault(_PENDING, [])
+    taken = list(delivery_ids[: max(0, SEND_ON_COMMIT_MAX - len(pending))])
+    pending.extend(taken)
+    return taken
 
 
 @event.listens_for(Session, "after_commit")

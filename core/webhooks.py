@@ -224,9 +224,9 @@ def _insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> list[uui
     """Inserts the rows; their messages leave as soon as the caller's transaction commits."""
     ids = [row["id"] for row in rows]
     if rows:
-        if send_after_commit(session, ids):
-            for row in rows:
-                row["dispatched_at"] = row["next_attempt_at"]
+        sent_on_commit = set(send_after_commit(session, ids))
+        for row in rows:
+            row["dispatched_at"] = row["next_attempt_at"] if row["id"] in sent_on_commit else None
         session.execute(insert(WebhookDelivery), rows)
     return ids
 
