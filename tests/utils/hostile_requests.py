@@ -244,7 +244,7 @@ def _trickling_webhook(stack: Any, headers: dict[str, str], media_dir: Path) -> 
 
             def first_attempt() -> dict[str, Any] | None:
                 items = client.get(f"/v1/jobs/{job_id}/deliveries").json()["items"]
-                attempts = items[0]["attempts"] if items else []
+                attempts = items[0]["attempt_log"] if items else []
                 return attempts[0] if attempts else None
 
             attempt = wait_for(first_attempt, timeout_s=120, what="the first webhook attempt")
