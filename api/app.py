@@ -12,6 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
 from api.errors import register_error_handlers
+from api.guard import BodyGuard
 from api.routes import batches, deliveries, explanations, health, jobs, monitoring, uploads, webhooks
 from api.routes.web import mount_web
 from api.schemas.batches import BatchCreate
@@ -54,6 +55,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(explanations.router)
     app.include_router(monitoring.router)
     mount_web(app)
+    # Innermost of the middlewares (added first): the access log below still sees its refusals.
+    app.add_middleware(BodyGuard, settings=settings)
 
     @app.middleware("http")
     async def _access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

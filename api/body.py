@@ -19,6 +19,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
 
+from api.errors import BodyRejected
 from core.errors import InvalidRequestError, PayloadTooLargeError, ServiceError, UnsupportedMediaTypeError
 from core.media import SNIFF_BYTES, sniff_container
 from core.storage import ObjectWriter
@@ -165,8 +166,8 @@ async def _drain(chunks: AsyncIterator[bytes]) -> None:
             if remaining <= 0:
                 return
             drained += len(await asyncio.wait_for(anext(iterator), remaining))
-    except (StopAsyncIteration, ClientDisconnect, TimeoutError):
-        return
+    except (StopAsyncIteration, ClientDisconnect, TimeoutError, BodyRejected):
+        return  # the guard refused to read further: the first error is the answer
 
 
 def _declared_length(request: Request) -> int | None:

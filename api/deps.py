@@ -33,6 +33,7 @@ __all__ = [
     "SessionDep",
     "SettingsDep",
     "StorageDep",
+    "authenticate_request",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `deepfakestream keys create`")
@@ -87,25 +88,44 @@ def _page(settings: SettingsDep, cursor: Cursor = None, limit: Limit = None) -> 
 PageQuery = Annotated[PageRequest, Depends(_page)]
 
 
-def _api_key(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+def authenticate_request(
+    settings: Settings, *, authorization: str | None, client: str, method: str
 ) -> ApiKey:
+    """The live key an ``Authorization: Bearer <key>`` header carries, rate limited; a typed 401
+    or 429 otherwise. Runs before a request's body is read (``api.guard``) and for every other
+    authenticated route through ``CurrentKey``."""
     # An address that keeps failing is refused before its key is looked at: guessing stays slow.
-    client = request.client.host if request.client else "unknown"
     check_auth_failures(settings, client=client)
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+    scheme, _, token = (authorization or "").strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'", code="missing_api_key")
-    key = authenticate(session, key=credentials.credentials.strip())
+    with get_session_factory(settings)() as session:
+        key = authenticate(session, key=token)
     if key is None:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("the API key is unknown or revoked", code="invalid_api_key")
     # Every authenticated route is rate limited here, new ones included.
-    enforce_rate_limit(settings, tenant_id=key.tenant_id, method=request.method)
+    enforce_rate_limit(settings, tenant_id=key.tenant_id, method=method)
     return key
+
+
+def _api_key(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    # A request with a body was authenticated (and rate limited) before its body was read.
+    checked: ApiKey | None = getattr(request.state, "api_key", None)
+    if checked is not None:
+        return checked
+    return authenticate_request(
+        settings,
+        authorization=request.headers.get("authorization"),
+        client=request.client.host if request.client else "unknown",
+        method=request.method,
+    )
 
 
 # The caller's key; ``key.tenant_id`` scopes every query the route makes.

@@ -16,7 +16,14 @@ from api.schemas.errors import ErrorBody
 from core.errors import ServiceError
 from core.logs import log_event
 
-__all__ = ["error_response", "error_responses", "register_error_handlers", "validation_message"]
+__all__ = [
+    "BodyRejected",
+    "database_unavailable",
+    "error_response",
+    "error_responses",
+    "register_error_handlers",
+    "validation_message",
+]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +34,7 @@ _STATUS_CODES = {
     404: "not_found",
     405: "method_not_allowed",
     406: "not_acceptable",
+    408: "request_timeout",
     409: "conflict",
     411: "length_required",
     413: "payload_too_large",
@@ -39,6 +47,7 @@ _STATUS_CODES = {
 _DESCRIPTIONS = {
     401: "missing, unknown or revoked API key",
     404: "no such resource for this tenant",
+    408: "the request body did not arrive in time",
     409: "conflicts with the resource's state or an earlier request",
     413: "past a size limit",
     415: "not a supported video container or content type",
@@ -46,6 +55,17 @@ _DESCRIPTIONS = {
     429: "past a limit that passes with time; retry after Retry-After seconds",
     503: "a dependency is unavailable; retry after Retry-After seconds",
 }
+
+
+class BodyRejected(StarletteHTTPException):
+    """A request body refused while it is read (past its cap, or too slow): raised from the
+    request's ``receive`` by ``api.guard``. An HTTPException, so that FastAPI's own body parsing
+    lets it through; the connection is closed after the answer, the body being unread."""
+
+    def __init__(self, status_code: int, code: str, message: str) -> None:
+        super().__init__(status_code, detail=message, headers={"Connection": "close"})
+        self.code = code
+        self.message = message
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -92,6 +112,12 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(422, "validation_error", validation_message(exc.errors()))
 
 
+async def _body_rejected(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, BodyRejected)
+    log_event(log, "api.body.refused", path=request.url.path, code=exc.code, status=exc.status_code)
+    return error_response(exc.status_code, exc.code, exc.message, dict(exc.headers or {}))
+
+
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _STATUS_CODES.get(exc.status_code, f"http_{exc.status_code}")
@@ -101,20 +127,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, message, dict(exc.headers or {}))
 
 
-async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    # Connection-level failures only; anything else is a bug and stays a 500.
+def database_unavailable(exc: Exception, *, path: str) -> JSONResponse | None:
+    """The 503 for a connection-level database failure; None for any other error (a bug)."""
     if isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated):
         log_event(
             log,
             "api.database.unavailable",
             level=logging.WARNING,
-            path=request.url.path,
+            path=path,
             detail=str(getattr(exc, "orig", exc))[:300],
         )
         return error_response(
             503, "database_unavailable", "the database is unavailable; retry shortly", {"Retry-After": "5"}
         )
-    return await _unexpected_error(request, exc)
+    return None
+
+
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    # Connection-level failures only; anything else is a bug and stays a 500.
+    return database_unavailable(exc, path=request.url.path) or await _unexpected_error(request, exc)
 
 
 async def _client_gone(request: Request, exc: Exception) -> JSONResponse:
@@ -143,6 +174,7 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 def register_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(BodyRejected, _body_rejected)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(DBAPIError, _database_error)
     app.add_exception_handler(ClientDisconnect, _client_gone)

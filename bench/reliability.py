@@ -2,10 +2,12 @@
 
 A batch of short generated videos goes through two worker processes on this machine while faults
 are injected (a worker killed with SIGKILL mid-run, the broker restarted without persistence) and
-a corpus of hostile media is submitted beside it, with the API polled all along. Then every job is
-checked in the database: succeeded exactly once, nothing lost, no row stored twice. Not a test
-(the suite runs ``run()`` with 50 jobs and asserts on its figures): it prints a table and writes
-JSON.
+a corpus of hostile media is submitted beside it, with the API polled all along; then hostile
+requests (a 400 MB body without a key, an endless chunked body, a trickled body, a webhook
+receiver that trickles its headers, an upload swapped by a late PUT), with the API's memory peak.
+Then every job is checked in the database: succeeded exactly once, nothing lost, no row stored
+twice. Not a test (the suite runs ``run()`` with 50 jobs and asserts on its figures): it prints a
+table and writes JSON.
 
     .venv/bin/python bench/reliability.py                  # 1,000 jobs → bench/results/reliability.json
     .venv/bin/python bench/reliability.py --jobs 50 --out /tmp/reliability.json
@@ -44,6 +46,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from core.models import Batch, Job  # noqa: E402
 from tests.utils.bad_media import HOSTILE_MEDIA_KINDS, VALID_HOSTILE_MEDIA_KINDS, make_hostile_media  # noqa: E402
+from tests.utils.hostile_requests import try_hostile_requests  # noqa: E402
 from tests.utils.media import make_face_video  # noqa: E402
 from tests.utils.stack import SOURCE_BUCKET, TERMINAL, PrivateStack, private_stack  # noqa: E402
 
@@ -64,7 +67,16 @@ BENCH_SETTINGS = {
     "RECONCILE_QUEUED_AFTER_S": "7200",
     "RATE_LIMIT_PER_S": "2000",
     "RATE_LIMIT_BURST": "4000",
+    # Short deadlines, so that the hostile requests (a trickled body, a trickling webhook
+    # receiver on the loopback interface) are answered within seconds.
+    "BODY_TIMEOUT_S": "5",
+    "BODY_IDLE_TIMEOUT_S": "3",
+    "WEBHOOK_ALLOW_PRIVATE": "true",
+    "WEBHOOK_TIMEOUT_S": "3",
+    "WEBHOOK_CONNECT_TIMEOUT_S": "2",
 }
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -197,7 +209,9 @@ def run(
     started_at = time.time()
     media_dir = root / "media"
     clip = make_face_video(media_dir / "clip.mp4", seconds=1.0, width=160, height=120, fps=10.0)
-    with private_stack(root / "stack", workers=2, extra=BENCH_SETTINGS) as stack:
+    with private_stack(
+        root / "stack", workers=2, extra=BENCH_SETTINGS, queues="probe,analyze,webhooks,maintenance"
+    ) as stack:
         tenant = stack.new_key()
         stranger = stack.new_key()
         s3 = stack.s3()
@@ -245,6 +259,9 @@ def run(
                     break
                 time.sleep(1.0)
             hostile_outcomes = _judge_hostile(stack, stranger, hostile_tried) if hostile else []
+            if hostile:
+                # Hostile requests and receivers (bodies, webhooks, uploads), with the API's memory.
+                hostile_outcomes += try_hostile_requests(stack, stranger, media_dir)
         load_s = time.monotonic() - load_started
 
         ids = [uuid.UUID(job_id) for job_id in job_ids]
@@ -310,6 +327,10 @@ def run(
         "bad_inputs_tried": len(hostile_outcomes),
         "bad_inputs_typed": sum(1 for outcome in hostile_outcomes if outcome["typed"]),
         "bad_inputs": hostile_outcomes,
+        "api_peak_rss_mb": max(
+            (outcome["api_rss_mb"]["peak"] for outcome in hostile_outcomes if "api_rss_mb" in outcome),
+            default=None,
+        ),
         "polling": poll,
         "machine": {
             "cpus": os.cpu_count(),
@@ -329,6 +350,7 @@ def _print_table(result: dict[str, Any]) -> None:
         ("5xx answers", result["server_errors_5xx"]),
         ("faults injected", faults or "none"),
         ("bad inputs typed / tried", f"{result['bad_inputs_typed']} / {result['bad_inputs_tried']}"),
+        ("API peak RSS (hostile requests)", f"{result['api_peak_rss_mb']} MB"),
         ("wall time", f"{result['wall_s']} s ({result['throughput_jobs_per_min']} jobs/min)"),
         ("polling p50 / p99 / max", f"{result['polling']['p50_ms']} / {result['polling']['p99_ms']} / "
                                     f"{result['polling']['max_ms']} ms over {result['polling']['requests']}"),

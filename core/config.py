@@ -19,6 +19,8 @@ __all__ = ["Settings", "StorageKind", "get_settings", "load_settings"]
 GIB = 1024**3
 # Credentials shipped in examples (MinIO's and docker-compose.yml's defaults); refused in production.
 _EXAMPLE_SECRETS = frozenset({"minioadmin", "changeme", "secret", "password", "deepfakestream-dev-secret"})
+# Room, beyond WEBHOOK_TIMEOUT_S, for an attempt to resolve the address and record its outcome.
+WEBHOOK_CLAIM_MARGIN_S = 30.0
 # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27 hours of retries.
 WEBHOOK_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -118,6 +120,11 @@ class Settings(BaseSettings):
     page_size_default: int = Field(default=50, ge=1)
     page_size_max: int = Field(default=500, ge=1)
     json_body_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Every request body must arrive within a deadline on the wall clock (a video upload: the
+    # upload one), with no wait for its next bytes longer than the idle one; past either, 408.
+    body_timeout_s: float = Field(default=60.0, gt=0)
+    upload_body_timeout_s: float = Field(default=3600.0, gt=0)
+    body_idle_timeout_s: float = Field(default=30.0, gt=0)
     enqueue_timeout_s: float = Field(default=3.0, gt=0)
     # Per-tenant request rates (a token bucket in Redis, shared by every API process): a sustained
     # rate per second and a burst; writes (POST, PUT, PATCH, DELETE) also draw from a smaller
@@ -138,6 +145,10 @@ class Settings(BaseSettings):
     # Webhooks. Loopback, private and link-local receivers are refused unless allowed (an
     # on-premises receiver, or tests); cloud metadata addresses are refused always.
     webhook_allow_private: bool = False
+    # One attempt, from the first connection to the answer's last byte read, on the wall clock;
+    # the connection alone may take WEBHOOK_CONNECT_TIMEOUT_S of it. A delivery is claimed for
+    # WEBHOOK_TIMEOUT_S plus a margin (``webhook_claim_s``), so no second attempt starts while
+    # one may still run.
     webhook_timeout_s: float = Field(default=10.0, gt=0, le=120)
     webhook_connect_timeout_s: float = Field(default=5.0, gt=0, le=60)
     # Delay before each retry (the first attempt is immediate), ±jitter, as Standard Webhooks
@@ -303,9 +314,22 @@ class Settings(BaseSettings):
                 raise ValueError("S3_SECRET_ACCESS_KEY is an example value; set a real secret in production")
             if self.webhook_secrets_key.get_secret_value() in _EXAMPLE_SECRETS:
                 raise ValueError("WEBHOOK_SECRETS_KEY is an example value; set a real secret in production")
+        if self.webhook_connect_timeout_s > self.webhook_timeout_s:
+            raise ValueError(
+                "WEBHOOK_CONNECT_TIMEOUT_S is above WEBHOOK_TIMEOUT_S: the connection is part of the "
+                "attempt that WEBHOOK_TIMEOUT_S caps"
+            )
+        if self.body_idle_timeout_s > self.upload_body_timeout_s:
+            raise ValueError("BODY_IDLE_TIMEOUT_S is above UPLOAD_BODY_TIMEOUT_S")
         if len(self.webhook_secrets_key.get_secret_value()) < 16:
             raise ValueError("WEBHOOK_SECRETS_KEY must have at least 16 characters")
         return self
+
+    @property
+    def webhook_claim_s(self) -> float:
+        """How long one attempt holds its delivery: longer than the attempt can last (its total
+        is WEBHOOK_TIMEOUT_S on the wall clock), plus room to look up the address and record it."""
+        return self.webhook_timeout_s + WEBHOOK_CLAIM_MARGIN_S
 
     @property
     def storage_kind(self) -> StorageKind:

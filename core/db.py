@@ -37,12 +37,14 @@ def get_engine(settings: Settings) -> Engine:
 
 
 @functools.cache
-def _session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def _session_factory(engine: Engine, settings: Settings) -> sessionmaker[Session]:
+    # Each session knows its settings: what it queues to send after its commit (core.outbox)
+    # goes to this deployment's broker.
+    return sessionmaker(engine, expire_on_commit=False, info={"settings": settings})
 
 
 def get_session_factory(settings: Settings) -> sessionmaker[Session]:
-    return _session_factory(get_engine(settings))
+    return _session_factory(get_engine(settings), settings)
 
 
 def check_database(settings: Settings) -> None:

@@ -336,32 +336,46 @@ def post(
     connect_timeout_s: float,
     ca_bundle: Path | None = None,
 ) -> OutboundResponse:
-    """POSTs ``body`` to ``url`` through the address guard; a redirect is answered as it is, not followed."""
+    """POSTs ``body`` to ``url`` through the address guard; a redirect is answered as it is, not followed.
+
+    ``timeout_s`` caps the whole attempt on the wall clock, connection included, however slowly
+    the receiver answers (headers trickled one line at a time too): at the cap a timer cuts the
+    connection and the attempt is a retryable ``timeout``. An answer whose status and headers came
+    in time counts even if its body is cut short."""
     deadline = time.monotonic() + timeout_s
     timeout = httpx.Timeout(timeout_s, connect=min(connect_timeout_s, timeout_s))
-    with _pinned_stream(
-        "POST",
-        url,
-        allow_private=allow_private,
-        timeout=timeout,
-        ca_bundle=ca_bundle,
-        headers=headers,
-        content=body,
-    ) as (response, address):
-        head = bytearray()
+    with _Deadline(deadline) as watch:
         try:
-            for chunk in response.iter_bytes():
-                head.extend(chunk[: _RESPONSE_KEEP_BYTES - len(head)])
-                if len(head) >= _RESPONSE_KEEP_BYTES or time.monotonic() > deadline:
-                    break  # the body does not matter; a receiver that keeps talking is cut off
-        except httpx.HTTPError:
-            pass  # the status is what counts; a body cut short is not a failed delivery
-        return OutboundResponse(
-            status_code=response.status_code,
-            headers={key.lower(): value for key, value in response.headers.items()},
-            remote_address=address,
-            body_head=bytes(head),
-        )
+            with _pinned_stream(
+                "POST",
+                url,
+                allow_private=allow_private,
+                timeout=timeout,
+                ca_bundle=ca_bundle,
+                headers=headers,
+                content=body,
+                trace=watch.trace,
+            ) as (response, address):
+                head = bytearray()
+                try:
+                    for chunk in response.iter_bytes():
+                        head.extend(chunk[: _RESPONSE_KEEP_BYTES - len(head)])
+                        if len(head) >= _RESPONSE_KEEP_BYTES or time.monotonic() > deadline:
+                            break  # the body does not matter; a receiver that keeps talking is cut off
+                except httpx.HTTPError:
+                    pass  # the status is what counts; a body cut short is not a failed delivery
+                return OutboundResponse(
+                    status_code=response.status_code,
+                    headers={key.lower(): value for key, value in response.headers.items()},
+                    remote_address=address,
+                    body_head=bytes(head),
+                )
+        except EgressError as exc:
+            if watch.fired.is_set():
+                raise EgressError(
+                    f"the receiver did not answer within {timeout_s:g} s", code="timeout", retryable=True
+                ) from exc
+            raise
 
 
 @dataclass(frozen=True)

@@ -116,6 +116,10 @@ class Upload(Base):
     storage_key: Mapped[str] = mapped_column(String(1024))
     filename: Mapped[str | None] = mapped_column(String(255))
     declared_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    # What the last PUT through the API stored at ``storage_key`` (each such PUT writes an object
+    # of its own, so a consumed upload's object is never written again).
+    received_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = _now_column()
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     consumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -30,6 +30,7 @@ from standardwebhooks import Webhook
 
 from core import verdicts
 from core.models import Batch, CallbackSecret, Job, WebhookDelivery, WebhookEndpoint
+from core.outbox import send_after_commit
 
 __all__ = [
     "EVENT_TYPES",
@@ -222,9 +223,14 @@ def _delivery_row(
 
 
 def _insert_deliveries(session: Session, rows: list[dict[str, Any]]) -> list[uuid.UUID]:
+    """Inserts the rows; their messages leave as soon as the caller's transaction commits."""
+    ids = [row["id"] for row in rows]
     if rows:
+        sent_on_commit = set(send_after_commit(session, ids))
+        for row in rows:
+            row["dispatched_at"] = row["next_attempt_at"] if row["id"] in sent_on_commit else None
         session.execute(insert(WebhookDelivery), rows)
-    return [row["id"] for row in rows]
+    return ids
 
 
 _JOB_EVENTS = {

@@ -7,6 +7,7 @@ segments that land there, removed when the job ends and swept when stale.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import shutil
@@ -21,7 +22,14 @@ from core.sources import source_scheme
 from core.storage import ObjectStore, get_source_store, parse_s3_uri
 from pipeline.errors import InputError
 
-__all__ = ["SourceFetchError", "local_video", "prune_stale_copies", "remove_job_copy"]
+__all__ = [
+    "SourceFetchError",
+    "VideoChangedError",
+    "local_video",
+    "prune_stale_copies",
+    "remove_job_copy",
+    "verify_video",
+]
 
 STALE_AFTER_S = 6 * 3600.0
 _MAX_NAME_BYTES = 180
@@ -46,21 +54,58 @@ def _local_name(video: Video) -> str:
     return name or f"video.{video.container or 'bin'}"
 
 
-def local_video(*, job_id: uuid.UUID, video: Video, storage: ObjectStore, settings: Settings) -> Path:
-    """A readable local file with the job's video (downloaded on first use)."""
+class VideoChangedError(InputError):
+    """The stored video is not the one the job was created with (its size or hash differ)."""
+
+    code = "video_changed"
+
+
+_HASH_CHUNK_BYTES = 1024 * 1024
+
+
+def verify_video(path: Path, video: Video, *, check_hash: bool) -> None:
+    """The file is what the job recorded: its size, and its SHA-256 when the job has one and
+    ``check_hash`` (a full read: the probe does it once per job, segments check the size)."""
+    size = path.stat().st_size
+    if video.size_bytes is not None and size != video.size_bytes:
+        raise VideoChangedError(
+            f"the stored video has {size} bytes, but the job was created with {video.size_bytes}",
+            code="video_changed",
+        )
+    if check_hash and video.sha256:
+        digest = hashlib.sha256()
+        with path.open("rb") as source:
+            while chunk := source.read(_HASH_CHUNK_BYTES):
+                digest.update(chunk)
+        if digest.hexdigest() != video.sha256:
+            raise VideoChangedError(
+                "the stored video's SHA-256 differs from the one the job was created with",
+                code="video_changed",
+            )
+
+
+def local_video(
+    *, job_id: uuid.UUID, video: Video, storage: ObjectStore, settings: Settings, check_hash: bool = False
+) -> Path:
+    """A readable local file with the job's video (downloaded on first use). A video we store is
+    checked against what its job recorded (``verify_video``)."""
     if video.owned and video.storage_key:
         in_place = storage.local_path(video.storage_key)
         if in_place is not None:
+            verify_video(in_place, video, check_hash=check_hash)
             return in_place
     destination = _job_dir(settings, job_id) / _local_name(video)
     if destination.exists():
         with contextlib.suppress(OSError):
             os.utime(destination.parent)  # keeps the copy out of the stale sweep
+        if video.owned:
+            verify_video(destination, video, check_hash=check_hash)
         return destination
     prune_stale_copies(settings)
     destination.parent.mkdir(parents=True, exist_ok=True)
     if video.owned and video.storage_key:
         storage.download(video.storage_key, destination)
+        verify_video(destination, video, check_hash=check_hash)
     else:
         assert video.source_uri is not None
         scheme = source_scheme(video.source_uri)

@@ -97,7 +97,9 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
         started = time.perf_counter()
         try:
             analyzer = ctx.analyzer_for(options)
-            path = local_video(job_id=job_id, video=video, storage=ctx.storage, settings=settings)
+            path = local_video(
+                job_id=job_id, video=video, storage=ctx.storage, settings=settings, check_hash=True
+            )
             info = analyzer.probe(path)
             plans = analyzer.plan(info)
             # Uploads streamed through the API were hashed on the way in; bucket objects, https

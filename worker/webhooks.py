@@ -2,7 +2,8 @@
 
 Plain functions tests can call without Celery. Deliveries live in Postgres (an outbox written with
 the event), so retries hours apart never sit in the broker: an attempt that fails records when the
-next one is due, and the dispatcher (run every few seconds by beat) sends a message then. A
+next one is due, and the dispatcher (run every few seconds by beat) sends a message then; a
+delivery's first message leaves when the transaction that wrote it commits (``core.outbox``). A
 delivery is claimed with a row lock and a claim deadline, so two messages for it never send it
 twice at once.
 """
@@ -23,7 +24,7 @@ from core.egress import EgressError, post
 from core.logs import log_context, log_event
 from core.metrics import record_webhook_delivery
 from core.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from core.queue import enqueue_webhook
+from core.outbox import record_dispatcher_heartbeat, send_dispatched
 from core.webhooks import (
     DeliveryStatus,
     SecretError,
@@ -45,7 +46,6 @@ USER_AGENT = "DeepfakeStream-Webhooks/1"
 _DISPATCH_BATCH = 500
 # Messages may be handled a moment before the time the row says (clocks, rounding).
 _EARLY_SLACK_S = 1.0
-_CLAIM_MARGIN_S = 30.0
 
 
 def _now() -> datetime:
@@ -53,11 +53,14 @@ def _now() -> datetime:
 
 
 def dispatch_due(ctx: WorkerContext) -> int:
-    """Sends one message per delivery that is due and has no message on its way. Returns how many."""
+    """Sends one message per delivery that is due and has no message on its way. Returns how many.
+
+    The rows are marked dispatched and committed before any message leaves: a worker taking a
+    message finds its delivery unlocked and due. The run's heartbeat tells the health checks a
+    dispatcher is alive."""
     settings = ctx.settings
     now = _now()
     lost_before = now - timedelta(seconds=settings.webhook_redispatch_after_s)
-    sent: list[uuid.UUID] = []
     with ctx.session() as session, session.begin():
         due = list(
             session.scalars(
@@ -77,26 +80,16 @@ def dispatch_due(ctx: WorkerContext) -> int:
                 .with_for_update(skip_locked=True)
             )
         )
-        for delivery_id in due:
-            try:
-                enqueue_webhook(ctx.celery, delivery_id=delivery_id, timeout_s=settings.enqueue_timeout_s)
-            except Exception as exc:  # kombu raises many types; the next run tries again
-                log_event(
-                    log,
-                    "webhook.dispatch.failed",
-                    level=logging.WARNING,
-                    error=f"{type(exc).__name__}: {exc}"[:300],
-                )
-                break
-            sent.append(delivery_id)
-        if sent:
+        if due:
             session.execute(
                 update(WebhookDelivery)
-                .where(WebhookDelivery.id.in_(sent))
+                .where(WebhookDelivery.id.in_(due))
                 .values(dispatched_at=func.now())
                 .execution_options(synchronize_session=False)
             )
-    return len(sent)
+    sent = send_dispatched(settings, ctx.celery, due) if due else 0
+    record_dispatcher_heartbeat(settings)
+    return sent
 
 
 @dataclass(frozen=True)
@@ -168,7 +161,9 @@ def _claim(ctx: WorkerContext, session: Session, delivery_id: uuid.UUID) -> _Cla
         # right key (or this one, once fixed) instead of failing it.
         log_event(log, "webhook.delivery.unsigned", level=logging.ERROR, detail=str(exc))
         return AttemptOutcome("skipped")
-    claim_s = settings.webhook_timeout_s + settings.webhook_connect_timeout_s + _CLAIM_MARGIN_S
+    # Longer than the attempt can last (WEBHOOK_TIMEOUT_S caps it on the wall clock): no second
+    # attempt of this delivery can start while this one runs.
+    claim_s = settings.webhook_claim_s
     delivery.attempts += 1
     delivery.series_attempts += 1
     delivery.claimed_until = now + timedelta(seconds=claim_s)

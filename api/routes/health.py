@@ -21,10 +21,11 @@ def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="Database, broker and storage reachable; workers listed",
+    summary="Database, broker and storage reachable; workers and the webhook dispatcher listed",
     description=(
-        "503 when the database, the broker or storage cannot be used. Workers are reported but do "
-        "not make the API unready: jobs wait in the queue until a worker takes them."
+        "503 when the database, the broker or storage cannot be used. Workers and the webhook "
+        "dispatcher are reported (`degraded`, with `reasons`) but do not make the API unready: "
+        "jobs wait in the queue until a worker takes them, webhook retries until beat runs."
     ),
 )
 async def readyz(settings: SettingsDep, storage: StorageDep, celery: QueueDep) -> JSONResponse:

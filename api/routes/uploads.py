@@ -77,14 +77,32 @@ async def put_upload(
     upload = await run_in_threadpool(
         lambda: service.get_open_upload(session, tenant_id=key.tenant_id, upload_id=upload_id)
     )
-    declared = upload.declared_bytes or 0
+    declared, filename, reserved_id = upload.declared_bytes or 0, upload.filename, upload.id
+    object_key = service.new_object_key(upload)
+    session.rollback()  # no transaction stays open while the bytes arrive
     received = await receive_raw_body(
         request,
         open_writer=lambda container: storage.open_writer(
-            upload.storage_key, content_type=content_type_for(container)
+            object_key, content_type=content_type_for(container)
         ),
         max_bytes=declared,
         allowed_containers=request.app.state.settings.allowed_containers,
-        filename=upload.filename,
+        filename=filename,
     )
-    return UploadReceived(upload_id=upload.id, size_bytes=received.size, container=received.container)
+    try:
+        previous = await run_in_threadpool(
+            lambda: service.record_received(
+                session,
+                tenant_id=key.tenant_id,
+                upload_id=reserved_id,
+                storage_key=object_key,
+                size=received.size,
+                sha256=received.sha256,
+            )
+        )
+    except BaseException:
+        await run_in_threadpool(service.delete_quietly, storage, object_key)
+        raise
+    if previous != object_key:
+        await run_in_threadpool(service.delete_quietly, storage, previous)
+    return UploadReceived(upload_id=reserved_id, size_bytes=received.size, container=received.container)

@@ -22,6 +22,7 @@ from core.config import Settings
 from core.db import check_database, get_session_factory
 from core.logs import log_event
 from core.models import HealthCheck
+from core.outbox import dispatcher_health
 from core.queue import Queue
 from core.redis import ping_broker
 from core.resources import queue_depths
@@ -35,6 +36,9 @@ log = logging.getLogger(__name__)
 _READY_WORKER_PING_S = 0.5
 _SNAPSHOT_WORKER_PING_S = 1.0
 _CORE = ("database", "broker", "storage")
+# Failing, these leave the API able to take jobs, but jobs (workers) or webhook retries and
+# anything held back (the dispatcher, run by beat) wait: degraded, with the reason.
+_OPTIONAL = ("workers", "webhook_dispatcher")
 
 
 def _timed(check: Callable[[], Any]) -> dict[str, Any]:
@@ -79,7 +83,17 @@ def _check_all(
     checks["workers"] = (
         _timed(workers) if checks["broker"]["ok"] else {"ok": False, "error": "broker unreachable"}
     )
+    checks["webhook_dispatcher"] = (
+        _timed(lambda: dispatcher_health(settings))
+        if checks["broker"]["ok"]
+        else {"ok": False, "error": "broker unreachable"}
+    )
     return checks, all(checks[name]["ok"] for name in _CORE)
+
+
+def _degraded_reasons(checks: dict[str, Any]) -> list[str]:
+    """Why a service that can take jobs is not fully healthy: jobs or webhooks would wait."""
+    return [f"{name}: {checks[name].get('error', 'failing')}" for name in _OPTIONAL if not checks[name]["ok"]]
 
 
 @dataclass(frozen=True)
@@ -91,8 +105,9 @@ class Readiness:
 
 
 def readiness(*, settings: Settings, storage: ObjectStore, celery: Celery) -> Readiness:
-    """Checks the dependencies now. Workers are reported but do not make the API unready: jobs
-    wait in the queue until a worker takes them."""
+    """Checks the dependencies now. Workers and the webhook dispatcher are reported (``degraded``
+    with ``reasons``) but do not make the API unready: jobs wait in the queue until a worker
+    takes them."""
     checks, ready = _check_all(
         settings,
         storage,
@@ -101,8 +116,11 @@ def readiness(*, settings: Settings, storage: ObjectStore, celery: Celery) -> Re
             celery, timeout_s=_READY_WORKER_PING_S, none_answered="no worker answered"
         ),
     )
-    status = "ready" if ready and checks["workers"]["ok"] else ("degraded" if ready else "unavailable")
+    reasons = _degraded_reasons(checks)
+    status = "ready" if ready and not reasons else ("degraded" if ready else "unavailable")
     body: dict[str, Any] = {"status": status, "checks": checks}
+    if ready and reasons:
+        body["reasons"] = reasons
     if not ready:
         failing = ", ".join(name for name in _CORE if not checks[name]["ok"])
         body["error"] = {"code": "not_ready", "message": f"unavailable: {failing}"}
@@ -113,7 +131,8 @@ def take_health_snapshot(
     *, settings: Settings, storage: ObjectStore, celery: Celery, api_key_id: uuid.UUID | None
 ) -> HealthSnapshot:
     """Checks every dependency now and stores the result. ``unhealthy``: the database, the broker
-    or storage fails (the API cannot take jobs); ``degraded``: no worker answers (jobs wait)."""
+    or storage fails (the API cannot take jobs); ``degraded``: no worker answers (jobs wait) or no
+    webhook dispatcher ran lately (retries wait); the failing check's ``error`` says why."""
     started = time.perf_counter()
     checked_at = datetime.now(UTC)
     checks, core_ok = _check_all(
@@ -125,7 +144,7 @@ def take_health_snapshot(
         ),
     )
     status: Literal["healthy", "degraded", "unhealthy"] = (
-        "healthy" if core_ok and checks["workers"]["ok"] else ("degraded" if core_ok else "unhealthy")
+        "healthy" if core_ok and not _degraded_reasons(checks) else ("degraded" if core_ok else "unhealthy")
     )
     duration_ms = round((time.perf_counter() - started) * 1000, 1)
     snapshot_id: int | None = None

@@ -145,6 +145,13 @@ def resolve_upload(
             "nothing has been uploaded for this upload_id yet", code="upload_incomplete"
         ) from exc
     container = _check_head(head, info.size, settings=settings, what="the uploaded file")
+    if upload.received_bytes is not None and info.size != upload.received_bytes:
+        raise ConflictError(
+            "the uploaded object is not the one its last PUT stored; send the file again",
+            code="upload_changed",
+        )
+    # The job records the exact object, size and hash it is created with: the worker checks them,
+    # and a PUT still under way writes an object of its own, never this one.
     return VideoDraft(
         video_id=upload.id,
         owned=True,
@@ -152,6 +159,6 @@ def resolve_upload(
         source_uri=None,
         filename=upload.filename,
         size_bytes=info.size,
-        sha256=None,
+        sha256=upload.sha256,
         container=container,
     )

@@ -150,14 +150,31 @@ def create_job(
     )
     session.add(job)
     if upload_id is not None:
+        # Consumed only while it still points at the object the draft checked: a PUT that
+        # finished in between stored another object, and this job must not run on either blindly.
         claimed = session.execute(
             update(Upload)
-            .where(Upload.id == upload_id, Upload.tenant_id == tenant_id, Upload.consumed_at.is_(None))
+            .where(
+                Upload.id == upload_id,
+                Upload.tenant_id == tenant_id,
+                Upload.consumed_at.is_(None),
+                Upload.storage_key == draft.storage_key,
+            )
             .values(consumed_at=datetime.now(UTC))
             .execution_options(synchronize_session=False)
         )
         if not claimed.rowcount:  # type: ignore[attr-defined]
             session.rollback()
+            if session.scalar(
+                select(Upload.id).where(
+                    Upload.id == upload_id, Upload.tenant_id == tenant_id, Upload.consumed_at.is_(None)
+                )
+            ):
+                raise ConflictError(
+                    "the upload was replaced by a PUT while the job was being created; send the "
+                    "request again",
+                    code="upload_changed",
+                )
             if idempotency_key is not None:  # a concurrent replay of this very request consumed it
                 existing = _find_by_idempotency_key(session, tenant_id=tenant_id, key=idempotency_key)
                 if existing is not None:
@@ -202,8 +219,6 @@ def enqueue_job(session: Session, celery: Celery, *, job: Job, settings: Setting
     mark_enqueued(session, job_id=job.id)
     session.commit()
     return True
-
-
 
 
 # --- reading the request -----------------------------------------------------------------------

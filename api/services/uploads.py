@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -10,10 +12,13 @@ from sqlalchemy.orm import Session
 
 from core.config import Settings
 from core.errors import ConflictError, NotFoundError, PayloadTooLargeError
+from core.logs import log_event
 from core.models import Upload
-from core.storage import ObjectStore, PresignedUpload, video_key
+from core.storage import ObjectStore, PresignedUpload, artifact_key, video_key
 
-__all__ = ["create_upload", "get_open_upload"]
+__all__ = ["create_upload", "delete_quietly", "get_open_upload", "new_object_key", "record_received"]
+
+log = logging.getLogger(__name__)
 
 
 def create_upload(
@@ -72,3 +77,44 @@ def get_open_upload(session: Session, *, tenant_id: uuid.UUID, upload_id: str) -
     if upload.expires_at < datetime.now(UTC):
         raise ConflictError("this upload slot has expired; ask for a new one", code="upload_expired")
     return upload
+
+
+def new_object_key(upload: Upload) -> str:
+    """A fresh object for one PUT through the API: a PUT never writes an object that a job, or
+    another PUT, may already point at."""
+    return artifact_key(tenant_id=upload.tenant_id, video_id=upload.id, name=f"source-{secrets.token_hex(8)}")
+
+
+def record_received(
+    session: Session, *, tenant_id: uuid.UUID, upload_id: uuid.UUID, storage_key: str, size: int, sha256: str
+) -> str:
+    """Points the upload at the object a PUT just stored, unless a job consumed the upload while the
+    bytes arrived (ConflictError: the caller deletes its object; the job keeps what it was created
+    with). Returns the key the upload pointed at before, for the caller to delete. Commits."""
+    upload = session.scalar(
+        select(Upload).where(Upload.id == upload_id, Upload.tenant_id == tenant_id).with_for_update()
+    )
+    if upload is None:
+        session.rollback()
+        raise NotFoundError("no upload with this id", code="upload_not_found")
+    if upload.consumed_at is not None:
+        session.rollback()
+        raise ConflictError(
+            "a job was created from this upload while it was being sent; the job keeps the file it "
+            "was created with and these bytes were discarded",
+            code="upload_consumed",
+        )
+    previous = upload.storage_key
+    upload.storage_key = storage_key
+    upload.received_bytes = size
+    upload.sha256 = sha256
+    session.commit()
+    return previous
+
+
+def delete_quietly(storage: ObjectStore, key: str) -> None:
+    """Best effort: an object left behind is logged, not fatal."""
+    try:
+        storage.delete(key)
+    except Exception as exc:  # an orphan object costs storage, not correctness
+        log_event(log, "upload.cleanup.failed", level=logging.WARNING, key=key, error=str(exc)[:300])

@@ -17,7 +17,7 @@ from core.egress import EgressError, check_url_statically, resolve_checked
 from core.errors import ConflictError, InvalidRequestError, NotFoundError
 from core.logs import log_event
 from core.models import Batch, CallbackSecret, Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from core.queue import enqueue_webhook
+from core.outbox import send_dispatched
 from core.webhooks import (
     EVENT_TYPES,
     DeliveryStatus,
@@ -287,19 +287,10 @@ def redeliver(
     delivery.next_attempt_at = now
     delivery.finished_at = None
     delivery.claimed_until = None
+    # Marked dispatched in the transaction that makes it due, and the message sent only after
+    # that commit: a worker taking the message finds the row due and unlocked.
+    delivery.dispatched_at = now
     session.commit()
     log_event(log, "webhook.delivery.redelivery_requested", delivery_id=str(delivery.id))
-    try:
-        enqueue_webhook(celery, delivery_id=delivery.id, timeout_s=settings.enqueue_timeout_s)
-    except Exception as exc:  # the dispatcher sends it on its next run
-        log_event(
-            log,
-            "webhook.delivery.enqueue_failed",
-            level=logging.WARNING,
-            delivery_id=str(delivery.id),
-            error=f"{type(exc).__name__}: {exc}"[:300],
-        )
-    else:
-        delivery.dispatched_at = datetime.now(UTC)
-        session.commit()
+    send_dispatched(settings, celery, [delivery.id])
     return get_delivery(session, tenant_id=tenant_id, delivery_id=str(delivery.id))

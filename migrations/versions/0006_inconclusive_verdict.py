@@ -5,7 +5,7 @@ keeps the checkpoint's caveat, its inconclusive band, the aggregation and the an
 used, so a finished job (and its report) reads the same after the model is replaced.
 
 Revision ID: 0006_inconclusive_verdict
-Revises: 0004_segment_canceled
+Revises: 0005_upload_received
 Create Date: 2026-12-01 16:30:00.000000
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "0006_inconclusive_verdict"
-down_revision: str | None = "0004_segment_canceled"
+down_revision: str | None = "0005_upload_received"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -69,6 +69,7 @@ def test_readyz_sees_the_worker(platform: Stack) -> None:
 
     assert body["status"] == "ready", body
     assert platform.node in body["checks"]["workers"]["names"]
+    assert body["checks"]["webhook_dispatcher"]["ok"] is True  # the worker runs beat
 
 
 def test_idempotent_resubmission_returns_the_same_job(

@@ -13,6 +13,7 @@ import pytest
 
 from bench.reliability import RESULTS, run
 from tests.utils.bad_media import HOSTILE_MEDIA_KINDS, VALID_HOSTILE_MEDIA_KINDS
+from tests.utils.hostile_requests import HOSTILE_REQUEST_KINDS
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +38,9 @@ def test_batch_under_faults_loses_and_duplicates_nothing(tmp_path: Path) -> None
     assert result["jobs_never_finalized"] == 0
     assert [fault["kind"] for fault in result["faults_injected"]] == ["worker_sigkill", "broker_restart"]
     assert result["task_crashes"] == 0
-    assert result["bad_inputs_tried"] == len(HOSTILE_MEDIA_KINDS) + len(VALID_HOSTILE_MEDIA_KINDS)
+    assert result["bad_inputs_tried"] == (
+        len(HOSTILE_MEDIA_KINDS) + len(VALID_HOSTILE_MEDIA_KINDS) + len(HOSTILE_REQUEST_KINDS)
+    )
     untyped = [outcome for outcome in result["bad_inputs"] if not outcome["typed"]]
     assert not untyped, untyped
     polling = result["polling"]
@@ -51,3 +54,8 @@ def test_committed_results_are_clean() -> None:
     assert all(key in result for key in REQUIRED), sorted(set(REQUIRED) - set(result))
     _assert_clean(result)
     assert result["faults_injected"] and result["bad_inputs_tried"] > 0
+    kinds = {outcome["kind"] for outcome in result["bad_inputs"]}
+    assert set(HOSTILE_REQUEST_KINDS) <= kinds, sorted(set(HOSTILE_REQUEST_KINDS) - kinds)
+    assert result["bad_inputs_typed"] == result["bad_inputs_tried"]
+    # A 400 MB body without a key never reaches the API's memory.
+    assert result["api_peak_rss_mb"] < 400

@@ -62,6 +62,20 @@ def test_time_limits_must_nest_inside_visibility_timeout() -> None:
         load_settings(task_soft_time_limit_s=100, task_time_limit_s=200, broker_visibility_timeout_s=150)
 
 
+def test_webhook_claim_outlasts_the_attempt_it_covers() -> None:
+    settings = load_settings(webhook_timeout_s=60, webhook_connect_timeout_s=5)
+    assert settings.webhook_claim_s > settings.webhook_timeout_s
+    with pytest.raises(ConfigError, match="WEBHOOK_CONNECT_TIMEOUT_S is above WEBHOOK_TIMEOUT_S"):
+        load_settings(webhook_timeout_s=2, webhook_connect_timeout_s=5)
+
+
+def test_body_deadlines_are_checked() -> None:
+    with pytest.raises(ConfigError, match="BODY_IDLE_TIMEOUT_S"):
+        load_settings(body_idle_timeout_s=120, upload_body_timeout_s=60)
+    with pytest.raises(ConfigError, match="BODY_TIMEOUT_S"):
+        load_settings(body_timeout_s=0)
+
+
 def test_production_refuses_example_secret() -> None:
     with pytest.raises(ConfigError, match="example value"):
         load_settings(

@@ -394,3 +394,25 @@ def test_download_deadline_holds_against_trickled_headers(certificates: TlsFiles
 
     assert (caught.value.code, caught.value.retryable) == ("source_timeout", False)
     assert elapsed < 2.0
+
+
+def test_post_ends_at_its_total_cap_against_trickled_headers(certificates: TlsFiles) -> None:
+    """A webhook receiver sending one header line every 0.1 s for 10 s: before, the attempt
+    lasted as long as the receiver liked, since no single read waited past the timeout."""
+    with _trickling_server(certificates, length=2, every_s=0.1, send=2, header_lines=100) as (url, _gone):
+        started = time.monotonic()
+        with pytest.raises(EgressError) as caught:
+            post(
+                url,
+                body=b"{}",
+                headers={"content-type": "application/json"},
+                allow_private=True,
+                timeout_s=1.0,
+                connect_timeout_s=1.0,
+                ca_bundle=certificates.ca,
+            )
+        elapsed = time.monotonic() - started
+
+    assert (caught.value.code, caught.value.retryable) == ("timeout", True)
+    assert "within 1 s" in caught.value.message
+    assert elapsed < 2.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from pathlib import Path
 from typing import cast
@@ -14,7 +15,7 @@ from core.config import Settings, load_settings
 from core.egress import EgressError
 from core.models import Video
 from core.sources import normalize_source, source_scheme
-from core.storage import ObjectStore
+from core.storage import ObjectStore, get_object_store
 from worker import fetch
 from worker.failures import FailureKind, classify
 
@@ -109,3 +110,41 @@ def test_a_source_too_slow_to_download_fails_without_a_retry(
     assert (seen["timeout_s"], seen["read_timeout_s"]) == (15.0, 4.0)
     failure = classify(caught.value)
     assert (failure.kind, failure.code, failure.retryable) == (FailureKind.USER, "source_timeout", False)
+
+
+def _stored_video(tmp_path: Path, data: bytes, **recorded: object) -> tuple[Video, ObjectStore, Settings]:
+    settings = load_settings(work_dir=str(tmp_path / "work"), storage_url=(tmp_path / "storage").as_uri())
+    storage = get_object_store(settings)
+    key = f"videos/{uuid.uuid4()}/source"
+    storage.put_bytes(key, data)
+    values: dict[str, object] = {"size_bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    values.update(recorded)
+    video = Video(owned=True, storage_key=key, filename="clip.mp4", container="mp4", **values)
+    return video, storage, settings
+
+
+def test_the_video_a_job_recorded_passes(tmp_path: Path) -> None:
+    video, storage, settings = _stored_video(tmp_path, b"video bytes")
+    path = fetch.local_video(
+        job_id=uuid.uuid4(), video=video, storage=storage, settings=settings, check_hash=True
+    )
+    assert path.read_bytes() == b"video bytes"
+
+
+@pytest.mark.parametrize(
+    ("recorded", "check_hash", "message"),
+    [
+        ({"size_bytes": 5}, False, "has 11 bytes, but the job was created with 5"),
+        ({"sha256": "0" * 64}, True, "SHA-256 differs"),
+    ],
+)
+def test_a_swapped_video_fails_typed_and_is_not_retried(
+    tmp_path: Path, recorded: dict[str, object], check_hash: bool, message: str
+) -> None:
+    video, storage, settings = _stored_video(tmp_path, b"video bytes", **recorded)
+    with pytest.raises(fetch.VideoChangedError, match=message) as caught:
+        fetch.local_video(
+            job_id=uuid.uuid4(), video=video, storage=storage, settings=settings, check_hash=check_hash
+        )
+    failure = classify(caught.value)
+    assert (failure.code, failure.retryable) == ("video_changed", False)
