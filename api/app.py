@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from api.errors import register_error_handlers
+from api.events import JobEventHub
 from api.routes import batches, deliveries, explanations, health, jobs, monitoring, uploads, webhooks
 from api.routes.web import mount_web
 from api.schemas.batches import BatchCreate
 from api.schemas.jobs import JobCreate
 from core.config import Settings, get_settings
+from core.events import EventChannel
 from core.logs import log_event
 from core.metrics import UNMATCHED_ROUTE, observe_http_request
 
@@ -28,9 +31,16 @@ API_VERSION = "1.0.0"
 _QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.job_events.close()
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     app = FastAPI(
+        lifespan=_lifespan,
         title="DeepfakeStream",
         version=API_VERSION,
         description=(
@@ -40,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     app.state.settings = settings
+    # One subscription to job events per process, for every request that waits on a job.
+    app.state.job_events = JobEventHub(EventChannel.from_settings(settings))
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)

@@ -10,12 +10,14 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from api.events import JobEventHub
 from api.pagination import Cursor, Limit, PageRequest, page_limit
 from api.ratelimit import check_auth_failures, enforce_rate_limit, record_auth_failure
+from api.services.job_events import key_for_stream_token
 from core.config import Settings
 from core.db import get_session_factory
 from core.errors import ForbiddenError, UnauthorizedError
@@ -27,12 +29,14 @@ from core.storage import ObjectStore, get_object_store
 __all__ = [
     "AdminKey",
     "CurrentKey",
+    "EventHubDep",
     "IdempotencyKey",
     "PageQuery",
     "QueueDep",
     "SessionDep",
     "SettingsDep",
     "StorageDep",
+    "StreamKey",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `deepfakestream keys create`")
@@ -110,6 +114,47 @@ def _api_key(
 
 # The caller's key; ``key.tenant_id`` scopes every query the route makes.
 CurrentKey = Annotated[ApiKey, Depends(_api_key)]
+
+
+def _event_hub(request: Request) -> JobEventHub:
+    hub: JobEventHub = request.app.state.job_events
+    return hub
+
+
+# The process's one subscription to job events, shared by every waiting request.
+EventHubDep = Annotated[JobEventHub, Depends(_event_hub)]
+
+
+def _stream_key(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: Annotated[
+        str | None,
+        Query(
+            max_length=1024,
+            description="a stream token from POST /v1/jobs/{job_id}/events/token, for clients "
+            "that cannot send an Authorization header (a browser's EventSource)",
+        ),
+    ] = None,
+) -> ApiKey:
+    if token is None:
+        return _api_key(request, session, settings, credentials)
+    client = request.client.host if request.client else "unknown"
+    check_auth_failures(settings, client=client)
+    key = key_for_stream_token(session, settings, token=token, job_id=request.path_params.get("job_id", ""))
+    if key is None:
+        record_auth_failure(settings, client=client)
+        raise UnauthorizedError(
+            "the stream token is invalid, expired, or for another job", code="invalid_stream_token"
+        )
+    enforce_rate_limit(settings, tenant_id=key.tenant_id, method=request.method)
+    return key
+
+
+# The key behind an event stream: an Authorization header, or a signed ``?token=`` for one job.
+StreamKey = Annotated[ApiKey, Depends(_stream_key)]
 
 
 def _admin_key(key: CurrentKey) -> ApiKey:

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
+from core.events import EventChannel, publish_on_commit
 
 __all__ = ["check_database", "get_engine", "get_session_factory", "upsert"]
 
@@ -37,12 +38,15 @@ def get_engine(settings: Settings) -> Engine:
 
 
 @functools.cache
-def _session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def _session_factory(engine: Engine, channel: EventChannel) -> sessionmaker[Session]:
+    factory = sessionmaker(engine, expire_on_commit=False)
+    # Job events announced in a session go out once its transaction has committed.
+    publish_on_commit(factory, channel)
+    return factory
 
 
 def get_session_factory(settings: Settings) -> sessionmaker[Session]:
-    return _session_factory(get_engine(settings))
+    return _session_factory(get_engine(settings), EventChannel.from_settings(settings))
 
 
 def check_database(settings: Settings) -> None:
