@@ -6,13 +6,14 @@ authenticated route is rate limited through ``CurrentKey``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.events import JobEventHub
 from api.pagination import Cursor, Limit, PageRequest, page_limit
@@ -37,12 +38,17 @@ __all__ = [
     "SettingsDep",
     "StorageDep",
     "StreamKey",
+    "WaitingKey",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `deepfakestream keys create`")
 
 
-def _settings(request: Request) -> Settings:
+# Dependencies that do no I/O are ``async def``: a plain ``def`` would cost every request a trip
+# through the thread pool (measured in bench/api.py's polling figures).
+
+
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -50,9 +56,17 @@ def _settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
-def _session(settings: SettingsDep) -> Iterator[Session]:
-    with get_session_factory(settings)() as session:
+async def _session(settings: SettingsDep) -> AsyncIterator[Session]:
+    # Making a session does no I/O; closing one that still holds a connection ends its
+    # transaction (a round trip), so only that close goes to the thread pool.
+    session = get_session_factory(settings)()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(_session)]
@@ -116,7 +130,7 @@ def _api_key(
 CurrentKey = Annotated[ApiKey, Depends(_api_key)]
 
 
-def _event_hub(request: Request) -> JobEventHub:
+async def _event_hub(request: Request) -> JobEventHub:
     hub: JobEventHub = request.app.state.job_events
     return hub
 
@@ -125,19 +139,22 @@ def _event_hub(request: Request) -> JobEventHub:
 EventHubDep = Annotated[JobEventHub, Depends(_event_hub)]
 
 
-def _stream_key(
+StreamToken = Annotated[
+    str | None,
+    Query(
+        max_length=1024,
+        description="a stream token from POST /v1/jobs/{job_id}/events/token, for clients "
+        "that cannot send an Authorization header (a browser's EventSource)",
+    ),
+]
+
+
+def _stream_key_or_token(
     request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    token: Annotated[
-        str | None,
-        Query(
-            max_length=1024,
-            description="a stream token from POST /v1/jobs/{job_id}/events/token, for clients "
-            "that cannot send an Authorization header (a browser's EventSource)",
-        ),
-    ] = None,
+    session: Session,
+    settings: Settings,
+    credentials: HTTPAuthorizationCredentials | None,
+    token: str | None,
 ) -> ApiKey:
     if token is None:
         return _api_key(request, session, settings, credentials)
@@ -153,8 +170,39 @@ def _stream_key(
     return key
 
 
+def _stream_key(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: StreamToken = None,
+) -> ApiKey:
+    key = _stream_key_or_token(request, session, settings, credentials, token)
+    session.close()  # a stream holds no connection (see _waiting_key)
+    return key
+
+
 # The key behind an event stream: an Authorization header, or a signed ``?token=`` for one job.
 StreamKey = Annotated[ApiKey, Depends(_stream_key)]
+
+
+def _waiting_key(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> ApiKey:
+    key = _api_key(request, session, settings, credentials)
+    # A request that will wait (?wait=) gives back the connection its key was read with now, in
+    # the same trip to the thread pool: were it held until the handler's next trip, a crowd of
+    # waiters could take every pool thread, each blocked on a connection only a waiter can free.
+    if request.query_params.get("wait") not in (None, "", "0"):
+        session.close()
+    return key
+
+
+# CurrentKey for routes that take ?wait=: the connection is released before waiting.
+WaitingKey = Annotated[ApiKey, Depends(_waiting_key)]
 
 
 def _admin_key(key: CurrentKey) -> ApiKey:

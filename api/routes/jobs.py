@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
@@ -20,6 +22,7 @@ from api.deps import (
     SettingsDep,
     StorageDep,
     StreamKey,
+    WaitingKey,
 )
 from api.errors import error_responses
 from api.schemas.jobs import (
@@ -96,7 +99,7 @@ _CREATE_BODY: dict[str, Any] = {
 async def create_job(
     request: Request,
     response: Response,
-    key: CurrentKey,
+    key: WaitingKey,
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
@@ -106,10 +109,11 @@ async def create_job(
     wait: WaitQuery = None,
 ) -> JobPublic:
     wait_s = job_events.check_wait(wait, settings)
+    tenant_id = key.tenant_id
     job, created = await submit.submit_job(
         request,
         celery=celery,
-        tenant_id=key.tenant_id,
+        tenant_id=tenant_id,
         session=session,
         settings=settings,
         storage=storage,
@@ -121,8 +125,9 @@ async def create_job(
     public = JobPublic.from_job(job)
     if wait_s is None:
         return public
-    await run_in_threadpool(session.close)  # no connection is held while waiting
-    read = job_events.job_reader(settings, tenant_id=key.tenant_id, job_id=str(job.id))
+    if session.in_transaction():
+        await run_in_threadpool(session.close)  # no connection is held while waiting
+    read = job_events.job_reader(settings, tenant_id=tenant_id, job_id=str(job.id))
     return await job_events.wait_for_job(hub, job_id=job.id, read=read, timeout_s=wait_s)
 
 
@@ -151,24 +156,28 @@ def list_jobs(
 )
 async def get_job(
     job_id: str,
-    key: CurrentKey,
+    key: WaitingKey,
     session: SessionDep,
     settings: SettingsDep,
     hub: EventHubDep,
     wait: WaitQuery = None,
 ) -> JobPublic:
     wait_s = job_events.check_wait(wait, settings)
+    tenant_id = key.tenant_id
     if wait_s is None:
-        return await run_in_threadpool(_read_job, session, key.tenant_id, job_id)
-    await run_in_threadpool(session.close)  # no connection is held while waiting
-    read = job_events.job_reader(settings, tenant_id=key.tenant_id, job_id=job_id)
+        return await run_in_threadpool(_read_job, session, tenant_id, job_id)
+    read = job_events.job_reader(settings, tenant_id=tenant_id, job_id=job_id)
     return await job_events.wait_for_job(
         hub, job_id=job_events.parse_job_id(job_id), read=read, timeout_s=wait_s
     )
 
 
-def _read_job(session: Any, tenant_id: Any, job_id: str) -> JobPublic:
-    return JobPublic.from_job(service.get_job(session, tenant_id=tenant_id, job_id=job_id))
+def _read_job(session: Session, tenant_id: uuid.UUID, job_id: str) -> JobPublic:
+    """The job's answer, the session closed in the same trip to the thread pool."""
+    try:
+        return JobPublic.from_job(service.get_job(session, tenant_id=tenant_id, job_id=job_id))
+    finally:
+        session.close()
 
 
 @router.get(
@@ -197,14 +206,14 @@ async def job_events_stream(
     hub: EventHubDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
 ) -> Response:
-    first = await run_in_threadpool(_read_job, session, key.tenant_id, job_id)
-    await run_in_threadpool(session.close)  # no connection is held while streaming
+    tenant_id = key.tenant_id
+    first = await run_in_threadpool(_read_job, session, tenant_id, job_id)
     if job_events.stream_is_over(first, last_event_id):
         return Response(status_code=204)
     stream = job_events.stream_job_events(
         hub,
         job_id=first.id,
-        read=job_events.job_reader(settings, tenant_id=key.tenant_id, job_id=job_id),
+        read=job_events.job_reader(settings, tenant_id=tenant_id, job_id=job_id),
         first=first,
         last_event_id=last_event_id,
         settings=settings,

@@ -267,7 +267,11 @@ def test_event_stream_sends_status_progress_and_end_then_closes(
         job_id = _submit(client, headers, small_video).json()["id"]
 
         def worker() -> None:
-            time.sleep(1.0)
+            hub = quick_events_app.state.job_events
+            deadline = time.monotonic() + 10
+            while hub.waiting == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # the stream has read the job and sent its status
             _progress(api_settings, job_id, done=1, total=2)
             time.sleep(0.5)
             _progress(api_settings, job_id, done=2, total=2)
@@ -290,9 +294,12 @@ def test_event_stream_sends_status_progress_and_end_then_closes(
     kinds = [frame.get("event") for frame in frames if "event" in frame]
     assert kinds[0] == "status" and kinds[-1] == "end", kinds
     progress = [json.loads(f["data"]) for f in frames if f.get("event") == "progress"]
-    # Both segments were heard, unless the end's re-read already told the second one.
-    assert progress and progress[0]["progress"] == {"segments_done": 1, "segments_total": 2}
-    assert progress[0]["segment"] == 0
+    assert [event["progress"] for event in progress] == [
+        {"segments_done": 1, "segments_total": 2},
+        {"segments_done": 2, "segments_total": 2},
+    ]
+    assert [event["segment"] for event in progress] == [0, 1]
+    assert json.loads(frames[0]["data"])["status"] == "queued"
     end = json.loads(frames[-1]["data"])
     assert end["status"] == "failed" and end["error"]["code"] == "after_progress"
     assert frames[-1]["id"] == "2.2"
@@ -345,7 +352,7 @@ def test_event_stream_token_opens_only_its_job_and_dies_with_its_key(
         assert refused.status_code == 401, refused.text
         assert refused.json()["error"]["code"] == "invalid_stream_token"
 
-    prefix = headers["Authorization"].split()[1].rsplit("_", 1)[0]
+    prefix = "_".join(headers["Authorization"].split()[1].split("_")[:2])
     with get_session_factory(api_settings)() as session:
         assert revoke_api_key(session, prefix=prefix)
     revoked = client.get(f"/v1/jobs/{job_id}/events", params={"token": token})

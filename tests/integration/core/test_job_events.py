@@ -34,7 +34,9 @@ def settings() -> Iterator[Settings]:
 def _new_job(settings: Settings) -> uuid.UUID:
     with get_session_factory(settings)() as session, session.begin():
         tenant = get_or_create_tenant(session, name=f"events-{secrets.token_hex(4)}")
-        video = Video(tenant_id=tenant.id, filename="clip.mp4", owned=True)
+        video = Video(
+            tenant_id=tenant.id, filename="clip.mp4", owned=True, storage_key=f"t/{tenant.id}/clip.mp4"
+        )
         session.add(video)
         session.flush()
         job = Job(tenant_id=tenant.id, video_id=video.id)
