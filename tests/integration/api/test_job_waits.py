@@ -299,7 +299,7 @@ def test_event_stream_sends_status_progress_and_end_then_closes(
         {"segments_done": 2, "segments_total": 2},
     ]
     assert [event["segment"] for event in progress] == [0, 1]
-    assert json.loads(frames[0]["data"])["status"] == "queued"
+    assert json.loads(next(f for f in frames if "event" in f)["data"])["status"] == "queued"
     end = json.loads(frames[-1]["data"])
     assert end["status"] == "failed" and end["error"]["code"] == "after_progress"
     assert frames[-1]["id"] == "2.2"
