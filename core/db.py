@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
@@ -20,17 +22,45 @@ from core.events import EventChannel, publish_on_commit
 __all__ = ["check_database", "get_engine", "get_session_factory", "upsert"]
 
 
+# A connection handed back this recently is not pinged when it is taken again. A restarted
+# PostgreSQL leaves dead connections in the pool, so an idle one is pinged first; one in steady
+# use is not: that ping was one of a status poll's five round trips (bench/api.py). A connection
+# that dies between two uses anyway fails its statement, and the pool then discards every
+# connection made before the failure.
+_PING_IDLE_AFTER_S = 1.0
+
+
 @functools.cache
 def _engine(url: str, pool_size: int, pid: int) -> Engine:
     # pid is part of the key: a pool inherited across fork() shares sockets with the parent.
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,  # a restarted PostgreSQL leaves dead connections in the pool
         pool_recycle=1800,
         connect_args={"connect_timeout": 5, "application_name": "deepfakestream"},
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    def handed_back(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def taken(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < _PING_IDLE_AFTER_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and takes (or makes) another.
+            raise DisconnectionError("the pooled connection is dead") from exc
+
+    event.listen(engine, "connect", handed_back)  # a new connection needs no ping
+    event.listen(engine, "checkin", handed_back)
+    event.listen(engine, "checkout", taken)
 
 
 def get_engine(settings: Settings) -> Engine:
