@@ -20,7 +20,7 @@ from api.pagination import Cursor, Limit, PageRequest, page_limit
 from api.ratelimit import check_auth_failures, enforce_rate_limit, record_auth_failure
 from api.services.job_events import key_for_stream_token
 from core.config import Settings
-from core.db import get_session_factory
+from core.db import get_session_factory, single_statement_reads
 from core.errors import ForbiddenError, UnauthorizedError
 from core.keys import authenticate
 from core.models import ApiKey
@@ -38,7 +38,6 @@ __all__ = [
     "SettingsDep",
     "StorageDep",
     "StreamKey",
-    "WaitingKey",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `deepfakestream keys create`")
@@ -117,13 +116,24 @@ def _api_key(
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'", code="missing_api_key")
-    key = authenticate(session, key=credentials.credentials.strip())
+    key = _authenticate(session, key=credentials.credentials.strip())
     if key is None:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("the API key is unknown or revoked", code="invalid_api_key")
     # Every authenticated route is rate limited here, new ones included.
     enforce_rate_limit(settings, tenant_id=key.tenant_id, method=request.method)
     return key
+
+
+def _authenticate(session: Session, *, key: str) -> ApiKey | None:
+    # The key is read in one statement without a transaction, and the connection goes back to
+    # the pool in this same trip to the thread pool: a request never holds one between trips
+    # (a crowd of waiting requests could otherwise take every pool thread, each blocked on a
+    # connection only a waiter can free), and a status poll saves two round trips.
+    single_statement_reads(session)
+    record = authenticate(session, key=key)
+    session.commit()
+    return record
 
 
 # The caller's key; ``key.tenant_id`` scopes every query the route makes.
@@ -160,7 +170,9 @@ def _stream_key_or_token(
         return _api_key(request, session, settings, credentials)
     client = request.client.host if request.client else "unknown"
     check_auth_failures(settings, client=client)
+    single_statement_reads(session)
     key = key_for_stream_token(session, settings, token=token, job_id=request.path_params.get("job_id", ""))
+    session.commit()
     if key is None:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError(
@@ -177,32 +189,11 @@ def _stream_key(
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     token: StreamToken = None,
 ) -> ApiKey:
-    key = _stream_key_or_token(request, session, settings, credentials, token)
-    session.close()  # a stream holds no connection (see _waiting_key)
-    return key
+    return _stream_key_or_token(request, session, settings, credentials, token)
 
 
 # The key behind an event stream: an Authorization header, or a signed ``?token=`` for one job.
 StreamKey = Annotated[ApiKey, Depends(_stream_key)]
-
-
-def _waiting_key(
-    request: Request,
-    session: SessionDep,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> ApiKey:
-    key = _api_key(request, session, settings, credentials)
-    # A request that will wait (?wait=) gives back the connection its key was read with now, in
-    # the same trip to the thread pool: were it held until the handler's next trip, a crowd of
-    # waiters could take every pool thread, each blocked on a connection only a waiter can free.
-    if request.query_params.get("wait") not in (None, "", "0"):
-        session.close()
-    return key
-
-
-# CurrentKey for routes that take ?wait=: the connection is released before waiting.
-WaitingKey = Annotated[ApiKey, Depends(_waiting_key)]
 
 
 def _admin_key(key: CurrentKey) -> ApiKey:

@@ -22,7 +22,6 @@ from api.deps import (
     SettingsDep,
     StorageDep,
     StreamKey,
-    WaitingKey,
 )
 from api.errors import error_responses
 from api.schemas.jobs import (
@@ -39,6 +38,7 @@ from api.schemas.jobs import (
 from api.services import job_events, submit
 from api.services import jobs as service
 from core.config import WAIT_CEILING_S
+from core.db import single_statement_reads
 from core.states import JobStatus
 
 __all__ = ["router"]
@@ -99,7 +99,7 @@ _CREATE_BODY: dict[str, Any] = {
 async def create_job(
     request: Request,
     response: Response,
-    key: WaitingKey,
+    key: CurrentKey,
     session: SessionDep,
     settings: SettingsDep,
     storage: StorageDep,
@@ -156,7 +156,7 @@ def list_jobs(
 )
 async def get_job(
     job_id: str,
-    key: WaitingKey,
+    key: CurrentKey,
     session: SessionDep,
     settings: SettingsDep,
     hub: EventHubDep,
@@ -174,6 +174,7 @@ async def get_job(
 
 def _read_job(session: Session, tenant_id: uuid.UUID, job_id: str) -> JobPublic:
     """The job's answer, the session closed in the same trip to the thread pool."""
+    single_statement_reads(session)
     try:
         return JobPublic.from_job(service.get_job(session, tenant_id=tenant_id, job_id=job_id))
     finally:
