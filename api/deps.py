@@ -106,7 +106,6 @@ PageQuery = Annotated[PageRequest, Depends(_page)]
 
 def _api_key(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
@@ -116,7 +115,7 @@ def _api_key(
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'", code="missing_api_key")
-    key = _authenticate(session, key=credentials.credentials.strip())
+    key = _authenticate(settings, key=credentials.credentials.strip())
     if key is None:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("the API key is unknown or revoked", code="invalid_api_key")
@@ -125,15 +124,16 @@ def _api_key(
     return key
 
 
-def _authenticate(session: Session, *, key: str) -> ApiKey | None:
-    # The key is read in one statement without a transaction, and the connection goes back to
-    # the pool in this same trip to the thread pool: a request never holds one between trips
-    # (a crowd of waiting requests could otherwise take every pool thread, each blocked on a
-    # connection only a waiter can free), and a status poll saves two round trips.
-    single_statement_reads(session)
-    record = authenticate(session, key=key)
-    session.commit()
-    return record
+def _authenticate(settings: Settings, *, key: str) -> ApiKey | None:
+    # The key is read in a session of its own, one statement without a transaction, and the
+    # connection goes back to the pool in this same trip to the thread pool: a request never
+    # holds one between trips (a crowd of waiting requests could otherwise take every pool
+    # thread, each blocked on a connection only a waiter can free), a status poll saves two round
+    # trips, and a route that needs no session of its own does without one. The key comes back
+    # detached, its columns loaded.
+    with get_session_factory(settings)() as session:
+        single_statement_reads(session)
+        return authenticate(session, key=key)
 
 
 # The caller's key; ``key.tenant_id`` scopes every query the route makes.
@@ -161,18 +161,19 @@ StreamToken = Annotated[
 
 def _stream_key_or_token(
     request: Request,
-    session: Session,
     settings: Settings,
     credentials: HTTPAuthorizationCredentials | None,
     token: str | None,
 ) -> ApiKey:
     if token is None:
-        return _api_key(request, session, settings, credentials)
+        return _api_key(request, settings, credentials)
     client = request.client.host if request.client else "unknown"
     check_auth_failures(settings, client=client)
-    single_statement_reads(session)
-    key = key_for_stream_token(session, settings, token=token, job_id=request.path_params.get("job_id", ""))
-    session.commit()
+    with get_session_factory(settings)() as session:
+        single_statement_reads(session)
+        key = key_for_stream_token(
+            session, settings, token=token, job_id=request.path_params.get("job_id", "")
+        )
     if key is None:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError(
@@ -184,12 +185,11 @@ def _stream_key_or_token(
 
 def _stream_key(
     request: Request,
-    session: SessionDep,
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     token: StreamToken = None,
 ) -> ApiKey:
-    return _stream_key_or_token(request, session, settings, credentials, token)
+    return _stream_key_or_token(request, settings, credentials, token)
 
 
 # The key behind an event stream: an Authorization header, or a signed ``?token=`` for one job.

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import (
@@ -38,7 +36,6 @@ from api.schemas.jobs import (
 from api.services import job_events, submit
 from api.services import jobs as service
 from core.config import WAIT_CEILING_S
-from core.db import single_statement_reads
 from core.states import JobStatus
 
 __all__ = ["router"]
@@ -157,28 +154,18 @@ def list_jobs(
 async def get_job(
     job_id: str,
     key: CurrentKey,
-    session: SessionDep,
     settings: SettingsDep,
     hub: EventHubDep,
     wait: WaitQuery = None,
 ) -> JobPublic:
     wait_s = job_events.check_wait(wait, settings)
     tenant_id = key.tenant_id
-    if wait_s is None:
-        return await run_in_threadpool(_read_job, session, tenant_id, job_id)
     read = job_events.job_reader(settings, tenant_id=tenant_id, job_id=job_id)
+    if wait_s is None:
+        return await read()
     return await job_events.wait_for_job(
         hub, job_id=job_events.parse_job_id(job_id), read=read, timeout_s=wait_s
     )
-
-
-def _read_job(session: Session, tenant_id: uuid.UUID, job_id: str) -> JobPublic:
-    """The job's answer, the session closed in the same trip to the thread pool."""
-    single_statement_reads(session)
-    try:
-        return JobPublic.from_job(service.get_job(session, tenant_id=tenant_id, job_id=job_id))
-    finally:
-        session.close()
 
 
 @router.get(
@@ -202,19 +189,18 @@ def _read_job(session: Session, tenant_id: uuid.UUID, job_id: str) -> JobPublic:
 async def job_events_stream(
     job_id: str,
     key: StreamKey,
-    session: SessionDep,
     settings: SettingsDep,
     hub: EventHubDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
 ) -> Response:
-    tenant_id = key.tenant_id
-    first = await run_in_threadpool(_read_job, session, tenant_id, job_id)
+    read = job_events.job_reader(settings, tenant_id=key.tenant_id, job_id=job_id)
+    first = await read()
     if job_events.stream_is_over(first, last_event_id):
         return Response(status_code=204)
     stream = job_events.stream_job_events(
         hub,
         job_id=first.id,
-        read=job_events.job_reader(settings, tenant_id=tenant_id, job_id=job_id),
+        read=read,
         first=first,
         last_event_id=last_event_id,
         settings=settings,
