@@ -17,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.events import JobEventHub
 from api.pagination import Cursor, Limit, PageRequest, page_limit
-from api.ratelimit import check_auth_failures, enforce_rate_limit, record_auth_failure
+from api.ratelimit import admit_request, record_auth_failure
 from api.services.job_events import key_for_stream_token
 from core.config import Settings
 from core.db import get_session_factory, single_statement_reads
@@ -109,9 +109,9 @@ def _api_key(
     settings: SettingsDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> ApiKey:
-    # An address that keeps failing is refused before its key is looked at: guessing stays slow.
+    # An address that keeps failing is refused whatever key it sends (429, a right key included):
+    # guessing stays slow, and a lucky guess cannot be told from a wrong one.
     client = request.client.host if request.client else "unknown"
-    check_auth_failures(settings, client=client)
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'", code="missing_api_key")
@@ -119,8 +119,9 @@ def _api_key(
     if key is None:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("the API key is unknown or revoked", code="invalid_api_key")
-    # Every authenticated route is rate limited here, new ones included.
-    enforce_rate_limit(settings, tenant_id=key.tenant_id, method=request.method)
+    # Every authenticated route is rate limited here, new ones included; the address's failures
+    # are looked at in the same round trip.
+    admit_request(settings, client=client, tenant_id=key.tenant_id, method=request.method)
     return key
 
 
@@ -168,7 +169,6 @@ def _stream_key_or_token(
     if token is None:
         return _api_key(request, settings, credentials)
     client = request.client.host if request.client else "unknown"
-    check_auth_failures(settings, client=client)
     with get_session_factory(settings)() as session:
         single_statement_reads(session)
         key = key_for_stream_token(
@@ -179,7 +179,7 @@ def _stream_key_or_token(
         raise UnauthorizedError(
             "the stream token is invalid, expired, or for another job", code="invalid_stream_token"
         )
-    enforce_rate_limit(settings, tenant_id=key.tenant_id, method=request.method)
+    admit_request(settings, client=client, tenant_id=key.tenant_id, method=request.method)
     return key
 
 
