@@ -58,12 +58,16 @@ class JobEvents:
         except TimeoutError:
             return None
 
+    def discard_pending(self) -> None:
+        """Drops what has arrived so far: the caller is about to read the job, which tells more."""
+        while not self._queue.empty():
+            self._queue.get_nowait()
+
     def _put(self, item: JobEvent | _Resync) -> None:
         try:
             self._queue.put_nowait(item)
         except asyncio.QueueFull:
-            while not self._queue.empty():
-                self._queue.get_nowait()
+            self.discard_pending()
             self._queue.put_nowait(RESYNC)
 
 

@@ -98,6 +98,7 @@ async def wait_for_job(
     async with hub.listen(job_id) as events:
         # Subscribed before the read: an end committed after it is published after it, and heard.
         await hub.ready(timeout_s=min(_SUBSCRIBE_WAIT_S, timeout_s))
+        events.discard_pending()  # e.g. the subscription's first RESYNC: this read is newer
         job = await read()
         while not _ended(job):
             remaining = deadline - loop.time()
@@ -171,6 +172,7 @@ async def stream_job_events(
     async with hub.listen(job_id) as events:
         yield f"retry: {_STREAM_RETRY_MS}\n\n"
         ready = await hub.ready(timeout_s=_SUBSCRIBE_WAIT_S)
+        events.discard_pending()
         # Read again now that the subscription holds (``first`` came before it).
         job = await read() if ready else first
         while True:
