@@ -29,6 +29,7 @@ from core.jobs import fail_job
 from core.keys import revoke_api_key
 from core.models import Job
 from core.states import JobStatus
+from tests.utils.platform import free_port
 
 Headers = Callable[..., dict[str, str]]
 
@@ -359,3 +360,26 @@ def test_event_stream_token_opens_only_its_job_and_dies_with_its_key(
     assert revoked.status_code == 401
     # Without a header or a token, the stream is refused like every other route.
     assert client.get(f"/v1/jobs/{job_id}/events").status_code == 401
+
+
+def test_wait_still_ends_when_redis_is_unreachable(
+    api_settings: Settings, make_key: Headers, small_video: bytes
+) -> None:
+    """No subscription (nothing listens at the broker's address): waiters read their job every
+    second instead, so the end is still answered within about a second."""
+    headers = make_key()
+    with TestClient(create_app(api_settings)) as client:
+        job_id = _submit(client, headers, small_video).json()["id"]
+    unreachable = api_settings.model_copy(
+        update={"broker_url": f"redis://127.0.0.1:{free_port()}/0", "rate_limit_redis_url": None}
+    )
+    with TestClient(create_app(unreachable)) as client:
+        ender = _later(2.0, lambda: _fail(api_settings, job_id))
+        started = time.monotonic()
+        response = client.get(f"/v1/jobs/{job_id}", headers=headers, params={"wait": "20"})
+        elapsed = time.monotonic() - started
+        ender.join()
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed"
+    assert 1.9 < elapsed < 6.0, f"answered after {elapsed:.2f} s"
