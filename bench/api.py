@@ -63,8 +63,11 @@ def _run_load(
     call: Callable[[httpx.Client, int], httpx.Response],
     base_url: str,
     headers: dict[str, str],
+    api_pid: int | None = None,
 ) -> dict[str, Any]:
-    """``requests`` calls over ``concurrency`` threads, each with its own keep-alive connection."""
+    """``requests`` calls over ``concurrency`` threads, each with its own keep-alive connection;
+    with ``api_pid``, the API process's CPU time per request too (steadier than latency on a
+    shared machine)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     lock = threading.Lock()
@@ -84,12 +87,19 @@ def _run_load(
                     latencies.append(elapsed)
                     statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
+    cpu_before = _cpu_s(api_pid) if api_pid else None
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         for future in [pool.submit(worker) for _ in range(concurrency)]:
             future.result()
     wall = time.perf_counter() - started
+    api_cpu_ms = (
+        None
+        if api_pid is None or cpu_before is None
+        else round((_cpu_s(api_pid) - cpu_before) / requests * 1000, 2)
+    )
     return {
+        "api_cpu_ms_per_request": api_cpu_ms,
         "name": name,
         "requests": requests,
         "concurrency": concurrency,
@@ -102,6 +112,12 @@ def _run_load(
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "server_errors": sum(v for k, v in statuses.items() if k >= 500),
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -183,6 +199,7 @@ def _benchmark(
     polls: int,
     lists: int,
     concurrency: int,
+    api_pid: int | None = None,
 ) -> list[dict[str, Any]]:
     job_ids: list[str] = []
     ids_lock = threading.Lock()
@@ -206,9 +223,11 @@ def _benchmark(
 
     _run_load("warm-up", 20, 2, create, base_url, headers)
     return [
-        _run_load("create job (multipart, 3 KB video)", creates, concurrency, create, base_url, headers),
-        _run_load("poll job (GET /v1/jobs/{id})", polls, concurrency, poll, base_url, headers),
-        _run_load("list jobs (GET /v1/jobs?limit=50)", lists, concurrency, page, base_url, headers),
+        _run_load(
+            "create job (multipart, 3 KB video)", creates, concurrency, create, base_url, headers, api_pid
+        ),
+        _run_load("poll job (GET /v1/jobs/{id})", polls, concurrency, poll, base_url, headers, api_pid),
+        _run_load("list jobs (GET /v1/jobs?limit=50)", lists, concurrency, page, base_url, headers, api_pid),
     ]
 
 
@@ -326,11 +345,15 @@ def _print_table(
     waiting: dict[str, Any] | None = None,
     load: dict[str, Any] | None = None,
 ) -> None:
-    print(f"{'operation':40} {'req':>6} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>4}")
+    print(
+        f"{'operation':40} {'req':>6} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>4} "
+        f"{'API CPU ms/req':>15}"
+    )
     for row in loads:
         print(
             f"{row['name']:40} {row['requests']:>6} {row['concurrency']:>5} {row['throughput_rps']:>8} "
-            f"{row['p50_ms']:>8} {row['p99_ms']:>8} {row['server_errors']:>4}"
+            f"{row['p50_ms']:>8} {row['p99_ms']:>8} {row['server_errors']:>4} "
+            f"{row.get('api_cpu_ms_per_request') or '':>15}"
         )
     if waiting is not None:
         print(
@@ -391,6 +414,7 @@ def _local_run(args: argparse.Namespace) -> dict[str, Any]:
                 polls=args.polls,
                 lists=args.lists,
                 concurrency=args.concurrency,
+                api_pid=api.pid,
             )
             waiting = (
                 None
