@@ -160,11 +160,11 @@ StreamToken = Annotated[
 ]
 
 
-def _stream_key_or_token(
+def _stream_key(
     request: Request,
-    settings: Settings,
-    credentials: HTTPAuthorizationCredentials | None,
-    token: str | None,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: StreamToken = None,
 ) -> ApiKey:
     if token is None:
         return _api_key(request, settings, credentials)
@@ -181,15 +181,6 @@ def _stream_key_or_token(
         )
     admit_request(settings, client=client, tenant_id=key.tenant_id, method=request.method)
     return key
-
-
-def _stream_key(
-    request: Request,
-    settings: SettingsDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    token: StreamToken = None,
-) -> ApiKey:
-    return _stream_key_or_token(request, settings, credentials, token)
 
 
 # The key behind an event stream: an Authorization header, or a signed ``?token=`` for one job.
