@@ -2,32 +2,35 @@
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi_offline import FastAPIOffline
 
+from api.access_log import AccessLogMiddleware
 from api.errors import register_error_handlers
+from api.events import JobEventHub
 from api.guard import BodyGuard
 from api.routes import batches, deliveries, explanations, health, jobs, monitoring, uploads, webhooks
 from api.routes.web import mount_web
 from api.schemas.batches import BatchCreate
 from api.schemas.jobs import JobCreate
 from core.config import Settings, get_settings
-from core.logs import log_event
-from core.metrics import UNMATCHED_ROUTE, observe_http_request
+from core.events import EventChannel
 
 __all__ = ["create_app"]
 
-log = logging.getLogger("api.access")
 
 API_VERSION = "1.0.0"
-# Probes and scrapes arrive every few seconds; their access lines would drown the rest.
-_QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await app.state.job_events.close()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -36,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # under /docs-assets, never from a CDN: the docs work on a machine with no network.
     app = FastAPIOffline(
         static_url="/docs-assets",
+        lifespan=_lifespan,
         title="DeepfakeStream",
         version=API_VERSION,
         description=(
@@ -45,6 +49,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ),
     )
     app.state.settings = settings
+    # One subscription to job events per process, for every request that waits on a job.
+    app.state.job_events = JobEventHub(EventChannel.from_settings(settings))
     register_error_handlers(app)
     app.include_router(health.router)
     app.include_router(jobs.router)
@@ -58,32 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Innermost of the middlewares (added first): the access log below still sees its refusals.
     app.add_middleware(BodyGuard, settings=settings)
 
-    @app.middleware("http")
-    async def _access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        elapsed = time.perf_counter() - started
-        route = request.scope.get("route")
-        # The route template, never the raw path, labels the histogram: bounded series.
-        observe_http_request(
-            method=request.method,
-            route=getattr(route, "path", UNMATCHED_ROUTE),
-            status=response.status_code,
-            seconds=elapsed,
-        )
-        path_params = request.scope.get("path_params") or {}
-        ids = {name: path_params[name] for name in ("job_id", "batch_id") if path_params.get(name)}
-        log_event(
-            log,
-            "api.request.completed",
-            level=logging.DEBUG if request.url.path in _QUIET_PATHS else logging.INFO,
-            method=request.method,
-            route=getattr(route, "path", request.url.path),
-            status=response.status_code,
-            duration_ms=round(elapsed * 1000, 1),
-            **ids,
-        )
-        return response
+    app.add_middleware(AccessLogMiddleware)
 
     def openapi() -> dict[str, Any]:
         # POST /v1/jobs reads its body itself (multipart or JSON), so FastAPI does not see the

@@ -6,18 +6,21 @@ authenticated route is rate limited through ``CurrentKey``.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from celery import Celery
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
+from api.events import JobEventHub
 from api.pagination import Cursor, Limit, PageRequest, page_limit
-from api.ratelimit import check_auth_failures, enforce_rate_limit, record_auth_failure
+from api.ratelimit import admit_request, record_auth_failure
+from api.services.job_events import key_for_stream_token
 from core.config import Settings
-from core.db import get_session_factory
+from core.db import get_session_factory, single_statement_reads
 from core.errors import ForbiddenError, UnauthorizedError
 from core.keys import authenticate
 from core.models import ApiKey
@@ -27,19 +30,25 @@ from core.storage import ObjectStore, get_object_store
 __all__ = [
     "AdminKey",
     "CurrentKey",
+    "EventHubDep",
     "IdempotencyKey",
     "PageQuery",
     "QueueDep",
     "SessionDep",
     "SettingsDep",
     "StorageDep",
+    "StreamKey",
     "authenticate_request",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `deepfakestream keys create`")
 
 
-def _settings(request: Request) -> Settings:
+# Dependencies that do no I/O are ``async def``: a plain ``def`` would cost every request a trip
+# through the thread pool (measured in bench/api.py's polling figures).
+
+
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -47,9 +56,17 @@ def _settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(_settings)]
 
 
-def _session(settings: SettingsDep) -> Iterator[Session]:
-    with get_session_factory(settings)() as session:
+async def _session(settings: SettingsDep) -> AsyncIterator[Session]:
+    # Making a session does no I/O; closing one that still holds a connection ends its
+    # transaction (a round trip), so only that close goes to the thread pool.
+    session = get_session_factory(settings)()
+    try:
         yield session
+    finally:
+        if session.in_transaction():
+            await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
 SessionDep = Annotated[Session, Depends(_session)]
@@ -94,20 +111,20 @@ def authenticate_request(
     """The live key an ``Authorization: Bearer <key>`` header carries, rate limited; a typed 401
     or 429 otherwise. Runs before a request's body is read (``api.guard``) and for every other
     authenticated route through ``CurrentKey``."""
-    # An address that keeps failing is refused before its key is looked at: guessing stays slow.
-    check_auth_failures(settings, client=client)
     scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("send an API key as 'Authorization: Bearer <key>'", code="missing_api_key")
-    with get_session_factory(settings)() as session:
-        key = authenticate(session, key=token)
+    key = _authenticate(settings, key=token)
     if key is None:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("the API key is unknown or revoked", code="invalid_api_key")
-    # Every authenticated route is rate limited here, new ones included.
-    enforce_rate_limit(settings, tenant_id=key.tenant_id, method=method)
+    # Every authenticated route is rate limited here, new ones included. An address that keeps
+    # failing is refused whatever key it sends (429, a right key included): guessing stays slow,
+    # and a lucky guess cannot be told from a wrong one. Its failures are looked at in the same
+    # round trip.
+    admit_request(settings, client=client, tenant_id=key.tenant_id, method=method)
     return key
 
 
@@ -128,8 +145,66 @@ def _api_key(
     )
 
 
+def _authenticate(settings: Settings, *, key: str) -> ApiKey | None:
+    # The key is read in a session of its own, one statement without a transaction, and the
+    # connection goes back to the pool in this same trip to the thread pool: a request never
+    # holds one between trips (a crowd of waiting requests could otherwise take every pool
+    # thread, each blocked on a connection only a waiter can free), a status poll saves two round
+    # trips, and a route that needs no session of its own does without one. The key comes back
+    # detached, its columns loaded.
+    with get_session_factory(settings)() as session:
+        single_statement_reads(session)
+        return authenticate(session, key=key)
+
+
 # The caller's key; ``key.tenant_id`` scopes every query the route makes.
 CurrentKey = Annotated[ApiKey, Depends(_api_key)]
+
+
+async def _event_hub(request: Request) -> JobEventHub:
+    hub: JobEventHub = request.app.state.job_events
+    return hub
+
+
+# The process's one subscription to job events, shared by every waiting request.
+EventHubDep = Annotated[JobEventHub, Depends(_event_hub)]
+
+
+StreamToken = Annotated[
+    str | None,
+    Query(
+        max_length=1024,
+        description="a stream token from POST /v1/jobs/{job_id}/events/token, for clients "
+        "that cannot send an Authorization header (a browser's EventSource)",
+    ),
+]
+
+
+def _stream_key(
+    request: Request,
+    settings: SettingsDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    token: StreamToken = None,
+) -> ApiKey:
+    if token is None:
+        return _api_key(request, settings, credentials)
+    client = request.client.host if request.client else "unknown"
+    with get_session_factory(settings)() as session:
+        single_statement_reads(session)
+        key = key_for_stream_token(
+            session, settings, token=token, job_id=request.path_params.get("job_id", "")
+        )
+    if key is None:
+        record_auth_failure(settings, client=client)
+        raise UnauthorizedError(
+            "the stream token is invalid, expired, or for another job", code="invalid_stream_token"
+        )
+    admit_request(settings, client=client, tenant_id=key.tenant_id, method=request.method)
+    return key
+
+
+# The key behind an event stream: an Authorization header, or a signed ``?token=`` for one job.
+StreamKey = Annotated[ApiKey, Depends(_stream_key)]
 
 
 def _admin_key(key: CurrentKey) -> ApiKey:

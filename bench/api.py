@@ -1,18 +1,25 @@
 """API benchmark: job creation, polling and listing throughput with p50/p99 latency, measured from a
-second process, and the API's memory while a 1 GiB upload streams through it (it must stay flat).
-Not a test: it prints a table and writes JSON.
+second process, the API's memory while a 1 GiB upload streams through it (it must stay flat), and
+200 clients waiting at once on ``?wait=`` (the API's memory before and during, and the time from a
+job's end to its waiter's answer). Not a test: it prints a table and writes JSON.
 
     .venv/bin/python bench/api.py                       # starts a local API → bench/results/api.json
     .venv/bin/python bench/api.py --api URL --key KEY   # a running API (no memory figure)
 
 The local run uses this machine's PostgreSQL (a fresh database) and Redis (a key prefix of its
 own), a local storage directory, and one uvicorn process. No worker runs: jobs stay queued, so
-the figures are the API's own cost, not analysis time.
+the figures are the API's own cost, not analysis time. For the waiting clients the bench ends
+the jobs itself the way a worker does (a committed move to ``succeeded``, whose event goes out on
+Redis after the commit), one every ``--end-every-ms``.
+
+Whether a training run (``deepfakestream train``) was using the cores, and the load average, are
+recorded with the figures: on two shared cores they move the latencies more than any code change.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -37,6 +44,7 @@ if str(REPO) not in sys.path:
 RESULTS = REPO / "bench" / "results" / "api.json"
 WORK_DIR = REPO / "var" / "bench" / "api"
 GIB = 1024**3
+WAITERS = 200
 FLAT_LIMIT_MB = 64.0  # RSS growth allowed while 1 GiB streams through (one storage part is 8 MiB)
 
 
@@ -55,8 +63,11 @@ def _run_load(
     call: Callable[[httpx.Client, int], httpx.Response],
     base_url: str,
     headers: dict[str, str],
+    api_pid: int | None = None,
 ) -> dict[str, Any]:
-    """``requests`` calls over ``concurrency`` threads, each with its own keep-alive connection."""
+    """``requests`` calls over ``concurrency`` threads, each with its own keep-alive connection;
+    with ``api_pid``, the API process's CPU time per request too (steadier than latency on a
+    shared machine)."""
     latencies: list[float] = []
     statuses: dict[int, int] = {}
     lock = threading.Lock()
@@ -76,12 +87,19 @@ def _run_load(
                     latencies.append(elapsed)
                     statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
 
+    cpu_before = _cpu_s(api_pid) if api_pid else None
     started = time.perf_counter()
     with ThreadPoolExecutor(concurrency) as pool:
         for future in [pool.submit(worker) for _ in range(concurrency)]:
             future.result()
     wall = time.perf_counter() - started
+    api_cpu_ms = (
+        None
+        if api_pid is None or cpu_before is None
+        else round((_cpu_s(api_pid) - cpu_before) / requests * 1000, 2)
+    )
     return {
+        "api_cpu_ms_per_request": api_cpu_ms,
         "name": name,
         "requests": requests,
         "concurrency": concurrency,
@@ -94,6 +112,12 @@ def _run_load(
         "statuses": {str(k): v for k, v in sorted(statuses.items())},
         "server_errors": sum(v for k, v in statuses.items() if k >= 500),
     }
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_mb(pid: int) -> float:
@@ -175,6 +199,7 @@ def _benchmark(
     polls: int,
     lists: int,
     concurrency: int,
+    api_pid: int | None = None,
 ) -> list[dict[str, Any]]:
     job_ids: list[str] = []
     ids_lock = threading.Lock()
@@ -198,18 +223,150 @@ def _benchmark(
 
     _run_load("warm-up", 20, 2, create, base_url, headers)
     return [
-        _run_load("create job (multipart, 3 KB video)", creates, concurrency, create, base_url, headers),
-        _run_load("poll job (GET /v1/jobs/{id})", polls, concurrency, poll, base_url, headers),
-        _run_load("list jobs (GET /v1/jobs?limit=50)", lists, concurrency, page, base_url, headers),
+        _run_load(
+            "create job (multipart, 3 KB video)", creates, concurrency, create, base_url, headers, api_pid
+        ),
+        _run_load("poll job (GET /v1/jobs/{id})", polls, concurrency, poll, base_url, headers, api_pid),
+        _run_load("list jobs (GET /v1/jobs?limit=50)", lists, concurrency, page, base_url, headers, api_pid),
     ]
 
 
-def _print_table(loads: list[dict[str, Any]], upload: dict[str, Any] | None) -> None:
-    print(f"{'operation':40} {'req':>6} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>4}")
-    for load in loads:
+def _machine_load() -> dict[str, Any]:
+    """Whether a training run shares the cores now, and the 1-minute load average."""
+    training = False
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            argv = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(arg.endswith(b"deepfakestream") for arg in argv) and b"train" in argv:
+            training = True
+            break
+    return {"training_running": training, "load_average_1m": round(os.getloadavg()[0], 2)}
+
+
+def _end_job(settings: Any, job_id: str) -> float:
+    """Ends the queued job as a worker would (processing, then succeeded, one commit); returns the
+    perf_counter() once the commit (and so the event's publication) has returned."""
+    import uuid
+
+    from core.db import get_session_factory
+    from core.jobs import transition_job
+    from core.states import JobStatus
+
+    with get_session_factory(settings)() as session, session.begin():
+        job = uuid.UUID(job_id)
+        transition_job(session, job_id=job, from_states=[JobStatus.QUEUED], to=JobStatus.PROCESSING)
+        transition_job(
+            session,
+            job_id=job,
+            from_states=[JobStatus.PROCESSING],
+            to=JobStatus.SUCCEEDED,
+            verdict="real",
+            score=0.1,
+            threshold=0.5,
+        )
+    return time.perf_counter()
+
+
+def _waiting_clients(
+    base_url: str,
+    headers: dict[str, str],
+    video: bytes,
+    *,
+    api_pid: int | None,
+    settings: Any,
+    waiters: int,
+    end_every_ms: float,
+) -> dict[str, Any]:
+    """``waiters`` clients on GET /v1/jobs/{id}?wait=30 at once, one job each; the jobs end one
+    every ``end_every_ms``; the time from each end's commit to its waiter's answer."""
+    with httpx.Client(base_url=base_url, headers=headers, timeout=60.0) as client:
+        job_ids = []
+        for index in range(waiters):
+            response = client.post(
+                "/v1/jobs",
+                files={"file": ("clip.mp4", video, "video/mp4")},
+                data={"external_id": f"wait-{index}"},
+            )
+            response.raise_for_status()
+            job_ids.append(response.json()["id"])
+    rss_before = _rss_mb(api_pid) if api_pid else None
+    answered: dict[str, float] = {}
+    ended: dict[str, float] = {}
+    statuses: dict[str, int] = {}
+    samples: list[float] = []
+
+    async def wait_one(http: httpx.AsyncClient, job_id: str) -> None:
+        response = await http.get(f"/v1/jobs/{job_id}", params={"wait": "30"})
+        answered[job_id] = time.perf_counter()
+        key = f"{response.status_code} {response.json().get('status')}"
+        statuses[key] = statuses.get(key, 0) + 1
+
+    async def scenario() -> None:
+        limits = httpx.Limits(max_connections=waiters + 10, max_keepalive_connections=waiters + 10)
+        async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=60.0, limits=limits) as http:
+            tasks = [asyncio.create_task(wait_one(http, job_id)) for job_id in job_ids]
+            # Every client connected and waiting; sample the API's memory meanwhile.
+            for _ in range(30):
+                await asyncio.sleep(0.1)
+                if api_pid:
+                    samples.append(_rss_mb(api_pid))
+            for job_id in job_ids:
+                ended[job_id] = await asyncio.to_thread(_end_job, settings, job_id)
+                await asyncio.sleep(end_every_ms / 1000)
+            await asyncio.gather(*tasks)
+
+    started = time.perf_counter()
+    asyncio.run(scenario())
+    wall = time.perf_counter() - started
+    delays = [answered[job_id] - ended[job_id] for job_id in job_ids if job_id in answered]
+    during = max(samples) if samples else None
+    return {
+        "waiters": waiters,
+        "wait_s": 30,
+        "end_every_ms": end_every_ms,
+        "wall_s": round(wall, 2),
+        "statuses": statuses,
+        "end_to_answer_p50_ms": round(_percentile(delays, 50) * 1000, 2),
+        "end_to_answer_p99_ms": round(_percentile(delays, 99) * 1000, 2),
+        "end_to_answer_max_ms": round(max(delays) * 1000, 2),
+        "rss_before_mb": None if rss_before is None else round(rss_before, 1),
+        "rss_during_mb": None if during is None else round(during, 1),
+        "rss_per_waiter_kb": (
+            None if rss_before is None or during is None else round((during - rss_before) * 1024 / waiters, 1)
+        ),
+    }
+
+
+def _print_table(
+    loads: list[dict[str, Any]],
+    upload: dict[str, Any] | None,
+    waiting: dict[str, Any] | None = None,
+    load: dict[str, Any] | None = None,
+) -> None:
+    print(
+        f"{'operation':40} {'req':>6} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>4} "
+        f"{'API CPU ms/req':>15}"
+    )
+    for row in loads:
         print(
-            f"{load['name']:40} {load['requests']:>6} {load['concurrency']:>5} {load['throughput_rps']:>8} "
-            f"{load['p50_ms']:>8} {load['p99_ms']:>8} {load['server_errors']:>4}"
+            f"{row['name']:40} {row['requests']:>6} {row['concurrency']:>5} {row['throughput_rps']:>8} "
+            f"{row['p50_ms']:>8} {row['p99_ms']:>8} {row['server_errors']:>4} "
+            f"{row.get('api_cpu_ms_per_request') or '':>15}"
+        )
+    if waiting is not None:
+        print(
+            f"\n{waiting['waiters']} clients waiting at once (GET ?wait=30, jobs ended one every "
+            f"{waiting['end_every_ms']} ms): job end → answer p50 {waiting['end_to_answer_p50_ms']} ms, "
+            f"p99 {waiting['end_to_answer_p99_ms']} ms, max {waiting['end_to_answer_max_ms']} ms; "
+            f"answers {waiting['statuses']}; API RSS {waiting['rss_before_mb']} MB before, "
+            f"{waiting['rss_during_mb']} MB while waiting ({waiting['rss_per_waiter_kb']} KB per waiter)"
+        )
+    if load is not None:
+        print(
+            f"\nmachine: training run using the cores: {'yes' if load['training_running'] else 'no'}; "
+            f"load average {load['load_average_1m']} (start) → {load.get('load_average_1m_end')} (end)"
         )
     if upload is not None:
         print(
@@ -257,6 +414,20 @@ def _local_run(args: argparse.Namespace) -> dict[str, Any]:
                 polls=args.polls,
                 lists=args.lists,
                 concurrency=args.concurrency,
+                api_pid=api.pid,
+            )
+            waiting = (
+                None
+                if args.waiters == 0
+                else _waiting_clients(
+                    base_url,
+                    headers,
+                    video,
+                    api_pid=api.pid,
+                    settings=load_settings(database_url=database_url, broker_key_prefix=prefix),
+                    waiters=args.waiters,
+                    end_every_ms=args.end_every_ms,
+                )
             )
             upload = (
                 None if args.skip_upload else _stream_upload(base_url, headers, api.pid, args.upload_bytes)
@@ -265,7 +436,12 @@ def _local_run(args: argparse.Namespace) -> dict[str, Any]:
             api.stop()
             clear_broker_keys(prefix)
     shutil.rmtree(WORK_DIR / "storage", ignore_errors=True)
-    return {"loads": loads, "upload_1gib": upload, "api": "local: 1 uvicorn process, local-directory storage"}
+    return {
+        "loads": loads,
+        "waiting_clients": waiting,
+        "upload_1gib": upload,
+        "api": "local: 1 uvicorn process, local-directory storage",
+    }
 
 
 def main() -> int:
@@ -278,9 +454,12 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--upload-bytes", type=int, default=GIB)
     parser.add_argument("--skip-upload", action="store_true")
+    parser.add_argument("--waiters", type=int, default=WAITERS, help="clients waiting at once (0: skip)")
+    parser.add_argument("--end-every-ms", type=float, default=10.0, help="one waited job ends this often")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
 
+    machine_load = _machine_load()
     if args.api:
         if not args.key:
             parser.error("--api needs --key")
@@ -307,7 +486,10 @@ def main() -> int:
     }
     result["client"] = "a second process: httpx, one keep-alive connection per thread"
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    _print_table(result["loads"], result["upload_1gib"])
+    machine_load["load_average_1m_end"] = round(os.getloadavg()[0], 2)
+    machine_load["bench_niceness"] = os.nice(0)
+    result["machine_load"] = machine_load
+    _print_table(result["loads"], result["upload_1gib"], result.get("waiting_clients"), machine_load)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")

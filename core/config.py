@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from core.errors import ConfigError
 from core.media import KNOWN_CONTAINERS
 
-__all__ = ["Settings", "StorageKind", "get_settings", "load_settings"]
+__all__ = ["WAIT_CEILING_S", "Settings", "StorageKind", "get_settings", "load_settings"]
 
 GIB = 1024**3
 # Credentials shipped in examples (MinIO's and docker-compose.yml's defaults); refused in production.
@@ -23,6 +23,8 @@ _EXAMPLE_SECRETS = frozenset({"minioadmin", "changeme", "secret", "password", "d
 WEBHOOK_CLAIM_MARGIN_S = 30.0
 # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h: about 27 hours of retries.
 WEBHOOK_RETRY_SCHEDULE_S = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+# The most any deployment lets a request wait for a job (WAIT_MAX_S chooses within it).
+WAIT_CEILING_S = 120.0
 
 
 class StorageKind(StrEnum):
@@ -126,6 +128,15 @@ class Settings(BaseSettings):
     upload_body_timeout_s: float = Field(default=3600.0, gt=0)
     body_idle_timeout_s: float = Field(default=30.0, gt=0)
     enqueue_timeout_s: float = Field(default=3.0, gt=0)
+    # ?wait=S on GET and POST /v1/jobs holds a request until the job ends, at most this long.
+    wait_max_s: float = Field(default=30.0, ge=1, le=WAIT_CEILING_S)
+    # GET /v1/jobs/{id}/events: a comment this often keeps proxies from closing a quiet stream
+    # (and the job's row is re-read, in case an event was lost); a stream closes after
+    # events_stream_max_s and the client reconnects with Last-Event-ID.
+    events_heartbeat_s: float = Field(default=15.0, gt=0, le=300)
+    events_stream_max_s: float = Field(default=900.0, ge=1)
+    # Lifetime of the signed ?token= a browser's EventSource sends instead of a header.
+    stream_token_ttl_s: int = Field(default=600, ge=10, le=3600)
     # Per-tenant request rates (a token bucket in Redis, shared by every API process): a sustained
     # rate per second and a burst; writes (POST, PUT, PATCH, DELETE) also draw from a smaller
     # bucket. Past either, 429 with Retry-After. RATE_LIMIT_REDIS_URL defaults to BROKER_URL.

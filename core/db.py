@@ -7,29 +7,60 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
+from core.events import EventChannel, publish_on_commit
 
-__all__ = ["check_database", "get_engine", "get_session_factory", "upsert"]
+__all__ = ["check_database", "get_engine", "get_session_factory", "single_statement_reads", "upsert"]
+
+
+# A connection handed back this recently is not pinged when it is taken again. A restarted
+# PostgreSQL leaves dead connections in the pool, so an idle one is pinged first; one in steady
+# use is not: that ping was one of a status poll's five round trips (bench/api.py). A connection
+# that dies between two uses anyway fails its statement, and the pool then discards every
+# connection made before the failure.
+_PING_IDLE_AFTER_S = 1.0
 
 
 @functools.cache
 def _engine(url: str, pool_size: int, pid: int) -> Engine:
     # pid is part of the key: a pool inherited across fork() shares sockets with the parent.
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,  # a restarted PostgreSQL leaves dead connections in the pool
         pool_recycle=1800,
         connect_args={"connect_timeout": 5, "application_name": "deepfakestream"},
     )
+    _ping_idle_connections(engine)
+    return engine
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    def handed_back(dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def taken(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is not None and time.monotonic() - idle_since < _PING_IDLE_AFTER_S:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool discards this connection and takes (or makes) another.
+            raise DisconnectionError("the pooled connection is dead") from exc
+
+    event.listen(engine, "connect", handed_back)  # a new connection needs no ping
+    event.listen(engine, "checkin", handed_back)
+    event.listen(engine, "checkout", taken)
 
 
 def get_engine(settings: Settings) -> Engine:
@@ -37,14 +68,25 @@ def get_engine(settings: Settings) -> Engine:
 
 
 @functools.cache
-def _session_factory(engine: Engine, settings: Settings) -> sessionmaker[Session]:
+def _session_factory(engine: Engine, settings: Settings, channel: EventChannel) -> sessionmaker[Session]:
     # Each session knows its settings: what it queues to send after its commit (core.outbox)
     # goes to this deployment's broker.
-    return sessionmaker(engine, expire_on_commit=False, info={"settings": settings})
+    factory = sessionmaker(engine, expire_on_commit=False, info={"settings": settings})
+    # Job events announced in a session go out once its transaction has committed.
+    publish_on_commit(factory, channel)
+    return factory
 
 
 def get_session_factory(settings: Settings) -> sessionmaker[Session]:
-    return _session_factory(get_engine(settings), settings)
+    return _session_factory(get_engine(settings), settings, EventChannel.from_settings(settings))
+
+
+def single_statement_reads(session: Session) -> None:
+    """The session's next transaction runs each statement on its own (autocommit), sparing the
+    BEGIN and ROLLBACK round trips a plain read pays; for reads of one statement each, made before
+    the session's first statement. Committing the session then gives the connection back without
+    a round trip."""
+    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
 
 def check_database(settings: Settings) -> None:

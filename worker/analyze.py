@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 
 from core import metrics
+from core.events import JobEvent, JobEventKind, announce
 from core.logs import log_context, log_event
 from core.models import Job, Segment
 from core.states import JobStatus, SegmentStatus
@@ -140,6 +141,17 @@ def _store_segment(
             or 0
         )
         job.segments_done = done
+        announce(
+            session,
+            JobEvent(
+                job_id=job_id,
+                kind=JobEventKind.PROGRESS,
+                status=job.status,
+                segments_done=done,
+                segments_total=job.segments_total,
+                segment_index=result.index,
+            ),
+        )
         finished = done >= (job.segments_total or 0)
         if finished:
             finalize_job(session, job=job, analyzer=analyzer)

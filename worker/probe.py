@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from core import metrics
+from core.events import JobEvent, JobEventKind, announce
 from core.jobs import mark_enqueued
 from core.logs import log_context, log_event
 from core.models import Job, Segment
@@ -84,6 +85,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
             job.task_id = task_id
             job.claimed_at = now()
             job.started_at = job.started_at or now()
+            announce(session, JobEvent(job_id=job_id, kind=JobEventKind.STATUS, status=job.status))
             options = dict(job.options or {})
             video = job.video
     if resend is not None:
@@ -127,6 +129,16 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
             job.segments_total = len(plans)
             job.segments_done = 0
             job.timings = {"probe_s": round(probe_s, 4)}
+            announce(
+                session,
+                JobEvent(
+                    job_id=job_id,
+                    kind=JobEventKind.STATUS,
+                    status=job.status,
+                    segments_done=0,
+                    segments_total=len(plans),
+                ),
+            )
             if plans:
                 session.execute(
                     insert(Segment)

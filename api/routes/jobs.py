@@ -5,10 +5,22 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
 
-from api.deps import CurrentKey, IdempotencyKey, PageQuery, QueueDep, SessionDep, SettingsDep, StorageDep
+from api.deps import (
+    CurrentKey,
+    EventHubDep,
+    IdempotencyKey,
+    PageQuery,
+    QueueDep,
+    SessionDep,
+    SettingsDep,
+    StorageDep,
+    StreamKey,
+)
 from api.errors import error_responses
 from api.schemas.jobs import (
     FramePage,
@@ -17,11 +29,13 @@ from api.schemas.jobs import (
     JobPublic,
     SegmentPage,
     SegmentPublic,
+    StreamTokenPublic,
     TrackPage,
     TrackPublic,
 )
+from api.services import job_events, report, submit
 from api.services import jobs as service
-from api.services import report, submit
+from core.config import WAIT_CEILING_S
 from core.states import JobStatus
 
 __all__ = ["router"]
@@ -29,6 +43,17 @@ __all__ = ["router"]
 log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+
+# ?wait=S: hold the answer until the job ends or S seconds pass (at most WAIT_MAX_S).
+WaitQuery = Annotated[
+    float | None,
+    Query(
+        ge=0,
+        le=WAIT_CEILING_S,
+        description="seconds to hold the answer until the job ends (at most WAIT_MAX_S, 30 by "
+        "default); the answer is the job as it stands then, ended or not",
+    ),
+]
 
 
 _CREATE_BODY: dict[str, Any] = {
@@ -62,7 +87,8 @@ _CREATE_BODY: dict[str, Any] = {
     description=(
         "Send the video as multipart/form-data (field `file`, plus optional `callback_url`, "
         "`external_id`, `sample_fps`, `segment_seconds`), or as JSON naming an object already in "
-        "an allowed bucket (`source`) or a finished direct upload (`upload_id`)."
+        "an allowed bucket (`source`) or a finished direct upload (`upload_id`). With `?wait=S` "
+        "the answer waits until the job ends or S seconds pass."
     ),
     responses=error_responses(401, 404, 409, 413, 415, 422, 503),
     openapi_extra=_CREATE_BODY,
@@ -75,12 +101,16 @@ async def create_job(
     settings: SettingsDep,
     storage: StorageDep,
     celery: QueueDep,
+    hub: EventHubDep,
     idempotency_key: IdempotencyKey = None,
+    wait: WaitQuery = None,
 ) -> JobPublic:
+    wait_s = job_events.check_wait(wait, settings)
+    tenant_id = key.tenant_id
     job, created = await submit.submit_job(
         request,
         celery=celery,
-        tenant_id=key.tenant_id,
+        tenant_id=tenant_id,
         session=session,
         settings=settings,
         storage=storage,
@@ -89,7 +119,13 @@ async def create_job(
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = f"/v1/jobs/{job.id}"
-    return JobPublic.from_job(job)
+    public = JobPublic.from_job(job)
+    if wait_s is None:
+        return public
+    if session.in_transaction():
+        await run_in_threadpool(session.close)  # no connection is held while waiting
+    read = job_events.job_reader(settings, tenant_id=tenant_id, job_id=str(job.id))
+    return await job_events.wait_for_job(hub, job_id=job.id, read=read, timeout_s=wait_s)
 
 
 @router.get(
@@ -112,10 +148,92 @@ def list_jobs(
     "/{job_id}",
     response_model=JobPublic,
     summary="A job's status and result",
+    description="With `?wait=S` the answer waits until the job ends or S seconds pass.",
+    responses=error_responses(401, 404, 422),
+)
+async def get_job(
+    job_id: str,
+    key: CurrentKey,
+    settings: SettingsDep,
+    hub: EventHubDep,
+    wait: WaitQuery = None,
+) -> JobPublic:
+    wait_s = job_events.check_wait(wait, settings)
+    tenant_id = key.tenant_id
+    read = job_events.job_reader(settings, tenant_id=tenant_id, job_id=job_id)
+    if wait_s is None:
+        return await read()
+    return await job_events.wait_for_job(
+        hub, job_id=job_events.parse_job_id(job_id), read=read, timeout_s=wait_s
+    )
+
+
+@router.get(
+    "/{job_id}/events",
+    summary="The job's events as they happen (Server-Sent Events)",
+    description=(
+        "A `text/event-stream`: `status` (the whole job, as GET /v1/jobs/{id} answers it) when "
+        "its state changes, `progress` for each stored segment, `end` (the whole job) last, then "
+        "the stream closes; `: heartbeat` comments while nothing happens. Each event's `id` lets "
+        "a reconnecting client send `Last-Event-ID` and skip what it has seen; reconnecting after "
+        "the end answers 204. Authenticate with the Authorization header, or with `?token=` from "
+        "POST /v1/jobs/{id}/events/token (a browser's EventSource cannot send headers)."
+    ),
+    response_class=StreamingResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "the event stream"},
+        204: {"description": "the job has ended and the client has its last event"},
+        **error_responses(401, 404, 422),
+    },
+)
+async def job_events_stream(
+    job_id: str,
+    key: StreamKey,
+    settings: SettingsDep,
+    hub: EventHubDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=64)] = None,
+) -> Response:
+    read = job_events.job_reader(settings, tenant_id=key.tenant_id, job_id=job_id)
+    first = await read()
+    if job_events.stream_is_over(first, last_event_id):
+        return Response(status_code=204)
+    stream = job_events.stream_job_events(
+        hub,
+        job_id=first.id,
+        read=read,
+        first=first,
+        last_event_id=last_event_id,
+        settings=settings,
+    )
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+@router.post(
+    "/{job_id}/events/token",
+    status_code=201,
+    response_model=StreamTokenPublic,
+    summary="A short-lived token that opens this job's event stream",
+    description=(
+        "For clients that cannot send an Authorization header: open "
+        "`GET /v1/jobs/{id}/events?token=<token>` before `expires_at`. The token opens only this "
+        "job's stream, and only while the key that made it is live."
+    ),
     responses=error_responses(401, 404),
 )
-def get_job(job_id: str, key: CurrentKey, session: SessionDep) -> JobPublic:
-    return JobPublic.from_job(service.get_job(session, tenant_id=key.tenant_id, job_id=job_id))
+def create_stream_token(
+    job_id: str, key: CurrentKey, session: SessionDep, settings: SettingsDep
+) -> StreamTokenPublic:
+    job = service.get_job(session, tenant_id=key.tenant_id, job_id=job_id)
+    issued = job_events.issue_stream_token(settings, key=key, job_id=job.id)
+    return StreamTokenPublic(
+        token=issued.token,
+        expires_at=issued.expires_at,
+        events_url=f"/v1/jobs/{job.id}/events?token={issued.token}",
+    )
 
 
 def _add_result_route(kind: str, *, page_model: type[BaseModel], public: Any, summary: str) -> None:

@@ -29,6 +29,7 @@ __all__ = [
     "ModelPublic",
     "SegmentPage",
     "SegmentPublic",
+    "StreamTokenPublic",
     "TrackPage",
     "TrackPublic",
     "VideoPublic",
@@ -220,6 +221,12 @@ class JobPublic(BaseModel):
 class JobPage(BaseModel):
     items: list[JobPublic]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+class StreamTokenPublic(BaseModel):
+    token: str = Field(description="pass as ?token= to GET /v1/jobs/{id}/events")
+    expires_at: datetime = Field(description="a stream must be opened before this")
+    events_url: str = Field(description="the job's event stream with this token")
 
 
 class SegmentPublic(BaseModel):

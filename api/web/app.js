@@ -35,6 +35,8 @@ const state = {
   jobsCursor: null,
   olderJobs: [],
   blobUrls: [],
+  events: null, // the open EventSource of the job on screen
+  eventsFailed: false, // a stream could not be opened: poll instead
 };
 
 const $ = (id) => document.getElementById(id);
@@ -228,6 +230,10 @@ function stopPolling() {
   if (state.timer !== null) {
     clearTimeout(state.timer);
     state.timer = null;
+  }
+  if (state.events !== null) {
+    state.events.close();
+    state.events = null;
   }
 }
 
@@ -693,6 +699,43 @@ async function renderStatistics(job) {
   }
 }
 
+// A running job is followed through its event stream (GET /v1/jobs/{id}/events) instead of a
+// poll every second. EventSource cannot send the key, so a short-lived token for this job opens
+// it; when a stream cannot be opened or breaks for good, the page polls as before.
+async function followJob(jobId) {
+  const route = state.route;
+  let opened;
+  try {
+    opened = await (await api(`/v1/jobs/${jobId}/events/token`, { method: "POST" })).json();
+  } catch (_) {
+    state.eventsFailed = true;
+    poll(() => renderJob(jobId), JOB_POLL_MS);
+    return;
+  }
+  if (state.route !== route) return;
+  stopPolling();
+  const source = new EventSource(opened.events_url);
+  state.events = source;
+  source.addEventListener("status", (event) => renderJobHead(JSON.parse(event.data)));
+  source.addEventListener("progress", (event) => {
+    const { progress } = JSON.parse(event.data);
+    const total = progress.segments_total || 0;
+    $("job-progress").value = total ? progress.segments_done / total : 0;
+    $("job-progress-text").textContent = total ? `${progress.segments_done} of ${total} segments` : "";
+  });
+  source.addEventListener("end", () => {
+    stopPolling();
+    if (state.route === route) renderJob(jobId);
+  });
+  source.addEventListener("error", () => {
+    // A dropped connection reconnects by itself; a refused one (CLOSED) falls back to polling.
+    if (source.readyState !== EventSource.CLOSED || state.events !== source) return;
+    state.events = null;
+    state.eventsFailed = true;
+    if (state.route === route) poll(() => renderJob(jobId), JOB_POLL_MS);
+  });
+}
+
 async function renderJob(jobId) {
   let job;
   try {
@@ -706,7 +749,8 @@ async function renderJob(jobId) {
   renderJobHead(job);
   if (!TERMINAL.has(job.status)) {
     $("job-results").hidden = true;
-    poll(() => renderJob(jobId), JOB_POLL_MS);
+    if (state.eventsFailed) poll(() => renderJob(jobId), JOB_POLL_MS);
+    else await followJob(jobId);
     return;
   }
   if (job.status !== "succeeded") {

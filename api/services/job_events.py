@@ -1,0 +1,287 @@
+"""Answers without polling loops: ``?wait=S`` on a job, its Server-Sent Events stream, and the
+signed token a browser's EventSource (which cannot send headers) opens that stream with.
+
+While a request waits it holds an entry in the process's ``JobEventHub`` and nothing else: no
+thread, no database connection. Every answer is built from the job's row, read in one short
+session; events only say when to read it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from api.events import FALLBACK_POLL_S, RESYNC, JobEventHub
+from api.schemas.jobs import JobPublic
+from api.services.jobs import get_job
+from core.config import Settings
+from core.db import get_session_factory, single_statement_reads
+from core.errors import InvalidRequestError, NotFoundError
+from core.events import JobEvent, JobEventKind
+from core.models import ApiKey, Tenant
+from core.states import TERMINAL_JOB_STATES, JobStatus
+
+__all__ = [
+    "StreamToken",
+    "check_wait",
+    "issue_stream_token",
+    "job_reader",
+    "key_for_stream_token",
+    "parse_job_id",
+    "read_job",
+    "stream_is_over",
+    "stream_job_events",
+    "wait_for_job",
+]
+
+log = logging.getLogger(__name__)
+
+# How long a waiter lets the hub confirm its subscription before reading the job anyway (and
+# polling it every FALLBACK_POLL_S while Redis is away).
+_SUBSCRIBE_WAIT_S = 1.0
+_STREAM_RETRY_MS = 3000
+_TOKEN_VERSION = "v1"
+_TOKEN_CONTEXT = b"deepfakestream job event stream token v1"
+
+JobReader = Callable[[], Awaitable[JobPublic]]
+
+
+def check_wait(wait: float | None, settings: Settings) -> float | None:
+    """``?wait=`` within this service's cap (WAIT_MAX_S), or a typed 422; 0 or absent: no wait."""
+    if wait is None or wait == 0:
+        return None
+    if wait > settings.wait_max_s:
+        raise InvalidRequestError(
+            f"query.wait: must be at most {settings.wait_max_s:g} seconds on this service",
+            code="validation_error",
+        )
+    return wait
+
+
+def read_job(settings: Settings, *, tenant_id: uuid.UUID, job_id: str) -> JobPublic:
+    """The tenant's job as GET /v1/jobs/{id} answers it, from a session held only for the read."""
+    with get_session_factory(settings)() as session:
+        single_statement_reads(session)
+        return JobPublic.from_job(get_job(session, tenant_id=tenant_id, job_id=job_id))
+
+
+def job_reader(settings: Settings, *, tenant_id: uuid.UUID, job_id: str) -> JobReader:
+    async def read() -> JobPublic:
+        return await run_in_threadpool(read_job, settings, tenant_id=tenant_id, job_id=job_id)
+
+    return read
+
+
+def _ended(job: JobPublic) -> bool:
+    return job.status in TERMINAL_JOB_STATES
+
+
+async def wait_for_job(
+    hub: JobEventHub, *, job_id: uuid.UUID, read: JobReader, timeout_s: float
+) -> JobPublic:
+    """The job once it has ended, or as it stands when ``timeout_s`` has passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    async with hub.listen(job_id) as events:
+        # Subscribed before the read: an end committed after it is published after it, and heard.
+        await hub.ready(timeout_s=min(_SUBSCRIBE_WAIT_S, timeout_s))
+        events.discard_pending()  # e.g. the subscription's first RESYNC: this read is newer
+        job = await read()
+        while not _ended(job):
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            step = remaining if hub.subscribed else min(remaining, FALLBACK_POLL_S)
+            item = await events.next(timeout_s=step)
+            if isinstance(item, JobEvent) and item.kind is not JobEventKind.END:
+                continue  # progress: nothing for a waiter to answer yet
+            job = await read()
+    return job
+
+
+@dataclass(frozen=True)
+class _Version:
+    """Where a job stands, in the order a stream moves: the id of each event it sends."""
+
+    rank: int  # 0 queued, 1 processing, 2 ended
+    segments_done: int
+
+    def __str__(self) -> str:
+        return f"{self.rank}.{self.segments_done}"
+
+    @classmethod
+    def of(cls, job: JobPublic) -> _Version:
+        rank = 2 if _ended(job) else (1 if job.status is JobStatus.PROCESSING else 0)
+        return cls(rank, job.progress.segments_done)
+
+    @classmethod
+    def parse(cls, text: str | None) -> _Version | None:
+        try:
+            rank, done = (text or "").split(".")
+            return cls(int(rank), int(done))
+        except ValueError:
+            return None
+
+    def __lt__(self, other: _Version) -> bool:
+        return (self.rank, self.segments_done) < (other.rank, other.segments_done)
+
+
+def _frame(event: str, data: str, version: _Version) -> str:
+    return f"id: {version}\nevent: {event}\ndata: {data}\n\n"
+
+
+def _job_frame(job: JobPublic) -> str:
+    version = _Version.of(job)
+    return _frame("end" if version.rank == 2 else "status", job.model_dump_json(), version)
+
+
+def stream_is_over(job: JobPublic, last_event_id: str | None) -> bool:
+    """The client already has this ended job's last event: answer 204 so it stops reconnecting."""
+    seen = _Version.parse(last_event_id)
+    return _ended(job) and seen is not None and not seen < _Version.of(job)
+
+
+async def stream_job_events(
+    hub: JobEventHub,
+    *,
+    job_id: uuid.UUID,
+    read: JobReader,
+    first: JobPublic,
+    last_event_id: str | None,
+    settings: Settings,
+) -> AsyncIterator[str]:
+    """SSE frames: ``status`` (the whole job) when its state changes, ``progress`` per stored
+    segment, ``end`` (the whole job) last; ``: heartbeat`` comments while nothing happens. The
+    stream closes after ``end``, or after EVENTS_STREAM_MAX_S (the client reconnects)."""
+    loop = asyncio.get_running_loop()
+    closes_at = loop.time() + settings.events_stream_max_s
+    sent = _Version.parse(last_event_id) or _Version(-1, -1)
+    async with hub.listen(job_id) as events:
+        yield f"retry: {_STREAM_RETRY_MS}\n\n"
+        ready = await hub.ready(timeout_s=_SUBSCRIBE_WAIT_S)
+        events.discard_pending()
+        # Read again now that the subscription holds (``first`` came before it).
+        job = await read() if ready else first
+        while True:
+            version = _Version.of(job)
+            if sent < version or (version.rank == 2):
+                yield _job_frame(job)
+                sent = version
+            if version.rank == 2:
+                return
+            remaining = closes_at - loop.time()
+            if remaining <= 0:
+                return
+            step = min(remaining, settings.events_heartbeat_s)
+            if not hub.subscribed:
+                step = min(step, FALLBACK_POLL_S)
+            item = await events.next(timeout_s=step)
+            if item is None:
+                yield ": heartbeat\n\n"
+                job = await read()  # a lost message costs at most one heartbeat
+            elif item is RESYNC:
+                job = await read()
+            elif isinstance(item, JobEvent) and item.kind is JobEventKind.PROGRESS:
+                progress = _Version(1, item.segments_done or 0)
+                if sent < progress:
+                    yield _frame("progress", _progress_data(item), progress)
+                    sent = progress
+            else:
+                job = await read()
+
+
+def _progress_data(event: JobEvent) -> str:
+    return json.dumps(
+        {
+            "id": str(event.job_id),
+            "status": event.status,
+            "segment": event.segment_index,
+            "progress": {"segments_done": event.segments_done, "segments_total": event.segments_total},
+        },
+        separators=(",", ":"),
+    )
+
+
+# Signed stream tokens: "v1.<payload>.<signature>", the payload naming the API key, the job and
+# the expiry. Only a key that could read the job gets one; the key is checked again (live, tenant
+# active) every time a stream opens with it, so revoking the key stops its tokens too.
+
+
+@dataclass(frozen=True)
+class StreamToken:
+    token: str
+    expires_at: datetime
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _signing_key(settings: Settings) -> bytes:
+    # Derived from the deployment's secret for its own purpose: a token never signs anything else.
+    secret = settings.webhook_secrets_key.get_secret_value().encode("utf-8")
+    return hmac.new(secret, _TOKEN_CONTEXT, hashlib.sha256).digest()
+
+
+def _sign(settings: Settings, message: str) -> str:
+    return _b64(hmac.new(_signing_key(settings), message.encode("ascii"), hashlib.sha256).digest())
+
+
+def issue_stream_token(settings: Settings, *, key: ApiKey, job_id: uuid.UUID) -> StreamToken:
+    expires = int(time.time()) + settings.stream_token_ttl_s
+    payload = _b64(
+        json.dumps({"k": str(key.id), "j": str(job_id), "e": expires}, separators=(",", ":")).encode()
+    )
+    message = f"{_TOKEN_VERSION}.{payload}"
+    return StreamToken(
+        token=f"{message}.{_sign(settings, message)}", expires_at=datetime.fromtimestamp(expires, UTC)
+    )
+
+
+def key_for_stream_token(session: Session, settings: Settings, *, token: str, job_id: str) -> ApiKey | None:
+    """The live key a valid, unexpired token for ``job_id`` was issued to; None otherwise."""
+    parts = token.split(".")
+    if len(parts) != 3 or parts[0] != _TOKEN_VERSION:
+        return None
+    message = f"{parts[0]}.{parts[1]}"
+    if not hmac.compare_digest(_sign(settings, message), parts[2]):
+        return None
+    try:
+        claims = json.loads(_unb64(parts[1]))
+        key_id = uuid.UUID(claims["k"])
+        expires = int(claims["e"])
+        same_job = uuid.UUID(str(claims["j"])) == uuid.UUID(job_id)
+    except (ValueError, KeyError, TypeError):
+        return None
+    if expires < time.time() or not same_job:
+        return None
+    record: ApiKey | None = session.scalar(
+        select(ApiKey)
+        .join(Tenant)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None), Tenant.is_active.is_(True))
+    )
+    return record
+
+
+def parse_job_id(job_id: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(job_id)
+    except ValueError as exc:
+        raise NotFoundError("no job with this id", code="job_not_found") from exc

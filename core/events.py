@@ -1,0 +1,164 @@
+"""Job events on Redis: a job's start, progress and end, announced once the transaction that
+wrote them has committed, so that API processes can wake the clients waiting on that job.
+
+Whoever moves a job (a worker stage, the API canceling) calls ``announce(session, event)`` inside
+its transaction; the event is published on the deployment's channel (``<BROKER_KEY_PREFIX>
+job-events``) after the commit and dropped on a rollback. An event is a hint, never the truth: a
+listener reads the job's row before answering, so a lost message costs a late answer, not a wrong
+one. Events carry no result; any job, whatever its media, ends with the same ``end`` event.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import redis
+from sqlalchemy import event as orm_event
+from sqlalchemy.orm import Session, sessionmaker
+
+from core.config import Settings
+from core.logs import log_event
+from core.redis import broker_key
+from core.states import TERMINAL_JOB_STATES
+
+__all__ = [
+    "EventChannel",
+    "JobEvent",
+    "JobEventKind",
+    "announce",
+    "announce_job_end",
+    "publish_on_commit",
+]
+
+log = logging.getLogger(__name__)
+
+_CHANNEL_INFO = "job_events.channel"
+_PENDING_INFO = "job_events.pending"
+# Publishing happens inside the commit call: a Redis that does not answer must not hold a worker.
+_PUBLISH_TIMEOUT_S = 1.0
+
+
+class JobEventKind(StrEnum):
+    STATUS = "status"  # the job changed state (queued → processing) without ending
+    PROGRESS = "progress"  # one more segment stored
+    END = "end"  # succeeded, failed or canceled: the last event of a job
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    job_id: uuid.UUID
+    kind: JobEventKind
+    status: str
+    segments_done: int | None = None
+    segments_total: int | None = None
+    segment_index: int | None = None  # the segment just stored (progress events)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "job_id": str(self.job_id),
+                "kind": self.kind.value,
+                "status": self.status,
+                "segments_done": self.segments_done,
+                "segments_total": self.segments_total,
+                "segment_index": self.segment_index,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> JobEvent | None:
+        """The event in ``raw``, or None when it is not one (listeners skip what they cannot read)."""
+        try:
+            data = json.loads(raw)
+            return cls(
+                job_id=uuid.UUID(data["job_id"]),
+                kind=JobEventKind(data["kind"]),
+                status=str(data["status"]),
+                segments_done=_optional_int(data.get("segments_done")),
+                segments_total=_optional_int(data.get("segments_total")),
+                segment_index=_optional_int(data.get("segment_index")),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+@dataclass(frozen=True)
+class EventChannel:
+    """Where a deployment's job events go: the broker's Redis and one channel name."""
+
+    redis_url: str
+    name: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventChannel:
+        return cls(redis_url=settings.broker_url, name=broker_key(settings, "job-events"))
+
+
+def publish_on_commit(factory: sessionmaker[Session], channel: EventChannel) -> None:
+    """Sessions from ``factory`` publish what was announced in them on ``channel`` after each
+    commit. Called once per factory (``core.db``)."""
+    factory.configure(info={_CHANNEL_INFO: channel})
+    orm_event.listen(factory, "after_commit", _publish_pending)
+    orm_event.listen(factory, "after_rollback", _drop_pending)
+
+
+def announce(session: Session, event: JobEvent) -> None:
+    """Publishes ``event`` once the session's transaction commits. Sessions not made by
+    ``core.db.get_session_factory`` have no channel and publish nothing."""
+    if _CHANNEL_INFO in session.info:
+        session.info.setdefault(_PENDING_INFO, []).append(event)
+
+
+def announce_job_end(session: Session, *, job_id: uuid.UUID, status: str) -> None:
+    """The ``end`` event of a job that moved to a terminal state in this transaction."""
+    if status not in TERMINAL_JOB_STATES:
+        raise ValueError(f"job {job_id} has not ended (status {status})")
+    announce(session, JobEvent(job_id=job_id, kind=JobEventKind.END, status=status))
+
+
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_PENDING_INFO, None)
+
+
+def _publish_pending(session: Session) -> None:
+    pending: list[JobEvent] = session.info.pop(_PENDING_INFO, None) or []
+    channel: EventChannel | None = session.info.get(_CHANNEL_INFO)
+    if not pending or channel is None:
+        return
+    try:
+        pipe = _publisher(channel.redis_url, os.getpid()).pipeline(transaction=False)
+        for item in pending:
+            pipe.publish(channel.name, item.to_json())
+        pipe.execute()
+    except redis.RedisError as exc:
+        # Waiting clients re-read the job when their wait ends; nothing is lost but time.
+        log_event(
+            log,
+            "job.events.publish_failed",
+            level=logging.WARNING,
+            error=type(exc).__name__,
+            events=len(pending),
+        )
+
+
+@functools.cache
+def _publisher(url: str, pid: int) -> redis.Redis:
+    # pid is part of the key: a connection inherited across fork() is shared with the parent.
+    return redis.Redis.from_url(
+        url,
+        socket_connect_timeout=_PUBLISH_TIMEOUT_S,
+        socket_timeout=_PUBLISH_TIMEOUT_S,
+        retry_on_timeout=False,
+    )

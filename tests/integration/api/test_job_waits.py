@@ -1,0 +1,385 @@
+"""?wait= and the event stream in-process, against real PostgreSQL and Redis.
+
+No worker runs here: a job ends (or progresses) the way a worker ends it, through ``core.jobs``
+and ``core.events`` in a committed transaction, so the end is published on the real Redis channel
+and the API must hear it there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from api.app import create_app
+from core.config import Settings
+from core.db import get_engine, get_session_factory
+from core.events import JobEvent, JobEventKind, announce
+from core.jobs import fail_job
+from core.keys import revoke_api_key
+from core.models import Job
+from core.states import JobStatus
+from tests.utils.platform import free_port
+
+Headers = Callable[..., dict[str, str]]
+
+
+def _submit(client: TestClient, headers: dict[str, str], video: bytes, **params: Any) -> Any:
+    response = client.post(
+        "/v1/jobs", headers=headers, params=params, files={"file": ("clip.mp4", video, "video/mp4")}
+    )
+    assert response.status_code == 202, response.text
+    return response
+
+
+def _fail(settings: Settings, job_id: str, *, code: str = "test_failure") -> None:
+    with get_session_factory(settings)() as session, session.begin():
+        assert fail_job(session, job_id=uuid.UUID(job_id), code=code, message="ended by the test")
+
+
+def _progress(settings: Settings, job_id: str, *, done: int, total: int) -> None:
+    """What a worker commits when it stores a segment: the counters, then the event."""
+    with get_session_factory(settings)() as session, session.begin():
+        session.execute(
+            update(Job)
+            .where(Job.id == uuid.UUID(job_id))
+            .values(status=JobStatus.PROCESSING.value, segments_done=done, segments_total=total)
+        )
+        announce(
+            session,
+            JobEvent(
+                job_id=uuid.UUID(job_id),
+                kind=JobEventKind.PROGRESS,
+                status=JobStatus.PROCESSING.value,
+                segments_done=done,
+                segments_total=total,
+                segment_index=done - 1,
+            ),
+        )
+
+
+def _later(delay_s: float, action: Callable[[], None]) -> threading.Thread:
+    def run() -> None:
+        time.sleep(delay_s)
+        action()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_get_wait_answers_as_soon_as_the_job_ends(
+    client: TestClient, make_key: Headers, small_video: bytes, api_settings: Settings
+) -> None:
+    headers = make_key()
+    job_id = _submit(client, headers, small_video).json()["id"]
+    ender = _later(1.0, lambda: _fail(api_settings, job_id))
+
+    started = time.monotonic()
+    response = client.get(f"/v1/jobs/{job_id}", headers=headers, params={"wait": "20"})
+    elapsed = time.monotonic() - started
+    ender.join()
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "failed"
+    assert body["error"]["code"] == "test_failure"
+    assert 0.9 < elapsed < 8.0, f"answered after {elapsed:.2f} s"
+    # The same shape as without wait.
+    assert body == client.get(f"/v1/jobs/{job_id}", headers=headers).json()
+
+
+def test_get_wait_answers_at_the_timeout_with_the_current_state(
+    client: TestClient, make_key: Headers, small_video: bytes, api_settings: Settings
+) -> None:
+    headers = make_key()
+    job_id = _submit(client, headers, small_video).json()["id"]
+    # Progress is not an end: the waiter keeps waiting, and answers with the row as it stands.
+    progress = _later(0.3, lambda: _progress(api_settings, job_id, done=1, total=3))
+
+    started = time.monotonic()
+    response = client.get(f"/v1/jobs/{job_id}", headers=headers, params={"wait": "1.5"})
+    elapsed = time.monotonic() - started
+    progress.join()
+
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "processing"
+    assert response.json()["progress"] == {"segments_done": 1, "segments_total": 3}
+    assert 1.4 < elapsed < 6.0, f"answered after {elapsed:.2f} s"
+
+
+def test_get_wait_on_an_ended_job_answers_at_once(
+    client: TestClient, make_key: Headers, small_video: bytes, api_settings: Settings
+) -> None:
+    headers = make_key()
+    job_id = _submit(client, headers, small_video).json()["id"]
+    _fail(api_settings, job_id)
+
+    started = time.monotonic()
+    response = client.get(f"/v1/jobs/{job_id}", headers=headers, params={"wait": "25"})
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed"
+    assert time.monotonic() - started < 3.0
+
+
+def test_cancel_through_the_api_wakes_a_waiter(
+    client: TestClient, make_key: Headers, small_video: bytes
+) -> None:
+    headers = make_key()
+    job_id = _submit(client, headers, small_video).json()["id"]
+    canceler = _later(
+        0.8, lambda: client.post(f"/v1/jobs/{job_id}/cancel", headers=headers).raise_for_status()
+    )
+
+    started = time.monotonic()
+    response = client.get(f"/v1/jobs/{job_id}", headers=headers, params={"wait": "20"})
+    canceler.join()
+
+    assert response.json()["status"] == "canceled"
+    assert time.monotonic() - started < 8.0
+
+
+@pytest.mark.parametrize("wait", ["-1", "31", "121", "soon", "nan"])
+def test_wait_out_of_range_is_a_typed_422(
+    client: TestClient, make_key: Headers, small_video: bytes, wait: str
+) -> None:
+    headers = make_key()
+    job_id = _submit(client, headers, small_video).json()["id"]
+
+    for response in (
+        client.get(f"/v1/jobs/{job_id}", headers=headers, params={"wait": wait}),
+        client.post(
+            "/v1/jobs",
+            headers=headers,
+            params={"wait": wait},
+            files={"file": ("clip.mp4", small_video, "video/mp4")},
+        ),
+    ):
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "validation_error"
+        assert "wait" in response.json()["error"]["message"]
+
+
+def test_wait_on_another_tenants_job_is_404(
+    client: TestClient, make_key: Headers, small_video: bytes
+) -> None:
+    owner, other = make_key(), make_key()
+    job_id = _submit(client, owner, small_video).json()["id"]
+
+    started = time.monotonic()
+    response = client.get(f"/v1/jobs/{job_id}", headers=other, params={"wait": "10"})
+
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "job_not_found"
+    assert time.monotonic() - started < 3.0, "a 404 must not wait"
+    for path in (f"/v1/jobs/{job_id}/events", f"/v1/jobs/{job_id}/events/token"):
+        method = "POST" if path.endswith("token") else "GET"
+        assert client.request(method, path, headers=other).status_code == 404
+
+
+def test_post_wait_answers_with_the_new_job_at_the_timeout(
+    client: TestClient, make_key: Headers, small_video: bytes
+) -> None:
+    headers = make_key()
+    started = time.monotonic()
+    response = _submit(client, headers, small_video, wait="1")
+
+    assert response.status_code == 202
+    assert response.headers["location"] == f"/v1/jobs/{response.json()['id']}"
+    assert response.json()["status"] == "queued"
+    assert 0.9 < time.monotonic() - started < 6.0
+
+
+def test_waiters_hold_no_database_connection(
+    api_settings: Settings, make_key: Headers, small_video: bytes
+) -> None:
+    """50 requests wait at once; the pool has nothing checked out until their jobs end."""
+    app = create_app(api_settings)
+    headers = make_key()
+    with TestClient(app) as setup:
+        job_ids = [_submit(setup, headers, small_video).json()["id"] for _ in range(5)]
+    pool = get_engine(api_settings).pool
+
+    async def scenario() -> tuple[list[httpx.Response], int, int]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as http:
+            waits = [
+                asyncio.create_task(http.get(f"/v1/jobs/{job_ids[i % 5]}", params={"wait": "20"}))
+                for i in range(50)
+            ]
+            hub = app.state.job_events
+            deadline = time.monotonic() + 20
+            while hub.waiting < 50 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            waiting, checked_out = hub.waiting, pool.checkedout()  # type: ignore[attr-defined]
+            for job_id in job_ids:
+                await asyncio.to_thread(_fail, api_settings, job_id)
+            responses = await asyncio.wait_for(asyncio.gather(*waits), timeout=20)
+        await app.state.job_events.close()
+        return responses, waiting, checked_out
+
+    responses, waiting, checked_out = asyncio.run(scenario())
+
+    assert waiting == 50
+    assert checked_out == 0, f"{checked_out} connections held by waiting requests"
+    assert [r.status_code for r in responses] == [200] * 50
+    assert {r.json()["status"] for r in responses} == {"failed"}
+
+
+def _events(text: str) -> list[dict[str, str]]:
+    """The SSE frames of ``text`` (comments dropped) as dicts of their fields."""
+    frames = []
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            if not line or line.startswith(":"):
+                continue
+            name, _, value = line.partition(": ")
+            fields[name] = value
+        if fields:
+            frames.append(fields)
+    return frames
+
+
+@pytest.fixture()
+def quick_events_app(api_settings: Settings) -> Iterator[FastAPI]:
+    """The API with a heartbeat every 0.3 s."""
+    app = create_app(api_settings.model_copy(update={"events_heartbeat_s": 0.3}))
+    yield app
+
+
+def test_event_stream_sends_status_progress_and_end_then_closes(
+    quick_events_app: FastAPI, make_key: Headers, small_video: bytes, api_settings: Settings
+) -> None:
+    headers = make_key()
+    with TestClient(quick_events_app) as client:
+        job_id = _submit(client, headers, small_video).json()["id"]
+
+        def worker() -> None:
+            hub = quick_events_app.state.job_events
+            deadline = time.monotonic() + 10
+            while hub.waiting == 0 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # the stream has read the job and sent its status
+            _progress(api_settings, job_id, done=1, total=2)
+            time.sleep(0.5)
+            _progress(api_settings, job_id, done=2, total=2)
+            time.sleep(0.5)
+            _fail(api_settings, job_id, code="after_progress")
+
+        thread = _later(0, worker)
+        started = time.monotonic()
+        response = client.get(f"/v1/jobs/{job_id}/events", headers=headers)
+        elapsed = time.monotonic() - started
+        thread.join()
+
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert response.headers["cache-control"] == "no-cache"
+    text = response.text
+    assert text.startswith("retry: ")
+    assert ": heartbeat" in text
+    frames = _events(text)
+    kinds = [frame.get("event") for frame in frames if "event" in frame]
+    assert kinds[0] == "status" and kinds[-1] == "end", kinds
+    progress = [json.loads(f["data"]) for f in frames if f.get("event") == "progress"]
+    assert [event["progress"] for event in progress] == [
+        {"segments_done": 1, "segments_total": 2},
+        {"segments_done": 2, "segments_total": 2},
+    ]
+    assert [event["segment"] for event in progress] == [0, 1]
+    assert json.loads(next(f for f in frames if "event" in f)["data"])["status"] == "queued"
+    end = json.loads(frames[-1]["data"])
+    assert end["status"] == "failed" and end["error"]["code"] == "after_progress"
+    assert frames[-1]["id"] == "2.2"
+    ids = [frame["id"] for frame in frames if "id" in frame]
+    assert ids == sorted(ids, key=lambda v: tuple(int(p) for p in v.split("."))), ids
+    assert elapsed < 10.0
+
+
+def test_event_stream_of_an_ended_job_sends_end_then_204_after_it(
+    client: TestClient, make_key: Headers, small_video: bytes, api_settings: Settings
+) -> None:
+    headers = make_key()
+    job_id = _submit(client, headers, small_video).json()["id"]
+    _fail(api_settings, job_id)
+
+    first = client.get(f"/v1/jobs/{job_id}/events", headers=headers)
+    frames = _events(first.text)
+    assert [f["event"] for f in frames if "event" in f] == ["end"]
+
+    again = client.get(f"/v1/jobs/{job_id}/events", headers={**headers, "Last-Event-ID": frames[-1]["id"]})
+    assert again.status_code == 204
+    # An older id still gets the end.
+    older = client.get(f"/v1/jobs/{job_id}/events", headers={**headers, "Last-Event-ID": "1.0"})
+    assert _events(older.text)[-1]["event"] == "end"
+
+
+def test_event_stream_token_opens_only_its_job_and_dies_with_its_key(
+    client: TestClient, make_key: Headers, small_video: bytes, api_settings: Settings
+) -> None:
+    headers = make_key()
+    job_id = _submit(client, headers, small_video).json()["id"]
+    other_job = _submit(client, headers, small_video).json()["id"]
+    _fail(api_settings, job_id)
+
+    issued = client.post(f"/v1/jobs/{job_id}/events/token", headers=headers)
+    assert issued.status_code == 201, issued.text
+    token = issued.json()["token"]
+    assert issued.json()["events_url"] == f"/v1/jobs/{job_id}/events?token={token}"
+
+    opened = client.get(f"/v1/jobs/{job_id}/events", params={"token": token})
+    assert opened.status_code == 200
+    assert _events(opened.text)[-1]["event"] == "end"
+
+    for path, bad in (
+        (f"/v1/jobs/{other_job}/events", token),  # another job
+        (f"/v1/jobs/{job_id}/events", token[:-2] + ("AA" if not token.endswith("AA") else "BB")),  # forged
+        (f"/v1/jobs/{job_id}/events", "v1.e30.AAAA"),
+    ):
+        refused = client.get(path, params={"token": bad})
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["error"]["code"] == "invalid_stream_token"
+
+    prefix = "_".join(headers["Authorization"].split()[1].split("_")[:2])
+    with get_session_factory(api_settings)() as session:
+        assert revoke_api_key(session, prefix=prefix)
+    revoked = client.get(f"/v1/jobs/{job_id}/events", params={"token": token})
+    assert revoked.status_code == 401
+    # Without a header or a token, the stream is refused like every other route.
+    assert client.get(f"/v1/jobs/{job_id}/events").status_code == 401
+
+
+def test_wait_still_ends_when_redis_is_unreachable(
+    api_settings: Settings, make_key: Headers, small_video: bytes
+) -> None:
+    """No subscription (nothing listens at the broker's address): waiters read their job every
+    second instead, so the end is still answered within about a second."""
+    headers = make_key()
+    with TestClient(create_app(api_settings)) as client:
+        job_id = _submit(client, headers, small_video).json()["id"]
+    unreachable = api_settings.model_copy(
+        update={"broker_url": f"redis://127.0.0.1:{free_port()}/0", "rate_limit_redis_url": None}
+    )
+    with TestClient(create_app(unreachable)) as client:
+        ender = _later(2.0, lambda: _fail(api_settings, job_id))
+        started = time.monotonic()
+        response = client.get(f"/v1/jobs/{job_id}", headers=headers, params={"wait": "20"})
+        elapsed = time.monotonic() - started
+        ender.join()
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed"
+    assert 1.9 < elapsed < 6.0, f"answered after {elapsed:.2f} s"
