@@ -18,7 +18,7 @@ import numpy as np
 
 from pipeline.crop import crop_face
 from pipeline.errors import PipelineError
-from pipeline.types import AnalysisConfig, SegmentPlan, VideoResult
+from pipeline.types import AnalysisConfig, SegmentPlan, VideoInfo, VideoResult
 from pipeline.video import decode_segment
 
 if TYPE_CHECKING:
@@ -223,6 +223,15 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return "—" if value is None else f"{value:.{digits}f}"
 
 
+def _input_row(video: VideoInfo) -> str:
+    if video.media_type == "image":
+        return f"<tr><th>Image</th><td>{video.width}×{video.height}, {html.escape(video.codec)}</td></tr>"
+    return (
+        f"<tr><th>Video</th><td>{video.duration_s:.2f} s, {video.width}×{video.height}, "
+        f"{video.fps:.2f} fps, {html.escape(video.codec)}</td></tr>"
+    )
+
+
 def render_report(result: VideoResult, *, title: str, faces: Sequence[SuspiciousFace] = ()) -> str:
     esc = html.escape
     model = result.model
@@ -248,8 +257,7 @@ def render_report(result: VideoResult, *, title: str, faces: Sequence[Suspicious
         f"<tr><th>P(fake)</th><td>{_fmt(result.score)} (threshold {result.threshold:.3f})</td></tr>",
         f"<tr><th>Faces</th><td>{face_count} in {frames_with_faces} of {len(result.frames)} sampled frames, "
         f"{len(result.tracks)} track(s)</td></tr>",
-        f"<tr><th>Video</th><td>{video.duration_s:.2f} s, {video.width}×{video.height}, {video.fps:.2f} fps, "
-        f"{esc(video.codec)}</td></tr>",
+        _input_row(video),
         f"<tr><th>Model</th><td>{esc(str(model.get('name')))} {esc(str(model.get('version')))}, "
         f"trained: {esc(str(model.get('trained')).lower())}, "
         f"sha256 {esc(str(model.get('sha256', ''))[:16])}…</td></tr>",
@@ -258,11 +266,14 @@ def render_report(result: VideoResult, *, title: str, faces: Sequence[Suspicious
         f"decode wait {_fmt(timings.get('decode_s'), 2)}, detect {_fmt(timings.get('detect_s'), 2)}, "
         f"classify {_fmt(timings.get('classify_s'), 2)})</td></tr>",
         "</table>",
-        "<h2>Score over time</h2>",
-        "<p>Dots: sampled frames (highest face score in the frame). Bars: segment scores. "
-        "Dashed line: the decision threshold.</p>",
-        _chart(result),
     ]
+    if video.media_type != "image":  # one frame has no course over time
+        lines += [
+            "<h2>Score over time</h2>",
+            "<p>Dots: sampled frames (highest face score in the frame). Bars: segment scores. "
+            "Dashed line: the decision threshold.</p>",
+            _chart(result),
+        ]
     lines.append("<h2>Most suspicious faces</h2>")
     if any(face.heatmap_base64 for face in faces):
         lines.append(

@@ -113,6 +113,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
                     remove_job_copy(job_id=job_id, settings=settings)
                 return "dropped"
             store_video_info(job.video, info)
+            job.media_type = info.media_type
             job.plan = [plan.to_dict() for plan in plans]
             job.segments_total = len(plans)
             job.segments_done = 0
