@@ -11,7 +11,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.openapi.utils import get_openapi
 
 from api.errors import register_error_handlers
-from api.routes import batches, deliveries, explanations, health, jobs, monitoring, uploads, webhooks
+from api.routes import batches, deliveries, explanations, health, images, jobs, monitoring, uploads, webhooks
 from api.routes.web import mount_web
 from api.schemas.batches import BatchCreate
 from api.schemas.jobs import JobCreate
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(deliveries.router)
     app.include_router(explanations.router)
+    app.include_router(images.router)
     app.include_router(monitoring.router)
     mount_web(app)
 

@@ -12,19 +12,29 @@ import hashlib
 import re
 import uuid
 
-from core.config import Settings
-from core.errors import InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
-from core.media import IMAGE_FORMATS, SNIFF_BYTES, content_type_for, image_is_animated, sniff_image
-from core.storage import ObjectStore, video_key
+from sqlalchemy.orm import Session
 
+from api.services.jobs import get_job
 from api.services.sources import VideoDraft
+from core.config import Settings
+from core.errors import (
+    InvalidRequestError,
+    NotFoundError,
+    ObjectNotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
+from core.media import IMAGE_FORMATS, SNIFF_BYTES, content_type_for, image_is_animated, sniff_image
+from core.storage import ObjectStore, get_source_store, parse_s3_uri, video_key
 
-__all__ = ["decode_image_base64", "json_body_limit", "store_image"]
+__all__ = ["MAX_SHOWN_IMAGE_BYTES", "decode_image_base64", "job_image", "json_body_limit", "store_image"]
 
 # "data:image/png;base64," before the payload, as browsers write it.
 _DATA_URL = re.compile(r"^data:[^,]{0,200};base64,", re.IGNORECASE)
 # Room for the JSON around the base64 text (the other fields are small).
 _JSON_AROUND_BYTES = 64 * 1024
+# GET /v1/jobs/{id}/image reads the picture into memory: larger files are not served.
+MAX_SHOWN_IMAGE_BYTES = 64 * 1024 * 1024
 
 
 def json_body_limit(settings: Settings) -> int:
@@ -86,3 +96,33 @@ def store_image(storage: ObjectStore, *, tenant_id: uuid.UUID, data: bytes, fmt:
         sha256=hashlib.sha256(data).hexdigest(),
         container=fmt,
     )
+
+
+def job_image(
+    session: Session, storage: ObjectStore, *, tenant_id: uuid.UUID, job_id: str, settings: Settings
+) -> tuple[bytes, str]:
+    """(the picture an image job analysed, its media type), for drawing its faces over it."""
+    job = get_job(session, tenant_id=tenant_id, job_id=job_id)
+    video = job.video
+    if job.media_type != "image" or video.container not in IMAGE_FORMATS:
+        raise NotFoundError(
+            "this job has no picture to show (it is a video, or a one-frame video)", code="not_an_image"
+        )
+    if video.storage_key is not None:
+        store, key = storage, video.storage_key
+    elif video.source_uri is not None and video.source_uri.startswith("s3://"):
+        bucket, key = parse_s3_uri(video.source_uri)
+        store = get_source_store(settings, bucket)
+    else:
+        raise NotFoundError("the picture was fetched from a URL and is not kept", code="image_not_stored")
+    try:
+        size = store.head(key).size
+        if size > MAX_SHOWN_IMAGE_BYTES:
+            raise PayloadTooLargeError(
+                f"the picture is {size} bytes, past the {MAX_SHOWN_IMAGE_BYTES} bytes this route serves",
+                code="image_too_large",
+            )
+        data = store.read_head_bytes(key, size)
+    except ObjectNotFoundError as exc:
+        raise NotFoundError("the picture is no longer in storage", code="image_missing") from exc
+    return data, content_type_for(video.container)
