@@ -12,8 +12,8 @@ Pillow is imported inside the functions: ``pipeline.plan`` asks ``is_still`` of 
 from __future__ import annotations
 
 import warnings
-from contextlib import contextmanager
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -70,7 +70,9 @@ def _opened(path: Path, config: AnalysisConfig) -> Iterator[PILImage.Image]:
                 code="image_too_large",
             )
         try:
-            frames = int(getattr(image, "n_frames", 1))
+            # A phone's JPEG may carry more pictures after the photo (MPO: a preview, a depth
+            # map); the first is the photo. More frames in the other formats are an animation.
+            frames = 1 if image.format == "MPO" else int(getattr(image, "n_frames", 1))
         except (OSError, SyntaxError, ValueError, EOFError) as exc:
             raise CorruptImageError(f"{path.name}: the image cannot be read ({exc})") from exc
         if frames > 1:
@@ -95,7 +97,7 @@ def probe_image(path: str | Path, config: AnalysisConfig | None = None) -> Video
     config = config or AnalysisConfig()
     path = Path(path)
     with _opened(path, config) as image:
-        fmt = str(image.format or "").lower()
+        fmt = "jpeg" if image.format == "MPO" else str(image.format or "").lower()
         if fmt not in IMAGE_FORMATS:
             raise NotAVideoError(f"{path.name} is not a JPEG, PNG, WebP or GIF image")
         _load(path, image)

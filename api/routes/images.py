@@ -33,6 +33,5 @@ def job_image(
         session, storage, tenant_id=key.tenant_id, job_id=job_id, settings=settings
     )
     # Private to the tenant; the stored picture never changes. nosniff: shown only as what it is.
-    return Response(
-        data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
-    )
+    headers = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+    return Response(data, media_type=media_type, headers=headers)

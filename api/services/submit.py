@@ -1,9 +1,9 @@
 """Submitting a job: the request read, the job stored idempotently, its probe message sent.
 
 The request is a multipart upload (streamed to storage) or JSON naming an ``s3://`` source or a
-direct upload, or carrying a small image inline (``image_base64``). An ``Idempotency-Key`` sent again with the same request returns the first job; with
-another request it is a conflict. A video uploaded for a request that fails, or that replays an
-earlier one, is removed from storage.
+direct upload, or carrying a small image inline (``image_base64``). An ``Idempotency-Key`` sent
+again with the same request returns the first job; with another request it is a conflict. A video
+uploaded for a request that fails, or that replays an earlier one, is removed from storage.
 """
 
 from __future__ import annotations

@@ -22,7 +22,8 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     # Every job stored before this revision analysed a video.
     op.add_column(
-        "jobs", sa.Column("media_type", sa.String(length=8), server_default=sa.text("'video'"), nullable=False)
+        "jobs",
+        sa.Column("media_type", sa.String(length=8), server_default=sa.text("'video'"), nullable=False),
     )
     op.add_column("jobs", sa.Column("faces", postgresql.JSONB(astext_type=sa.Text()), nullable=True))
     op.create_check_constraint(op.f("ck_jobs_media_type"), "jobs", "media_type IN ('video', 'image')")

@@ -23,7 +23,9 @@ JOB_TIMEOUT_MS = 180_000
 
 
 @pytest.fixture(scope="module")
-def image_job(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, str], dict[str, Any]]:
+def image_job(
+    stack: Stack, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[dict[str, str], dict[str, Any]]:
     """A succeeded image job: the astronaut stored on its side with an EXIF orientation."""
     headers = stack.new_key()
     path = tmp_path_factory.mktemp("e2e-image") / f"portrait-{uuid.uuid4().hex[:6]}.jpg"

@@ -71,7 +71,6 @@ def bomb_png(path: Path, *, side: int = 60_000) -> Path:
     row = b"\x00" + b"\x00" * side
     compressor = zlib.compressobj(9)
     body = compressor.compress(row * 64) + compressor.flush()
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
-    )
+    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
     return path

@@ -52,7 +52,9 @@ def headers(stack: Stack) -> dict[str, str]:
     return stack.new_key()
 
 
-def _post_file(client: httpx.Client, name: str, data: bytes, content_type: str = "image/jpeg") -> httpx.Response:
+def _post_file(
+    client: httpx.Client, name: str, data: bytes, content_type: str = "image/jpeg"
+) -> httpx.Response:
     return client.post("/v1/jobs", files={"file": (name, data, content_type)})
 
 
@@ -178,7 +180,8 @@ def test_a_batch_mixes_images_and_videos_and_its_exports_say_which(
     video = make_face_video(tmp_path / "clip.mp4", seconds=1.0, width=320, height=240, fps=10.0)
     run = uuid.uuid4().hex[:8]
     s3 = stack.s3()
-    s3.put_object(Bucket=SOURCE_BUCKET, Key=f"{run}/photo.webp", Body=encode(Image.fromarray(astronaut()), "WEBP"))
+    photo = encode(Image.fromarray(astronaut()), "WEBP")
+    s3.put_object(Bucket=SOURCE_BUCKET, Key=f"{run}/photo.webp", Body=photo)
     s3.put_object(Bucket=SOURCE_BUCKET, Key=f"{run}/clip.mp4", Body=video.path.read_bytes())
     items = [{"source": f"s3://{SOURCE_BUCKET}/{run}/{name}"} for name in ("photo.webp", "clip.mp4")]
     with stack.client(headers) as client:
@@ -194,15 +197,14 @@ def test_a_batch_mixes_images_and_videos_and_its_exports_say_which(
         rows = list(csv.DictReader(io.StringIO(
             client.get(f"/v1/batches/{batch_id}/results", params={"format": "csv"}).text
         )))  # fmt: skip
-        lines = [
-            json.loads(line)
-            for line in client.get(f"/v1/batches/{batch_id}/results", params={"format": "jsonl"}).text.splitlines()
-        ]
+        jsonl = client.get(f"/v1/batches/{batch_id}/results", params={"format": "jsonl"}).text
+        lines = [json.loads(line) for line in jsonl.splitlines()]
         image_job = client.get(f"/v1/jobs/{rows[0]['job_id']}").json()
         picture = client.get(f"/v1/jobs/{rows[0]['job_id']}/image")
         video_picture = client.get(f"/v1/jobs/{rows[1]['job_id']}/image")
     assert batch["counts"]["succeeded"] == 2, batch
-    assert [(row["media_type"], row["status"]) for row in rows] == [("image", "succeeded"), ("video", "succeeded")]
+    kinds = [(row["media_type"], row["status"]) for row in rows]
+    assert kinds == [("image", "succeeded"), ("video", "succeeded")]
     assert [line["media_type"] for line in lines] == ["image", "video"]
     assert len(image_job["faces"]) == 1
     # A picture named by an s3:// source is read from its bucket.

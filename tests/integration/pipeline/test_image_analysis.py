@@ -26,6 +26,13 @@ def photo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def _with_alpha(pixels: np.ndarray) -> np.ndarray:
+    """RGBA: opaque, but for a transparent band along the bottom."""
+    rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
+    rgba[-80:, :, 3] = 0
+    return rgba
+
+
 def _upright_face(box: list[float]) -> None:
     """The astronaut's face in the 384×512 portrait: upper half, middle third."""
     x1, y1, x2, y2 = box
@@ -65,13 +72,15 @@ def test_cli_analyses_a_photo_with_json_and_report(
     ("name", "make"),
     [
         ("cmyk.jpg", lambda p: encode(Image.fromarray(p).convert("CMYK"), "JPEG", quality=92)),
-        ("alpha.png", lambda p: encode(Image.fromarray(np.dstack([p, np.full(p.shape[:2], 255, np.uint8)])), "PNG")),
+        ("alpha.png", lambda p: encode(Image.fromarray(_with_alpha(p)), "PNG")),
         ("photo.webp", lambda p: encode(Image.fromarray(p), "WEBP", quality=90)),
         ("palette.gif", lambda p: encode(Image.fromarray(p).quantize(colors=256), "GIF")),
     ],
     ids=["cmyk-jpeg", "rgba-png", "webp", "palette-gif"],
 )
-def test_every_format_finds_the_face(random_checkpoint: Path, tmp_path: Path, name: str, make: object) -> None:
+def test_every_format_finds_the_face(
+    random_checkpoint: Path, tmp_path: Path, name: str, make: object
+) -> None:
     path = tmp_path / name
     path.write_bytes(make(astronaut()))  # type: ignore[operator]
 

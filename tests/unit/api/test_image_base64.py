@@ -34,7 +34,9 @@ def test_plain_wrapped_and_data_url_forms_decode(settings: Settings, jpeg: bytes
         assert decode_image_base64(given, settings=settings) == (jpeg, "jpeg")
 
 
-@pytest.mark.parametrize("text", ["not base64 at all!", "abc", "////=///"], ids=["symbols", "padding", "inner-pad"])
+@pytest.mark.parametrize(
+    "text", ["not base64 at all!", "abc", "////=///"], ids=["symbols", "padding", "inner-pad"]
+)
 def test_bad_base64_is_422(settings: Settings, text: str) -> None:
     with pytest.raises(InvalidRequestError) as caught:
         decode_image_base64(text, settings=settings)

@@ -26,7 +26,9 @@ def picture() -> Image.Image:
     ],
     ids=["jpeg", "png", "webp-lossy", "webp-lossless", "gif"],
 )
-def test_real_images_are_sniffed(picture: Image.Image, fmt: str, options: dict[str, object], expected: str) -> None:
+def test_real_images_are_sniffed(
+    picture: Image.Image, fmt: str, options: dict[str, object], expected: str
+) -> None:
     head = encode(picture, fmt, **options)[:SNIFF_BYTES]
 
     assert sniff_image(head) == sniff_media(head) == expected
