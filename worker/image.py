@@ -24,9 +24,10 @@ def store_image_faces(job: Job, result: VideoResult) -> None:
     job.media_type = "image"
     job.faces = [
         {
-            "box": [round(float(v), 1) for v in face.box],
+            # As the frame rows have them (worker/results.py), so the two answers agree.
+            "box": [round(float(v), 2) for v in face.box],
             "det_score": round(float(face.det_score), 5),
-            "score": round(float(face.score), 6),
+            "score": float(face.score),
         }
         for frame in result.frames
         for face in frame.faces

@@ -104,10 +104,11 @@ def job_image(
     """(the picture an image job analysed, its media type), for drawing its faces over it."""
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
     video = job.video
-    if job.media_type != "image" or video.container not in IMAGE_FORMATS:
-        raise NotFoundError(
-            "this job has no picture to show (it is a video, or a one-frame video)", code="not_an_image"
-        )
+    not_an_image = NotFoundError(
+        "this job has no picture to show (it is a video, or a one-frame video)", code="not_an_image"
+    )
+    if job.media_type != "image" or (video.container is not None and video.container not in IMAGE_FORMATS):
+        raise not_an_image
     if video.storage_key is not None:
         store, key = storage, video.storage_key
     elif video.source_uri is not None and video.source_uri.startswith("s3://"):
@@ -125,4 +126,8 @@ def job_image(
         data = store.read_head_bytes(key, size)
     except ObjectNotFoundError as exc:
         raise NotFoundError("the picture is no longer in storage", code="image_missing") from exc
-    return data, content_type_for(video.container)
+    # Batch items are not sniffed when they are submitted: the bytes say what they are.
+    fmt = sniff_image(data[:SNIFF_BYTES])
+    if fmt is None:
+        raise not_an_image
+    return data, content_type_for(fmt)

@@ -26,7 +26,7 @@ from tests.utils.stack import QUICK_SETTINGS, Stack, running_stack
 pytestmark = pytest.mark.integration
 
 SOURCE_BUCKET = "image-sources"
-INLINE_CAP = 96 * 1024
+INLINE_CAP = 256 * 1024
 PIXEL_CAP = 1_000_000
 
 
