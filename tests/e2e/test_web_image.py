@@ -4,6 +4,7 @@ time. Screenshots go to $E2E_SCREENSHOTS when it is set."""
 
 from __future__ import annotations
 
+import colorsys
 import re
 import uuid
 from pathlib import Path
@@ -37,6 +38,17 @@ def image_job(
     return headers, job
 
 
+def _score_colour(score: float) -> tuple[int, int, int]:
+    hue = round(120 * (1 - score))
+    red, green, blue = colorsys.hls_to_rgb(hue / 360, 0.42, 0.80)
+    return round(red * 255), round(green * 255), round(blue * 255)
+
+
+def test_score_colours_run_from_green_to_red() -> None:
+    assert _score_colour(0.0)[1] > 150 > _score_colour(0.0)[0]
+    assert _score_colour(1.0)[0] > 150 > _score_colour(1.0)[1]
+
+
 def _colour(text: str) -> tuple[int, int, int]:
     red, green, blue = (int(part) for part in re.findall(r"\d+", text)[:3])
     return red, green, blue
@@ -65,9 +77,9 @@ def test_image_result_shows_the_picture_with_coloured_boxes_and_heatmaps(
     expect(boxes).to_have_count(1)
     (face,) = job["faces"]
     assert float(boxes.first.get_attribute("data-score") or "nan") == pytest.approx(face["score"], abs=1e-6)
-    # Coloured by its score: green for 0, red for 1, in between for this one.
-    red, green, _ = _colour(boxes.first.evaluate("node => getComputedStyle(node).stroke"))
-    assert (red > green) == (face["score"] > 0.5), (face["score"], red, green)
+    # Coloured by its score: hue 120 (green) at 0 down to 0 (red) at 1.
+    drawn_colour = _colour(boxes.first.evaluate("node => getComputedStyle(node).stroke"))
+    assert drawn_colour == pytest.approx(_score_colour(face["score"]), abs=2), (face["score"], drawn_colour)
     # The box lies over the face as the picture is shown: its screen rectangle is the face's box
     # scaled to the displayed picture.
     shown = picture.bounding_box()
