@@ -76,7 +76,7 @@ def test_create_job_json_without_source_is_422_in_error_shape(client: TestClient
 
     assert response.status_code == 422
     assert response.json()["error"]["code"] == "validation_error"
-    assert "exactly one of source and upload_id" in response.json()["error"]["message"]
+    assert "exactly one of source, upload_id and image_base64" in response.json()["error"]["message"]
 
 
 def test_create_job_source_outside_allowed_buckets_is_422(client: TestClient, make_key: Headers) -> None:
