@@ -93,6 +93,11 @@ def test_a_photo_upload_is_an_image_job(stack: Stack, headers: dict[str, str]) -
         assert len(explanations) == 1 and explanations[0]["score"] == pytest.approx(face["score"], abs=1e-4)
         heatmap = client.get(explanations[0]["heatmap_url"])
         assert heatmap.status_code == 200 and heatmap.content.startswith(b"\xff\xd8\xff")
+        # No frame rate or duration for a picture: nothing to skew the drift of video inputs.
+        statistics = client.get(f"/v1/jobs/{job['id']}/statistics").json()["input"]
+        assert (statistics["width"], statistics["height"]) == (384, 512)
+        assert statistics["fps"] is None and statistics["duration_s"] is None
+        assert statistics["frames_sampled"] == 1
         listed = client.get("/v1/jobs").json()["items"]
         assert {item["id"]: item["media_type"] for item in listed}[job["id"]] == "image"
 
