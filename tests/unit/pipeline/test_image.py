@@ -172,3 +172,17 @@ def test_an_image_is_one_segment_of_one_frame(tmp_path: Path, pixels: np.ndarray
 
     assert is_still(info) and info.format_name == "image/webp"
     assert plan.frame_times == (0.0,) and plan.frame_numbers == (0,)
+
+
+def test_a_phone_jpeg_with_a_second_picture_is_a_photo(tmp_path: Path, pixels: np.ndarray) -> None:
+    # Cameras append a preview or depth map after the photo (MPO); it is not an animation.
+    path = tmp_path / "camera.jpg"
+    small = Image.fromarray(pixels).resize((96, 128))
+    Image.fromarray(pixels).save(path, format="MPO", save_all=True, append_images=[small], quality=95)
+    assert Image.open(path).format == "MPO" and getattr(Image.open(path), "n_frames", 1) == 2
+
+    info = probe_image(path)
+    decoded = decode_still(path, info, AnalysisConfig())
+
+    assert (info.codec, info.format_name, info.width, info.height) == ("jpeg", "image/jpeg", 384, 512)
+    assert _error(decoded, pixels) < 6  # the photo, not the preview
