@@ -138,7 +138,9 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
     """Read what the video is and refuse what cannot or must not be analysed.
 
     Raises SourceNotFoundError, EmptyFileError, NotAVideoError, NoVideoStreamError,
-    CorruptVideoError or LimitExceededError; never returns a VideoInfo it could not decode.
+    CorruptVideoError or LimitExceededError; never returns a VideoInfo it could not decode. A
+    still image (JPEG, PNG, WebP, GIF) is read by ``pipeline.image.probe_image`` instead, and a
+    video of one frame comes back with ``media_type`` "image".
     """
     config = config or AnalysisConfig()
     path = Path(path)
