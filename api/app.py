@@ -14,7 +14,17 @@ from api.access_log import AccessLogMiddleware
 from api.errors import register_error_handlers
 from api.events import JobEventHub
 from api.guard import BodyGuard
-from api.routes import batches, deliveries, explanations, health, jobs, monitoring, uploads, webhooks
+from api.routes import (
+    batches,
+    deliveries,
+    explanations,
+    health,
+    images,
+    jobs,
+    monitoring,
+    uploads,
+    webhooks,
+)
 from api.routes.web import mount_web
 from api.schemas.batches import BatchCreate
 from api.schemas.jobs import JobCreate
@@ -59,6 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(deliveries.router)
     app.include_router(explanations.router)
+    app.include_router(images.router)
     app.include_router(monitoring.router)
     mount_web(app)
     # Innermost of the middlewares (added first): the access log below still sees its refusals.

@@ -21,7 +21,7 @@ from starlette.requests import ClientDisconnect, Request
 
 from api.errors import BodyRejected
 from core.errors import InvalidRequestError, PayloadTooLargeError, ServiceError, UnsupportedMediaTypeError
-from core.media import SNIFF_BYTES, sniff_container
+from core.media import SNIFF_BYTES, image_is_animated, sniff_media
 from core.storage import ObjectWriter
 
 __all__ = [
@@ -109,15 +109,21 @@ class _FileSink:
             return
         if self.size == 0:
             raise InvalidRequestError("the file is empty", code="empty_file")
-        container = sniff_container(bytes(self._head))
+        container = sniff_media(bytes(self._head))
         if container is None:
             raise UnsupportedMediaTypeError(
-                f"the file is not a video in a supported container ({', '.join(sorted(self._allowed))})",
+                "the file is not a video or image in a supported format "
+                f"({', '.join(sorted(self._allowed))})",
                 code="unsupported_format",
+            )
+        if image_is_animated(bytes(self._head)):
+            raise UnsupportedMediaTypeError(
+                f"the file is an animated {container}; send the animation as a video (MP4, WebM)",
+                code="animated_image",
             )
         if container not in self._allowed:
             raise UnsupportedMediaTypeError(
-                f"{container} videos are not accepted here (allowed: {', '.join(sorted(self._allowed))})",
+                f"{container} files are not accepted here (allowed: {', '.join(sorted(self._allowed))})",
                 code="unsupported_format",
             )
         self.container = container

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     max_width: int = Field(default=7680, ge=16)
     max_height: int = Field(default=4320, ge=16)
     allowed_containers: Annotated[tuple[str, ...], NoDecode] = KNOWN_CONTAINERS
+    # Still images: pixels (width × height, read from the header before anything is decoded, so a
+    # small file that would inflate to gigabytes is refused unread), and the decoded size of a
+    # JSON {"image_base64": ...} body.
+    max_image_pixels: int = Field(default=50_000_000, ge=64 * 64)
+    max_image_base64_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     # Analysis defaults and the bounds a request may choose within
     default_sample_fps: float = Field(default=3.0, gt=0)

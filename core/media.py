@@ -1,18 +1,26 @@
-"""Video containers the service accepts: the one list, recognised from a file's first bytes.
+"""Video containers and still-image formats the service accepts: the one list, recognised from a
+file's first bytes.
 
 Torch-free and without dependencies, so the API (uploads, sources), the settings
-(``ALLOWED_CONTAINERS``) and the pipeline can all share it.
+(``ALLOWED_CONTAINERS``) and the pipeline can all share it. Images are "containers" too
+(``jpeg``, ``png``, ``webp``, ``gif``): an upload is one or the other, told apart by its magic bytes.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "CONTENT_TYPES",
+    "IMAGE_FORMATS",
     "KNOWN_CONTAINERS",
     "SNIFF_BYTES",
+    "VIDEO_CONTAINERS",
     "content_type_for",
+    "image_is_animated",
     "looks_like_video",
+    "media_type_for",
     "sniff_container",
+    "sniff_image",
+    "sniff_media",
 ]
 
 # Container name → the media type stored with the object.
@@ -27,7 +35,18 @@ CONTENT_TYPES: dict[str, str] = {
     "flv": "video/x-flv",
     "mpeg": "video/mpeg",
 }
-KNOWN_CONTAINERS: tuple[str, ...] = tuple(CONTENT_TYPES)
+VIDEO_CONTAINERS: tuple[str, ...] = tuple(CONTENT_TYPES)
+# Still pictures, analysed as one frame (an "image job"). GIF is here for its single-frame files;
+# an animated one is refused by the worker (``animated_image``).
+IMAGE_CONTENT_TYPES: dict[str, str] = {
+    "jpeg": "image/jpeg",
+    "png": "image/png",
+    "webp": "image/webp",
+    "gif": "image/gif",
+}
+IMAGE_FORMATS: tuple[str, ...] = tuple(IMAGE_CONTENT_TYPES)
+CONTENT_TYPES.update(IMAGE_CONTENT_TYPES)
+KNOWN_CONTAINERS: tuple[str, ...] = VIDEO_CONTAINERS + IMAGE_FORMATS
 SNIFF_BYTES = 512  # enough for every signature below, including three MPEG-TS packets
 
 
@@ -68,3 +87,45 @@ def looks_like_video(head: bytes) -> bool:
 
 def content_type_for(container: str) -> str:
     return CONTENT_TYPES.get(container, "application/octet-stream")
+
+
+def sniff_image(head: bytes) -> str | None:
+    """The still-image format the first bytes announce (``jpeg``, ``png``, ``webp``, ``gif``), or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if len(head) >= 16 and head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "webp"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "gif"
+    return None
+
+
+def sniff_media(head: bytes) -> str | None:
+    """The video container or image format the first bytes announce, or None."""
+    return sniff_container(head) or sniff_image(head)
+
+
+def media_type_for(container: str | None) -> str:
+    """``image`` for a still-image format, ``video`` for everything else."""
+    return "image" if container in IMAGE_CONTENT_TYPES else "video"
+
+
+def image_is_animated(head: bytes) -> bool:
+    """True when the first bytes already show an animation: an extended WebP with its animation
+    flag, or a PNG whose ``acTL`` chunk (APNG) comes before the first bytes end. GIF says so only
+    further in; the worker counts its frames."""
+    if len(head) >= 21 and head.startswith(b"RIFF") and head[8:16] == b"WEBPVP8X":
+        return bool(head[20] & 0x02)
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        position = 8
+        while position + 8 <= len(head):
+            length = int.from_bytes(head[position : position + 4], "big")
+            kind = head[position + 4 : position + 8]
+            if kind == b"acTL":
+                return True
+            if kind == b"IDAT":
+                return False
+            position += 12 + length
+    return False

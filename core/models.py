@@ -207,6 +207,11 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+    # "image" for a still picture (or a video of one frame), "video" otherwise: set from the sniffed
+    # format at submission, confirmed by the probe.
+    media_type: Mapped[str] = mapped_column(String(8), default="video", server_default=text("'video'"))
+    # An image job's faces, [{box, det_score, score}], written when it succeeds.
+    faces: Mapped[list[Any] | None] = mapped_column(JSONB)
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last message sent
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -217,6 +222,7 @@ class Job(Base):
         CheckConstraint(f"status IN ({_values(JobStatus)})", name="status"),
         CheckConstraint(f"verdict IS NULL OR verdict IN ({_values(Verdict)})", name="verdict"),
         CheckConstraint("segments_done >= 0 AND attempts >= 0", name="counters"),
+        CheckConstraint("media_type IN ('video', 'image')", name="media_type"),
         UniqueConstraint("tenant_id", "idempotency_key"),
         # GET /v1/jobs pages newest first within a tenant.
         Index("ix_jobs_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),

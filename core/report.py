@@ -99,6 +99,7 @@ class ReportVideo:
     height: int | None
     fps: float | None
     codec: str | None
+    media_type: str = "video"  # "image": one picture, no course over time
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,7 @@ class Report:
             threshold=self.threshold,
             band=self.inconclusive_band,
             aggregation=self.aggregation,
+            media_type=self.video.media_type,
         )
 
 
@@ -266,7 +268,7 @@ def _settings_text(settings: dict[str, Any]) -> str:
 
 def _video_text(video: ReportVideo) -> str:
     parts = []
-    if video.duration_s is not None:
+    if video.duration_s is not None and video.media_type != "image":
         parts.append(f"{video.duration_s:.2f} s")
     if video.width and video.height:
         parts.append(f"{video.width}×{video.height}")
@@ -327,7 +329,8 @@ def render_report(report: Report, *, title: str | None = None) -> str:
         f"<tr><th>Input file</th><td>{esc(report.input.name)}, {esc(_size(report.input.size_bytes))}"
         f"{source}</td></tr>",
         f"<tr><th>SHA-256</th><td><code>{esc(report.input.sha256 or 'unknown')}</code></td></tr>",
-        f"<tr><th>Video</th><td>{esc(_video_text(report.video))}</td></tr>",
+        f"<tr><th>{'Image' if report.video.media_type == 'image' else 'Video'}</th>"
+        f"<td>{esc(_video_text(report.video))}</td></tr>",
         f"<tr><th>Faces</th><td>{face_count} in {frames_with_faces} of {len(report.frames)} sampled frames, "
         f"{len(report.tracks)} track(s)</td></tr>",
         f"<tr><th>Model</th><td>{esc(str(model.name))} {esc(str(model.version))}, "
@@ -344,7 +347,9 @@ def render_report(report: Report, *, title: str | None = None) -> str:
             f"classify {_fmt(timings.get('classify_s'), 2)})</td></tr>"
         )
     lines.append("</table>")
-    if report.verdict == "no_face" or not any(f.score is not None for f in report.frames):
+    if report.video.media_type == "image":
+        pass  # one frame has no course over time
+    elif report.verdict == "no_face" or not any(f.score is not None for f in report.frames):
         lines.append(
             "<h2>Score over time</h2><p>No score to plot: no face was found in the sampled frames.</p>"
         )

@@ -78,17 +78,29 @@ def explanation(
     threshold: float | None,
     band: Sequence[float] | None = None,
     aggregation: str | None = None,
+    media_type: str = "video",
 ) -> str | None:
     """One or two sentences on how the verdict was reached; None while there is no verdict."""
     if verdict is None:
         return None
+    image = media_type == "image"
+    if verdict == Verdict.NO_FACE and image:
+        return (
+            "No face was found in the picture, so nothing could be scored: this says nothing about "
+            "whether it was manipulated. Try a picture where a face is visible, frontal and at least "
+            "about 60 pixels tall."
+        )
     if verdict == Verdict.NO_FACE:
         return (
             "No face was found in the sampled frames, so nothing could be scored: this says nothing "
             "about whether the video was manipulated. Try a clip where a face is visible, frontal and "
             "at least about 60 pixels tall, or sample more frames per second."
         )
-    how = AGGREGATION_DESCRIPTIONS.get(aggregation or "", "")
+    how = (
+        "The picture's score is that of its most suspicious face."
+        if image
+        else AGGREGATION_DESCRIPTIONS.get(aggregation or "", "")
+    )
     if score is None or threshold is None:
         return how or None
     limits = _band(band)
@@ -96,7 +108,7 @@ def explanation(
         where = (
             f"Its score, P(fake) {score:.2f}, lies inside the inconclusive band {limits[0]:.2f}–"
             f"{limits[1]:.2f} around the threshold {threshold:.2f}, where the model's calls were "
-            "not reliable enough on validation videos to say either way."
+            "not reliable enough on validation data to say either way."
         )
     elif limits is not None and score >= limits[1]:
         where = (

@@ -36,7 +36,7 @@ from pipeline.types import (
     VideoInfo,
     VideoResult,
 )
-from pipeline.video import SegmentDecoder, plan_segments, probe, sample_numbers
+from pipeline.video import open_decoder, plan_segments, probe, sample_numbers
 
 __all__ = [
     "Analyzer",
@@ -146,7 +146,7 @@ class Analyzer:
 
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as classify_pool,
-            SegmentDecoder(path, info, plan, config) as decoder,
+            open_decoder(path, info, plan, config) as decoder,
         ):
             chunks = decoder.chunks(config.chunk_frames)
             while True:

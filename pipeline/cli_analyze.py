@@ -43,7 +43,7 @@ log = logging.getLogger(__name__)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     defaults = AnalysisConfig()
-    parser.add_argument("video", help="the video file to analyse")
+    parser.add_argument("video", help="the video or image (JPEG, PNG, WebP, GIF) file to analyse")
     parser.add_argument("--json", metavar="PATH", help="write the full result as JSON ('-' for stdout)")
     parser.add_argument("--report", metavar="PATH.html", help="write a self-contained HTML report")
     parser.add_argument("--sample-fps", type=float, default=None,
@@ -130,6 +130,7 @@ def _summary(result: VideoResult, video: str, load_s: float) -> str:
         f"  why     {result.explanation}",
         f"  faces   {faces} in {with_faces} of {len(result.frames)} sampled frames, "
         f"{len(result.tracks)} track(s), {len(result.segments)} segment(s)",
+        f"  image   {info.width}×{info.height}, {info.codec}" if info.media_type == "image" else
         f"  video   {info.duration_s:.2f} s, {info.width}×{info.height}, {info.fps:.2f} fps, {info.codec}",
         # The stages overlap (decode, detection and classification run side by side), so their
         # busy times need not add up to the total.

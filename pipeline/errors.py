@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 __all__ = [
+    "AnimatedImageError",
+    "CorruptImageError",
     "CorruptVideoError",
     "DecodeError",
     "DecodeTimeoutError",
@@ -70,6 +72,19 @@ class NoVideoStreamError(InputError):
 class CorruptVideoError(InputError):
     code = "corrupt_video"
     exit_code = 7
+
+
+class CorruptImageError(CorruptVideoError):
+    """A still image whose header or pixels cannot be decoded (truncated, damaged)."""
+
+    code = "corrupt_image"
+
+
+class AnimatedImageError(InputError):
+    """An animated GIF, WebP or PNG: more than one frame in an image format. Send it as a video."""
+
+    code = "animated_image"
+    exit_code = 5
 
 
 class LimitExceededError(InputError):

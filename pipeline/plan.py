@@ -11,6 +11,7 @@ import numpy as np
 from pipeline.errors import (
     LimitExceededError,
 )
+from pipeline.image import is_still, plan_still
 from pipeline.types import AnalysisConfig, FrameTimeline, SegmentPlan, VideoInfo
 
 __all__ = ["MATCH_BEFORE_S", "SEEK_PAST_S", "decoded_size", "frame_number", "plan_segments", "sample_numbers"]
@@ -56,6 +57,8 @@ def plan_segments(info: VideoInfo, config: AnalysisConfig | None = None) -> list
     config = config or AnalysisConfig()
     if config.segment_seconds <= 0 or config.sample_fps <= 0 or config.max_frames < 1:
         raise ValueError("segment_seconds and sample_fps must be positive and max_frames at least 1")
+    if is_still(info):
+        return plan_still(info)
     duration = info.duration_s
     bounds: list[tuple[float, float]] = []
     start = 0.0

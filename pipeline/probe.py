@@ -15,7 +15,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from core.media import SNIFF_BYTES, looks_like_video
+from core.media import SNIFF_BYTES, looks_like_video, sniff_image
 from pipeline._ffmpeg import ffmpeg_binary
 from pipeline.errors import (
     CorruptVideoError,
@@ -27,6 +27,7 @@ from pipeline.errors import (
     NoVideoStreamError,
     SourceNotFoundError,
 )
+from pipeline.image import probe_image
 from pipeline.timeline import StreamPackets, human_duration, scan_packets
 from pipeline.types import AnalysisConfig, FrameTimeline, VideoInfo
 
@@ -137,7 +138,9 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
     """Read what the video is and refuse what cannot or must not be analysed.
 
     Raises SourceNotFoundError, EmptyFileError, NotAVideoError, NoVideoStreamError,
-    CorruptVideoError or LimitExceededError; never returns a VideoInfo it could not decode.
+    CorruptVideoError or LimitExceededError; never returns a VideoInfo it could not decode. A
+    still image (JPEG, PNG, WebP, GIF) is read by ``pipeline.image.probe_image`` instead, and a
+    video of one frame comes back with ``media_type`` "image".
     """
     config = config or AnalysisConfig()
     path = Path(path)
@@ -156,6 +159,8 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
             head = handle.read(SNIFF_BYTES)
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})", code="unreadable_file") from exc
+    if sniff_image(head) is not None:
+        return probe_image(path, config)  # a still picture: an image job
 
     doc = _run_ffprobe(path)
     fmt = doc.get("format") or {}
@@ -195,8 +200,12 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
         single_frame = scan.count <= 1
     else:
         single_frame = duration is None or duration <= 0 or (nb_frames or 0) <= 1
-    if codec in IMAGE_CODECS and (single_frame or is_still_format):
-        raise NotAVideoError(f"{path.name} is a still image ({codec}), not a video")
+    # Image files of the formats taken as images were sniffed above; others (BMP, TIFF, …) that
+    # ffprobe reads as a picture are refused. One picture in a video container is an image job.
+    if codec in IMAGE_CODECS and (is_still_format or (single_frame and not looks_like_video(head))):
+        raise NotAVideoError(
+            f"{path.name} is a still image ({codec}) in a format not accepted; send JPEG, PNG, WebP or GIF"
+        )
 
     width, height = int(stream.get("width") or 0), int(stream.get("height") or 0)
     if width <= 0 or height <= 0:
@@ -232,11 +241,8 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
             f"{path.name} is {width}×{height} at {fps:.1f} fps, past the limit of "
             f"{config.max_pixels_per_second / 1e6:.0f} Mpixel/s"
         )
-    if (nb_frames if nb_frames is not None else duration * fps) < 1.5:
-        raise NotAVideoError(
-            f"{path.name} holds a single frame: a still picture, not a video (analyse videos of "
-            "at least two frames)"
-        )
+    # A video of a single frame is a still picture: analysed like an image, decoded by ffmpeg.
+    single = (nb_frames if nb_frames is not None else duration * fps) < 1.5
     bit_rate = _parse_float(fmt.get("bit_rate"))
     return VideoInfo(
         duration_s=round(duration, 6),
@@ -253,6 +259,7 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
         stream_index=int(stream.get("index") or 0),
         start_time_s=round(start_time or 0.0, 6),
         timeline=timeline,
+        media_type="image" if single else "video",
     )
 
 

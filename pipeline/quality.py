@@ -235,6 +235,8 @@ def video_statistics(
             continue
         total.merge(segment if isinstance(segment, QualityStats) else QualityStats.from_dict(segment))
     document: dict[str, Any] = dict(total.means())
+    # A still image has no frame rate or duration: left out of the drift of video inputs.
+    still = info.media_type == "image"
     document.update(
         {
             "frames_sampled": total.frames,
@@ -243,9 +245,9 @@ def video_statistics(
             "face_frame_ratio": total.frames_with_faces / total.frames if total.frames else None,
             "width": info.width,
             "height": info.height,
-            "fps": info.fps,
+            "fps": None if still else info.fps,
             "codec": info.codec,
-            "duration_s": info.duration_s,
+            "duration_s": None if still else info.duration_s,
         }
     )
     document["spread"] = {

@@ -72,7 +72,12 @@ def build_report(
             caveat=result.caveat,
         ),
         video=ReportVideo(
-            duration_s=info.duration_s, width=info.width, height=info.height, fps=info.fps, codec=info.codec
+            duration_s=info.duration_s,
+            width=info.width,
+            height=info.height,
+            fps=info.fps,
+            codec=info.codec,
+            media_type=info.media_type,
         ),
         settings=dict(result.settings),
         frames=[ReportFrame(t=f.t, index=f.index, score=f.score, faces=len(f.faces)) for f in result.frames],

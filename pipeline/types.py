@@ -64,6 +64,9 @@ class AnalysisConfig:
     max_height: int = 4320
     max_duration_s: float = 4 * 3600.0
     max_pixels_per_second: float = 7680 * 4320 * 120.0
+    # A still image past this many pixels (read from its header) is refused before decoding:
+    # the decompression-bomb guard.
+    max_image_pixels: int = 50_000_000
     decode_timeout_s: float = 300.0  # per segment
     # A segment is decoded from the keyframe before its first sample. A file whose keyframes are
     # further apart than this (seconds of video decoded only to reach a segment) is refused, so
@@ -130,6 +133,8 @@ class VideoInfo:
     stream_index: int | None = None
     # The file's start time, which frame times are measured from; None: unknown (an older probe).
     start_time_s: float | None = None
+    # "image" for a still picture (pipeline.image) or a video of a single frame; "video" otherwise.
+    media_type: str = "video"
     # Every frame's time, for planning; kept by the probe's caller only, never stored.
     timeline: FrameTimeline | None = field(default=None, compare=False, repr=False)
 
@@ -266,7 +271,7 @@ class VideoResult:
         """How the verdict was reached, in a sentence or two for people."""
         return verdict_explanation(
             verdict=self.verdict, score=self.score, threshold=self.threshold,
-            band=self.inconclusive_band, aggregation=self.aggregation,
+            band=self.inconclusive_band, aggregation=self.aggregation, media_type=self.video.media_type,
         )
 
     @property
@@ -277,7 +282,17 @@ class VideoResult:
 
     def to_dict(self) -> dict[str, Any]:
         video = self.video
+        image: dict[str, Any] = {}
+        if video.media_type == "image":
+            # An image's result is its one frame's faces.
+            image["faces"] = [
+                {"box": [round(v, 1) for v in face.box], "det_score": round(face.det_score, 4),
+                 "score": round(face.score, 5)}
+                for frame in self.frames for face in frame.faces
+            ]
         return {
+            "media_type": video.media_type,
+            **image,
             "verdict": self.verdict,
             "score": None if self.score is None else round(self.score, 5),
             "verdict_label": verdict_label(self.verdict),

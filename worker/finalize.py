@@ -23,6 +23,7 @@ from core.models import Frame, Job, Segment
 from core.states import JobStatus
 from worker.claims import now
 from worker.fetch import remove_job_copy
+from worker.image import store_image_faces
 from worker.results import (
     rank_explanations,
     set_video_tracks,
@@ -120,6 +121,7 @@ def finalize_job(session: Session, *, job: Job, analyzer: Analyzer) -> None:
     job.finished_at = finished_at
     job.error_code = None
     job.error_message = None
+    store_image_faces(job, result)
     store_job_statistics(session, job=job, result=result, segments=segments)
     rank_explanations(session, job_id=job.id, top_k=analyzer.config.explain_top_k)
     record_job_end(session, job_id=job.id)

@@ -125,6 +125,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
                 job.video.sha256 = digest
             if job.video.size_bytes is None:
                 job.video.size_bytes = info.size_bytes or None
+            job.media_type = info.media_type
             job.plan = [plan.to_dict() for plan in plans]
             job.segments_total = len(plans)
             job.segments_done = 0

@@ -45,6 +45,7 @@ def analysis_config(settings: Settings, options: dict[str, Any] | None = None) -
         max_width=settings.max_width,
         max_height=settings.max_height,
         max_duration_s=settings.max_duration_s,
+        max_image_pixels=settings.max_image_pixels,
         decode_timeout_s=decode_timeout,
         explain_top_k=settings.explain_top_k,
     )

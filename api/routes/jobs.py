@@ -85,9 +85,11 @@ _CREATE_BODY: dict[str, Any] = {
     response_model=JobPublic,
     summary="Submit a video",
     description=(
-        "Send the video as multipart/form-data (field `file`, plus optional `callback_url`, "
+        "Send the video or image as multipart/form-data (field `file`, plus optional `callback_url`, "
         "`external_id`, `sample_fps`, `segment_seconds`), or as JSON naming an object already in "
-        "an allowed bucket (`source`) or a finished direct upload (`upload_id`). With `?wait=S` "
+        "an allowed bucket (`source`) or a finished direct upload (`upload_id`), or carrying a small "
+        "image as `image_base64`. JPEG, PNG, WebP and GIF images (and one-frame videos) are image "
+        "jobs (`media_type: image`): one frame analysed, its faces in `faces`. With `?wait=S` "
         "the answer waits until the job ends or S seconds pass."
     ),
     responses=error_responses(401, 404, 409, 413, 415, 422, 503),

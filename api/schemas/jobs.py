@@ -20,6 +20,7 @@ __all__ = [
     "FacePublic",
     "FramePage",
     "FramePublic",
+    "ImageFacePublic",
     "JobCreate",
     "JobError",
     "JobOptions",
@@ -68,15 +69,24 @@ class JobOptions(BaseModel):
 
 
 class JobCreate(JobOptions):
-    """JSON body of POST /v1/jobs: a video already in a bucket, or a finished direct upload."""
+    """JSON body of POST /v1/jobs: a video already in a bucket, a finished direct upload, or a small
+    image inline as base64."""
 
     source: str | None = Field(default=None, max_length=2048, examples=["s3://videos/clip.mp4"])
     upload_id: uuid.UUID | None = None
+    image_base64: str | None = Field(
+        default=None,
+        description="a JPEG, PNG, WebP or GIF image, base64 (a data: URL is accepted too); its decoded "
+        "size is capped by MAX_IMAGE_BASE64_BYTES",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> JobCreate:
-        if (self.source is None) == (self.upload_id is None):
-            raise ValueError("give exactly one of source and upload_id (or send the file as multipart)")
+        given = [value for value in (self.source, self.upload_id, self.image_base64) if value is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of source, upload_id and image_base64 (or send the file as multipart)"
+            )
         return self
 
 
@@ -119,9 +129,21 @@ class VideoPublic(BaseModel):
     codec: str | None
 
 
+class ImageFacePublic(BaseModel):
+    box: list[float] = Field(description="x1, y1, x2, y2 in pixels of the image as displayed")
+    det_score: float
+    score: float = Field(description="P(fake) of this face")
+
+
 class JobPublic(BaseModel):
     id: uuid.UUID
     status: JobStatus
+    media_type: Literal["video", "image"] = Field(
+        default="video", description="image: a still picture (or a one-frame video), analysed as one frame"
+    )
+    faces: list[ImageFacePublic] | None = Field(
+        default=None, description="an image job's faces once it succeeded; null for videos"
+    )
     progress: JobProgress
     verdict: Literal["fake", "real", "inconclusive", "no_face"] | None
     verdict_label: str | None = Field(
@@ -177,6 +199,8 @@ class JobPublic(BaseModel):
         return cls(
             id=job.id,
             status=JobStatus(job.status),
+            media_type=job.media_type or "video",  # type: ignore[arg-type]
+            faces=None if job.faces is None else [ImageFacePublic.model_validate(f) for f in job.faces],
             progress=JobProgress(segments_done=job.segments_done, segments_total=job.segments_total),
             verdict=job.verdict,  # type: ignore[arg-type]
             verdict_label=verdicts.label(job.verdict),
@@ -186,6 +210,7 @@ class JobPublic(BaseModel):
                 threshold=job.threshold,
                 band=band,
                 aggregation=job.aggregation,
+                media_type=job.media_type or "video",
             ),
             score=job.score,
             threshold=job.threshold,

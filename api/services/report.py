@@ -120,6 +120,7 @@ def build_job_report(session: Session, storage: ObjectStore, job: Job) -> Report
             height=video.height,
             fps=video.fps,
             codec=video.codec,
+            media_type=job.media_type,
         ),
         settings=dict(job.analysis_settings or job.options or {}),
         frames=[

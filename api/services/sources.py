@@ -25,7 +25,7 @@ from core.errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from core.media import SNIFF_BYTES, sniff_container
+from core.media import SNIFF_BYTES, image_is_animated, sniff_media
 from core.models import Upload
 from core.sources import normalize_source, source_scheme
 from core.storage import ObjectStore, get_source_store, parse_s3_uri
@@ -78,12 +78,17 @@ def _check_head(head: bytes, size: int, *, settings: Settings, what: str) -> str
         raise PayloadTooLargeError(
             f"{what} is {size} bytes, past the {settings.max_upload_bytes} byte limit", code="file_too_large"
         )
-    container = sniff_container(head)
+    container = sniff_media(head)
     if container is None or container not in settings.allowed_containers:
         raise UnsupportedMediaTypeError(
-            f"{what} is not a video in a supported container "
+            f"{what} is not a video or image in a supported format "
             f"({', '.join(sorted(settings.allowed_containers))})",
             code="unsupported_format",
+        )
+    if image_is_animated(head):
+        raise UnsupportedMediaTypeError(
+            f"{what} is an animated {container}; send the animation as a video (MP4, WebM)",
+            code="animated_image",
         )
     return container
 

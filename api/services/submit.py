@@ -1,9 +1,9 @@
 """Submitting a job: the request read, the job stored idempotently, its probe message sent.
 
 The request is a multipart upload (streamed to storage) or JSON naming an ``s3://`` source or a
-direct upload. An ``Idempotency-Key`` sent again with the same request returns the first job; with
-another request it is a conflict. A video uploaded for a request that fails, or that replays an
-earlier one, is removed from storage.
+direct upload, or carrying a small image inline (``image_base64``). An ``Idempotency-Key`` sent
+again with the same request returns the first job; with another request it is a conflict. A video
+uploaded for a request that fails, or that replays an earlier one, is removed from storage.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.body import receive_json_body, receive_multipart
 from api.schemas.jobs import JobCreate, JobOptions
+from api.services import images
 from api.services.limits import ensure_in_flight_capacity
 from api.services.sources import VideoDraft, resolve_source, resolve_upload
 from api.services.webhooks import check_callback_url
@@ -34,7 +35,7 @@ from core.config import Settings
 from core.errors import ConflictError, InvalidRequestError, UnsupportedMediaTypeError
 from core.jobs import mark_enqueued
 from core.logs import log_event
-from core.media import content_type_for
+from core.media import content_type_for, media_type_for
 from core.models import Job, Upload, Video
 from core.queue import enqueue_probe
 from core.states import JobStatus
@@ -147,6 +148,7 @@ def create_job(
         request_hash=request_digest,
         callback_url=options.callback_url,
         external_id=options.external_id,
+        media_type=media_type_for(draft.container),
     )
     session.add(job)
     if upload_id is not None:
@@ -243,7 +245,8 @@ async def submit_job(
         read = _create_from_json
     else:
         raise UnsupportedMediaTypeError(
-            "send multipart/form-data with a 'file' field, or application/json with 'source' or 'upload_id'",
+            "send multipart/form-data with a 'file' field, or application/json with 'source', "
+            "'upload_id' or 'image_base64'",
             code="unsupported_content_type",
         )
     submission = _Submission(
@@ -356,12 +359,16 @@ async def _create_from_multipart(request: Request, submission: _Submission) -> t
 
 async def _create_from_json(request: Request, submission: _Submission) -> tuple[Job, bool]:
     session, settings = submission.session, submission.settings
-    body = await receive_json_body(request, max_bytes=settings.json_body_max_bytes)
+    body = await receive_json_body(request, max_bytes=images.json_body_limit(settings))
     try:
         payload = JobCreate.model_validate_json(body)
     except ValidationError as exc:
         raise _body_errors(exc) from exc
-    digest = request_hash({"kind": "json", **payload.model_dump(mode="json", exclude_none=True)})
+    document = payload.model_dump(mode="json", exclude_none=True)
+    if payload.image_base64 is not None:  # the request's meaning is the picture, not its spelling
+        image, image_format = images.decode_image_base64(payload.image_base64, settings=settings)
+        document["image_base64"] = hashlib.sha256(image).hexdigest()
+    digest = request_hash({"kind": "json", **document})
     replay = await run_in_threadpool(
         lambda: find_replay(
             session,
@@ -374,6 +381,8 @@ async def _create_from_json(request: Request, submission: _Submission) -> tuple[
         return replay, False
     # Options are checked before storage is touched.
     resolve_options(payload, settings)
+    if payload.image_base64 is not None:
+        return await _create_from_image(submission, payload, digest, image, image_format)
     if payload.source is not None:
         source = payload.source
         draft = await run_in_threadpool(lambda: resolve_source(source=source, settings=settings))
@@ -392,3 +401,22 @@ async def _create_from_json(request: Request, submission: _Submission) -> tuple[
     return await run_in_threadpool(
         lambda: submission.create(draft, payload, digest, upload_id=payload.upload_id)
     )
+
+
+async def _create_from_image(
+    submission: _Submission, payload: JobCreate, digest: str, image: bytes, image_format: str
+) -> tuple[Job, bool]:
+    """A JSON body's inline image: stored like an upload, then the job."""
+    storage = submission.storage
+    draft = await run_in_threadpool(
+        lambda: images.store_image(storage, tenant_id=submission.tenant_id, data=image, fmt=image_format)
+    )
+    assert draft.storage_key is not None
+    try:
+        job, created = await run_in_threadpool(lambda: submission.create(draft, payload, digest))
+    except BaseException:
+        await _delete_quietly(storage, draft.storage_key)
+        raise
+    if not created:
+        await _delete_quietly(storage, draft.storage_key)
+    return job, created

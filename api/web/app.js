@@ -500,7 +500,9 @@ function renderJobHead(job) {
   $("job-progress").value = total ? job.progress.segments_done / total : 0;
   $("job-progress-text").textContent = total ? `${job.progress.segments_done} of ${total} segments` : "";
   const video = job.video;
-  $("job-video").textContent = video.duration_s
+  $("job-video").textContent = job.media_type === "image" && video.width
+    ? `image, ${video.width}×${video.height}, ${video.codec}`
+    : video.duration_s
     ? `${fmt(video.duration_s, 2)} s, ${video.width}×${video.height}, ${fmt(video.fps, 2)} fps, ${video.codec}`
     : video.filename || video.source || "not probed";
   const model = job.model;
@@ -649,6 +651,61 @@ async function renderFaces(job) {
   $("faces").replaceChildren(...figures);
 }
 
+// --- image jobs: the picture with its faces boxed, each box coloured by its score ----------------
+
+function faceColour(score) {
+  // Green at 0, amber in between, red at 1: the same reading as the score scale.
+  const hue = Math.round(120 * (1 - Math.min(Math.max(score, 0), 1)));
+  return `hsl(${hue}, 80%, 42%)`;
+}
+
+async function renderImage(job) {
+  const existing = $("image-panel");
+  if (job.media_type !== "image") {
+    if (existing) existing.remove();
+    return;
+  }
+  const panel = existing || el("div", { class: "panel", id: "image-panel", "data-testid": "image-result" });
+  if (!existing) $("job-results").prepend(panel);
+  const { threshold } = decisionOf(job);
+  const faces = job.faces || [];
+  const { width, height } = job.video;
+  const svg = document.createElementNS(SVG_NS, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("class", "image-boxes");
+  faces.forEach((face, index) => {
+    const [x1, y1, x2, y2] = face.box;
+    const rect = document.createElementNS(SVG_NS, "rect");
+    const above = known(threshold) && face.score >= threshold;
+    Object.entries({ x: x1, y: y1, width: x2 - x1, height: y2 - y1, stroke: faceColour(face.score),
+      class: above ? "image-face above" : "image-face", "data-score": face.score, "data-face": index,
+      "vector-effect": "non-scaling-stroke" }).forEach(([name, value]) => rect.setAttribute(name, value));
+    const title = document.createElementNS(SVG_NS, "title");
+    title.textContent = `face ${index + 1}: P(fake) ${fmt(face.score)}`;
+    rect.append(title);
+    svg.append(rect);
+  });
+  let picture;
+  try {
+    picture = el("img", { src: await imageUrl(`/v1/jobs/${job.id}/image`), alt: "the analysed picture" });
+  } catch (error) {
+    // A one-frame video, or a picture read from a URL: the boxes are drawn without it.
+    picture = el("div", { class: "image-missing muted", style: `aspect-ratio: ${width} / ${height}` },
+      "the picture itself is not available");
+  }
+  panel.replaceChildren(
+    el("h3", {}, "Faces in the image"),
+    el("p", { class: "muted small" }, faces.length
+      ? "Each face found, boxed in a colour from green (P(fake) 0) to red (1)."
+      : "No face was found in the image."),
+    el("div", { class: "image-frame" }, picture, svg),
+    el("ol", { class: "image-faces" }, ...faces.map((face, index) =>
+      el("li", { style: `--face-colour: ${faceColour(face.score)}` },
+        `face ${index + 1}: P(fake) ${fmt(face.score)} (detection ${fmt(face.det_score, 2)})`))),
+  );
+}
+
 function renderSegments(segments) {
   fillRows(
     "segments-body",
@@ -766,12 +823,12 @@ async function renderJob(jobId) {
     // Shown before drawing, so the chart is drawn at the width it will have.
     $("job-results").hidden = false;
     const scored = frames.some((frame) => known(frame.score)) || segments.some((segment) => known(segment.score));
-    $("chart-panel").hidden = !scored;
+    $("chart-panel").hidden = !scored || job.media_type === "image";
     if (scored) renderChart(job, frames, segments);
     else $("chart").replaceChildren();
     renderSegments(segments);
     releaseBlobs();
-    await Promise.all([renderFaces(job), renderStatistics(job)]);
+    await Promise.all([renderFaces(job), renderStatistics(job), renderImage(job)]);
     document.body.dataset.jobLoaded = jobId;
   } catch (error) {
     showError(error);

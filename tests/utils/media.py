@@ -423,7 +423,8 @@ def _run_ffmpeg(args: list[str]) -> None:
 def make_bad_media(kind: BadMediaKind | str, path: str | Path) -> Path:
     """Write one kind of unusable input at ``path`` (its suffix is kept: bad files lie about it).
 
-    - ``text``: a text file; ``image_as_mp4``: a PNG image; ``empty``: zero bytes;
+    - ``text``: a text file; ``image_as_mp4``: a BMP image (a picture format the service does not
+      take; JPEG, PNG, WebP and GIF are image jobs); ``empty``: zero bytes;
     - ``truncated``: an MP4 whose index is intact but whose second half is gone;
     - ``corrupt_header``: an MP4 whose container index (the ``moov`` box) is overwritten with noise;
     - ``audio_only``: AAC audio in an MP4, no picture;
@@ -438,9 +439,9 @@ def make_bad_media(kind: BadMediaKind | str, path: str | Path) -> Path:
     elif kind == "image_as_mp4":
         from skimage import data
 
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
+        ok, encoded = cv2.imencode(".bmp", cv2.cvtColor(data.astronaut(), cv2.COLOR_RGB2BGR))
         if not ok:
-            raise RuntimeError("could not encode the PNG")
+            raise RuntimeError("could not encode the BMP")
         path.write_bytes(encoded.tobytes())
     elif kind == "empty":
         path.write_bytes(b"")

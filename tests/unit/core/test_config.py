@@ -48,7 +48,7 @@ def test_reads_environment_names(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"storage_url": "s3://"}, "STORAGE_URL"),
         ({"s3_endpoint_url": "minio:9000"}, "S3_ENDPOINT_URL"),
         ({"max_upload_bytes": 0}, "MAX_UPLOAD_BYTES"),
-        ({"allowed_containers": "mp4,gif"}, "ALLOWED_CONTAINERS"),
+        ({"allowed_containers": "mp4,bmp"}, "ALLOWED_CONTAINERS"),
         ({"log_level": "LOUD"}, "LOG_LEVEL"),
     ],
 )

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from core.media import KNOWN_CONTAINERS, content_type_for, sniff_container
+from core.media import IMAGE_FORMATS, KNOWN_CONTAINERS, VIDEO_CONTAINERS, content_type_for, sniff_container
 
 
 @pytest.mark.parametrize(
@@ -66,4 +66,6 @@ def test_sniff_container_refuses_non_video(head: bytes) -> None:
 
 
 def test_every_known_container_has_a_media_type() -> None:
-    assert all(content_type_for(container).startswith("video/") for container in KNOWN_CONTAINERS)
+    assert all(content_type_for(container).startswith("video/") for container in VIDEO_CONTAINERS)
+    assert all(content_type_for(name).startswith("image/") for name in IMAGE_FORMATS)
+    assert set(KNOWN_CONTAINERS) == set(VIDEO_CONTAINERS) | set(IMAGE_FORMATS)

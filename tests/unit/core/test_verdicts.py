@@ -64,3 +64,12 @@ def test_no_face_explains_what_it_means_and_what_to_try() -> None:
 
 def test_no_explanation_before_a_verdict() -> None:
     assert explanation(verdict=None, score=None, threshold=None) is None
+
+
+def test_an_image_is_explained_as_a_picture() -> None:
+    from core.verdicts import explanation
+
+    text = explanation(verdict="real", score=0.1, threshold=0.5, band=(0.3, 0.7), media_type="image")
+    assert text is not None and "picture's score" in text and "video" not in text
+    no_face = explanation(verdict="no_face", score=None, threshold=0.5, media_type="image")
+    assert no_face is not None and "picture" in no_face and "video" not in no_face
