@@ -106,6 +106,14 @@ class StorageUnavailableError(ServiceUnavailableError):
     code = "storage_unavailable"
 
 
+class ObjectChangedError(Exception):
+    """The object is no longer the version that was checked (a conditional copy was refused)."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(f"object changed since it was checked: {location}")
+        self.location = location
+
+
 class ObjectNotFoundError(Exception):
     """The object is not in storage (or the bucket is not readable)."""
 

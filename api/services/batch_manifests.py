@@ -117,6 +117,7 @@ class Source:
     storage_key: str | None = None
     size_bytes: int | None = None
     container: str | None = None
+    superseded_key: str | None = None  # see VideoDraft.superseded_key
 
 
 def check_item(index: int, item: BatchItem, *, settings: Settings) -> Source:

@@ -24,6 +24,7 @@ from api.services.batch_manifests import Source, check_item
 from api.services.limits import ensure_in_flight_capacity
 from api.services.sources import resolve_upload
 from api.services.submit import request_hash, resolve_options
+from api.services.uploads import delete_quietly
 from api.services.webhooks import check_callback_url
 from core.batches import BatchStatus, job_counts
 from core.config import Settings
@@ -95,6 +96,7 @@ def _upload_item(
         storage_key=draft.storage_key,
         size_bytes=draft.size_bytes,
         container=draft.container,
+        superseded_key=draft.superseded_key,
     )
 
 
@@ -201,6 +203,10 @@ def create_batch(
         if replay is None:
             raise
         return replay, False
+    if storage is not None:
+        for source in sources:
+            if source.superseded_key is not None:
+                delete_quietly(storage, source.superseded_key)
     log_event(
         log, "batch.create.succeeded", batch_id=str(batch.id), tenant_id=str(tenant_id), items=len(sources)
     )
@@ -326,9 +332,7 @@ def list_batches(
 ) -> tuple[list[Batch], str | None]:
     """Newest first."""
     query = select(Batch).where(Batch.tenant_id == tenant_id)
-    return keyset_page(
-        session, query, keys=(Batch.created_at, Batch.id), page=page, newest_first=True
-    )
+    return keyset_page(session, query, keys=(Batch.created_at, Batch.id), page=page, newest_first=True)
 
 
 def cancel_batch(session: Session, *, tenant_id: uuid.UUID, batch_id: str) -> Batch:

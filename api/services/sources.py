@@ -15,12 +15,14 @@ from urllib.parse import unquote
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api.services.uploads import new_object_key
 from core.config import Settings
 from core.egress import EgressError, check_url_statically
 from core.errors import (
     ConflictError,
     InvalidRequestError,
     NotFoundError,
+    ObjectChangedError,
     ObjectNotFoundError,
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
@@ -45,6 +47,9 @@ class VideoDraft:
     size_bytes: int | None
     sha256: str | None
     container: str | None
+    # The presigned upload's own object when the job got a copy of it: removed once the job is
+    # stored (the copy is removed instead when it is not).
+    superseded_key: str | None = None
 
 
 def readable_source(source: str, *, settings: Settings) -> tuple[str, str]:
@@ -155,6 +160,23 @@ def resolve_upload(
             "the uploaded object is not the one its last PUT stored; send the file again",
             code="upload_changed",
         )
+    if upload.received_bytes is None:
+        # The bytes came through the presigned URL, which stays writable until it expires: the job
+        # gets a copy of exactly the version checked above (refused if it changed since), so a
+        # later PUT to that URL can never change what the job analyses. Pointing the upload at the
+        # copy makes the consuming update below match it.
+        copy_key = new_object_key(upload)
+        try:
+            storage.copy(upload.storage_key, copy_key, if_etag=info.etag)
+        except (ObjectChangedError, ObjectNotFoundError) as exc:
+            raise ConflictError(
+                "the uploaded object changed while the job was being created; send the request again",
+                code="upload_changed",
+            ) from exc
+        superseded_key: str | None = upload.storage_key
+        upload.storage_key = copy_key
+    else:
+        superseded_key = None
     # The job records the exact object, size and hash it is created with: the worker checks them,
     # and a PUT still under way writes an object of its own, never this one.
     return VideoDraft(
@@ -166,4 +188,5 @@ def resolve_upload(
         size_bytes=info.size,
         sha256=upload.sha256,
         container=container,
+        superseded_key=superseded_key,
     )

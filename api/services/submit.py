@@ -398,9 +398,18 @@ async def _create_from_json(request: Request, submission: _Submission) -> tuple[
                 settings=settings,
             )
         )
-    return await run_in_threadpool(
-        lambda: submission.create(draft, payload, digest, upload_id=payload.upload_id)
-    )
+    try:
+        job, created = await run_in_threadpool(
+            lambda: submission.create(draft, payload, digest, upload_id=payload.upload_id)
+        )
+    except BaseException:
+        if draft.superseded_key is not None and draft.storage_key is not None:
+            await _delete_quietly(submission.storage, draft.storage_key)  # the job's copy, unused
+        raise
+    leftover = draft.superseded_key if created else draft.storage_key
+    if draft.superseded_key is not None and leftover is not None:
+        await _delete_quietly(submission.storage, leftover)
+    return job, created
 
 
 async def _create_from_image(

@@ -68,6 +68,11 @@ class ObjectStore(ABC):
         """Removes the object; an absent object is not an error."""
 
     @abstractmethod
+    def copy(self, source: str, destination: str, *, if_etag: str | None = None) -> None:
+        """Copies ``source`` to ``destination`` inside the store. With ``if_etag``, only while the
+        source is still that version (ObjectChangedError otherwise); ObjectNotFoundError when absent."""
+
+    @abstractmethod
     def presign_upload(self, key: str, *, size_bytes: int, expires_s: int) -> PresignedUpload | None:
         """A URL a client can PUT the object to, or None when this store cannot make one."""
 

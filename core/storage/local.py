@@ -99,6 +99,21 @@ class LocalObjectStore(ObjectStore):
             except OSError:
                 break
 
+    def copy(self, source: str, destination: str, *, if_etag: str | None = None) -> None:
+        # Local objects carry no version tag: files here only change through this service.
+        writer = self.open_writer(destination)
+        try:
+            with open(self._path(source), "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    writer.write(chunk)
+            writer.commit()
+        except FileNotFoundError as exc:
+            writer.abort()
+            raise ObjectNotFoundError(self.location(source)) from exc
+        except BaseException:
+            writer.abort()
+            raise
+
     def presign_upload(self, key: str, *, size_bytes: int, expires_s: int) -> PresignedUpload | None:
         return None  # the API receives direct uploads itself (PUT /v1/uploads/{id})
 

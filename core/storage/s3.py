@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.config import Settings, StorageKind
-from core.errors import InvalidRequestError, ObjectNotFoundError, StorageUnavailableError
+from core.errors import InvalidRequestError, ObjectChangedError, ObjectNotFoundError, StorageUnavailableError
 from core.storage.base import ObjectInfo, ObjectStore, ObjectWriter, PresignedUpload
 
 __all__ = ["S3ObjectStore", "make_s3_client", "parse_s3_uri"]
@@ -188,6 +188,26 @@ class S3ObjectStore(ObjectStore):
             error = _translate(exc, self.location(key))
             if not isinstance(error, ObjectNotFoundError):
                 raise error from exc
+
+    def copy(self, source: str, destination: str, *, if_etag: str | None = None) -> None:
+        from botocore.exceptions import ClientError
+
+        extra: dict[str, Any] = {"CopySourceIfMatch": if_etag} if if_etag else {}
+        try:
+            # The managed copy switches to a multipart copy past 8 MiB, so any object size works.
+            self.client.copy(
+                {"Bucket": self.bucket, "Key": self.full_key(source)},
+                self.bucket,
+                self.full_key(destination),
+                ExtraArgs=extra or None,
+            )
+        except _s3_errors() as exc:
+            if isinstance(exc, ClientError):
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+                if code in ("PreconditionFailed", "412") or status == 412:
+                    raise ObjectChangedError(self.location(source)) from exc
+            raise _translate(exc, self.location(source)) from exc
 
     def presign_upload(self, key: str, *, size_bytes: int, expires_s: int) -> PresignedUpload | None:
         # Signing the length makes storage refuse a body of any other size.

@@ -3,6 +3,7 @@ idempotency, cancel, delete and tenant isolation."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 
 import httpx
@@ -135,6 +136,34 @@ def test_presigned_upload_then_job_succeeds(platform: Stack, two_segment_video: 
     assert put.status_code == 200, put.text
     assert job["status"] == "succeeded", job
     assert job["video"]["filename"] == "direct.mp4"
+
+
+def test_a_presigned_put_after_the_job_was_created_cannot_change_what_it_analyses(
+    platform: Stack, two_segment_video: FaceVideo
+) -> None:
+    headers = platform.new_key()
+    data = two_segment_video.path.read_bytes()
+    swapped = data[: len(data) // 2] + bytes(len(data) - len(data) // 2)  # same size, other bytes
+    with platform.client(headers) as client:
+        slot = client.post("/v1/uploads", json={"size_bytes": len(data), "filename": "late.mp4"}).json()
+        assert httpx.put(slot["url"], content=data, headers=slot["headers"], timeout=30).status_code == 200
+        created = client.post("/v1/jobs", json={"upload_id": slot["upload_id"]})
+        assert created.status_code == 202, created.text
+        # The presigned URL is still valid: storage accepts a second PUT of the same size.
+        late = httpx.put(slot["url"], content=swapped, headers=slot["headers"], timeout=30)
+    assert late.status_code == 200, late.text
+    with platform.session() as session:
+        key = session.get_one(Job, uuid.UUID(created.json()["id"])).video.storage_key
+    assert key is not None
+    stored = platform.s3().get_object(Bucket=STORAGE_BUCKET, Key=platform.settings.storage_prefix + key)
+    assert stored["Body"].read() == data
+
+    job = platform.wait_job(headers, created.json()["id"])
+    assert job["status"] == "succeeded", job
+    with platform.session() as session:
+        video = session.get_one(Job, uuid.UUID(job["id"])).video
+        assert video.sha256 == hashlib.sha256(data).hexdigest()
+        assert video.size_bytes == len(data)
 
 
 def test_cancel_queued_job_is_never_analysed(platform: Stack, two_segment_video: FaceVideo) -> None:
