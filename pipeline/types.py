@@ -39,6 +39,17 @@ class AnalysisConfig:
     # Smallest face looked for, in pixels of the detection copy: 20 at a 640 long side means
     # faces from 60 px up in 1080p video. MTCNN's cost grows with (frame size / this)².
     min_face_size: int = 20
+    # Smallest face worth scoring, in decoded pixels: one the classifier's crop enlarges at most
+    # max_face_upscale times (input 160, crop 1.085× the face: 74 px, a third of 1080p's pyramid
+    # cost saved). In frames too small for any face to pass that, faces from min_face_fraction of
+    # the short side (72 px in 720p, 36 px in 360p) are the video's subjects and are scored
+    # anyway. MTCNN skips the pyramid scales below it. max_face_upscale 0: no such limit.
+    max_face_upscale: float = 2.0
+    min_face_fraction: float = 0.1
+    # Whole-frame detection on every detect_interval-th sampled frame, on a scene cut and when a
+    # followed face is not found again; in between, each face is re-detected only in a square
+    # three times its size around where it was. 1: whole-frame detection on every frame.
+    detect_interval: int = 4
     det_threshold: float = 0.95  # MTCNN face probability below this is dropped
     track_iou: float = 0.3  # IoU to continue a track from the previous sampled frame
     aggregation: Literal["mean", "confident", "track_top"] = "mean"
