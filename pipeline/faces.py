@@ -55,6 +55,9 @@ SEARCH_SPAN = 3.0
 SEARCH_FACE_PX = 48.0
 SEARCH_SMALLEST = 0.6
 SEARCH_SIZE = round(SEARCH_SPAN * SEARCH_FACE_PX)
+# A face re-detected more than this many times larger or smaller than before is another face (or
+# a zoom, which a whole-frame detection then confirms).
+SEARCH_GROWTH = 1.0 / SEARCH_SMALLEST
 # Two followed faces re-detected this much on top of each other are one face.
 DUPLICATE_IOU = 0.5
 # Scene cuts: colours quantised to 4 levels a channel (64 bins) on every 8th pixel each way; a
@@ -300,6 +303,25 @@ def _cut_square(frame: np.ndarray, left: float, top: float, side: float, size: i
     return out
 
 
+def _continuation(previous: Sequence[float], candidates: Sequence[Detection]) -> Detection | None:
+    """The candidate that continues a face last seen in ``previous``: of those at most
+    SEARCH_GROWTH times larger or smaller, the one that overlaps it most or, when none overlaps,
+    the nearest; None when there is none."""
+    size = max(previous[2] - previous[0], previous[3] - previous[1], 1e-6)
+    cx, cy = (previous[0] + previous[2]) / 2.0, (previous[1] + previous[3]) / 2.0
+    best: tuple[float, float] | None = None
+    chosen = None
+    for candidate in candidates:
+        ratio = candidate.size / size
+        if not 1.0 / SEARCH_GROWTH <= ratio <= SEARCH_GROWTH:
+            continue
+        ccx, ccy = (candidate.box[0] + candidate.box[2]) / 2.0, (candidate.box[1] + candidate.box[3]) / 2.0
+        key = (box_iou(previous, candidate.box), -math.hypot(ccx - cx, ccy - cy))
+        if best is None or key > best:
+            best, chosen = key, candidate
+    return chosen
+
+
 class FaceDetector:
     """facenet-pytorch MTCNN, loaded once, run in batches on downscaled copies of the frames."""
 
@@ -390,8 +412,8 @@ class FaceDetector:
         Each face is looked for in a square ``SEARCH_SPAN`` times its size around its last box,
         scaled so the face is ``SEARCH_FACE_PX`` pixels there: one small picture per face, all
         through the cascade at once. Per box: the detection in its square that continues it best
-        (the same affinity as ``link_tracks``), or None when none does. The same thresholds and
-        smallest face as ``detect`` apply.
+        (``_continuation``), or None when none does. The same thresholds and smallest face as
+        ``detect`` apply.
         """
         if frame.ndim != 3 or frame.shape[-1] != 3:
             raise ValueError(f"expected a frame (H, W, 3), got shape {frame.shape}")
@@ -411,10 +433,7 @@ class FaceDetector:
             candidates = self._frame_detections(
                 found_boxes.numpy(), probs.numpy(), marks.numpy(), per_pixel, per_pixel, (left, top), smallest
             )
-            ranked = sorted(
-                ((_box_affinity(box, d.box, 0.3), d) for d in candidates), key=lambda pair: -pair[0]
-            )
-            results.append(ranked[0][1] if ranked and ranked[0][0] > 0 else None)
+            results.append(_continuation(box, candidates))
         return results
 
     def _frame_detections(
