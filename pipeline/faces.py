@@ -66,6 +66,13 @@ DUPLICATE_IOU = 0.5
 _SCENE_LEVELS = 4
 _SCENE_STEP = 8
 SCENE_CUT_DISTANCE = 0.3
+# Something new moving: a face walking in between whole-frame detections. Outside the squares
+# searched for the followed faces, more than this share of the same sparse grid's pixels changed
+# brightness by more than MOTION_LEVELS since the previous sample. A still camera leaves video
+# noise well below both; a moving one makes whole-frame detection run on every such frame, as
+# it did before faces were followed.
+MOTION_LEVELS = 24
+MOTION_SHARE = 0.01
 
 
 @dataclass(frozen=True)
@@ -271,6 +278,25 @@ def _scene_distance(a: np.ndarray, b: np.ndarray) -> float:
     return 0.5 * float(np.abs(a - b).sum())
 
 
+def _sparse_grey(frame: np.ndarray) -> np.ndarray:
+    """Brightness of every ``_SCENE_STEP``-th pixel each way (int16, so differences don't wrap)."""
+    return frame[::_SCENE_STEP, ::_SCENE_STEP].mean(axis=2, dtype=np.float32).astype(np.int16)
+
+
+def _moved_elsewhere(previous: np.ndarray, current: np.ndarray, followed: Sequence[Detection]) -> bool:
+    """Whether more than MOTION_SHARE of the sparse grid changed by MOTION_LEVELS outside the
+    squares searched for the ``followed`` faces."""
+    changed = np.abs(current - previous) > MOTION_LEVELS
+    outside = np.ones(changed.shape, dtype=bool)
+    for detection in followed:
+        left, top, side = _search_square(detection.box)
+        x1, y1 = max(0, int(left // _SCENE_STEP)), max(0, int(top // _SCENE_STEP))
+        x2, y2 = int(math.ceil((left + side) / _SCENE_STEP)), int(math.ceil((top + side) / _SCENE_STEP))
+        outside[y1:y2, x1:x2] = False
+    count = int(outside.sum())
+    return count > 0 and int((changed & outside).sum()) > MOTION_SHARE * changed.size
+
+
 def _search_square(box: Sequence[float]) -> tuple[float, float, float]:
     """(left, top, side) of the square searched for a face last seen in ``box``."""
     side = max(box[2] - box[0], box[3] - box[1], 1.0) * SEARCH_SPAN
@@ -468,22 +494,26 @@ class FollowStats:
     full: int = 0
     followed: int = 0
     scene_cuts: int = 0
+    motion: int = 0
     lost: int = 0
 
     def to_dict(self) -> dict[str, int]:
-        return {"full": self.full, "followed": self.followed, "scene_cuts": self.scene_cuts, "lost": self.lost}
+        return {"full": self.full, "followed": self.followed, "scene_cuts": self.scene_cuts,
+                "motion": self.motion, "lost": self.lost}
 
 
 class FaceFollower:
     """Faces of one segment's frames, in order, with whole-frame detection only when needed.
 
     MTCNN searches the whole frame on the first frame, then every ``detect_interval``-th frame, on
-    a scene cut (``scene_changed``) and on any frame where a face it follows is not found again.
-    On the other frames each face of the previous frame is re-detected near where it was
+    a scene cut (``scene_changed``), when something moves outside the followed faces (a face
+    walking in) and on any frame where a face it follows is not found again. On the other frames
+    each face of the previous frame is re-detected near where it was
     (``FaceDetector.detect_near``), so every face returned is a detection of its own frame, with
-    its own box and probability; a face that appears between whole-frame detections is found at
-    the next one (at most ``detect_interval - 1`` frames late). ``detect_interval`` 1: every
-    frame is searched whole, exactly as ``FaceDetector.detect`` does.
+    its own box and probability. A face that appears without moving (faded in, turned towards
+    the camera) is found at the next whole-frame detection, at most ``detect_interval - 1``
+    frames late. ``detect_interval`` 1: every frame is searched whole, exactly as
+    ``FaceDetector.detect`` does.
 
     Call ``detect`` with consecutive chunks of the same segment's frames.
     """
@@ -504,6 +534,7 @@ class FaceFollower:
         self._followed: list[Detection] = []
         self._since_full: int | None = None  # frames since the last whole-frame detection
         self._previous: np.ndarray | None = None  # the previous frame's scene signature
+        self._previous_grey: np.ndarray | None = None  # and its sparse grid's brightness
 
     def detect(self, frames: np.ndarray) -> list[list[Detection]]:
         """Faces in each of ``frames`` (N×H×W×3 uint8 RGB), in the frames' own pixels."""
@@ -516,11 +547,17 @@ class FaceFollower:
         signature = _scene_signature(frame)
         cut = self._previous is not None and _scene_distance(self._previous, signature) > SCENE_CUT_DISTANCE
         self._previous = signature
+        grey = _sparse_grey(frame)
+        previous_grey, self._previous_grey = self._previous_grey, grey
         due = self._since_full is None or self._since_full + 1 >= self.detect_interval
         found: list[Detection] | None = None
-        if cut and not due:
+        if due:
+            pass
+        elif cut:
             self.stats.scene_cuts += 1
-        elif not due:
+        elif previous_grey is not None and _moved_elsewhere(previous_grey, grey, self._followed):
+            self.stats.motion += 1
+        else:
             found = self._follow(frame)
         if found is None:
             found = self.detector.detect(frame[None], max_faces=self.max_faces, smallest_face=self.smallest_face)[0]
