@@ -178,7 +178,8 @@ def _winner_pass(video: Path, detector: Any, classifier: Any) -> dict[str, Any]:
         boxes.append([[round(v, 1) for v in box] for box in kept])
         for x1, y1, x2, y2 in kept:
             pad_w, pad_h = (x2 - x1) / 3.0, (y2 - y1) / 3.0
-            region = frame[max(int(y1 - pad_h), 0) : int(y2 + pad_h), max(int(x1 - pad_w), 0) : int(x2 + pad_w)]
+            top, left = max(int(y1 - pad_h), 0), max(int(x1 - pad_w), 0)
+            region = frame[top : int(y2 + pad_h), left : int(x2 + pad_w)]
             if region.size:
                 crops.append(pad_to_square(isotropic_resize(region, size), size))
     scores = classifier.predict(np.stack(crops)) if crops else np.zeros((0,), dtype=np.float32)
@@ -436,7 +437,8 @@ def _compare(measured: dict[str, Any], duration: float) -> dict[str, Any]:
         result["warm_rtf"] = result["warm_median_s"] / duration
         stages = result["stages_s"]
         result["detect_fps"] = result["frames"] / stages["detect_s"] if stages["detect_s"] else None
-        result["classify_faces_per_s"] = result["faces"] / stages["classify_s"] if stages["classify_s"] else None
+        classify_s = stages["classify_s"]
+        result["classify_faces_per_s"] = result["faces"] / classify_s if classify_s else None
         if name != "winner":
             result["faces_vs_full_detection"] = _faces_lost(reference, result["boxes"])
     ours = approaches["pipeline"]["warm_median_s"]

@@ -291,7 +291,7 @@ def _moved_elsewhere(previous: np.ndarray, current: np.ndarray, followed: Sequen
     for detection in followed:
         left, top, side = _search_square(detection.box)
         x1, y1 = max(0, int(left // _SCENE_STEP)), max(0, int(top // _SCENE_STEP))
-        x2, y2 = int(math.ceil((left + side) / _SCENE_STEP)), int(math.ceil((top + side) / _SCENE_STEP))
+        x2, y2 = math.ceil((left + side) / _SCENE_STEP), math.ceil((top + side) / _SCENE_STEP)
         outside[y1:y2, x1:x2] = False
     count = int(outside.sum())
     return count > 0 and int((changed & outside).sum()) > MOTION_SHARE * changed.size
@@ -313,8 +313,8 @@ def _cut_square(frame: np.ndarray, left: float, top: float, side: float, size: i
     height, width = frame.shape[:2]
     scale = size / side
     out = np.zeros((size, size, 3), dtype=np.uint8)
-    x1, y1 = max(0, int(math.floor(left))), max(0, int(math.floor(top)))
-    x2, y2 = min(width, int(math.ceil(left + side))), min(height, int(math.ceil(top + side)))
+    x1, y1 = max(0, math.floor(left)), max(0, math.floor(top))
+    x2, y2 = min(width, math.ceil(left + side)), min(height, math.ceil(top + side))
     if x2 <= x1 or y2 <= y1:
         return out
     ox1 = min(size - 1, max(0, round((x1 - left) * scale)))
@@ -449,8 +449,8 @@ class FaceDetector:
         smallest = self.smallest_face(height, width, smallest_face)
         squares = [_search_square(box) for box in boxes]
         pictures = np.stack([_cut_square(frame, left, top, side, SEARCH_SIZE) for left, top, side in squares])
-        found = self._cascade(pictures, min_face_size=max(MTCNN_SMALLEST_FACE, SEARCH_FACE_PX * SEARCH_SMALLEST),
-                              device=self.device, dtype=self._dtype)
+        search_min = max(MTCNN_SMALLEST_FACE, SEARCH_FACE_PX * SEARCH_SMALLEST)
+        found = self._cascade(pictures, min_face_size=search_min, device=self.device, dtype=self._dtype)
         results: list[Detection | None] = []
         for box, (left, top, side), found_boxes, probs, marks in zip(
             boxes, squares, found.boxes, found.probs, found.landmarks, strict=True
@@ -560,7 +560,8 @@ class FaceFollower:
         else:
             found = self._follow(frame)
         if found is None:
-            found = self.detector.detect(frame[None], max_faces=self.max_faces, smallest_face=self.smallest_face)[0]
+            detector = self.detector
+            found = detector.detect(frame[None], max_faces=self.max_faces, smallest_face=self.smallest_face)[0]
             self.stats.full += 1
             self._since_full = 0
         else:

@@ -383,9 +383,9 @@ def shot_frames(
     """Sampled frames of up to two shots, made in memory: (N×H×W×3 uint8 RGB, face boxes per frame).
 
     Shot one: the astronaut's head ``patch_height`` pixels tall moves ``step`` pixels right per
-    frame over the textured backdrop (before frame ``enters_at``, the backdrop alone). From frame ``cut_at`` on, a cut to another shot: a coffee
-    backdrop, the mirrored head a third larger on the right moving left, and a second head half
-    the size on the left, still.
+    frame over the textured backdrop (before frame ``enters_at``, the backdrop alone). From frame
+    ``cut_at`` on, a cut to another shot: a coffee backdrop, the mirrored head a third larger on
+    the right moving left, and a second head half the size on the left, still.
     """
     backdrop = _background(width, height)
     coffee = cv2.resize(_faceless_patch(256), (width, height), interpolation=cv2.INTER_LINEAR)
