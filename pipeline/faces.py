@@ -560,8 +560,9 @@ class FaceFollower:
         else:
             found = self._follow(frame)
         if found is None:
-            detector = self.detector
-            found = detector.detect(frame[None], max_faces=self.max_faces, smallest_face=self.smallest_face)[0]
+            found = self.detector.detect(
+                frame[None], max_faces=self.max_faces, smallest_face=self.smallest_face
+            )[0]
             self.stats.full += 1
             self._since_full = 0
         else:
