@@ -50,14 +50,15 @@ MAX_CENTER_SHIFT = 1.0
 MAX_SIZE_RATIO = 1.6
 # Re-detection near a followed face: a square SEARCH_SPAN times the face's size around its last
 # box (its centre may move a face size either way between samples), scaled so the face is
-# SEARCH_FACE_PX pixels there; faces from SEARCH_SMALLEST times that size up are looked for.
+# SEARCH_FACE_PX pixels there. Faces at most SEARCH_GROWTH times larger or smaller are looked
+# for: one that changed more is another face or a zoom, which a whole-frame detection confirms.
 SEARCH_SPAN = 3.0
 SEARCH_FACE_PX = 48.0
-SEARCH_SMALLEST = 0.6
+SEARCH_GROWTH = 1.6
 SEARCH_SIZE = round(SEARCH_SPAN * SEARCH_FACE_PX)
-# A face re-detected more than this many times larger or smaller than before is another face (or
-# a zoom, which a whole-frame detection then confirms).
-SEARCH_GROWTH = 1.0 / SEARCH_SMALLEST
+# A search square holds the followed face and seldom another: O-net, the cascade's costliest
+# stage, checks only this many of R-net's likeliest boxes in it.
+SEARCH_REFINED = 4
 # Two followed faces re-detected this much on top of each other are one face.
 DUPLICATE_IOU = 0.5
 # Scene cuts: colours quantised to 4 levels a channel (64 bins) on every 8th pixel each way; a
@@ -449,8 +450,15 @@ class FaceDetector:
         smallest = self.smallest_face(height, width, smallest_face)
         squares = [_search_square(box) for box in boxes]
         pictures = np.stack([_cut_square(frame, left, top, side, SEARCH_SIZE) for left, top, side in squares])
-        search_min = max(MTCNN_SMALLEST_FACE, SEARCH_FACE_PX * SEARCH_SMALLEST)
-        found = self._cascade(pictures, min_face_size=search_min, device=self.device, dtype=self._dtype)
+        # Only the scales of faces the followed one may have become: a few tiny P-net passes.
+        found = self._cascade(
+            pictures,
+            min_face_size=max(MTCNN_SMALLEST_FACE, SEARCH_FACE_PX / SEARCH_GROWTH),
+            max_face_size=SEARCH_FACE_PX * SEARCH_GROWTH,
+            refined_per_frame=SEARCH_REFINED,
+            device=self.device,
+            dtype=self._dtype,
+        )
         results: list[Detection | None] = []
         for box, (left, top, side), found_boxes, probs, marks in zip(
             boxes, squares, found.boxes, found.probs, found.landmarks, strict=True
