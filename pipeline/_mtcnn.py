@@ -260,7 +260,11 @@ class Cascade:
         return [torch.cat(parts) for parts in zip(*outputs, strict=True)]
 
     def _refine(
-        self, source: _CropSource, boxes: torch.Tensor, frame_index: torch.Tensor, per_frame: int | None = None
+        self,
+        source: _CropSource,
+        boxes: torch.Tensor,
+        frame_index: torch.Tensor,
+        per_frame: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         offsets, probs = self._in_batches(self.rnet, source, boxes, frame_index, 24)
         score = probs[:, 1]
