@@ -53,8 +53,9 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[int, int], None]  # (segments done, segments in all)
 AnalyzerFactory = Callable[[AnalysisConfig], "Analyzer"]
 _STAGE_KEYS = ("decode_s", "detect_s", "classify_s")
-# Chunks of face crops queued for the classifier before detection waits for it.
-MAX_PENDING_CHUNKS = 2
+# Chunks of face crops queued for the classifier before detection waits for it (16 frames' worth
+# at the default chunk_frames).
+MAX_PENDING_CHUNKS = 4
 
 
 class Analyzer:
