@@ -58,7 +58,10 @@ def test_followed_faces_match_whole_frame_detection(
     assert followed.to_dict().keys() == full.to_dict().keys()
     assert [list(f.to_dict()) for f in followed.frames] == [list(f.to_dict()) for f in full.frames]
     assert {key for f in followed.frames for face in f.faces for key in face.to_dict()} == {
-        "box", "det_score", "track", "score",
+        "box",
+        "det_score",
+        "track",
+        "score",
     }
 
 
