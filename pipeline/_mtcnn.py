@@ -166,15 +166,19 @@ class Cascade:
 
     @torch.inference_mode()
     def __call__(self, frames: np.ndarray, *, min_face_size: float, device: torch.device,
-                 dtype: torch.dtype = torch.float32) -> CascadeResult:
-        """``frames``: (N, H, W, 3) uint8 RGB, all the same size; boxes in their pixels."""
+                 dtype: torch.dtype = torch.float32, max_face_size: float | None = None,
+                 refined_per_frame: int | None = None) -> CascadeResult:
+        """``frames``: (N, H, W, 3) uint8 RGB, all the same size; boxes in their pixels. The
+        pyramid covers faces from ``min_face_size`` up to ``max_face_size`` (default: the frame).
+        ``refined_per_frame``: only that many of each frame's likeliest R-net boxes go on to
+        O-net (default: all), for pictures known to hold one face."""
         count = len(frames)
-        boxes, frame_index = self._propose(frames, min_face_size, device, dtype)
+        boxes, frame_index = self._propose(frames, min_face_size, device, dtype, max_face_size)
         landmarks = torch.zeros((0, 5, 2))
         scores = torch.zeros((0,))
         if len(boxes):
             source = _CropSource(frames, device, dtype)
-            boxes, frame_index = self._refine(source, boxes, frame_index)
+            boxes, frame_index = self._refine(source, boxes, frame_index, refined_per_frame)
             if len(boxes):
                 boxes, scores, landmarks, frame_index = self._output(source, boxes, frame_index)
         result = CascadeResult([], [], [])
@@ -187,22 +191,27 @@ class Cascade:
             result.landmarks.append(marks_cpu[mask])
         return result
 
-    def _scales(self, height: int, width: int, min_face_size: float) -> list[float]:
+    def _scales(
+        self, height: int, width: int, min_face_size: float, max_face_size: float | None = None
+    ) -> list[float]:
+        """Pyramid scales: at scale s, P-net's 12-pixel window sees faces of 12 / s pixels."""
         scale = _CELL / max(min_face_size, _CELL)
         shortest = min(height, width) * scale
+        smallest_scale = 0.0 if max_face_size is None else _CELL / max_face_size
         scales = []
-        while shortest >= _CELL:
+        while shortest >= _CELL and scale >= smallest_scale:
             scales.append(scale)
             scale *= self.factor
             shortest *= self.factor
         return scales
 
     def _propose(
-        self, frames: np.ndarray, min_face_size: float, device: torch.device, dtype: torch.dtype
+        self, frames: np.ndarray, min_face_size: float, device: torch.device, dtype: torch.dtype,
+        max_face_size: float | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         count, height, width = frames.shape[:3]
         found_boxes, found_index = [], []
-        for scale in self._scales(height, width, min_face_size):
+        for scale in self._scales(height, width, min_face_size, max_face_size):
             size = (int(height * scale + 1), int(width * scale + 1))
             # The pyramid is resized on uint8 by OpenCV (area averaging, several times faster than
             # torch's) and handed to torch as NHWC memory: the channels-last layout oneDNN's
@@ -251,13 +260,25 @@ class Cascade:
         return [torch.cat(parts) for parts in zip(*outputs, strict=True)]
 
     def _refine(
-        self, source: _CropSource, boxes: torch.Tensor, frame_index: torch.Tensor
+        self,
+        source: _CropSource,
+        boxes: torch.Tensor,
+        frame_index: torch.Tensor,
+        per_frame: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         offsets, probs = self._in_batches(self.rnet, source, boxes, frame_index, 24)
         score = probs[:, 1]
         passed = score > self.thresholds[1]
         keep = passed.nonzero().flatten()
-        keep = keep[batched_nms(boxes[keep, :4], score[keep], frame_index[keep], 0.7)]
+        keep = keep[batched_nms(boxes[keep, :4], score[keep], frame_index[keep], 0.7)]  # likeliest first
+        if per_frame is not None:
+            kept_per_frame: dict[int, int] = {}
+            chosen = []
+            for position, frame_number in enumerate(frame_index[keep].tolist()):
+                if kept_per_frame.get(frame_number, 0) < per_frame:
+                    kept_per_frame[frame_number] = kept_per_frame.get(frame_number, 0) + 1
+                    chosen.append(position)
+            keep = keep[torch.tensor(chosen, dtype=torch.long, device=keep.device)]
         boxes, frame_index, offsets, score = boxes[keep], frame_index[keep], offsets[keep], score[keep]
         boxes = _square(_regress(boxes[:, :4], offsets, inclusive=True))
         return torch.cat([boxes, score[:, None]], dim=1), frame_index

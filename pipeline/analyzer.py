@@ -23,7 +23,15 @@ import numpy as np
 from pipeline import aggregate
 from pipeline.crop import crop_face
 from pipeline.explain import GradCam, TopCrops, encode_jpeg, overlay_heatmap
-from pipeline.faces import Detection, FaceDetector, link_segment_tracks, link_tracks
+from pipeline.faces import (
+    Detection,
+    FaceDetector,
+    FaceFollower,
+    crop_growth,
+    link_segment_tracks,
+    link_tracks,
+    smallest_face_to_score,
+)
 from pipeline.model import Classifier
 from pipeline.quality import QualityStats, measure_segment
 from pipeline.types import (
@@ -56,8 +64,9 @@ FrameCallback = Callable[[int, int], None]  # (sampled frames done, sampled fram
 StageCallback = Callable[[str], None]  # "probe", "load", "analyze": what the analysis starts doing
 AnalyzerFactory = Callable[[AnalysisConfig], "Analyzer"]
 _STAGE_KEYS = ("decode_s", "detect_s", "classify_s")
-# Chunks of face crops queued for the classifier before detection waits for it.
-MAX_PENDING_CHUNKS = 2
+# Chunks of face crops queued for the classifier before detection waits for it (16 frames' worth
+# at the default chunk_frames).
+MAX_PENDING_CHUNKS = 4
 
 
 class Analyzer:
@@ -148,6 +157,7 @@ class Analyzer:
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as classify_pool,
             open_decoder(path, info, plan, config) as decoder,
         ):
+            follower = self._follower(decoder.frames.shape[2], decoder.frames.shape[1])
             chunks = decoder.chunks(config.chunk_frames)
             while True:
                 waited = time.perf_counter()
@@ -157,7 +167,7 @@ class Analyzer:
                     break
                 frames = decoder.frames[chunk[0] : chunk[1]]
                 t0 = time.perf_counter()
-                found = self.detector.detect(frames, max_faces=config.max_faces_per_frame)
+                found = follower.detect(frames)
                 crops = [
                     crop_face(frame, det.box, size=size, **framing)
                     for frame, dets in zip(frames, found, strict=True)
@@ -250,9 +260,27 @@ class Analyzer:
         )
         log.info("pipeline.segment.done", extra={
             "segment": plan.index, "frames": len(frame_results), "faces": result.face_count,
+            "detections": follower.stats.to_dict(),
             **{k: round(v, 3) for k, v in timings.items()},
         })
         return result
+
+    def _follower(self, width: int, height: int) -> FaceFollower:
+        """The face detection of one segment of decoded frames width×height (see AnalysisConfig)."""
+        config = self.config
+        smallest = smallest_face_to_score(
+            width, height,
+            input_size=self.model_config.input_size,
+            growth=crop_growth(self.model_config.crop_options()),
+            max_upscale=config.max_face_upscale,
+            frame_fraction=config.min_face_fraction,
+        )
+        return FaceFollower(
+            self.detector,
+            detect_interval=config.detect_interval,
+            max_faces=config.max_faces_per_frame,
+            smallest_face=smallest,
+        )
 
     def _classify(self, crops: np.ndarray) -> tuple[np.ndarray, float]:
         started = time.perf_counter()

@@ -42,6 +42,19 @@ class AnalysisConfig:
     # Smallest face looked for, in pixels of the detection copy: 20 at a 640 long side means
     # faces from 60 px up in 1080p video. MTCNN's cost grows with (frame size / this)².
     min_face_size: int = 20
+    # Smallest face worth scoring, in decoded pixels: one the classifier's crop enlarges at most
+    # max_face_upscale times (input 160, crop 1.085× the face: 74 px, a third of 1080p's pyramid
+    # cost saved). In frames too small for any face to pass that, faces from min_face_fraction of
+    # the short side (72 px in 720p, 36 px in 360p) are the video's subjects and are scored
+    # anyway. MTCNN skips the pyramid scales below it. max_face_upscale 0: no such limit.
+    max_face_upscale: float = 2.0
+    min_face_fraction: float = 0.1
+    # Whole-frame detection on every detect_interval-th sampled frame (2 s at 3 fps), on a scene
+    # cut, on motion away from the followed faces and when a followed face is not found again; in
+    # between, each face is re-detected only in a square three times its size around where it
+    # was. 1: whole-frame detection on every frame. At 4, 6 and 8 no face of the test clips was
+    # lost against whole-frame detection on every frame (bench/pipeline.py measures it).
+    detect_interval: int = 6
     det_threshold: float = 0.95  # MTCNN face probability below this is dropped
     track_iou: float = 0.3  # IoU to continue a track from the previous sampled frame
     aggregation: Literal["mean", "confident", "track_top"] = "mean"
@@ -54,8 +67,10 @@ class AnalysisConfig:
     # Decoder threads. 0: automatic; with the networks on a CPU that means half the cores (they
     # are shared with detection and classification), on a GPU ffmpeg's own choice.
     ffmpeg_threads: int = 0
-    # Frames handed to detection and classification at a time while ffmpeg decodes the rest.
-    chunk_frames: int = 8
+    # Frames handed to detection and classification at a time while ffmpeg decodes the rest:
+    # small, so detection starts soon after decoding does and little is left once it ends (the
+    # classifier costs the same per face in batches of 4 as of 32 on a CPU).
+    chunk_frames: int = 4
     # Intra-op threads for torch on CPU (process-wide). 0: half the cores, since detection and
     # classification run side by side next to ffmpeg; one thread each on a 2-core machine.
     torch_threads: int = 0

@@ -30,6 +30,7 @@ __all__ = [
     "make_face_video",
     "make_mosaic_video",
     "read_frame_code",
+    "shot_frames",
 ]
 
 Box = tuple[float, float, float, float]
@@ -357,6 +358,57 @@ def _keyframe_args(codec: str, interval: int) -> list[str]:
     if codec in ("libvpx-vp9", "vp9"):
         return ["-g", str(interval), "-keyint_min", str(interval)]
     raise ValueError(f"keyframe_interval is not supported for {codec!r}")
+
+
+def _paste_head(frame: np.ndarray, patch_height: int, mirrored: bool, left: int, top: int) -> Box:
+    """Paste an astronaut head at (left, top), cut at the frame's edges; its face box."""
+    patch = _head_patch(patch_height, mirrored)
+    height, width = frame.shape[:2]
+    ph, pw = patch.shape[:2]
+    x1, y1 = max(left, 0), max(top, 0)
+    x2, y2 = min(left + pw, width), min(top + ph, height)
+    if x2 > x1 and y2 > y1:
+        frame[y1:y2, x1:x2] = patch[y1 - top : y2 - top, x1 - left : x2 - left]
+    scale = patch_height / (_HEAD_ROWS.stop - _HEAD_ROWS.start)
+    fx1, fy1, fx2, fy2 = ASTRONAUT_FACE_BOX
+    if mirrored:
+        fx1, fx2 = pw / scale - fx2, pw / scale - fx1
+    return (left + fx1 * scale, top + fy1 * scale, left + fx2 * scale, top + fy2 * scale)
+
+
+def shot_frames(
+    width: int, height: int, count: int, *, patch_height: int, cut_at: int | None = None, step: int = 12,
+    enters_at: int = 0,
+) -> tuple[np.ndarray, list[list[Box]]]:
+    """Sampled frames of up to two shots, made in memory: (N×H×W×3 uint8 RGB, face boxes per frame).
+
+    Shot one: the astronaut's head ``patch_height`` pixels tall moves ``step`` pixels right per
+    frame over the textured backdrop (before frame ``enters_at``, the backdrop alone). From frame
+    ``cut_at`` on, a cut to another shot: a coffee backdrop, the mirrored head a third larger on
+    the right moving left, and a second head half the size on the left, still.
+    """
+    backdrop = _background(width, height)
+    coffee = cv2.resize(_faceless_patch(256), (width, height), interpolation=cv2.INTER_LINEAR)
+    frames = np.empty((count, height, width, 3), dtype=np.uint8)
+    boxes: list[list[Box]] = []
+    for index in range(count):
+        if cut_at is None or index < cut_at:
+            frames[index] = backdrop
+            top = (height - patch_height) // 3
+            if index >= enters_at:
+                boxes.append([_paste_head(frames[index], patch_height, False, 10 + step * index, top)])
+            else:
+                boxes.append([])
+        else:
+            frames[index] = coffee
+            big, small = round(patch_height * 4 / 3), patch_height // 2
+            moved = step * (index - cut_at)
+            left = width - round(big * 0.9) - 10 - moved
+            boxes.append([
+                _paste_head(frames[index], big, True, left, height - big - 10),
+                _paste_head(frames[index], small, False, 20, 20),
+            ])
+    return frames, boxes
 
 
 def face_mosaic(
