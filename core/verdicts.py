@@ -106,21 +106,21 @@ def explanation(
     limits = _band(band)
     if verdict == Verdict.INCONCLUSIVE and limits is not None:
         where = (
-            f"Its score, P(fake) {score:.2f}, lies inside the inconclusive band {limits[0]:.2f}–"
-            f"{limits[1]:.2f} around the threshold {threshold:.2f}, where the model's calls were "
+            f"Its score, P(fake) {score:.3f}, lies inside the inconclusive band {limits[0]:.3f}–"
+            f"{limits[1]:.3f} around the threshold {threshold:.3f}, where the model's calls were "
             "not reliable enough on validation data to say either way."
         )
     elif limits is not None and score >= limits[1]:
         where = (
-            f"Its score, P(fake) {score:.2f}, is above the inconclusive band {limits[0]:.2f}–"
-            f"{limits[1]:.2f} (threshold {threshold:.2f})."
+            f"Its score, P(fake) {score:.3f}, is above the inconclusive band {limits[0]:.3f}–"
+            f"{limits[1]:.3f} (threshold {threshold:.3f})."
         )
     elif limits is not None:
         where = (
-            f"Its score, P(fake) {score:.2f}, is below the inconclusive band {limits[0]:.2f}–"
-            f"{limits[1]:.2f} (threshold {threshold:.2f})."
+            f"Its score, P(fake) {score:.3f}, is below the inconclusive band {limits[0]:.3f}–"
+            f"{limits[1]:.3f} (threshold {threshold:.3f})."
         )
     else:
         side = "at or above" if score >= threshold else "below"
-        where = f"Its score, P(fake) {score:.2f}, is {side} the threshold {threshold:.2f}."
+        where = f"Its score, P(fake) {score:.3f}, is {side} the threshold {threshold:.3f}."
     return f"{how} {where}".strip()

@@ -498,8 +498,10 @@ function renderJobHead(job) {
   $("job-status").replaceChildren(badge(job.status));
   const total = job.progress.segments_total || 0;
   $("job-progress").value = total ? job.progress.segments_done / total : 0;
-  $("job-progress-text").textContent = total ? `${job.progress.segments_done} of ${total} segments` : "";
+  $("job-progress-text").textContent =
+    job.media_type === "image" ? "" : total ? `${job.progress.segments_done} of ${total} segments` : "";
   const video = job.video;
+  $("job-input-label").textContent = job.media_type === "image" ? "image" : "video";
   $("job-video").textContent = job.media_type === "image" && video.width
     ? `image, ${video.width}×${video.height}, ${video.codec}`
     : video.duration_s
@@ -826,6 +828,8 @@ async function renderJob(jobId) {
     $("chart-panel").hidden = !scored || job.media_type === "image";
     if (scored) renderChart(job, frames, segments);
     else $("chart").replaceChildren();
+    // One picture is one frame: a table of segments says nothing more than the verdict.
+    $("segments-panel").hidden = job.media_type === "image";
     renderSegments(segments);
     releaseBlobs();
     await Promise.all([renderFaces(job), renderStatistics(job), renderImage(job)]);

@@ -100,6 +100,8 @@ def test_image_result_shows_the_picture_with_coloured_boxes_and_heatmaps(
     expect(heatmaps.first).to_be_visible()
     assert heatmaps.first.evaluate("img => img.complete && img.naturalWidth > 0")
     expect(page.locator("#chart-panel")).to_be_hidden()
+    expect(page.locator("#segments-panel")).to_be_hidden()
+    expect(page.locator("#job-input-label")).to_have_text("image")
     page.screenshot(path=str(shots / "image-job.png"), full_page=True)
 
     # Back to a video job on the same page: the image panel goes away.
@@ -112,3 +114,5 @@ def test_image_result_shows_the_picture_with_coloured_boxes_and_heatmaps(
     )
     expect(page.get_by_test_id("image-result")).to_have_count(0)
     expect(page.locator("#chart-panel")).to_be_visible()
+    expect(page.locator("#segments-panel")).to_be_visible()
+    expect(page.locator("#job-input-label")).to_have_text("video")

@@ -147,7 +147,7 @@ def test_a_score_inside_the_band_is_inconclusive_with_its_reasons(
     assert "average, over every sampled frame" in explanation
     assert (
         f"P(fake) {job['score']:.2f}" in explanation
-        and "inside the inconclusive band 0.00–1.00" in explanation
+        and "inside the inconclusive band 0.000–1.000" in explanation
     )
     assert job["links"]["report"] == f"/v1/jobs/{job['id']}/report"
     # What the verdict was decided with is kept on the row, so the answer outlives the model.

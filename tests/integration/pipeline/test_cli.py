@@ -187,7 +187,7 @@ def test_summary_says_inconclusive_with_the_band_model_and_caveat(
     lines = captured.out.splitlines()
     band = r"threshold 0\.500, inconclusive 0\.000–1\.000"
     assert re.match(rf"two-faces\.mp4: Inconclusive  \(P\(fake\) 0\.\d{{3}}, {band}\)$", lines[1]), lines[1]
-    assert "inside the inconclusive band 0.00–1.00" in lines[2]
+    assert "inside the inconclusive band 0.000–1.000" in lines[2]
     assert any(line.startswith("  model   banded 2.1, loaded in") for line in lines)
     assert lines[-1] == f"  caveat  {CAVEAT}"
     doc = json.loads(out_json.read_text())

@@ -54,7 +54,7 @@ def test_report_records_provenance_verdict_words_and_caveat() -> None:
     document = render_report(_report())
 
     assert 'data-verdict="inconclusive">Inconclusive</p>' in document
-    assert "inside the inconclusive band 0.24–0.72" in document
+    assert "inside the inconclusive band 0.240–0.720" in document
     assert "About the model: Misses lip-sync." in document
     assert "2026-12-01 15:04:05 UTC" in document and "job <code>job-1</code>" in document
     assert (

@@ -43,17 +43,17 @@ def test_explanation_says_how_faces_made_the_score_and_where_it_lies() -> None:
     assert text.startswith(AGGREGATION_DESCRIPTIONS["mean"])
     assert "one face scoring above the threshold does not decide the verdict alone" in text
     assert text.endswith(
-        "Its score, P(fake) 0.31, is below the inconclusive band 0.40–0.70 (threshold 0.52)."
+        "Its score, P(fake) 0.310, is below the inconclusive band 0.400–0.700 (threshold 0.520)."
     )
 
     inside = explanation(
         verdict="inconclusive", score=0.5, threshold=0.52, band=(0.4, 0.7), aggregation="mean"
     )
-    assert inside is not None and "inside the inconclusive band 0.40–0.70" in inside
+    assert inside is not None and "inside the inconclusive band 0.400–0.700" in inside
     above = explanation(verdict="fake", score=0.9, threshold=0.52, band=(0.4, 0.7), aggregation="track_top")
     assert above is not None and "most suspicious person" in above and "above the inconclusive band" in above
     no_band = explanation(verdict="fake", score=0.6, threshold=0.5, aggregation="confident")
-    assert no_band is not None and no_band.endswith("is at or above the threshold 0.50.")
+    assert no_band is not None and no_band.endswith("is at or above the threshold 0.500.")
 
 
 def test_no_face_explains_what_it_means_and_what_to_try() -> None:
