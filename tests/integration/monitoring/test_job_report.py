@@ -146,7 +146,7 @@ def test_a_score_inside_the_band_is_inconclusive_with_its_reasons(
     explanation = job["explanation"]
     assert "average, over every sampled frame" in explanation
     assert (
-        f"P(fake) {job['score']:.2f}" in explanation
+        f"P(fake) {job['score']:.3f}" in explanation
         and "inside the inconclusive band 0.000–1.000" in explanation
     )
     assert job["links"]["report"] == f"/v1/jobs/{job['id']}/report"
