@@ -160,6 +160,10 @@ def _batch_progress(stack: PrivateStack, batch_id: uuid.UUID) -> int:
         )
 
 
+# One picture in a video container (a still, or a video of one frame) is an image job.
+IMAGE_JOB_KINDS = ("single_frame_image", "single_frame_video")
+
+
 def _submit_hostile(stack: PrivateStack, headers: dict[str, str], media_dir: Path) -> list[dict[str, Any]]:
     """The hostile corpus, each as an interactive job; answers recorded."""
     tried = []
@@ -181,8 +185,9 @@ def _judge_hostile(
             job = stack.wait_job(headers, body["id"], timeout_s=600)
             code = (job.get("error") or {}).get("code")
             # Every hostile kind must end as a failed job with an error code (or a 4xx below);
-            # the unusual but valid ones (variable frame rates, several streams, crowds) succeed.
-            if kind in VALID_HOSTILE_MEDIA_KINDS:
+            # the unusual but valid ones (variable frame rates, several streams, crowds) succeed, and
+            # so do the one-picture files, analysed as image jobs.
+            if kind in VALID_HOSTILE_MEDIA_KINDS or kind in IMAGE_JOB_KINDS:
                 typed = job["status"] == "succeeded"
             else:
                 typed = job["status"] == "failed" and bool(code) and code != "internal_error"

@@ -109,7 +109,8 @@ class EventChannel:
 def publish_on_commit(factory: sessionmaker[Session], channel: EventChannel) -> None:
     """Sessions from ``factory`` publish what was announced in them on ``channel`` after each
     commit. Called once per factory (``core.db``)."""
-    factory.configure(info={_CHANNEL_INFO: channel})
+    # Added to what the factory's sessions already carry (their settings, which core.outbox reads).
+    factory.configure(info={**(factory.kw.get("info") or {}), _CHANNEL_INFO: channel})
     orm_event.listen(factory, "after_commit", _publish_pending)
     orm_event.listen(factory, "after_rollback", _drop_pending)
 

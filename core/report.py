@@ -272,7 +272,7 @@ def _video_text(video: ReportVideo) -> str:
         parts.append(f"{video.duration_s:.2f} s")
     if video.width and video.height:
         parts.append(f"{video.width}×{video.height}")
-    if video.fps:
+    if video.fps and video.media_type != "image":
         parts.append(f"{video.fps:.2f} fps")
     if video.codec:
         parts.append(video.codec)

@@ -134,8 +134,9 @@ def _summary(result: VideoResult, video: str, load_s: float) -> str:
         f"  video   {info.duration_s:.2f} s, {info.width}×{info.height}, {info.fps:.2f} fps, {info.codec}",
         # The stages overlap (decode, detection and classification run side by side), so their
         # busy times need not add up to the total.
-        f"  time    {timings.get('total_s', 0.0):.2f} s, real-time factor "
-        f"{result.rtf if result.rtf is not None else float('nan'):.3f} (busy: decode wait "
+        f"  time    {timings.get('total_s', 0.0):.2f} s"
+        + (f", real-time factor {result.rtf:.3f}" if result.rtf is not None else "")
+        + " (busy: decode wait "
         f"{timings.get('decode_s', 0.0):.2f}, detect {timings.get('detect_s', 0.0):.2f}, "
         f"classify {timings.get('classify_s', 0.0):.2f})",
         f"  model   {result.model.get('name')} {result.model.get('version')}, loaded in {load_s:.2f} s",

@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -230,7 +231,10 @@ def test_waiters_hold_no_database_connection(
         await app.state.job_events.close()
         return responses, waiting, checked_out
 
-    responses, waiting, checked_out = asyncio.run(scenario())
+    # A thread of its own: in a whole test run the browser tests' session keeps an event loop
+    # running in this thread, and asyncio.run refuses to nest.
+    with ThreadPoolExecutor(1) as runner:
+        responses, waiting, checked_out = runner.submit(asyncio.run, scenario()).result()
 
     assert waiting == 50
     assert checked_out == 0, f"{checked_out} connections held by waiting requests"
