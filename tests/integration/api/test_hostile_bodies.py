@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import secrets
-import select
 import socket
 import threading
 import time
@@ -30,6 +28,7 @@ from core.db import get_session_factory
 from core.keys import create_api_key
 from core.models import Job
 from core.storage import get_object_store
+from tests.utils.hostile_requests import raw_request_head, read_answer, send_chunks_until_answered
 from tests.utils.platform import (
     REDIS_URL,
     ServiceProcess,
@@ -107,24 +106,6 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
             clear_broker_keys(prefix)
 
 
-def _head(method: str, path: str, api: Api, headers: dict[str, str]) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {api.address[0]}:{api.address[1]}"]
-    lines += [f"{name}: {value}" for name, value in headers.items()]
-    return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-
-def _read_answer(sock: socket.socket, *, timeout_s: float) -> tuple[int, dict[str, object], bytes]:
-    """(status, JSON body, raw) of the answer; the server closes the connection after it."""
-    sock.settimeout(timeout_s)
-    raw = b""
-    with contextlib.suppress(ConnectionResetError):
-        while chunk := sock.recv(65536):
-            raw += chunk
-    head, _, body = raw.partition(b"\r\n\r\n")
-    status = int(head.split(b" ", 2)[1])
-    return status, json.loads(body) if body else {}, raw
-
-
 ROUTES = [
     ("POST", "/v1/uploads", "application/json"),
     ("POST", "/v1/webhooks", "application/json"),
@@ -148,8 +129,8 @@ def test_unauthenticated_huge_body_is_refused_unread(
     before = api.rss_mb()
     started = time.monotonic()
     with socket.create_connection(api.address, timeout=10) as sock:
-        sock.sendall(_head(method, path, api, headers) + b"{" * 1024)
-        status, body, raw = _read_answer(sock, timeout_s=10)
+        sock.sendall(raw_request_head(method, path, api.base_url, headers) + b"{" * 1024)
+        status, body, raw = read_answer(sock, timeout_s=10)
     elapsed = time.monotonic() - started
 
     assert status == 401, raw[:300]
@@ -162,28 +143,16 @@ def test_unauthenticated_huge_body_is_refused_unread(
 def test_unauthenticated_chunked_body_is_refused_unread(api: Api) -> None:
     headers = {"Content-Type": "application/json", "Transfer-Encoding": "chunked"}
     with socket.create_connection(api.address, timeout=10) as sock:
-        sock.sendall(_head("POST", "/v1/webhooks", api, headers) + b"400\r\n" + b"[" * 1024 + b"\r\n")
-        status, body, _ = _read_answer(sock, timeout_s=10)
+        sock.sendall(
+            raw_request_head("POST", "/v1/webhooks", api.base_url, headers)
+            + b"400\r\n"
+            + b"[" * 1024
+            + b"\r\n"
+        )
+        status, body, _ = read_answer(sock, timeout_s=10)
 
     assert status == 401
     assert body["error"]["code"] == "missing_api_key"  # type: ignore[index]
-
-
-def _send_until_answered(sock: socket.socket, chunk: bytes, *, limit_bytes: int) -> int:
-    """Sends ``chunk`` again and again (chunked encoding) until the server answers, closes, or
-    ``limit_bytes`` went out. Returns the bytes sent."""
-    sent = 0
-    framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
-    while sent < limit_bytes:
-        readable, _, _ = select.select([sock], [], [], 0)
-        if readable:
-            break
-        try:
-            sock.sendall(framed)
-        except (BrokenPipeError, ConnectionResetError):
-            break
-        sent += len(chunk)
-    return sent
 
 
 @pytest.mark.parametrize(
@@ -204,9 +173,9 @@ def test_chunked_body_stops_at_the_cap(api: Api, path: str, content_type: str, c
     }
     before = api.rss_mb()
     with socket.create_connection(api.address, timeout=10) as sock:
-        sock.sendall(_head("POST", path, api, headers))
-        sent = _send_until_answered(sock, b" " * 65536, limit_bytes=HUGE)
-        status, body, raw = _read_answer(sock, timeout_s=10)
+        sock.sendall(raw_request_head("POST", path, api.base_url, headers))
+        sent = send_chunks_until_answered(sock, b" " * 65536, limit_bytes=HUGE)
+        status, body, raw = read_answer(sock, timeout_s=10)
 
     assert status == 413, raw[:300]
     assert body["error"]["code"] == code  # type: ignore[index]
@@ -224,8 +193,8 @@ def test_body_short_of_its_length_ends_at_the_deadline(api: Api, path: str, cont
     headers = {"Authorization": f"Bearer {api.key()}", "Content-Type": content_type, "Content-Length": "1000"}
     started = time.monotonic()
     with socket.create_connection(api.address, timeout=10) as sock:
-        sock.sendall(_head("POST", path, api, headers) + b'{"url": "h')
-        status, body, raw = _read_answer(sock, timeout_s=15)
+        sock.sendall(raw_request_head("POST", path, api.base_url, headers) + b'{"url": "h')
+        status, body, raw = read_answer(sock, timeout_s=15)
     elapsed = time.monotonic() - started
 
     assert status == 408, raw[:300]
@@ -243,7 +212,7 @@ def test_trickled_body_ends_at_the_total_deadline(api: Api) -> None:
     answered = threading.Event()
     started = time.monotonic()
     with socket.create_connection(api.address, timeout=15) as sock:
-        sock.sendall(_head("POST", "/v1/webhooks", api, headers))
+        sock.sendall(raw_request_head("POST", "/v1/webhooks", api.base_url, headers))
 
         def trickle() -> None:
             for _ in range(100):
@@ -254,7 +223,7 @@ def test_trickled_body_ends_at_the_total_deadline(api: Api) -> None:
 
         thread = threading.Thread(target=trickle, daemon=True)
         thread.start()
-        status, body, raw = _read_answer(sock, timeout_s=15)
+        status, body, raw = read_answer(sock, timeout_s=15)
         answered.set()
         thread.join(5)
     elapsed = time.monotonic() - started
@@ -287,12 +256,14 @@ def test_a_put_finishing_after_the_job_does_not_swap_its_video(api: Api, tmp_pat
 
         with socket.create_connection(api.address, timeout=30) as slow:
             headers = {**auth, "Content-Type": "video/mp4", "Content-Length": str(len(second))}
-            slow.sendall(_head("PUT", f"/v1/uploads/{upload_id}", api, headers) + second[:1000])
+            slow.sendall(
+                raw_request_head("PUT", f"/v1/uploads/{upload_id}", api.base_url, headers) + second[:1000]
+            )
             time.sleep(0.3)  # the PUT is under way
             job = client.post("/v1/jobs", json={"upload_id": upload_id})
             assert job.status_code == 202, job.text
             slow.sendall(second[1000:])
-            status, body, raw = _read_answer(slow, timeout_s=30)
+            status, body, raw = read_answer(slow, timeout_s=30)
 
     assert status == 409, raw[:300]
     assert body["error"]["code"] == "upload_consumed"  # type: ignore[index]
