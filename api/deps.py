@@ -6,6 +6,7 @@ authenticated route is rate limited through ``CurrentKey``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -16,11 +17,12 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.events import JobEventHub
+from api.keycache import KeyCache
 from api.pagination import Cursor, Limit, PageRequest, page_limit
 from api.ratelimit import admit_request, record_auth_failure
 from api.services.job_events import key_for_stream_token
 from core.config import Settings
-from core.db import get_session_factory, single_statement_reads
+from core.db import get_read_session_factory, get_session_factory
 from core.errors import ForbiddenError, UnauthorizedError
 from core.keys import authenticate
 from core.models import ApiKey
@@ -145,15 +147,23 @@ def _api_key(
     )
 
 
+@functools.cache
+def _key_cache(settings: Settings) -> KeyCache:
+    return KeyCache(ttl_s=settings.api_key_cache_s)
+
+
 def _authenticate(settings: Settings, *, key: str) -> ApiKey | None:
+    return _key_cache(settings).get_or_load(key, functools.partial(_read_key, settings))
+
+
+def _read_key(settings: Settings, key: str) -> ApiKey | None:
     # The key is read in a session of its own, one statement without a transaction, and the
     # connection goes back to the pool in this same trip to the thread pool: a request never
     # holds one between trips (a crowd of waiting requests could otherwise take every pool
     # thread, each blocked on a connection only a waiter can free), a status poll saves two round
     # trips, and a route that needs no session of its own does without one. The key comes back
     # detached, its columns loaded.
-    with get_session_factory(settings)() as session:
-        single_statement_reads(session)
+    with get_read_session_factory(settings)() as session:
         return authenticate(session, key=key)
 
 
@@ -189,8 +199,7 @@ def _stream_key(
     if token is None:
         return _api_key(request, settings, credentials)
     client = request.client.host if request.client else "unknown"
-    with get_session_factory(settings)() as session:
-        single_statement_reads(session)
+    with get_read_session_factory(settings)() as session:
         key = key_for_stream_token(
             session, settings, token=token, job_id=request.path_params.get("job_id", "")
         )

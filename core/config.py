@@ -157,6 +157,11 @@ class Settings(BaseSettings):
     # refills, so guessing keys stays slow. Successful requests spend nothing here.
     auth_failures_per_min: float = Field(default=60.0, gt=0)
     auth_failures_burst: int = Field(default=30, ge=1)
+    # How long an API process trusts a key it has looked up before reading it again: a status poll
+    # then costs one database read instead of two (bench/api.py). A key revoked (or a tenant
+    # deactivated) is refused by every process within this many seconds; 0 reads the key on every
+    # request.
+    api_key_cache_s: float = Field(default=2.0, ge=0, le=60)
 
     # Webhooks. Loopback, private and link-local receivers are refused unless allowed (an
     # on-premises receiver, or tests); cloud metadata addresses are refused always.

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.config import Settings
 from core.events import EventChannel, publish_on_commit
 
-__all__ = ["check_database", "get_engine", "get_session_factory", "single_statement_reads", "upsert"]
+__all__ = ["check_database", "get_engine", "get_read_session_factory", "get_session_factory", "upsert"]
 
 
 # A connection handed back this recently is not pinged when it is taken again. A restarted
@@ -31,7 +31,7 @@ _PING_IDLE_AFTER_S = 1.0
 
 
 @functools.cache
-def _engine(url: str, pool_size: int, pid: int) -> Engine:
+def _engine(url: str, pool_size: int, pid: int, autocommit: bool = False) -> Engine:
     # pid is part of the key: a pool inherited across fork() shares sockets with the parent.
     engine = create_engine(
         url,
@@ -39,6 +39,9 @@ def _engine(url: str, pool_size: int, pid: int) -> Engine:
         max_overflow=pool_size,
         pool_recycle=1800,
         connect_args={"connect_timeout": 5, "application_name": "deepfakestream"},
+        # Set once per connection, not per checkout: switching a shared pool's connection to
+        # autocommit and back cost a status poll a fifth of its time (bench/api.py, profiled).
+        **({"isolation_level": "AUTOCOMMIT"} if autocommit else {}),
     )
     _ping_idle_connections(engine)
     return engine
@@ -81,12 +84,18 @@ def get_session_factory(settings: Settings) -> sessionmaker[Session]:
     return _session_factory(get_engine(settings), settings, EventChannel.from_settings(settings))
 
 
-def single_statement_reads(session: Session) -> None:
-    """The session's next transaction runs each statement on its own (autocommit), sparing the
-    BEGIN and ROLLBACK round trips a plain read pays; for reads of one statement each, made before
-    the session's first statement. Committing the session then gives the connection back without
-    a round trip."""
-    session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+@functools.cache
+def _read_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def get_read_session_factory(settings: Settings) -> sessionmaker[Session]:
+    """Sessions for reads of one statement each (a key, a job's status): every statement runs on
+    its own in autocommit, sparing the BEGIN and ROLLBACK round trips of a transaction, on a pool
+    of its own whose connections stay in autocommit. Never for writes: nothing is published on
+    commit and nothing is atomic."""
+    engine = _engine(settings.database_url, settings.database_pool_size, os.getpid(), autocommit=True)
+    return _read_session_factory(engine)
 
 
 def check_database(settings: Settings) -> None:

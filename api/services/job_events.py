@@ -28,7 +28,7 @@ from api.events import FALLBACK_POLL_S, RESYNC, JobEventHub
 from api.schemas.jobs import JobPublic
 from api.services.jobs import get_job
 from core.config import Settings
-from core.db import get_session_factory, single_statement_reads
+from core.db import get_read_session_factory
 from core.errors import InvalidRequestError, NotFoundError
 from core.events import JobEvent, JobEventKind
 from core.models import ApiKey, Tenant
@@ -73,8 +73,7 @@ def check_wait(wait: float | None, settings: Settings) -> float | None:
 
 def read_job(settings: Settings, *, tenant_id: uuid.UUID, job_id: str) -> JobPublic:
     """The tenant's job as GET /v1/jobs/{id} answers it, from a session held only for the read."""
-    with get_session_factory(settings)() as session:
-        single_statement_reads(session)
+    with get_read_session_factory(settings)() as session:
         return JobPublic.from_job(get_job(session, tenant_id=tenant_id, job_id=job_id))
 
 

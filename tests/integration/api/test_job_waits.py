@@ -24,7 +24,7 @@ from sqlalchemy import update
 
 from api.app import create_app
 from core.config import Settings
-from core.db import get_engine, get_session_factory
+from core.db import get_engine, get_read_session_factory, get_session_factory
 from core.events import JobEvent, JobEventKind, announce
 from core.jobs import fail_job
 from core.keys import revoke_api_key
@@ -210,7 +210,7 @@ def test_waiters_hold_no_database_connection(
     headers = make_key()
     with TestClient(app) as setup:
         job_ids = [_submit(setup, headers, small_video).json()["id"] for _ in range(5)]
-    pool = get_engine(api_settings).pool
+    pools = [get_engine(api_settings).pool, get_read_session_factory(api_settings).kw["bind"].pool]
 
     async def scenario() -> tuple[list[httpx.Response], int, int]:
         transport = httpx.ASGITransport(app=app)
@@ -224,7 +224,8 @@ def test_waiters_hold_no_database_connection(
             while hub.waiting < 50 and time.monotonic() < deadline:
                 await asyncio.sleep(0.05)
             await asyncio.sleep(0.3)
-            waiting, checked_out = hub.waiting, pool.checkedout()  # type: ignore[attr-defined]
+            waiting = hub.waiting
+            checked_out = sum(pool.checkedout() for pool in pools)  # type: ignore[attr-defined]
             for job_id in job_ids:
                 await asyncio.to_thread(_fail, api_settings, job_id)
             responses = await asyncio.wait_for(asyncio.gather(*waits), timeout=20)
