@@ -25,7 +25,7 @@ class KeyCache:
 
     def __init__(
         self, *, ttl_s: float, max_keys: int = _MAX_KEYS, clock: Callable[[], float] = time.monotonic
-    ):
+    ) -> None:
         self._ttl_s = ttl_s
         self._max_keys = max_keys
         self._clock = clock

@@ -19,7 +19,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.config import Settings
 from core.events import EventChannel, publish_on_commit
 
-__all__ = ["check_database", "get_engine", "get_read_session_factory", "get_session_factory", "upsert"]
+__all__ = [
+    "check_database",
+    "get_engine",
+    "get_read_engine",
+    "get_read_session_factory",
+    "get_session_factory",
+    "upsert",
+]
 
 
 # A connection handed back this recently is not pinged when it is taken again. A restarted
@@ -89,13 +96,16 @@ def _read_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def get_read_engine(settings: Settings) -> Engine:
+    """The pool of ``get_read_session_factory``: its connections stay in autocommit."""
+    return _engine(settings.database_url, settings.database_pool_size, os.getpid(), autocommit=True)
+
+
 def get_read_session_factory(settings: Settings) -> sessionmaker[Session]:
     """Sessions for reads of one statement each (a key, a job's status): every statement runs on
     its own in autocommit, sparing the BEGIN and ROLLBACK round trips of a transaction, on a pool
-    of its own whose connections stay in autocommit. Never for writes: nothing is published on
-    commit and nothing is atomic."""
-    engine = _engine(settings.database_url, settings.database_pool_size, os.getpid(), autocommit=True)
-    return _read_session_factory(engine)
+    of its own. Never for writes: nothing is published on commit and nothing is atomic."""
+    return _read_session_factory(get_read_engine(settings))
 
 
 def check_database(settings: Settings) -> None:

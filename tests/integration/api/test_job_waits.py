@@ -24,7 +24,7 @@ from sqlalchemy import update
 
 from api.app import create_app
 from core.config import Settings
-from core.db import get_engine, get_read_session_factory, get_session_factory
+from core.db import get_engine, get_read_engine, get_session_factory
 from core.events import JobEvent, JobEventKind, announce
 from core.jobs import fail_job
 from core.keys import revoke_api_key
@@ -210,7 +210,7 @@ def test_waiters_hold_no_database_connection(
     headers = make_key()
     with TestClient(app) as setup:
         job_ids = [_submit(setup, headers, small_video).json()["id"] for _ in range(5)]
-    pools = [get_engine(api_settings).pool, get_read_session_factory(api_settings).kw["bind"].pool]
+    pools = [get_engine(api_settings).pool, get_read_engine(api_settings).pool]
 
     async def scenario() -> tuple[list[httpx.Response], int, int]:
         transport = httpx.ASGITransport(app=app)
