@@ -21,6 +21,7 @@ __all__ = [
     "h264_like",
     "horizontal_flip",
     "jpeg_compress",
+    "pair_degrade",
     "shift_scale_rotate",
 ]
 
@@ -173,3 +174,31 @@ class Augmenter:
         if rng.random() < 0.2 * p:
             out = cutout(out, rng=rng, fraction=float(rng.uniform(0.15, 0.35)))
         return out
+
+
+def pair_degrade(
+    images: tuple[np.ndarray, ...], rng: np.random.Generator, augment: Augmenter
+) -> tuple[np.ndarray, ...]:
+    """Degrade every image of a pair (a real face and its self-blend) in exactly the same way.
+
+    A self-blend's blended region was resampled and lost the JPEG block traces its real twin
+    keeps; a network can learn that difference instead of the blend. So both members are
+    resampled (down and back up) and re-compressed with the same parameters, which erases the
+    traces of their past on both, and then go through the augmentation chain with the same
+    draws. The random choices come from one seed drawn from ``rng``.
+    """
+    seed = int(rng.integers(2**63))
+    out = []
+    for image in images:
+        _check(image)
+        local = np.random.default_rng(seed)
+        degraded = image
+        if local.random() < 0.8:
+            degraded = downscale_upscale(degraded, scale=float(local.uniform(0.5, 0.95)))
+        quality = int(local.integers(50, 96))
+        if local.random() < 0.5:
+            degraded = jpeg_compress(degraded, quality=quality)
+        else:
+            degraded = h264_like(degraded, quality=quality)
+        out.append(augment(degraded, local))
+    return tuple(out)

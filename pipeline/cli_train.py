@@ -76,6 +76,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="blend through an ellipse instead of a hull from each face's MTCNN landmarks",
     )
     parser.add_argument(
+        "--sbi-landmark-points",
+        type=int,
+        choices=(5, 68),
+        default=5,
+        help="blending hull from MTCNN's 5 points or dlib's 68 (the 68 need the train extra)",
+    )
+    parser.add_argument(
+        "--sbi-pairs",
+        action="store_true",
+        help="self-blends come as pairs with their real face in the same batch, both degraded alike",
+    )
+    parser.add_argument(
+        "--lower-face-ratio",
+        type=float,
+        default=0.0,
+        help="share of self-blends covering only the mouth and jaw, rendered at low resolution "
+        "(lip-sync traces; needs --sbi-landmark-points 68)",
+    )
+    parser.add_argument(
         "--sbi-only",
         action="store_true",
         help="train on REAL faces and their self-blends only (the dataset's FAKE crops still validate)",
@@ -139,6 +158,9 @@ def run(args: argparse.Namespace) -> int:
         pretrained=args.pretrained,
         sbi_landmarks=not args.no_sbi_landmarks,
         sbi_only=args.sbi_only,
+        sbi_landmark_points=args.sbi_landmark_points,
+        sbi_pairs=args.sbi_pairs,
+        lower_face_ratio=args.lower_face_ratio,
         input_size=args.input_size,
         use_srm=not args.no_srm,
         face_margin=args.face_margin,

@@ -10,7 +10,19 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-__all__ = ["BLEND_RATIOS", "SelfBlended", "face_hull_mask", "perturb_source", "self_blend"]
+__all__ = [
+    "BLEND_RATIOS",
+    "REGIONS",
+    "SelfBlended",
+    "face_hull_mask",
+    "lower_face_source",
+    "perturb_source",
+    "self_blend",
+]
+
+# Where the blend goes: the whole face (the paper's self-blend), or only the mouth and jaw, as a
+# lip-sync tool pastes its generated lower face back into the frame (needs 68 landmarks).
+REGIONS = ("face", "lower")
 
 # The paper draws the blend ratio from this multiset, so a full-strength blend is the common case.
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
@@ -19,7 +31,9 @@ BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
 @dataclass(frozen=True)
 class SelfBlended:
     image: np.ndarray  # RGB uint8, same shape as the input
-    mask: np.ndarray  # float32 (H, W) in [0, 1]: the weight of the perturbed source per pixel
+    mask: np.ndarray  # float32 (H, W) in [0, 1]: the weight of the source copy per pixel
+    # Which copy was perturbed: "source" (inside the mask) or "target" (the surroundings).
+    perturbed: str = "source"
 
 
 def _landmark_hull(landmarks: np.ndarray, size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -47,6 +61,27 @@ def _landmark_hull(landmarks: np.ndarray, size: tuple[int, int], rng: np.random.
     )
     mask = np.zeros(size, dtype=np.uint8)
     hull = cv2.convexHull(np.round(hull_points).astype(np.int32))
+    cv2.fillConvexPoly(mask, hull, 1)
+    return mask
+
+
+def _hull68(
+    landmarks: np.ndarray, size: tuple[int, int], rng: np.random.Generator, region: str
+) -> np.ndarray:
+    """Convex hull of the 68 iBUG landmarks: the whole face with the brows raised towards the
+    forehead by a random amount, or the lower face (jaw line below the cheekbones and the nose's
+    base), which is what lip-sync methods regenerate."""
+    points = np.asarray(landmarks, dtype=np.float32).reshape(68, 2)
+    if region == "lower":
+        # The nose's base, raised by a random share of the nose length: how far up the cheeks go.
+        nose_base = points[31:36] - (points[33] - points[30]) * rng.uniform(0.0, 0.6)
+        chosen = np.concatenate([points[2:15], nose_base])
+    else:
+        brows = points[17:27]
+        lift = (points[30] - points[27]) * float(rng.uniform(0.0, 0.6))  # nose-bridge length upward
+        chosen = np.concatenate([points[0:17], brows - lift])
+    mask = np.zeros(size, dtype=np.uint8)
+    hull = cv2.convexHull(np.round(chosen).astype(np.int32))
     cv2.fillConvexPoly(mask, hull, 1)
     return mask
 
@@ -88,10 +123,28 @@ def _elastic(mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 def face_hull_mask(
-    size: tuple[int, int], *, rng: np.random.Generator, landmarks: np.ndarray | None = None
+    size: tuple[int, int],
+    *,
+    rng: np.random.Generator,
+    landmarks: np.ndarray | None = None,
+    region: str = "face",
 ) -> np.ndarray:
-    """The soft blending mask, float32 (H, W) in [0, 1], before the blend ratio is applied."""
-    hull = _landmark_hull(landmarks, size, rng) if landmarks is not None else _geometric_hull(size, rng)
+    """The soft blending mask, float32 (H, W) in [0, 1], before the blend ratio is applied.
+
+    ``landmarks``: MTCNN's five points or the 68 iBUG points (N × 2 either way), or None for an
+    ellipse placed from the crop geometry. ``region="lower"`` needs the 68 points.
+    """
+    if region not in REGIONS:
+        raise ValueError(f"unknown blend region {region!r}; use one of {REGIONS}")
+    count = 0 if landmarks is None else np.asarray(landmarks).size // 2
+    if region == "lower" and count != 68:
+        raise ValueError("a lower-face blend needs the 68 landmarks")
+    if count == 68:
+        hull = _hull68(np.asarray(landmarks), size, rng, region)
+    elif landmarks is not None:
+        hull = _landmark_hull(landmarks, size, rng)
+    else:
+        hull = _geometric_hull(size, rng)
     hull = _elastic(hull, rng)
     if not hull.any():  # a deformation cannot erase a face-sized hull, but never blend through nothing
         hull = _geometric_hull(size, rng)
@@ -151,8 +204,29 @@ def perturb_source(image: np.ndarray, *, rng: np.random.Generator) -> np.ndarray
     )
 
 
+def lower_face_source(image: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
+    """The face as a lip-sync generator would repaint it: rendered at a low resolution (such
+    models work on 96–256 px faces) and scaled back up, with a slight colour and blur change."""
+    height, width = image.shape[:2]
+    scale = rng.uniform(0.25, 0.6)
+    small = cv2.resize(
+        image, (max(8, round(width * scale)), max(8, round(height * scale))), interpolation=cv2.INTER_AREA
+    )
+    if rng.random() < 0.5:
+        small = cv2.GaussianBlur(small, (0, 0), sigmaX=float(rng.uniform(0.3, 0.9)))
+    interpolation = cv2.INTER_CUBIC if rng.random() < 0.5 else cv2.INTER_LINEAR
+    source = cv2.resize(small, (width, height), interpolation=interpolation).astype(np.float32)
+    if rng.random() < 0.5:
+        source += rng.uniform(-8, 8, 3).astype(np.float32)
+    return np.clip(source, 0, 255).astype(np.uint8)
+
+
 def self_blend(
-    image: np.ndarray, *, rng: np.random.Generator, landmarks: np.ndarray | None = None
+    image: np.ndarray,
+    *,
+    rng: np.random.Generator,
+    landmarks: np.ndarray | None = None,
+    region: str = "face",
 ) -> SelfBlended:
     """Blend a perturbed copy of the real face ``image`` (RGB uint8) back into it.
 
@@ -161,20 +235,32 @@ def self_blend(
     a deformed, blurred face-hull mask scaled by a random ratio (``face_hull_mask``):
     ``blended = source · mask + target · (1 − mask)``. The result carries the statistics of a
     face swap (blending boundary, colour and sharpness mismatch, slight misalignment) without
-    any identity change. With the five MTCNN landmarks the hull follows the face; without them
-    (pre-cut crops) it is an ellipse placed from the crop geometry.
+    any identity change. With landmarks (MTCNN's five or the 68 iBUG points) the hull follows
+    the face; without them (pre-cut crops) it is an ellipse placed from the crop geometry.
+    Either copy may be the perturbed one (a coin flip, as the paper's source–target
+    augmentation): the boundary then separates an untouched face from perturbed surroundings.
 
-    Pixels where the returned mask is 0 are exactly the input's.
+    ``region="lower"`` (68 landmarks) blends only the mouth and jaw, from a low-resolution
+    rendering of the face (``lower_face_source``): the trace of a lip-sync tool.
+
+    When the source is the perturbed copy, pixels where the returned mask is 0 are exactly the
+    input's.
     """
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an RGB uint8 face (H, W, 3), got {image.dtype} {image.shape}")
-    if landmarks is not None and np.asarray(landmarks).size != 10:
-        raise ValueError("landmarks must be the five (x, y) points of MTCNN")
+    if landmarks is not None and np.asarray(landmarks).size not in (10, 136):
+        raise ValueError("landmarks must be the five (x, y) points of MTCNN or the 68 iBUG points")
     size = (image.shape[0], image.shape[1])
-    source = perturb_source(image, rng=rng)
-    mask = face_hull_mask(size, rng=rng, landmarks=landmarks)
+    target, perturbed = image, "source"
+    if region == "lower":
+        source = lower_face_source(image, rng=rng)
+    else:
+        source = perturb_source(image, rng=rng)
+        if rng.random() < 0.5:
+            source, target, perturbed = image, source, "target"
+    mask = face_hull_mask(size, rng=rng, landmarks=landmarks, region=region)
     mask *= float(rng.choice(BLEND_RATIOS))
     weight = mask[:, :, None]
-    blended = source.astype(np.float32) * weight + image.astype(np.float32) * (1.0 - weight)
+    blended = source.astype(np.float32) * weight + target.astype(np.float32) * (1.0 - weight)
     out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-    return SelfBlended(image=out, mask=mask.astype(np.float32))
+    return SelfBlended(image=out, mask=mask.astype(np.float32), perturbed=perturbed)

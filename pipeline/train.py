@@ -92,6 +92,16 @@ class TrainConfig:
     # Train on self-blends as the only fakes: the dataset's FAKE crops are left out of training
     # (validation keeps them), as in the paper.
     sbi_only: bool = False
+    # 5: the hull from MTCNN's five points; 68: from dlib's 68 points placed on them (needs the
+    # ``train`` extra's dlib-bin and face-recognition-models), which also allows lower-face blends.
+    sbi_landmark_points: int = 5
+    # Self-blend slots come as pairs: a real face and its own self-blend in the same batch, both
+    # degraded the same way afterwards (resampling, compression, the augmentation chain), so the
+    # only difference the network can learn is the blend itself.
+    sbi_pairs: bool = False
+    # Share of self-blends that blend only the mouth and jaw from a low-resolution rendering
+    # (the trace of lip-sync tools); needs 68 landmarks.
+    lower_face_ratio: float = 0.0
     augment_strength: float = 1.0
     val_fraction: float = 0.2
     seed: int = 0
@@ -131,6 +141,17 @@ class TrainConfig:
             raise TrainingError("--real-data-ratio needs a --real-data folder", code="invalid_arguments")
         if self.sbi_only and self.sbi_ratio <= 0:
             raise TrainingError("--sbi-only needs a positive --sbi-ratio", code="invalid_arguments")
+        if self.sbi_landmark_points not in (5, 68):
+            raise TrainingError("--sbi-landmark-points must be 5 or 68", code="invalid_arguments")
+        if not 0.0 <= self.lower_face_ratio <= 1.0:
+            raise TrainingError("--lower-face-ratio must be in [0, 1]", code="invalid_arguments")
+        if self.lower_face_ratio > 0 and (self.sbi_landmark_points != 68 or not self.sbi_landmarks):
+            raise TrainingError(
+                "--lower-face-ratio needs --sbi-landmark-points 68 (the mouth and jaw outline)",
+                code="invalid_arguments",
+            )
+        if self.sbi_pairs and self.sbi_ratio <= 0:
+            raise TrainingError("--sbi-pairs needs a positive --sbi-ratio", code="invalid_arguments")
 
 
 def _prepare(config: TrainConfig, say: Callable[[str], None]) -> Prepared:
@@ -229,14 +250,20 @@ def train(
     if config.sbi_ratio > 0 and config.sbi_landmarks:
         from pipeline.landmarks import cached_crop_landmarks
 
-        sampler.use_landmarks(
-            cached_crop_landmarks(
-                prepared.reals,
-                cache_dir=config.cache_dir,
-                detector_factory=lambda: _landmark_detector(config.input_size),
-                say=say,
-            )
+        five = cached_crop_landmarks(
+            prepared.reals,
+            cache_dir=config.cache_dir,
+            detector_factory=lambda: _landmark_detector(config.input_size),
+            say=say,
         )
+        if config.sbi_landmark_points == 68:
+            from pipeline.landmarks68 import cached_crop_landmarks68
+
+            sampler.use_landmarks(
+                cached_crop_landmarks68(prepared.reals, five, cache_dir=config.cache_dir, say=say)
+            )
+        else:
+            sampler.use_landmarks(five)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from pipeline.augment import Augmenter
+from pipeline.augment import Augmenter, pair_degrade
 from pipeline.datasets import CropSet, identity_split, load_dataset
 from pipeline.errors import TrainingError
 from pipeline.model import DeepfakeClassifier
@@ -54,6 +54,10 @@ class Sampler:
     probability ``real_data_ratio``, a face from the REAL-only folders (REAL); else the next
     dataset crop. Feeding the REAL-only faces as REAL as well as blending them keeps the network
     from learning their recording conditions as a sign of manipulation.
+
+    With ``sbi_pairs`` the self-blend slots come in twos instead: a real face (REAL) and its own
+    self-blend (FAKE), degraded identically (``pair_degrade``); a share ``lower_face_ratio`` of
+    those blends covers only the mouth and jaw.
     """
 
     def __init__(
@@ -76,11 +80,51 @@ class Sampler:
         self.steps_per_epoch = max(1, len(train) // config.batch_size)
 
     def use_landmarks(self, landmarks: np.ndarray) -> None:
-        """(len(reals), 5, 2) landmarks for the self-blending sources; NaN rows use the ellipse."""
+        """(len(reals), 5 or 68, 2) landmarks for the self-blending sources; NaN rows use the ellipse."""
         self.real_landmarks = landmarks
+
+    def _blend(self, pick: int, rng: np.random.Generator) -> np.ndarray:
+        marks = self.real_landmarks[pick] if self.real_landmarks is not None else None
+        if marks is not None and not np.isfinite(marks).all():
+            marks = None
+        region = "face"
+        if (
+            marks is not None
+            and marks.shape[0] == 68
+            and self.config.lower_face_ratio > 0
+            and rng.random() < self.config.lower_face_ratio
+        ):
+            region = "lower"
+        return self_blend(self.reals[pick], rng=rng, landmarks=marks, region=region).image
+
+    def _pairs_batch(self, epoch: int, step_in_epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        config = self.config
+        order = rng_for(config.seed, 1, epoch).permutation(len(self.train))
+        rows = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
+        rng = rng_for(config.seed, 2, epoch, step_in_epoch)
+        pair_slots = 2 * round(len(rows) * config.sbi_ratio / 2.0)
+        images = np.empty((len(rows), *self.train.images.shape[1:]), dtype=np.uint8)
+        labels = np.empty(len(rows), dtype=np.float32)
+        for slot in range(0, pair_slots, 2):
+            pick = int(rng.integers(len(self.reals)))
+            fake = self._blend(pick, rng)
+            images[slot], images[slot + 1] = pair_degrade((self.reals[pick], fake), rng, self.augment)
+            labels[slot], labels[slot + 1] = 0.0, 1.0
+        for slot in range(pair_slots, len(rows)):
+            draw = rng.random()
+            if draw < config.real_data_ratio:
+                image, label = self.extra_reals[int(rng.integers(len(self.extra_reals)))], 0.0
+            else:
+                row = rows[slot]
+                image, label = self.train.images[row], float(self.train.labels[row])
+            images[slot] = self.augment(image, rng)
+            labels[slot] = label
+        return images, labels
 
     def batch(self, epoch: int, step_in_epoch: int) -> tuple[np.ndarray, np.ndarray]:
         config = self.config
+        if config.sbi_pairs:
+            return self._pairs_batch(epoch, step_in_epoch)
         order = rng_for(config.seed, 1, epoch).permutation(len(self.train))
         rows = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
         rng = rng_for(config.seed, 2, epoch, step_in_epoch)
@@ -89,11 +133,7 @@ class Sampler:
         for slot, row in enumerate(rows):
             draw = rng.random() if config.sbi_ratio > 0 or config.real_data_ratio > 0 else 1.0
             if draw < config.sbi_ratio:
-                pick = int(rng.integers(len(self.reals)))
-                marks = self.real_landmarks[pick] if self.real_landmarks is not None else None
-                if marks is not None and not np.isfinite(marks).all():
-                    marks = None
-                image, label = self_blend(self.reals[pick], rng=rng, landmarks=marks).image, 1.0
+                image, label = self._blend(int(rng.integers(len(self.reals))), rng), 1.0
             elif draw < config.sbi_ratio + config.real_data_ratio:
                 image, label = self.extra_reals[int(rng.integers(len(self.extra_reals)))], 0.0
             else:

@@ -81,7 +81,12 @@ def load_state(
 
 
 # Settings added after runs were saved: a saved run without them used these values.
-_ADDED_LATER: dict[str, Any] = {"real_data_ratio": 0.0}
+_ADDED_LATER: dict[str, Any] = {
+    "real_data_ratio": 0.0,
+    "sbi_landmark_points": 5,
+    "sbi_pairs": False,
+    "lower_face_ratio": 0.0,
+}
 
 
 def check_same_settings(run_dir: Path, state: dict[str, Any], config: TrainConfig) -> int:
@@ -124,6 +129,9 @@ def resume_key(config: TrainConfig) -> str:
         "pretrained",
         "sbi_landmarks",
         "sbi_only",
+        "sbi_landmark_points",
+        "sbi_pairs",
+        "lower_face_ratio",
     )
     doc = asdict(config)
     return json.dumps({k: doc[k] for k in keys}, sort_keys=True)

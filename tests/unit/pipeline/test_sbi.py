@@ -9,6 +9,11 @@ from pipeline.sbi import face_hull_mask, self_blend
 from tests.utils.training import source_image
 
 
+def _blends_with_source_perturbed(face: np.ndarray, count: int, **kwargs: object) -> list:
+    blends = [self_blend(face, rng=np.random.default_rng(seed), **kwargs) for seed in range(count)]  # type: ignore[arg-type]
+    return [b for b in blends if b.perturbed == "source"]
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_output_differs_from_source_only_inside_the_mask(seed: int) -> None:
     face = source_image(96)
@@ -17,7 +22,12 @@ def test_output_differs_from_source_only_inside_the_mask(seed: int) -> None:
     assert result.mask.shape == face.shape[:2] and result.mask.dtype == np.float32
     changed = np.any(result.image != face, axis=2)
     assert changed.any(), "a self-blend must change something"
-    assert not np.any(changed & (result.mask == 0)), "pixels outside the mask must be untouched"
+    if result.perturbed == "source":
+        assert not np.any(changed & (result.mask == 0)), "pixels outside the mask must be untouched"
+    else:
+        # The surroundings were perturbed instead: the boundary is there all the same.
+        assert result.perturbed == "target"
+        assert np.any(changed & (result.mask == 0))
     outside = result.mask == 0
     assert outside.any() and outside[0, 0] and outside[0, -1], "the crop's corners lie outside the face hull"
 
@@ -33,8 +43,8 @@ def test_mask_is_soft_bounded_and_centred_on_the_face() -> None:
 def test_landmark_hull_covers_the_landmarks() -> None:
     face = source_image(96)
     landmarks = np.array([[34, 40], [62, 40], [48, 55], [37, 70], [59, 70]], dtype=np.float32)
-    result = self_blend(face, rng=np.random.default_rng(0), landmarks=landmarks)
-    assert not np.any(np.any(result.image != face, axis=2) & (result.mask == 0))
+    for result in _blends_with_source_perturbed(face, 4, landmarks=landmarks):
+        assert not np.any(np.any(result.image != face, axis=2) & (result.mask == 0))
     mask = face_hull_mask((96, 96), rng=np.random.default_rng(0), landmarks=landmarks)
     for x, y in landmarks.astype(int):
         assert mask[y, x] > 0, (x, y)
@@ -55,3 +65,48 @@ def test_bad_inputs_are_refused() -> None:
         self_blend(face.astype(np.float32), rng=np.random.default_rng(0))
     with pytest.raises(ValueError, match="five"):
         self_blend(face, rng=np.random.default_rng(0), landmarks=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="68 landmarks"):
+        self_blend(face, rng=np.random.default_rng(0), region="lower")
+    with pytest.raises(ValueError, match="region"):
+        face_hull_mask((64, 64), rng=np.random.default_rng(0), region="eyes")
+
+
+def test_either_copy_can_be_the_perturbed_one() -> None:
+    face = source_image(64)
+    roles = {self_blend(face, rng=np.random.default_rng(seed)).perturbed for seed in range(16)}
+    assert roles == {"source", "target"}
+
+
+def _landmarks68(size: int) -> np.ndarray:
+    """A plausible frontal 68-point layout for a face filling a ``size`` crop."""
+    s = size / 96.0
+    jaw = [(14 + 68 * t, 40 + 40 * np.sin(np.pi * t)) for t in np.linspace(0, 1, 17)]
+    brows = [(22 + 5 * i, 30 - (2 if i in (2, 7) else 0)) for i in range(10)]
+    nose = [(48, 36 + 4 * i) for i in range(4)] + [(40 + 4 * i, 56) for i in range(5)]
+    eyes = [(30 + 3 * i, 40) for i in range(6)] + [(56 + 3 * i, 40) for i in range(6)]
+    mouth = [(36 + 24 * t, 68 + 4 * np.sin(np.pi * t)) for t in np.linspace(0, 1, 20)]
+    points = np.array(jaw + brows + nose + eyes + mouth, dtype=np.float32) * s
+    assert points.shape == (68, 2)
+    return points
+
+
+def test_68_point_hull_follows_the_jaw_and_stays_inside_the_face() -> None:
+    face = source_image(96)
+    marks = _landmarks68(96)
+    mask = face_hull_mask((96, 96), rng=np.random.default_rng(0), landmarks=marks)
+    assert mask[60, 48] > 0.9, "the face centre is blended"
+    assert mask[2, 2] == 0 and mask[93, 2] == 0, "the corners outside the jaw line are not"
+    for result in _blends_with_source_perturbed(face, 6, landmarks=marks):
+        assert not np.any(np.any(result.image != face, axis=2) & (result.mask == 0))
+
+
+def test_lower_face_blend_changes_the_mouth_not_the_eyes() -> None:
+    face = source_image(96)
+    marks = _landmarks68(96)
+    for seed in range(6):
+        result = self_blend(face, rng=np.random.default_rng(seed), landmarks=marks, region="lower")
+        assert result.perturbed == "source"
+        assert result.mask[70, 48] > 0, "the mouth lies inside the blended region"
+        assert result.mask[:36].max() == 0, "the eyes and brows stay untouched"
+        assert np.array_equal(result.image[:36], face[:36])
+        assert np.any(result.image[60:80] != face[60:80])

@@ -94,3 +94,47 @@ def test_runs_saved_before_the_setting_existed_still_resume(tmp_path: object) ->
     with pytest.raises(TrainingError) as caught:
         check_same_settings(tmp_path, state, _config(epochs=8, real_data_ratio=0.1))  # type: ignore[arg-type]
     assert caught.value.code == "resume_mismatch"
+
+
+def _face_crops(n: int, label: int) -> CropSet:
+    from tests.utils.training import source_image
+
+    crop_set = _crops(n, 0, label)
+    crop_set.images[:] = source_image(SIZE)
+    return crop_set
+
+
+def test_pairs_put_each_real_face_beside_its_own_self_blend() -> None:
+    reals = _face_crops(20, 0)
+    config = _config(sbi_ratio=0.5, sbi_pairs=True, batch_size=20, augment_strength=1.0)
+    sampler = Sampler(_crops(100, 200, 1), reals.images, config)
+    images, labels = sampler.batch(0, 0)
+    assert labels[:10].tolist() == [0.0, 1.0] * 5, "pairs first: REAL then its FAKE twin"
+    assert np.all(labels[10:] == 1.0) and np.all(images[10:] != 0), "then the dataset's crops"
+    for slot in range(0, 10, 2):
+        real, fake = images[slot].astype(int), images[slot + 1].astype(int)
+        assert not np.array_equal(real, fake), "the blend must differ from its twin"
+        # Same degradation on both members: away from the face (the crop's corners, outside
+        # any blending hull) they are nearly identical.
+        assert np.abs(real[:3, :3] - fake[:3, :3]).mean() < 20
+
+
+def test_pairs_are_reproducible_per_step() -> None:
+    reals = _face_crops(8, 0)
+    config = _config(sbi_ratio=0.5, sbi_pairs=True, batch_size=10, augment_strength=1.0)
+    first = Sampler(_crops(40, 200, 1), reals.images, config).batch(1, 2)
+    second = Sampler(_crops(40, 200, 1), reals.images, config).batch(1, 2)
+    assert np.array_equal(first[0], second[0]) and np.array_equal(first[1], second[1])
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"sbi_landmark_points": 7}, "5 or 68"),
+        ({"lower_face_ratio": 0.3}, "68"),
+        ({"sbi_pairs": True, "sbi_ratio": 0.0}, "--sbi-pairs"),
+    ],
+)
+def test_bad_pair_settings_are_refused(changes: dict[str, object], needle: str) -> None:
+    with pytest.raises(TrainingError, match=needle):
+        _config(**changes).validate()
