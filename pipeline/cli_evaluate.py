@@ -51,17 +51,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="video score from face scores (videos only; every method is also tabulated)",
     )
     parser.add_argument("--cache-dir", default=None, help="crop cache (default runs/cache)")
+    parser.add_argument(
+        "--pairs",
+        default=None,
+        metavar="CSV",
+        help="matched pairs (columns real,fake: the same footage before and after manipulation); "
+        "their score differences are reported",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from pipeline.datasets import DEFAULT_CACHE_DIR
-    from pipeline.evaluate import evaluate, format_report, write_outputs
+    from pipeline.evaluate import evaluate, format_report, read_pairs, write_outputs
     from pipeline.model import DEFAULT_MODEL_PATH
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
 
     try:
+        pairs = read_pairs(args.pairs) if args.pairs else None
         evaluation = evaluate(
             args.data,
             args.model or DEFAULT_MODEL_PATH,
@@ -73,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
             say=say,
             tta_flip=args.tta_flip,
             aggregation=args.aggregation,
+            pairs=pairs,
         )
         written = write_outputs(evaluation, args.out) if args.out else {}
     except PipelineError as exc:

@@ -28,7 +28,11 @@ __all__ = [
     "ItemScore",
     "evaluate",
     "expected_calibration_error",
+    "family_metrics",
     "format_report",
+    "pair_metrics",
+    "read_families",
+    "read_pairs",
     "write_outputs",
 ]
 
@@ -42,6 +46,9 @@ class ItemScore:
     status: str = "ok"  # ok, no_face, or an error code
     # Videos: the score under every aggregation method, from the same analysis.
     by_method: dict[str, float | None] = field(default_factory=dict)
+    # The manipulation family from the metadata's ``family`` (``real`` for REAL items), or
+    # "fake"/"real" from the label when the metadata has none.
+    family: str = ""
 
 
 @dataclass
@@ -138,6 +145,7 @@ def evaluate(
     say: Callable[[str], None] | None = None,
     tta_flip: bool = False,
     aggregation: str = "mean",
+    pairs: list[tuple[str, str]] | None = None,
 ) -> Evaluation:
     """Score every item of ``data`` (restricted to ``split``) and compute the metrics at the
     checkpoint's threshold. ``val_fraction``/``seed`` default to those the checkpoint was trained with."""
@@ -165,6 +173,9 @@ def evaluate(
         config = AnalysisConfig(tta_flip=tta_flip, aggregation=aggregation)  # type: ignore[arg-type]
         analyzer = Analyzer(model_path=model_path, device=device, config=config)
         items = _score_videos(root, analyzer, indices_for, say)
+    families = read_families(root)
+    for item in items:
+        item.family = families.get(item.item) or ("fake" if item.label else "real")
     scored = [i for i in items if i.score is not None]
     threshold = float(model_config.threshold)
     labels = np.array([i.label for i in scored], dtype=np.int64)
@@ -186,6 +197,10 @@ def evaluate(
         )
     if kind == "videos":
         metrics["by_aggregation"] = _per_method(items, threshold)
+    if families:
+        metrics["by_family"] = family_metrics(items, threshold, band)
+    if pairs:
+        metrics["matched_pairs"] = pair_metrics(items, pairs)
     return Evaluation(
         data=str(root),
         kind=kind,
@@ -224,6 +239,102 @@ def _per_method(items: list[ItemScore], threshold: float) -> dict[str, dict[str,
             "real_mean_score": float(reals.mean()) if reals.size else None,
         }
     return table
+
+
+def read_families(root: str | Path) -> dict[str, str]:
+    """``family`` of each file in a dataset's ``metadata.json`` or ``metadata.csv``, where given."""
+    root = Path(root)
+    families: dict[str, str] = {}
+    json_path, csv_path = root / "metadata.json", root / "metadata.csv"
+    if csv_path.is_file():
+        with open(csv_path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                if row.get("family"):
+                    families[row["file"]] = row["family"]
+    elif json_path.is_file():
+        doc = json.loads(json_path.read_text(encoding="utf-8"))
+        for name, entry in doc.items():
+            if isinstance(entry, dict) and isinstance(entry.get("family"), str):
+                families[name] = entry["family"]
+    return families
+
+
+def read_pairs(path: str | Path) -> list[tuple[str, str]]:
+    """Matched pairs from a CSV with the columns ``real,fake`` (file names as the metadata gives
+    them): the same footage before and after a manipulation."""
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"real", "fake"} <= set(reader.fieldnames):
+            raise ValueError(f"{path} needs the columns real,fake")
+        return [(row["real"], row["fake"]) for row in reader]
+
+
+def family_metrics(
+    items: list[ItemScore], threshold: float, band: tuple[float, float] | None
+) -> dict[str, dict[str, Any]]:
+    """Per family: AUC of its items against every REAL item, log loss over those, recall (or,
+    for the real family, the share called FAKE), mean score, and the share inside the band."""
+    reals = [i for i in items if i.label == 0 and i.score is not None]
+    real_scores = np.array([i.score for i in reals], dtype=np.float64)
+    table: dict[str, dict[str, Any]] = {}
+    for family in sorted({i.family for i in items}, key=lambda f: (f == "real", f)):
+        members = [i for i in items if i.family == family]
+        scores = np.array([i.score for i in members if i.score is not None], dtype=np.float64)
+        is_real = all(i.label == 0 for i in members)
+        row: dict[str, Any] = {
+            "items": len(members),
+            "scored": int(scores.size),
+            "mean_score": float(scores.mean()) if scores.size else None,
+            "inconclusive_share": (
+                float(np.mean((scores >= band[0]) & (scores < band[1]))) if band and scores.size else None
+            ),
+        }
+        called_fake = float(np.mean(scores >= threshold)) if scores.size else None
+        if is_real:
+            row["false_positive_rate"] = called_fake
+            row["called_fake"] = int((scores >= threshold).sum())
+        else:
+            labels = np.concatenate([np.ones(scores.size), np.zeros(real_scores.size)])
+            pooled = np.concatenate([scores, real_scores])
+            m = binary_metrics(labels, pooled, threshold=threshold)
+            row |= {
+                "auc_vs_real": m["auc"],
+                "log_loss_with_real": m["log_loss"],
+                "recall": called_fake,
+                "called_fake": int((scores >= threshold).sum()),
+            }
+        table[family] = row
+    return table
+
+
+def pair_metrics(items: list[ItemScore], pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    """Score differences (fake − real) over matched pairs, and how often the fake ranks higher."""
+    by_name = {i.item: i for i in items}
+    rows: list[dict[str, Any]] = []
+    differences: list[float] = []
+    for real, fake in pairs:
+        real_item, fake_item = by_name.get(real), by_name.get(fake)
+        if real_item is None or fake_item is None:
+            raise ValueError(f"pair {real} / {fake}: not in the evaluated data")
+        real_score, fake_score = real_item.score, fake_item.score
+        difference = None if real_score is None or fake_score is None else fake_score - real_score
+        if difference is not None:
+            differences.append(difference)
+        rows.append(
+            {
+                "real": real,
+                "fake": fake,
+                "real_score": real_score,
+                "fake_score": fake_score,
+                "difference": difference,
+            }
+        )
+    return {
+        "pairs": rows,
+        "scored": len(differences),
+        "fake_above_real": sum(1 for d in differences if d > 0),
+        "mean_difference": float(np.mean(differences)) if differences else None,
+    }
 
 
 def expected_calibration_error(labels: np.ndarray, scores: np.ndarray, bins: int = 10) -> float:
@@ -292,6 +403,26 @@ def format_report(evaluation: Evaluation) -> str:
                 f"  {method:<12}  {_fmt(row['auc']):>9}  {_fmt(row['log_loss']):>9}  "
                 f"{_fmt(row['accuracy']):>9}  {row['real_called_fake']:>9}  {_fmt(row['real_mean_score']):>9}"
             )
+    if m.get("by_family"):
+        lines.append("family            items  AUC vs real  log loss   recall/FPR  mean score  inconclusive")
+        for family, row in m["by_family"].items():
+            rate = row.get("recall", row.get("false_positive_rate"))
+            lines.append(
+                f"  {family:<14}  {row['items']:>5}  {_fmt(row.get('auc_vs_real')):>11}  "
+                f"{_fmt(row.get('log_loss_with_real')):>9}  {_fmt(rate):>10}  "
+                f"{_fmt(row['mean_score']):>10}  {_fmt(row['inconclusive_share']):>12}"
+            )
+    if m.get("matched_pairs"):
+        pairs = m["matched_pairs"]
+        lines.append(
+            f"matched pairs: fake above real in {pairs['fake_above_real']} of {pairs['scored']}, "
+            f"mean difference {_fmt(pairs['mean_difference'])}"
+        )
+        for row in pairs["pairs"]:
+            lines.append(
+                f"  {_fmt(row['fake_score'])} − {_fmt(row['real_score'])} = {_fmt(row['difference'])}  "
+                f"{row['fake']}"
+            )
     return "\n".join(lines)
 
 
@@ -303,14 +434,22 @@ def write_outputs(evaluation: Evaluation, out_dir: str | Path) -> dict[str, Path
     csv_path = out / "predictions.csv"
     with open(csv_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["item", "group", "label", "score", "predicted", "status"])
+        writer.writerow(["item", "group", "label", "family", "score", "predicted", "status"])
         for item in evaluation.items:
             predicted = (
                 "" if item.score is None else ("FAKE" if item.score >= evaluation.threshold else "REAL")
             )
             score = "" if item.score is None else f"{item.score:.6f}"
             writer.writerow(
-                [item.item, item.group, "FAKE" if item.label else "REAL", score, predicted, item.status]
+                [
+                    item.item,
+                    item.group,
+                    "FAKE" if item.label else "REAL",
+                    item.family,
+                    score,
+                    predicted,
+                    item.status,
+                ]
             )
     written["predictions"] = csv_path
     metrics_path = out / "metrics.json"

@@ -221,3 +221,40 @@ def test_bad_inputs_exit_with_typed_errors(
     assert "model_not_found" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(tmp_path / "nowhere"), "--model", str(checkpoint)]) == 3
     assert "dataset folder not found" in capsys.readouterr().err
+
+
+def test_families_and_matched_pairs_are_reported(
+    tmp_path: Path, checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = make_crop_folder(tmp_path / "crops", identities=6, fakes_per_identity=1)
+    rows = _rows(data / "metadata.csv")
+    with open(data / "metadata.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=[*rows[0].keys(), "family"])
+        writer.writeheader()
+        for number, row in enumerate(rows):
+            family = "real" if row["label"] == "REAL" else ("lip_sync" if number % 4 == 1 else "face_swap")
+            writer.writerow({**row, "family": family})
+    first_real = next(r["file"] for r in rows if r["label"] == "REAL")
+    first_fake = next(r["file"] for r in rows if r["label"] == "FAKE")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"real,fake\n{first_real},{first_fake}\n")
+    out = tmp_path / "out"
+    argv = ["evaluate", "--data", str(data), "--model", str(checkpoint), "--device", "cpu"]
+    argv += ["--cache-dir", str(tmp_path / "cache"), "--pairs", str(pairs), "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "lip_sync" in text and "face_swap" in text and "matched pairs: fake above real in" in text
+    metrics = json.loads((out / "metrics.json").read_text())["metrics"]
+    by_family = metrics["by_family"]
+    assert set(by_family) == {"real", "lip_sync", "face_swap"}
+    assert by_family["real"]["items"] == 6
+    assert by_family["lip_sync"]["items"] + by_family["face_swap"]["items"] == 6
+    predictions = {r["item"]: r for r in _rows(out / "predictions.csv")}
+    pair = metrics["matched_pairs"]["pairs"][0]
+    assert pair["difference"] == pytest.approx(
+        float(predictions[first_fake]["score"]) - float(predictions[first_real]["score"]), abs=1e-5
+    )
+    assert predictions[first_real]["family"] == "real"
+    pairs.write_text(f"real,fake\n{first_real},nowhere.jpg\n")
+    assert main([*argv[:-2]]) == 2
+    assert "nowhere.jpg" in capsys.readouterr().err
