@@ -249,12 +249,16 @@ def _upload_file(client: Any, item: _LocalItem, bar: Any) -> str:
         client, "POST", "/v1/uploads", json={"size_bytes": size, "filename": item.path.name}
     ).json()
     url = reserved["url"]
+    # The client's own key is the only credential sent: an Authorization among the answered
+    # headers (older servers answered a placeholder there) would replace it.
+    answered = (reserved.get("headers") or {}).items()
+    headers = {name: value for name, value in answered if name.lower() != "authorization"}
     # A declared length, not chunked encoding: storage services refuse chunked PUTs.
-    headers = {**(reserved.get("headers") or {}), "Content-Length": str(size)}
-    own_route = url.startswith(str(client.base_url))
+    headers["Content-Length"] = str(size)
+    send_api_key = bool(reserved.get("send_api_key", url.startswith(str(client.base_url))))
     with item.path.open("rb") as handle:
         content = _upload_chunks(handle, bar)
-        if own_route:  # the API receives the bytes itself: send the key
+        if send_api_key:  # the API receives the bytes itself: send the key
             response = client.request(reserved["method"], url, headers=headers, content=content)
         else:  # a presigned storage URL: its signature is the credential
             with httpx.Client(timeout=client.timeout) as plain:

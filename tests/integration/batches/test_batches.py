@@ -12,7 +12,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -241,6 +241,15 @@ def test_manifest_uploads_and_a_finished_batch_cannot_be_canceled(
     assert [b["id"] for b in listed] == [from_jsonl.json()["id"], from_csv.json()["id"]]
 
 
+@pytest.fixture(params=["s3", "local"])
+def cli_platform(request: pytest.FixtureRequest) -> Stack:
+    """The platform the batch command talks to, once per storage kind: S3 (local files go up
+    through presigned URLs) and a local directory, ``./scripts/platform``'s default (they go up
+    through the API's own upload route, with the key)."""
+    name = "hooks_platform" if request.param == "s3" else "local_hooks_platform"
+    return cast(Stack, request.getfixturevalue(name))
+
+
 def _batch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "core.cli", "batch", *args],
@@ -253,17 +262,17 @@ def _batch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def test_batch_command_submits_follows_and_exports(
-    hooks_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+    cli_platform: Stack, short_clip: FaceVideo, tmp_path: Path
 ) -> None:
-    headers = hooks_platform.new_key()
+    headers = cli_platform.new_key()
     key = headers["Authorization"].split(" ", 1)[1]
     run = uuid.uuid4().hex[:8]
-    sources = upload_sources(hooks_platform, short_clip.path, [f"{run}/cli-{i}.mp4" for i in range(3)])
+    sources = upload_sources(cli_platform, short_clip.path, [f"{run}/cli-{i}.mp4" for i in range(3)])
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("source,external_id\n" + "".join(f"{s},cli-{i}\n" for i, s in enumerate(sources)))
     broken = tmp_path / "broken.csv"
     broken.write_text("url,id\nhttps://example.com/a.mp4,a\n")
-    env = {**hooks_platform.env, "DEEPFAKESTREAM_API": hooks_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
+    env = {**cli_platform.env, "DEEPFAKESTREAM_API": cli_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
     output = tmp_path / "results.csv"
 
     submitted = _batch_cli(
@@ -292,9 +301,9 @@ def test_batch_command_submits_follows_and_exports(
 
 
 def test_batch_command_uploads_a_folder_and_says_how_many_failed(
-    hooks_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+    cli_platform: Stack, short_clip: FaceVideo, tmp_path: Path
 ) -> None:
-    headers = hooks_platform.new_key()
+    headers = cli_platform.new_key()
     key = headers["Authorization"].split(" ", 1)[1]
     folder = tmp_path / "newsroom"
     (folder / "day-2").mkdir(parents=True)
@@ -302,7 +311,7 @@ def test_batch_command_uploads_a_folder_and_says_how_many_failed(
     (folder / "day-2" / "b.mov").write_bytes(short_clip.path.read_bytes())
     (folder / "notes.txt").write_text("not a video, and not picked up\n")
     (folder / "broken.mp4").write_text("a text file with a video's name\n" * 20)  # refused: 415
-    env = {**hooks_platform.env, "DEEPFAKESTREAM_API": hooks_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
+    env = {**cli_platform.env, "DEEPFAKESTREAM_API": cli_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
 
     submitted = _batch_cli("submit", str(folder), "--poll-interval", "0.5", env=env)
 
@@ -311,7 +320,7 @@ def test_batch_command_uploads_a_folder_and_says_how_many_failed(
     assert "upload failed: " in submitted.stderr and "broken.mp4: unsupported_format" in submitted.stderr
     assert submitted.stderr.rstrip().endswith("1 of 3 items failed")
     batch_id = submitted.stdout.strip()
-    with hooks_platform.client(headers) as client:
+    with cli_platform.client(headers) as client:
         batch = client.get(f"/v1/batches/{batch_id}").json()
         rows = list(csv.DictReader(io.StringIO(_results(client, batch_id, "csv").text)))
     assert batch["jobs_total"] == 2 and batch["counts"]["succeeded"] == 2
@@ -323,22 +332,22 @@ def test_batch_command_uploads_a_folder_and_says_how_many_failed(
 
 
 def test_batch_command_uploads_the_local_paths_of_a_csv(
-    hooks_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+    cli_platform: Stack, short_clip: FaceVideo, tmp_path: Path
 ) -> None:
-    headers = hooks_platform.new_key()
+    headers = cli_platform.new_key()
     key = headers["Authorization"].split(" ", 1)[1]
     run = uuid.uuid4().hex[:8]
-    (remote,) = upload_sources(hooks_platform, short_clip.path, [f"{run}/remote.mp4"])
+    (remote,) = upload_sources(cli_platform, short_clip.path, [f"{run}/remote.mp4"])
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "local.mp4").write_bytes(short_clip.path.read_bytes())
     manifest = tmp_path / "list.csv"
     manifest.write_text(f"source,external_id\nclips/local.mp4,here\n{remote},there\n")
-    env = {**hooks_platform.env, "DEEPFAKESTREAM_API": hooks_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
+    env = {**cli_platform.env, "DEEPFAKESTREAM_API": cli_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
 
     submitted = _batch_cli("submit", str(manifest), "--poll-interval", "0.5", env=env)
 
     assert submitted.returncode == 0, submitted.stderr
-    with hooks_platform.client(headers) as client:
+    with cli_platform.client(headers) as client:
         rows = list(csv.DictReader(io.StringIO(_results(client, submitted.stdout.strip(), "csv").text)))
     by_id = {row["external_id"]: row for row in rows}
     assert set(by_id) == {"here", "there"}
