@@ -56,6 +56,27 @@ class CliError(Exception):
         self.exit_code = exit_code
 
 
+class _KeyRefusedError(CliError):
+    """The API refused the key: every further request would be refused too (and would spend the
+    address's failed-key budget), so the command stops at once."""
+
+    def __init__(self, response: Any) -> None:
+        super().__init__(
+            f"{_error_text(response)}; check --key or $DEEPFAKESTREAM_API_KEY (nothing more was sent)"
+        )
+
+
+def _key_refused(response: Any) -> bool:
+    if response.status_code == 401:
+        return True
+    if response.status_code != 429:
+        return False
+    try:
+        return bool(response.json()["error"]["code"] == "too_many_auth_failures")
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 def _connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--api",
@@ -132,6 +153,8 @@ def _request(client: Any, method: str, path: str, **kwargs: Any) -> Any:
                 raise CliError(f"cannot reach the API at {client.base_url}: {exc}") from exc
             time.sleep(min(2.0**attempt, 30.0))
             continue
+        if _key_refused(response):
+            raise _KeyRefusedError(response)
         if response.status_code in _RETRY_STATUSES and attempt < _MAX_RETRIES:
             wait = _retry_after(response, attempt)
             print(f"{_error_text(response)}; retrying in {wait:.0f} s", file=sys.stderr)
@@ -263,6 +286,8 @@ def _upload_file(client: Any, item: _LocalItem, bar: Any) -> str:
         else:  # a presigned storage URL: its signature is the credential
             with httpx.Client(timeout=client.timeout) as plain:
                 response = plain.request(reserved["method"], url, headers=headers, content=content)
+    if send_api_key and _key_refused(response):
+        raise _KeyRefusedError(response)
     if response.status_code >= 400:
         raise CliError(_error_text(response))
     return str(reserved["upload_id"])
@@ -286,6 +311,8 @@ def _upload_local(client: Any, local: list[_LocalItem], remote: list[dict[str, A
             bar.set_postfix_str(item.path.name[:40], refresh=False)
             try:
                 upload_id = _upload_file(client, item, bar)
+            except _KeyRefusedError:
+                raise
             except (CliError, OSError) as exc:
                 result.failed.append((str(item.path), exc.message if isinstance(exc, CliError) else str(exc)))
                 continue
@@ -434,6 +461,8 @@ def _submit(args: argparse.Namespace) -> int:
             except httpx.TransportError:
                 response = None
         # A generator cannot be replayed: a repeat sends the bytes whole (same Idempotency-Key).
+        if response is not None and _key_refused(response):
+            raise _KeyRefusedError(response)
         if response is None or response.status_code in _RETRY_STATUSES:
             response = _request(
                 client, "POST", "/v1/batches", params=params, headers=headers, content=content

@@ -355,6 +355,32 @@ def test_batch_command_uploads_the_local_paths_of_a_csv(
     assert by_id["there"]["source"] == remote and by_id["there"]["status"] == "succeeded"
 
 
+def test_batch_command_stops_at_the_first_refused_key(
+    cli_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+) -> None:
+    folder = tmp_path / "backlog"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"clip-{index}.mp4").write_bytes(short_clip.path.read_bytes())
+    wrong_key = f"dfs_{uuid.uuid4().hex[:8]}_{'x' * 43}"
+    env = {
+        **cli_platform.env,
+        "DEEPFAKESTREAM_API": cli_platform.base_url,
+        "DEEPFAKESTREAM_API_KEY": wrong_key,
+    }
+
+    submitted = _batch_cli("submit", str(folder), env=env)
+
+    assert submitted.returncode == 1, submitted.stderr
+    # One refusal, said once with what to check; not a failure per file.
+    assert submitted.stderr.count("invalid_api_key") == 1, submitted.stderr
+    assert "check --key or $DEEPFAKESTREAM_API_KEY" in submitted.stderr
+    assert "upload failed" not in submitted.stderr and "items failed" not in submitted.stderr
+    # The same address with a right key is served at once.
+    with cli_platform.client(cli_platform.new_key()) as client:
+        assert client.get("/v1/jobs").status_code == 200
+
+
 def test_single_job_from_an_https_source(
     hooks_platform: Stack, https_files: Receiver, short_clip: FaceVideo
 ) -> None:
