@@ -1,6 +1,6 @@
 """`deepfakestream batch`: submit batches and fetch their results through the API.
 
-A manifest, a folder of videos or a CSV of local paths becomes a batch; the command follows it,
+A manifest, a folder of videos and photos or a CSV of local paths becomes a batch; the command follows it,
 cancels it and exports its results, all over HTTP (no database or broker access needed). Local
 files go up through the direct-upload route (POST /v1/uploads, then PUT to the URL it answers)
 before the batch names them by ``upload_id``.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.media import SNIFF_BYTES, sniff_container
+from core.media import SNIFF_BYTES, sniff_media
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,8 +43,11 @@ _MANIFEST_TYPES = {
 _RETRY_STATUSES = (429, 502, 503, 504)
 _MAX_RETRIES = 5
 _UPLOAD_CHUNK = 256 * 1024
-# Files a folder is searched for (the containers the service accepts by default).
+# Files a folder is searched for (the containers and image formats the service accepts by
+# default); what a file really is, is told by its first bytes before it is uploaded.
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif"})
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
 _REMOTE_SCHEMES = ("s3://", "https://", "http://")
 _ITEM_ERROR = re.compile(r"^[a-z_]+: items\[(\d+)\]")
 
@@ -96,13 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
 
     submit = sub.add_parser(
-        "submit", help="submit a folder of videos, or a CSV, JSONL or JSON manifest, as one batch"
+        "submit", help="submit a folder of videos and photos, or a CSV, JSONL or JSON manifest, as one batch"
     )
     submit.add_argument(
         "manifest",
         type=Path,
-        help="a folder of videos (uploaded), or a .csv (source,external_id; a source may be a local "
-        "path, which is uploaded), .jsonl or .json manifest",
+        help="a folder of videos and photos (uploaded), or a .csv (source,external_id; a source may "
+        "be a local path, which is uploaded), .jsonl or .json manifest",
     )
     _connection(submit)
     submit.add_argument("--name", help="a name for the batch")
@@ -198,7 +201,7 @@ def _summary_line(batch: dict[str, Any]) -> str:
 def _follow(client: Any, batch: dict[str, Any], *, poll_interval_s: float) -> dict[str, Any]:
     from tqdm import tqdm
 
-    with tqdm(total=batch["jobs_total"], unit="video", desc="analysed", file=sys.stderr) as bar:
+    with tqdm(total=batch["jobs_total"], unit="item", desc="analysed", file=sys.stderr) as bar:
         while True:
             bar.update(batch["jobs_finished"] - bar.n)
             counts = batch["counts"]
@@ -228,15 +231,21 @@ def _is_local(source: str) -> bool:
 
 
 def _folder_items(folder: Path) -> list[_LocalItem]:
-    files = sorted(
-        path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
-    )
-    if not files:
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and not path.name.startswith("."))
+    media = [path for path in files if path.suffix.lower() in MEDIA_SUFFIXES]
+    if not media:
         raise CliError(
-            f"{folder}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder",
+            f"{folder}: no video or image files ({', '.join(sorted(MEDIA_SUFFIXES))}) in this folder",
             exit_code=EXIT_MANIFEST,
         )
-    return [_LocalItem(path=path, external_id=str(path.relative_to(folder))) for path in files]
+    if skipped := len(files) - len(media):
+        # Said, so that files left out of the batch are noticed rather than silently missing.
+        print(
+            f"{skipped} other file{'s' if skipped != 1 else ''} left out "
+            f"(only {', '.join(sorted(MEDIA_SUFFIXES))} are sent)",
+            file=sys.stderr,
+        )
+    return [_LocalItem(path=path, external_id=str(path.relative_to(folder))) for path in media]
 
 
 def _csv_rows(manifest: Path) -> list[dict[str, str]] | None:
@@ -266,8 +275,8 @@ def _upload_file(client: Any, item: _LocalItem, bar: Any) -> str:
     if size == 0:
         raise CliError("empty_file: the file is empty")
     with item.path.open("rb") as handle:
-        if sniff_container(handle.read(SNIFF_BYTES)) is None:  # refused here rather than after the upload
-            raise CliError("unsupported_format: not a video in a container the service reads")
+        if sniff_media(handle.read(SNIFF_BYTES)) is None:  # refused here rather than after the upload
+            raise CliError("unsupported_format: neither a video nor an image in a format the service reads")
     reserved = _request(
         client, "POST", "/v1/uploads", json={"size_bytes": size, "filename": item.path.name}
     ).json()

@@ -16,10 +16,12 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from PIL import Image
 from standardwebhooks import Webhook
 
 from tests.integration.conftest import upload_sources
 from tests.integration.platform.conftest import SOURCE_BUCKET
+from tests.utils.images import astronaut, encode
 from tests.utils.media import FaceVideo
 from tests.utils.platform import REPO_ROOT, wait_for
 from tests.utils.receiver import Answer, Receiver
@@ -309,7 +311,10 @@ def test_batch_command_uploads_a_folder_and_says_how_many_failed(
     (folder / "day-2").mkdir(parents=True)
     (folder / "a.mp4").write_bytes(short_clip.path.read_bytes())
     (folder / "day-2" / "b.mov").write_bytes(short_clip.path.read_bytes())
-    (folder / "notes.txt").write_text("not a video, and not picked up\n")
+    # Photos go in the same batch as the videos.
+    (folder / "portrait.JPG").write_bytes(encode(Image.fromarray(astronaut()), "JPEG", quality=90))
+    (folder / "day-2" / "still.png").write_bytes(encode(Image.fromarray(astronaut()), "PNG"))
+    (folder / "notes.txt").write_text("neither a video nor a photo, and not picked up\n")
     (folder / "broken.mp4").write_text("a text file with a video's name\n" * 20)  # refused: 415
     env = {**cli_platform.env, "DEEPFAKESTREAM_API": cli_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
 
@@ -317,16 +322,19 @@ def test_batch_command_uploads_a_folder_and_says_how_many_failed(
 
     assert submitted.returncode == 4, submitted.stderr
     assert "uploading" in submitted.stderr  # the upload's progress bar
+    assert "1 other file left out" in submitted.stderr  # notes.txt, counted
     assert "upload failed: " in submitted.stderr and "broken.mp4: unsupported_format" in submitted.stderr
-    assert submitted.stderr.rstrip().endswith("1 of 3 items failed")
+    assert submitted.stderr.rstrip().endswith("1 of 5 items failed")
     batch_id = submitted.stdout.strip()
     with cli_platform.client(headers) as client:
         batch = client.get(f"/v1/batches/{batch_id}").json()
         rows = list(csv.DictReader(io.StringIO(_results(client, batch_id, "csv").text)))
-    assert batch["jobs_total"] == 2 and batch["counts"]["succeeded"] == 2
-    assert [(row["external_id"], row["filename"], row["source"]) for row in rows] == [
-        ("a.mp4", "a.mp4", ""),
-        ("day-2/b.mov", "b.mov", ""),
+    assert batch["jobs_total"] == 4 and batch["counts"]["succeeded"] == 4, batch
+    assert [(row["external_id"], row["filename"], row["source"], row["media_type"]) for row in rows] == [
+        ("a.mp4", "a.mp4", "", "video"),
+        ("day-2/b.mov", "b.mov", "", "video"),
+        ("day-2/still.png", "still.png", "", "image"),
+        ("portrait.JPG", "portrait.JPG", "", "image"),
     ]
     assert all(row["verdict_label"] for row in rows)
 
@@ -340,8 +348,9 @@ def test_batch_command_uploads_the_local_paths_of_a_csv(
     (remote,) = upload_sources(cli_platform, short_clip.path, [f"{run}/remote.mp4"])
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "local.mp4").write_bytes(short_clip.path.read_bytes())
+    (tmp_path / "clips" / "face.webp").write_bytes(encode(Image.fromarray(astronaut()), "WEBP"))
     manifest = tmp_path / "list.csv"
-    manifest.write_text(f"source,external_id\nclips/local.mp4,here\n{remote},there\n")
+    manifest.write_text(f"source,external_id\nclips/local.mp4,here\n{remote},there\nclips/face.webp,photo\n")
     env = {**cli_platform.env, "DEEPFAKESTREAM_API": cli_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
 
     submitted = _batch_cli("submit", str(manifest), "--poll-interval", "0.5", env=env)
@@ -350,8 +359,10 @@ def test_batch_command_uploads_the_local_paths_of_a_csv(
     with cli_platform.client(headers) as client:
         rows = list(csv.DictReader(io.StringIO(_results(client, submitted.stdout.strip(), "csv").text)))
     by_id = {row["external_id"]: row for row in rows}
-    assert set(by_id) == {"here", "there"}
+    assert set(by_id) == {"here", "there", "photo"}
     assert by_id["here"]["filename"] == "local.mp4" and by_id["here"]["status"] == "succeeded"
+    assert by_id["photo"]["filename"] == "face.webp" and by_id["photo"]["status"] == "succeeded"
+    assert by_id["photo"]["media_type"] == "image"
     assert by_id["there"]["source"] == remote and by_id["there"]["status"] == "succeeded"
 
 
