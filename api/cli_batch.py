@@ -1,6 +1,6 @@
 """`deepfakestream batch`: submit batches and fetch their results through the API.
 
-A manifest, a folder of videos or a CSV of local paths becomes a batch; the command follows it,
+A manifest, a folder of videos and photos or a CSV of local paths becomes a batch; the command follows it,
 cancels it and exports its results, all over HTTP (no database or broker access needed). Local
 files go up through the direct-upload route (POST /v1/uploads, then PUT to the URL it answers)
 before the batch names them by ``upload_id``.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from core.media import SNIFF_BYTES, sniff_container
+from core.media import SNIFF_BYTES, sniff_media
 
 __all__ = ["add_arguments", "run"]
 
@@ -43,8 +43,11 @@ _MANIFEST_TYPES = {
 _RETRY_STATUSES = (429, 502, 503, 504)
 _MAX_RETRIES = 5
 _UPLOAD_CHUNK = 256 * 1024
-# Files a folder is searched for (the containers the service accepts by default).
+# Files a folder is searched for (the containers and image formats the service accepts by
+# default); what a file really is, is told by its first bytes before it is uploaded.
 VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif"})
+MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
 _REMOTE_SCHEMES = ("s3://", "https://", "http://")
 _ITEM_ERROR = re.compile(r"^[a-z_]+: items\[(\d+)\]")
 
@@ -54,6 +57,27 @@ class CliError(Exception):
         super().__init__(message)
         self.message = message
         self.exit_code = exit_code
+
+
+class _KeyRefusedError(CliError):
+    """The API refused the key: every further request would be refused too (and would spend the
+    address's failed-key budget), so the command stops at once."""
+
+    def __init__(self, response: Any) -> None:
+        super().__init__(
+            f"{_error_text(response)}; check --key or $DEEPFAKESTREAM_API_KEY (nothing more was sent)"
+        )
+
+
+def _key_refused(response: Any) -> bool:
+    if response.status_code == 401:
+        return True
+    if response.status_code != 429:
+        return False
+    try:
+        return bool(response.json()["error"]["code"] == "too_many_auth_failures")
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
@@ -75,13 +99,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.required = True
 
     submit = sub.add_parser(
-        "submit", help="submit a folder of videos, or a CSV, JSONL or JSON manifest, as one batch"
+        "submit", help="submit a folder of videos and photos, or a CSV, JSONL or JSON manifest, as one batch"
     )
     submit.add_argument(
         "manifest",
         type=Path,
-        help="a folder of videos (uploaded), or a .csv (source,external_id; a source may be a local "
-        "path, which is uploaded), .jsonl or .json manifest",
+        help="a folder of videos and photos (uploaded), or a .csv (source,external_id; a source may "
+        "be a local path, which is uploaded), .jsonl or .json manifest",
     )
     _connection(submit)
     submit.add_argument("--name", help="a name for the batch")
@@ -132,6 +156,8 @@ def _request(client: Any, method: str, path: str, **kwargs: Any) -> Any:
                 raise CliError(f"cannot reach the API at {client.base_url}: {exc}") from exc
             time.sleep(min(2.0**attempt, 30.0))
             continue
+        if _key_refused(response):
+            raise _KeyRefusedError(response)
         if response.status_code in _RETRY_STATUSES and attempt < _MAX_RETRIES:
             wait = _retry_after(response, attempt)
             print(f"{_error_text(response)}; retrying in {wait:.0f} s", file=sys.stderr)
@@ -175,7 +201,7 @@ def _summary_line(batch: dict[str, Any]) -> str:
 def _follow(client: Any, batch: dict[str, Any], *, poll_interval_s: float) -> dict[str, Any]:
     from tqdm import tqdm
 
-    with tqdm(total=batch["jobs_total"], unit="video", desc="analysed", file=sys.stderr) as bar:
+    with tqdm(total=batch["jobs_total"], unit="item", desc="analysed", file=sys.stderr) as bar:
         while True:
             bar.update(batch["jobs_finished"] - bar.n)
             counts = batch["counts"]
@@ -205,15 +231,21 @@ def _is_local(source: str) -> bool:
 
 
 def _folder_items(folder: Path) -> list[_LocalItem]:
-    files = sorted(
-        path for path in folder.rglob("*") if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES
-    )
-    if not files:
+    files = sorted(path for path in folder.rglob("*") if path.is_file() and not path.name.startswith("."))
+    media = [path for path in files if path.suffix.lower() in MEDIA_SUFFIXES]
+    if not media:
         raise CliError(
-            f"{folder}: no video files ({', '.join(sorted(VIDEO_SUFFIXES))}) in this folder",
+            f"{folder}: no video or image files ({', '.join(sorted(MEDIA_SUFFIXES))}) in this folder",
             exit_code=EXIT_MANIFEST,
         )
-    return [_LocalItem(path=path, external_id=str(path.relative_to(folder))) for path in files]
+    if skipped := len(files) - len(media):
+        # Said, so that files left out of the batch are noticed rather than silently missing.
+        print(
+            f"{skipped} other file{'s' if skipped != 1 else ''} left out "
+            f"(only {', '.join(sorted(MEDIA_SUFFIXES))} are sent)",
+            file=sys.stderr,
+        )
+    return [_LocalItem(path=path, external_id=str(path.relative_to(folder))) for path in media]
 
 
 def _csv_rows(manifest: Path) -> list[dict[str, str]] | None:
@@ -243,22 +275,28 @@ def _upload_file(client: Any, item: _LocalItem, bar: Any) -> str:
     if size == 0:
         raise CliError("empty_file: the file is empty")
     with item.path.open("rb") as handle:
-        if sniff_container(handle.read(SNIFF_BYTES)) is None:  # refused here rather than after the upload
-            raise CliError("unsupported_format: not a video in a container the service reads")
+        if sniff_media(handle.read(SNIFF_BYTES)) is None:  # refused here rather than after the upload
+            raise CliError("unsupported_format: neither a video nor an image in a format the service reads")
     reserved = _request(
         client, "POST", "/v1/uploads", json={"size_bytes": size, "filename": item.path.name}
     ).json()
     url = reserved["url"]
+    # The client's own key is the only credential sent: an Authorization among the answered
+    # headers (older servers answered a placeholder there) would replace it.
+    answered = (reserved.get("headers") or {}).items()
+    headers = {name: value for name, value in answered if name.lower() != "authorization"}
     # A declared length, not chunked encoding: storage services refuse chunked PUTs.
-    headers = {**(reserved.get("headers") or {}), "Content-Length": str(size)}
-    own_route = url.startswith(str(client.base_url))
+    headers["Content-Length"] = str(size)
+    send_api_key = bool(reserved.get("send_api_key", url.startswith(str(client.base_url))))
     with item.path.open("rb") as handle:
         content = _upload_chunks(handle, bar)
-        if own_route:  # the API receives the bytes itself: send the key
+        if send_api_key:  # the API receives the bytes itself: send the key
             response = client.request(reserved["method"], url, headers=headers, content=content)
         else:  # a presigned storage URL: its signature is the credential
             with httpx.Client(timeout=client.timeout) as plain:
                 response = plain.request(reserved["method"], url, headers=headers, content=content)
+    if send_api_key and _key_refused(response):
+        raise _KeyRefusedError(response)
     if response.status_code >= 400:
         raise CliError(_error_text(response))
     return str(reserved["upload_id"])
@@ -282,6 +320,8 @@ def _upload_local(client: Any, local: list[_LocalItem], remote: list[dict[str, A
             bar.set_postfix_str(item.path.name[:40], refresh=False)
             try:
                 upload_id = _upload_file(client, item, bar)
+            except _KeyRefusedError:
+                raise
             except (CliError, OSError) as exc:
                 result.failed.append((str(item.path), exc.message if isinstance(exc, CliError) else str(exc)))
                 continue
@@ -430,6 +470,8 @@ def _submit(args: argparse.Namespace) -> int:
             except httpx.TransportError:
                 response = None
         # A generator cannot be replayed: a repeat sends the bytes whole (same Idempotency-Key).
+        if response is not None and _key_refused(response):
+            raise _KeyRefusedError(response)
         if response is None or response.status_code in _RETRY_STATUSES:
             response = _request(
                 client, "POST", "/v1/batches", params=params, headers=headers, content=content

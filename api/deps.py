@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from api.events import JobEventHub
 from api.keycache import KeyCache
 from api.pagination import Cursor, Limit, PageRequest, page_limit
-from api.ratelimit import admit_request, record_auth_failure
+from api.ratelimit import enforce_rate_limit, record_auth_failure
 from api.services.job_events import key_for_stream_token
 from core.config import Settings
 from core.db import get_read_session_factory, get_session_factory
@@ -122,11 +122,11 @@ def authenticate_request(
     if key is None:
         record_auth_failure(settings, client=client)
         raise UnauthorizedError("the API key is unknown or revoked", code="invalid_api_key")
-    # Every authenticated route is rate limited here, new ones included. An address that keeps
-    # failing is refused whatever key it sends (429, a right key included): guessing stays slow,
-    # and a lucky guess cannot be told from a wrong one. Its failures are looked at in the same
-    # round trip.
-    admit_request(settings, client=client, tenant_id=key.tenant_id, method=method)
+    # Every authenticated route is rate limited here, new ones included. The key is looked up
+    # before the address's failures matter: a valid key is served whatever others sharing its
+    # address sent, and only a missing, wrong or revoked one spends (or, when none is left, is
+    # refused by) the address's failure budget.
+    enforce_rate_limit(settings, tenant_id=key.tenant_id, method=method)
     return key
 
 
@@ -208,7 +208,7 @@ def _stream_key(
         raise UnauthorizedError(
             "the stream token is invalid, expired, or for another job", code="invalid_stream_token"
         )
-    admit_request(settings, client=client, tenant_id=key.tenant_id, method=request.method)
+    enforce_rate_limit(settings, tenant_id=key.tenant_id, method=request.method)
     return key
 
 

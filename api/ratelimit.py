@@ -3,9 +3,11 @@
 Every authenticated request draws from its tenant's bucket (``RATE_LIMIT_PER_S`` sustained, up to
 ``RATE_LIMIT_BURST`` at once); writes also draw from a smaller one (``RATE_LIMIT_WRITES_*``).
 Failed authentications draw from their client address's bucket (``AUTH_FAILURES_*``); an
-address with an empty one is refused whatever key it sends, a right one included, so a lucky
-guess cannot be told from a wrong one (its bucket is looked at in the same round trip that
-charges the tenant's: one per request). The
+address with an empty one gets 429 for every missing, wrong or revoked key until tokens come
+back. A valid key is never refused for that: an address is often shared (an office, a NAT, a
+CI runner), and one client's bad key must not lock its neighbours, or itself once it has the
+right key, out. The budget tells a client that keeps sending bad keys to back off (and logs
+it); what keeps keys from being guessed is their 256 random bits. The
 buckets are GCRA cells shared by every API process: one timestamp per bucket, updated by a Lua
 script, so two processes never both spend the same token. When Redis cannot be reached the
 limiter lets requests through (and says so in the log): the database, not the limiter, decides
@@ -32,8 +34,6 @@ from core.redis import broker_key, redis_client
 __all__ = [
     "READ_METHODS",
     "RateLimiter",
-    "admit_request",
-    "check_auth_failures",
     "enforce_rate_limit",
     "get_rate_limiter",
     "record_auth_failure",
@@ -75,53 +75,6 @@ return {1, '0'}
 """
 
 
-# The same arithmetic without spending: {blocked (0/1), microseconds until a token is back}.
-_PEEK_SCRIPT = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local allowed_at = tat + interval - burst * interval
-if allowed_at > now then return {1, string.format('%.0f', allowed_at - now)} end
-return {0, '0'}
-"""
-
-
-# One round trip for an authenticated request: the address's failed-key bucket (KEYS[1], ARGV 1-2)
-# is only looked at, then the tenant's buckets (KEYS[2..]) are charged as _GCRA_SCRIPT does.
-# Returns {allowed (0/1), microseconds until allowed, 'client' or 'tenant': which refused}.
-_ADMIT_SCRIPT = """
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or now)
-if tat < now then tat = now end
-local blocked_at = tat + interval - burst * interval
-if blocked_at > now then return {0, string.format('%.0f', blocked_at - now), 'client'} end
-local next_tats = {}
-local wait = 0
-for i = 2, #KEYS do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or now)
-  if tat < now then tat = now end
-  local next_tat = tat + interval
-  local allowed_at = next_tat - burst * interval
-  if allowed_at > now and allowed_at - now > wait then wait = allowed_at - now end
-  next_tats[i] = next_tat
-end
-if wait > 0 then return {0, string.format('%.0f', wait), 'tenant'} end
-for i = 2, #KEYS do
-  local ttl_ms = math.ceil((next_tats[i] - now) / 1000) + 1000
-  redis.call('SET', KEYS[i], string.format('%.0f', next_tats[i]), 'PX', ttl_ms)
-end
-return {1, '0', 'tenant'}
-"""
-
-
 @dataclass(frozen=True)
 class _Bucket:
     name: str
@@ -147,8 +100,6 @@ class RateLimiter:
     ) -> None:
         self._client = client
         self._script = client.register_script(_GCRA_SCRIPT)
-        self._peek = client.register_script(_PEEK_SCRIPT)
-        self._admit = client.register_script(_ADMIT_SCRIPT)
         self._prefix = key_prefix
         self._requests = requests
         self._writes = writes
@@ -182,27 +133,9 @@ class RateLimiter:
             return
         raise self._tenant_limited(write, answer[1])
 
-    def admit(self, *, client: str, tenant_id: uuid.UUID, write: bool) -> None:
-        """``check_client`` and ``check`` in one round trip: TooManyRequestsError while ``client``
-        has used up its failed authentications (whatever its key), or past the tenant's rates."""
-        buckets = self._tenant_buckets(write)
-        keys = [self._client_key(client), *self._tenant_keys(tenant_id, buckets)]
-        answer = self._run(self._admit, keys, [self._auth_failures, *buckets], with_source=True)
-        if answer is None or answer[0]:
-            return
-        if answer[2] == "client":
-            raise _client_limited(answer[1])
-        raise self._tenant_limited(write, answer[1])
-
-    def check_client(self, client: str) -> None:
-        """TooManyRequestsError when ``client`` has used up its failed authentications."""
-        answer = self._run(self._peek, [self._client_key(client)], [self._auth_failures])
-        if answer is not None and answer[0]:
-            raise _client_limited(answer[1])
-
     def record_failure(self, client: str) -> None:
         """Spend one of ``client``'s failed-authentication tokens; TooManyRequestsError when none
-        was left (the failure is then answered 429, as any request from the address is)."""
+        was left (the failure is then answered 429 rather than 401)."""
         answer = self._run(self._script, [self._client_key(client)], [self._auth_failures])
         if answer is not None and not answer[0]:
             log_event(log, "api.auth.client_limited", level=logging.WARNING, client=client)
@@ -225,11 +158,8 @@ class RateLimiter:
             retry_after_s=retry_after,
         )
 
-    def _run(
-        self, script: Any, keys: list[str], buckets: list[_Bucket], *, with_source: bool = False
-    ) -> tuple[int, int, str] | None:
-        """The script's two numbers (and, ``with_source``, which bucket refused), or None while the
-        limiter stands aside (Redis unreachable)."""
+    def _run(self, script: Any, keys: list[str], buckets: list[_Bucket]) -> tuple[int, int] | None:
+        """The script's two numbers, or None while the limiter stands aside (Redis unreachable)."""
         if time.monotonic() < self._skip_until:
             return None
         arguments = [value for bucket in buckets for value in (bucket.interval_us, bucket.burst)]
@@ -238,8 +168,7 @@ class RateLimiter:
         except Exception as exc:  # redis raises many types (connection, timeout, auth, script)
             self._stand_aside(exc)
             return None
-        source = answer[2] if with_source else b""
-        return int(answer[0]), int(answer[1]), source.decode() if isinstance(source, bytes) else str(source)
+        return int(answer[0]), int(answer[1])
 
     def _client_key(self, client: str) -> str:
         return f"{self._prefix}client:{client}:{self._auth_failures.name}"
@@ -287,21 +216,6 @@ def enforce_rate_limit(settings: Settings, *, tenant_id: uuid.UUID, method: str)
     if not settings.rate_limit_enabled:
         return
     get_rate_limiter(settings).check(tenant_id=tenant_id, write=method.upper() not in READ_METHODS)
-
-
-def check_auth_failures(settings: Settings, *, client: str) -> None:
-    """TooManyRequestsError (429, Retry-After) while ``client`` is past its failed-key limit."""
-    if settings.rate_limit_enabled:
-        get_rate_limiter(settings).check_client(client)
-
-
-def admit_request(settings: Settings, *, client: str, tenant_id: uuid.UUID, method: str) -> None:
-    """``check_auth_failures`` and ``enforce_rate_limit`` for an authenticated request, in one
-    round trip to Redis."""
-    if settings.rate_limit_enabled:
-        get_rate_limiter(settings).admit(
-            client=client, tenant_id=tenant_id, write=method.upper() not in READ_METHODS
-        )
 
 
 def record_auth_failure(settings: Settings, *, client: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +22,15 @@ from api.deps import (
     StreamKey,
 )
 from api.errors import error_responses
+from api.filters import (
+    JOB_FILTERS,
+    MEDIA_TYPES,
+    STATUSES,
+    VERDICTS,
+    JobFilters,
+    parse_job_filters,
+    reject_unknown_parameters,
+)
 from api.schemas.jobs import (
     FramePage,
     FramePublic,
@@ -36,7 +45,6 @@ from api.schemas.jobs import (
 from api.services import job_events, report, submit
 from api.services import jobs as service
 from core.config import WAIT_CEILING_S
-from core.states import JobStatus
 
 __all__ = ["router"]
 
@@ -130,19 +138,62 @@ async def create_job(
     return await job_events.wait_for_job(hub, job_id=job.id, read=read, timeout_s=wait_s)
 
 
+def _one_of(values: tuple[str, ...]) -> str:
+    return f"one or more of {', '.join(values)}, repeated or comma-separated"
+
+
+def _job_filters(
+    request: Request,
+    status: Annotated[list[str] | None, Query(description=f"jobs in this state: {_one_of(STATUSES)}")] = None,
+    verdict: Annotated[
+        list[str] | None,
+        Query(description=f"succeeded jobs with this verdict: {_one_of(VERDICTS)}"),
+    ] = None,
+    media_type: Annotated[list[str] | None, Query(description=f"{_one_of(MEDIA_TYPES)}")] = None,
+    created_from: Annotated[
+        str | None,
+        Query(
+            description="jobs created at or after this ISO 8601 date (2026-12-07, from its start) or "
+            "date-time (2026-12-07T09:30:00Z; without an offset, UTC)"
+        ),
+    ] = None,
+    created_to: Annotated[
+        str | None,
+        Query(description="jobs created at or before this ISO 8601 date (through its end) or date-time"),
+    ] = None,
+    external_id: Annotated[str | None, Query(description="the client's own id given at submission")] = None,
+    batch_id: Annotated[str | None, Query(description="the jobs of this batch")] = None,
+) -> JobFilters:
+    reject_unknown_parameters(request, (*JOB_FILTERS, "cursor", "limit"))
+    return parse_job_filters(
+        status=status,
+        verdict=verdict,
+        media_type=media_type,
+        created_from=created_from,
+        created_to=created_to,
+        external_id=external_id,
+        batch_id=batch_id,
+    )
+
+
 @router.get(
-    "", response_model=JobPage, summary="List jobs, newest first", responses=error_responses(401, 422)
+    "",
+    response_model=JobPage,
+    summary="List jobs, newest first",
+    description=(
+        "The tenant's jobs, newest first, in cursor pages, narrowed by any of the filters (all must "
+        "hold). A query parameter the route does not take answers 422 `unknown_parameter`; a filter "
+        "value outside its domain answers 422 `invalid_filter`."
+    ),
+    responses=error_responses(401, 422),
 )
 def list_jobs(
     key: CurrentKey,
     session: SessionDep,
     page: PageQuery,
-    status: JobStatus | None = None,
-    external_id: Annotated[str | None, Query(max_length=255)] = None,
+    filters: Annotated[JobFilters, Depends(_job_filters)],
 ) -> JobPage:
-    rows, next_cursor = service.list_jobs(
-        session, tenant_id=key.tenant_id, status=status, page=page, external_id=external_id
-    )
+    rows, next_cursor = service.list_jobs(session, tenant_id=key.tenant_id, filters=filters, page=page)
     return JobPage(items=[JobPublic.from_job(job) for job in rows], next_cursor=next_cursor)
 
 

@@ -24,7 +24,8 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
     summary="Reserve a direct upload",
     description=(
         "Answers a URL to PUT the file to (a presigned storage URL, or this API's own upload route "
-        'when storage is a local directory). Then create the job with `{"upload_id": …}`.'
+        "when storage is a local directory; `send_api_key` then says to send the API key with the "
+        'bytes). Then create the job with `{"upload_id": …}`.'
     ),
     responses=error_responses(401, 413, 422),
 )
@@ -53,6 +54,7 @@ def create_upload(
         url=presigned.url,
         method="PUT",
         headers=presigned.headers,
+        send_api_key=presigned.send_api_key,
         expires_at=upload.expires_at,
         max_bytes=body.size_bytes,
     )

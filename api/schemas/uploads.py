@@ -22,7 +22,12 @@ class UploadPublic(BaseModel):
     upload_id: uuid.UUID
     url: str = Field(description="send the file's bytes here, with the method and headers given")
     method: Literal["PUT"]
-    headers: dict[str, str]
+    headers: dict[str, str] = Field(description="headers to send with the bytes (never the API key)")
+    send_api_key: bool = Field(
+        description="true when the URL is this API's own upload route: send the usual "
+        "'Authorization: Bearer <key>' header with the bytes; false for a presigned storage URL, "
+        "whose signature is the credential (do not send the key there)"
+    )
     expires_at: datetime
     max_bytes: int
 

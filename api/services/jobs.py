@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import delete, exists, select
 from sqlalchemy.orm import Session
 
+from api.filters import JobFilters
 from api.pagination import PageRequest, keyset_page
 from core.errors import ConflictError, NotFoundError
 from core.jobs import cancel_job
@@ -48,22 +49,25 @@ def get_job(session: Session, *, tenant_id: uuid.UUID, job_id: str) -> Job:
 
 
 def list_jobs(
-    session: Session,
-    *,
-    tenant_id: uuid.UUID,
-    status: JobStatus | None,
-    page: PageRequest,
-    external_id: str | None = None,
+    session: Session, *, tenant_id: uuid.UUID, filters: JobFilters, page: PageRequest
 ) -> tuple[list[Job], str | None]:
-    """Newest first."""
+    """The tenant's jobs that pass ``filters``, newest first."""
     query = select(Job).where(Job.tenant_id == tenant_id)
-    if status is not None:
-        query = query.where(Job.status == status.value)
-    if external_id is not None:
-        query = query.where(Job.external_id == external_id)
-    return keyset_page(
-        session, query, keys=(Job.created_at, Job.id), page=page, newest_first=True
-    )
+    if filters.statuses:
+        query = query.where(Job.status.in_(filters.statuses))
+    if filters.verdicts:
+        query = query.where(Job.verdict.in_(filters.verdicts))
+    if filters.media_types:
+        query = query.where(Job.media_type.in_(filters.media_types))
+    if filters.created_from is not None:
+        query = query.where(Job.created_at >= filters.created_from)
+    if filters.created_before is not None:
+        query = query.where(Job.created_at < filters.created_before)
+    if filters.external_id is not None:
+        query = query.where(Job.external_id == filters.external_id)
+    if filters.batch_id is not None:
+        query = query.where(Job.batch_id == filters.batch_id)
+    return keyset_page(session, query, keys=(Job.created_at, Job.id), page=page, newest_first=True)
 
 
 # A job's results come in pages of their rows, each kind ordered by its own index.

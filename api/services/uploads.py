@@ -56,7 +56,10 @@ def create_upload(
         presigned = PresignedUpload(
             url=api_upload_url.format(upload_id=upload_id),
             method="PUT",
-            headers={"Content-Length": str(size_bytes), "Authorization": "Bearer <your API key>"},
+            # No Authorization header here: a client that lays these headers over its own would
+            # send a placeholder instead of its key. ``send_api_key`` says to send the key.
+            headers={"Content-Length": str(size_bytes)},
+            send_api_key=True,
         )
     session.add(upload)
     session.commit()

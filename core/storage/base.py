@@ -23,6 +23,9 @@ class PresignedUpload:
     url: str
     method: str
     headers: dict[str, str] = field(default_factory=dict)
+    # True when the URL is the API's own upload route, which takes the caller's API key like
+    # every route; a presigned storage URL carries its own credential and must not get the key.
+    send_api_key: bool = False
 
 
 class ObjectWriter(ABC):

@@ -55,6 +55,23 @@ def hooks_platform(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles
 
 
 @pytest.fixture(scope="session")
+def local_hooks_platform(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[Stack]:
+    """``hooks_platform`` with videos stored in a local directory, as ``./scripts/platform`` runs
+    it: direct uploads then go through the API's own upload route instead of presigned S3 URLs."""
+    root = tmp_path_factory.mktemp("local-hooks-platform")
+    with platform_stack(
+        root,
+        storage_url=(root / "storage").as_uri(),
+        settings={**HOOKS_SETTINGS, "OUTBOUND_CA_BUNDLE": str(tls_files.ca)},
+        prefix_tag="local-hooks-",
+        queues="probe,analyze,webhooks,maintenance",
+    ) as platform:
+        yield platform
+        crashed = [line for line in platform.worker.log_text().splitlines() if "internal_error" in line]
+        assert not crashed, "a task crashed:\n" + "\n".join(crashed[:10])
+
+
+@pytest.fixture(scope="session")
 def receiver() -> Iterator[Receiver]:
     """A plain-HTTP receiver on 127.0.0.1 (allowed: the platform sets WEBHOOK_ALLOW_PRIVATE)."""
     with running_receiver() as running:

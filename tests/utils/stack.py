@@ -337,10 +337,13 @@ def running_stack(
     prefix_tag: str = "",
     metrics: bool = False,
     wait_timeout_s: float = 180.0,
+    storage_url: str | None = None,
 ) -> Iterator[Stack]:
     """A fresh database on the machine's PostgreSQL, Redis under a key prefix of its own, moto S3
     (with ``source_bucket`` when given), one worker (``metrics``: with its metrics port) and the API;
-    torn down afterwards."""
+    torn down afterwards. The service stores its videos in ``bucket`` unless ``storage_url`` names
+    other storage (a ``file://`` directory, as ``./scripts/platform`` does); moto still serves the
+    source bucket."""
     log_dir = root / "logs"
     model = make_test_checkpoint(root / "model.safetensors")
     prefix = f"dfs-test-{prefix_tag}{secrets.token_hex(4)}:"
@@ -354,7 +357,7 @@ def running_stack(
                 create_bucket(endpoint, name)
         env = platform_env(
             database_url=database_url,
-            storage_url=f"s3://{bucket}/{storage_path}",
+            storage_url=storage_url or f"s3://{bucket}/{storage_path}",
             broker_key_prefix=prefix,
             work_dir=root / "work",
             s3_endpoint=endpoint,

@@ -258,7 +258,21 @@ def test_list_jobs_pages_newest_first_with_cursor(
         ({"cursor": "not-a-cursor"}, "invalid_cursor"),
         ({"limit": "0"}, "invalid_limit"),
         ({"limit": "101"}, "invalid_limit"),
-        ({"status": "done"}, "validation_error"),
+        ({"status": "done"}, "invalid_filter"),
+        ({"status": "queued,"}, "invalid_filter"),
+        ({"verdict": "FAKE"}, "invalid_filter"),
+        ({"verdict": "maybe"}, "invalid_filter"),
+        ({"media_type": "audio"}, "invalid_filter"),
+        ({"created_from": "yesterday"}, "invalid_filter"),
+        ({"created_to": "2026-02-30"}, "invalid_filter"),
+        ({"created_to": "9999-12-31"}, "invalid_filter"),
+        ({"created_from": "2026-12-08", "created_to": "2026-12-07"}, "invalid_filter"),
+        ({"batch_id": "batch-1"}, "invalid_filter"),
+        ({"external_id": "x" * 256}, "invalid_filter"),
+        ({"external_id": ""}, "invalid_filter"),
+        # Filters the route does not take are refused, not ignored.
+        ({"verdicts": "fake"}, "unknown_parameter"),
+        ({"sort": "score"}, "unknown_parameter"),
     ],
 )
 def test_list_jobs_bad_query_is_422(
@@ -267,7 +281,94 @@ def test_list_jobs_bad_query_is_422(
     response = client.get("/v1/jobs", headers=make_key(), params=params)
 
     assert response.status_code == 422
-    assert response.json()["error"]["code"] == code
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert any(name in error["message"] for name in params)  # says which parameter
+
+
+def _set_job(settings: Settings, job_id: str, **values: object) -> None:
+    with get_session_factory(settings)() as session:
+        session.execute(update(Job).where(Job.id == uuid.UUID(job_id)).values(**values))
+        session.commit()
+
+
+def _ids(client: TestClient, headers: dict[str, str], **params: str) -> list[str]:
+    """Every job the filters pass, newest first, walked through pages of two."""
+    seen: list[str] = []
+    cursor = None
+    while True:
+        query = {**params, "limit": "2"} | ({"cursor": cursor} if cursor else {})
+        response = client.get("/v1/jobs", headers=headers, params=query)
+        assert response.status_code == 200, response.text
+        seen += [item["id"] for item in response.json()["items"]]
+        cursor = response.json()["next_cursor"]
+        if cursor is None:
+            return seen
+
+
+def test_list_jobs_filters_by_verdict_status_media_type_dates_external_id_and_batch(
+    client: TestClient, make_key: Headers, small_video: bytes, api_settings: Settings
+) -> None:
+    headers = make_key()
+    fake_photo, real_video, failed, queued = (
+        _submit(client, headers, small_video, external_id=f"triage-{i}")["id"] for i in range(4)
+    )
+    batch = client.post(
+        "/v1/batches",
+        headers=headers,
+        json={"items": [{"source": f"s3://client-videos/triage-{i}.mp4"} for i in range(3)]},
+    )
+    assert batch.status_code == 202, batch.text
+    batch_id = batch.json()["id"]
+    in_batch = _ids(client, headers, batch_id=batch_id)
+    # As workers would have left them; created on three days of January.
+    day = "2026-01-{:02d}T{}+00:00".format
+    scored = {"status": "succeeded", "score": 0.9, "threshold": 0.5}
+    _set_job(
+        api_settings, fake_photo, **scored, verdict="fake", media_type="image", created_at=day(10, "12:00")
+    )
+    _set_job(
+        api_settings, real_video, **{**scored, "score": 0.1}, verdict="real", created_at=day(11, "08:00")
+    )
+    _set_job(api_settings, failed, status="failed", error_code="corrupt_video", created_at=day(12, "00:00"))
+    _set_job(api_settings, in_batch[0], **scored, verdict="fake")
+    _set_job(api_settings, in_batch[1], **{**scored, "score": 0.5}, verdict="inconclusive")
+
+    everything = _ids(client, headers)
+    assert len(everything) == 7 and set(everything) >= {fake_photo, real_video, failed, queued}
+    assert _ids(client, headers, verdict="fake") == [in_batch[0], fake_photo]
+    assert _ids(client, headers, verdict="fake,inconclusive") == [in_batch[0], in_batch[1], fake_photo]
+    assert _ids(client, headers, verdict="real", status="succeeded") == [real_video]
+    assert _ids(client, headers, verdict="real", status="failed") == []
+    assert _ids(client, headers, status="failed") == [failed]
+    assert set(_ids(client, headers, status="queued")) == {queued, in_batch[2]}
+    assert _ids(client, headers, media_type="image") == [fake_photo]
+    assert fake_photo not in _ids(client, headers, media_type="video")
+    # A date alone covers its whole day; a date-time is an instant (UTC without an offset).
+    assert _ids(client, headers, created_from="2026-01-10", created_to="2026-01-11") == [
+        real_video,
+        fake_photo,
+    ]
+    assert _ids(client, headers, created_to="2026-01-10") == [fake_photo]
+    assert _ids(client, headers, created_from="2026-01-11T08:00:00Z", created_to="2026-01-12T00:00:00") == [
+        failed,
+        real_video,
+    ]
+    assert _ids(client, headers, created_from="2026-01-11T09:00:00+01:00", created_to="2026-01-11T08:59") == [
+        real_video
+    ]
+    # A "+" of an offset sent unencoded arrives as a space, and is read as the "+" it was.
+    unencoded = client.get(
+        "/v1/jobs?created_from=2026-01-11T09:00:00+01:00&created_to=2026-01-11", headers=headers
+    )
+    assert [item["id"] for item in unencoded.json()["items"]] == [real_video]
+    assert len(_ids(client, headers, created_from="2026-01-13")) == 4  # submitted today
+    assert _ids(client, headers, external_id="triage-2") == [failed]
+    assert _ids(client, headers, batch_id=batch_id) == in_batch
+    assert _ids(client, headers, batch_id=batch_id, verdict="inconclusive") == [in_batch[1]]
+    assert _ids(client, headers, batch_id=str(uuid.uuid4())) == []
+    # Another tenant's filters see none of these.
+    assert _ids(client, make_key(), batch_id=batch_id) == []
 
 
 def test_results_pages_walk_frames_by_index(

@@ -24,8 +24,12 @@ def test_upload_through_api_then_create_job(
     slot = _reserve(client, headers, len(small_video))
     assert slot["method"] == "PUT"
     assert slot["url"].endswith(f"/v1/uploads/{slot['upload_id']}")
+    # The API's own route takes the caller's key; the answered headers hold no credential of
+    # their own, so a client that sends them beside its key keeps the key.
+    assert slot["send_api_key"] is True
+    assert slot["headers"] == {"Content-Length": str(len(small_video))}
 
-    put = client.put(slot["url"], headers=headers, content=small_video)
+    put = client.put(slot["url"], headers={**headers, **slot["headers"]}, content=small_video)
     job = client.post("/v1/jobs", headers=headers, json={"upload_id": slot["upload_id"], "sample_fps": 1})
     reused = client.post("/v1/jobs", headers=headers, json={"upload_id": slot["upload_id"]})
     put_again = client.put(slot["url"], headers=headers, content=small_video)

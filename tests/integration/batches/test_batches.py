@@ -12,14 +12,16 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
+from PIL import Image
 from standardwebhooks import Webhook
 
 from tests.integration.conftest import upload_sources
 from tests.integration.platform.conftest import SOURCE_BUCKET
+from tests.utils.images import astronaut, encode
 from tests.utils.media import FaceVideo
 from tests.utils.platform import REPO_ROOT, wait_for
 from tests.utils.receiver import Answer, Receiver
@@ -241,6 +243,15 @@ def test_manifest_uploads_and_a_finished_batch_cannot_be_canceled(
     assert [b["id"] for b in listed] == [from_jsonl.json()["id"], from_csv.json()["id"]]
 
 
+@pytest.fixture(params=["s3", "local"])
+def cli_platform(request: pytest.FixtureRequest) -> Stack:
+    """The platform the batch command talks to, once per storage kind: S3 (local files go up
+    through presigned URLs) and a local directory, ``./scripts/platform``'s default (they go up
+    through the API's own upload route, with the key)."""
+    name = "hooks_platform" if request.param == "s3" else "local_hooks_platform"
+    return cast(Stack, request.getfixturevalue(name))
+
+
 def _batch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "core.cli", "batch", *args],
@@ -253,17 +264,17 @@ def _batch_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def test_batch_command_submits_follows_and_exports(
-    hooks_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+    cli_platform: Stack, short_clip: FaceVideo, tmp_path: Path
 ) -> None:
-    headers = hooks_platform.new_key()
+    headers = cli_platform.new_key()
     key = headers["Authorization"].split(" ", 1)[1]
     run = uuid.uuid4().hex[:8]
-    sources = upload_sources(hooks_platform, short_clip.path, [f"{run}/cli-{i}.mp4" for i in range(3)])
+    sources = upload_sources(cli_platform, short_clip.path, [f"{run}/cli-{i}.mp4" for i in range(3)])
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("source,external_id\n" + "".join(f"{s},cli-{i}\n" for i, s in enumerate(sources)))
     broken = tmp_path / "broken.csv"
     broken.write_text("url,id\nhttps://example.com/a.mp4,a\n")
-    env = {**hooks_platform.env, "DEEPFAKESTREAM_API": hooks_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
+    env = {**cli_platform.env, "DEEPFAKESTREAM_API": cli_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
     output = tmp_path / "results.csv"
 
     submitted = _batch_cli(
@@ -292,58 +303,93 @@ def test_batch_command_submits_follows_and_exports(
 
 
 def test_batch_command_uploads_a_folder_and_says_how_many_failed(
-    hooks_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+    cli_platform: Stack, short_clip: FaceVideo, tmp_path: Path
 ) -> None:
-    headers = hooks_platform.new_key()
+    headers = cli_platform.new_key()
     key = headers["Authorization"].split(" ", 1)[1]
     folder = tmp_path / "newsroom"
     (folder / "day-2").mkdir(parents=True)
     (folder / "a.mp4").write_bytes(short_clip.path.read_bytes())
     (folder / "day-2" / "b.mov").write_bytes(short_clip.path.read_bytes())
-    (folder / "notes.txt").write_text("not a video, and not picked up\n")
+    # Photos go in the same batch as the videos.
+    (folder / "portrait.JPG").write_bytes(encode(Image.fromarray(astronaut()), "JPEG", quality=90))
+    (folder / "day-2" / "still.png").write_bytes(encode(Image.fromarray(astronaut()), "PNG"))
+    (folder / "notes.txt").write_text("neither a video nor a photo, and not picked up\n")
     (folder / "broken.mp4").write_text("a text file with a video's name\n" * 20)  # refused: 415
-    env = {**hooks_platform.env, "DEEPFAKESTREAM_API": hooks_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
+    env = {**cli_platform.env, "DEEPFAKESTREAM_API": cli_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
 
     submitted = _batch_cli("submit", str(folder), "--poll-interval", "0.5", env=env)
 
     assert submitted.returncode == 4, submitted.stderr
     assert "uploading" in submitted.stderr  # the upload's progress bar
+    assert "1 other file left out" in submitted.stderr  # notes.txt, counted
     assert "upload failed: " in submitted.stderr and "broken.mp4: unsupported_format" in submitted.stderr
-    assert submitted.stderr.rstrip().endswith("1 of 3 items failed")
+    assert submitted.stderr.rstrip().endswith("1 of 5 items failed")
     batch_id = submitted.stdout.strip()
-    with hooks_platform.client(headers) as client:
+    with cli_platform.client(headers) as client:
         batch = client.get(f"/v1/batches/{batch_id}").json()
         rows = list(csv.DictReader(io.StringIO(_results(client, batch_id, "csv").text)))
-    assert batch["jobs_total"] == 2 and batch["counts"]["succeeded"] == 2
-    assert [(row["external_id"], row["filename"], row["source"]) for row in rows] == [
-        ("a.mp4", "a.mp4", ""),
-        ("day-2/b.mov", "b.mov", ""),
+    assert batch["jobs_total"] == 4 and batch["counts"]["succeeded"] == 4, batch
+    assert [(row["external_id"], row["filename"], row["source"], row["media_type"]) for row in rows] == [
+        ("a.mp4", "a.mp4", "", "video"),
+        ("day-2/b.mov", "b.mov", "", "video"),
+        ("day-2/still.png", "still.png", "", "image"),
+        ("portrait.JPG", "portrait.JPG", "", "image"),
     ]
     assert all(row["verdict_label"] for row in rows)
 
 
 def test_batch_command_uploads_the_local_paths_of_a_csv(
-    hooks_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+    cli_platform: Stack, short_clip: FaceVideo, tmp_path: Path
 ) -> None:
-    headers = hooks_platform.new_key()
+    headers = cli_platform.new_key()
     key = headers["Authorization"].split(" ", 1)[1]
     run = uuid.uuid4().hex[:8]
-    (remote,) = upload_sources(hooks_platform, short_clip.path, [f"{run}/remote.mp4"])
+    (remote,) = upload_sources(cli_platform, short_clip.path, [f"{run}/remote.mp4"])
     (tmp_path / "clips").mkdir()
     (tmp_path / "clips" / "local.mp4").write_bytes(short_clip.path.read_bytes())
+    (tmp_path / "clips" / "face.webp").write_bytes(encode(Image.fromarray(astronaut()), "WEBP"))
     manifest = tmp_path / "list.csv"
-    manifest.write_text(f"source,external_id\nclips/local.mp4,here\n{remote},there\n")
-    env = {**hooks_platform.env, "DEEPFAKESTREAM_API": hooks_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
+    manifest.write_text(f"source,external_id\nclips/local.mp4,here\n{remote},there\nclips/face.webp,photo\n")
+    env = {**cli_platform.env, "DEEPFAKESTREAM_API": cli_platform.base_url, "DEEPFAKESTREAM_API_KEY": key}
 
     submitted = _batch_cli("submit", str(manifest), "--poll-interval", "0.5", env=env)
 
     assert submitted.returncode == 0, submitted.stderr
-    with hooks_platform.client(headers) as client:
+    with cli_platform.client(headers) as client:
         rows = list(csv.DictReader(io.StringIO(_results(client, submitted.stdout.strip(), "csv").text)))
     by_id = {row["external_id"]: row for row in rows}
-    assert set(by_id) == {"here", "there"}
+    assert set(by_id) == {"here", "there", "photo"}
     assert by_id["here"]["filename"] == "local.mp4" and by_id["here"]["status"] == "succeeded"
+    assert by_id["photo"]["filename"] == "face.webp" and by_id["photo"]["status"] == "succeeded"
+    assert by_id["photo"]["media_type"] == "image"
     assert by_id["there"]["source"] == remote and by_id["there"]["status"] == "succeeded"
+
+
+def test_batch_command_stops_at_the_first_refused_key(
+    cli_platform: Stack, short_clip: FaceVideo, tmp_path: Path
+) -> None:
+    folder = tmp_path / "backlog"
+    folder.mkdir()
+    for index in range(3):
+        (folder / f"clip-{index}.mp4").write_bytes(short_clip.path.read_bytes())
+    wrong_key = f"dfs_{uuid.uuid4().hex[:8]}_{'x' * 43}"
+    env = {
+        **cli_platform.env,
+        "DEEPFAKESTREAM_API": cli_platform.base_url,
+        "DEEPFAKESTREAM_API_KEY": wrong_key,
+    }
+
+    submitted = _batch_cli("submit", str(folder), env=env)
+
+    assert submitted.returncode == 1, submitted.stderr
+    # One refusal, said once with what to check; not a failure per file.
+    assert submitted.stderr.count("invalid_api_key") == 1, submitted.stderr
+    assert "check --key or $DEEPFAKESTREAM_API_KEY" in submitted.stderr
+    assert "upload failed" not in submitted.stderr and "items failed" not in submitted.stderr
+    # The same address with a right key is served at once.
+    with cli_platform.client(cli_platform.new_key()) as client:
+        assert client.get("/v1/jobs").status_code == 200
 
 
 def test_single_job_from_an_https_source(

@@ -126,6 +126,7 @@ def test_presigned_upload_then_job_succeeds(platform: Stack, two_segment_video: 
     with platform.client(headers) as client:
         slot = client.post("/v1/uploads", json={"size_bytes": len(data), "filename": "direct.mp4"}).json()
         assert slot["url"].startswith(platform.s3_endpoint), slot
+        assert slot["send_api_key"] is False  # the signature is the credential: the key stays home
         early = client.post("/v1/jobs", json={"upload_id": slot["upload_id"]})
         put = httpx.put(slot["url"], content=data, headers=slot["headers"], timeout=30)
         created = client.post("/v1/jobs", json={"upload_id": slot["upload_id"]})
