@@ -144,7 +144,9 @@ h1 { font-size: 20px; margin: 0 0 4px; word-break: break-all; } h2 { font-size: 
 .verdict { font-size: 28px; font-weight: 700; margin: 8px 0; }
 .fake { color: #c0392b; } .real { color: #1e8449; } .inconclusive { color: #b9770e; }
 .no_face { color: #5d6d7e; }
-.explanation { font-size: 15px; } .caveat { color: #555; font-style: italic; }
+.explanation { font-size: 15px; }
+.caveat { font-size: 15px; color: #222; background: #fff7e6; border-left: 4px solid #d9a022;
+          padding: 8px 12px; }
 .banner { background: #c0392b; color: #fff; padding: 10px 14px; font-weight: 700; border-radius: 4px; }
 table { border-collapse: collapse; }
 td, th { padding: 3px 12px 3px 0; text-align: left; vertical-align: top; }
@@ -318,7 +320,9 @@ def render_report(report: Report, *, title: str | None = None) -> str:
     if report.explanation:
         lines.append(f'<p class="explanation">{esc(report.explanation)}</p>')
     if model.caveat:
-        lines.append(f'<p class="caveat">About the model: {esc(model.caveat)}</p>')
+        # As prominent as the verdict it qualifies: a missed fake reads "No signs of manipulation
+        # found", and this is what says that is no clearance.
+        lines.append(f'<p class="caveat"><strong>Limits of this model:</strong> {esc(model.caveat)}</p>')
     source = f"<br>from <code>{esc(report.input.source)}</code>" if report.input.source else ""
     lines += [
         "<table>",

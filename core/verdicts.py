@@ -14,17 +14,26 @@ from core.states import Verdict
 __all__ = [
     "AGGREGATION_DESCRIPTIONS",
     "LABELS",
+    "NOT_PROOF",
     "decide",
     "explanation",
     "label",
 ]
 
+# ``real`` says what the model did, not what the video is: a fake the model misses gets this
+# verdict too, and "no manipulation detected" read as a clearance.
 LABELS: dict[str, str] = {
     Verdict.FAKE: "Signs of manipulation",
-    Verdict.REAL: "No manipulation detected",
+    Verdict.REAL: "No signs of manipulation found by this model",
     Verdict.INCONCLUSIVE: "Inconclusive",
     Verdict.NO_FACE: "No face found",
 }
+
+# Said beside every ``real`` verdict: the model's silence is no evidence of authenticity.
+NOT_PROOF = (
+    "This is not proof that the {media} is authentic: the model can miss manipulation it was not "
+    "trained on, so check it by other means before relying on it."
+)
 
 # How each aggregation turns face scores into the video's score, said for a reader of a verdict.
 AGGREGATION_DESCRIPTIONS: dict[str, str] = {
@@ -123,4 +132,6 @@ def explanation(
     else:
         side = "at or above" if score >= threshold else "below"
         where = f"Its score, P(fake) {score:.3f}, is {side} the threshold {threshold:.3f}."
+    if verdict == Verdict.REAL:
+        where += " " + NOT_PROOF.format(media="picture" if image else "video")
     return f"{how} {where}".strip()

@@ -148,8 +148,8 @@ class JobPublic(BaseModel):
     verdict: Literal["fake", "real", "inconclusive", "no_face"] | None
     verdict_label: str | None = Field(
         default=None,
-        description="the verdict in words: Signs of manipulation, No manipulation detected, "
-        "Inconclusive or No face found; null while the job has not finished",
+        description="the verdict in words: Signs of manipulation, No signs of manipulation found by "
+        "this model, Inconclusive or No face found; null while the job has not finished",
     )
     explanation: str | None = Field(
         default=None,

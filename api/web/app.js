@@ -14,7 +14,7 @@ const SVG_NS = "http://www.w3.org/2000/svg";
 // The API sends verdict_label; these are the same words, for answers without it.
 const VERDICT_WORDS = {
   fake: "Signs of manipulation",
-  real: "No manipulation detected",
+  real: "No signs of manipulation found by this model",
   inconclusive: "Inconclusive",
   no_face: "No face found",
 };
@@ -458,7 +458,7 @@ function explanationNodes(job, decision) {
     case "real": {
       const near = nearThreshold(job, decision);
       return [
-        el("p", {}, `The score is below the threshold (${threshold}). This is not proof that the video is authentic: the model can miss manipulation it was not trained on.`),
+        el("p", {}, `The score is below the threshold (${threshold}). This is not proof that the ${job.media_type === "image" ? "picture" : "video"} is authentic: the model can miss manipulation it was not trained on, so check it by other means before relying on it.`),
         near ? el("p", { class: "note" }, "The score is close to the threshold: treat this result as uncertain.") : null,
       ].filter(Boolean);
     }
@@ -512,7 +512,7 @@ function renderJobHead(job) {
     ? [model.name, model.version].filter(Boolean).join(" ")
     : TERMINAL.has(job.status) ? "none: the video was not analysed" : "chosen when the analysis starts";
   $("job-caveat").textContent = model && model.caveat ? model.caveat : "";
-  $("job-caveat").hidden = !(model && model.caveat);
+  $("job-limits").hidden = !(succeeded && model && model.caveat);
   $("job-untrained").hidden = !(model && model.trained === false);
   $("job-error-row").hidden = !job.error;
   $("job-error-row").querySelector("th").textContent = job.status === "canceled" ? "reason" : "error";
@@ -1027,6 +1027,7 @@ function route() {
     $("job-results").hidden = true;
     $("job-explanation").hidden = true;
     $("job-scale").hidden = true;
+    $("job-limits").hidden = true;
     for (const id of ["job-report", "job-cancel", "job-delete"]) $(id).hidden = true;
     $("job-verdict").textContent = "…";
     $("job-verdict").className = "verdict";

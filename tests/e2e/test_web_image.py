@@ -1,6 +1,7 @@
 """An image job on the page, in a real browser against the real stack: the picture itself, its
 face boxed in the colour of its score over the face MTCNN found, the heatmaps, and no chart over
-time. Screenshots go to $E2E_SCREENSHOTS when it is set."""
+time; the file picker offers photos as well as videos. Screenshots go to $E2E_SCREENSHOTS when it
+is set."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from core.media import IMAGE_CONTENT_TYPES
 from tests.e2e.conftest import enter_key
-from tests.utils.images import astronaut, rotated_jpeg
+from tests.utils.images import astronaut, encode, rotated_jpeg
 from tests.utils.stack import Stack
 
 pytestmark = pytest.mark.e2e
@@ -116,3 +118,33 @@ def test_image_result_shows_the_picture_with_coloured_boxes_and_heatmaps(
     expect(page.locator("#chart-panel")).to_be_visible()
     expect(page.locator("#segments-panel")).to_be_visible()
     expect(page.locator("#job-input-label")).to_have_text("video")
+
+
+def test_the_file_picker_offers_photos_and_sends_one(
+    stack: Stack, page: Page, tmp_path: Path, shots: Path
+) -> None:
+    headers = stack.new_key()
+    enter_key(page, stack, headers)
+    # The browser's file chooser lists only what ``accept`` names: every image type the API takes.
+    accept = (page.get_attribute("#upload-file", "accept") or "").split(",")
+    assert "video/*" in accept, accept
+    for content_type in IMAGE_CONTENT_TYPES.values():
+        assert content_type in accept, (content_type, accept)
+    for extension in (".jpg", ".jpeg", ".png", ".webp", ".gif"):
+        assert extension in accept, (extension, accept)
+    expect(page.locator("#view-home h2").first).to_have_text("Analyse a video or photo")
+    formats = page.get_by_test_id("upload-formats")
+    expect(formats).to_be_visible()
+    for name in ("JPEG", "PNG", "WebP", "GIF", "MP4"):
+        expect(formats).to_contain_text(name)
+    page.screenshot(path=str(shots / "upload-photo-picker.png"))
+
+    photo = tmp_path / f"photo-{uuid.uuid4().hex[:6]}.png"
+    photo.write_bytes(encode(Image.fromarray(astronaut()), "PNG"))
+    page.set_input_files("#upload-file", str(photo))
+    page.click("#upload-button")
+    page.wait_for_url(re.compile(r".*#/jobs/[0-9a-f-]{36}$"), timeout=30_000)
+    job_id = page.url.rsplit("/", 1)[1]
+    page.wait_for_function("id => document.body.dataset.jobLoaded === id", arg=job_id, timeout=JOB_TIMEOUT_MS)
+    expect(page.locator("#job-input-label")).to_have_text("image")
+    assert stack.job(headers, job_id)["media_type"] == "image"

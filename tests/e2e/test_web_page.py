@@ -24,7 +24,7 @@ JOB_TIMEOUT_MS = 180_000
 # What the page says for each verdict when the API sends no verdict_label of its own.
 VERDICT_WORDS = {
     "fake": "Signs of manipulation",
-    "real": "No manipulation detected",
+    "real": "No signs of manipulation found by this model",
     "inconclusive": "Inconclusive",
     "no_face": "No face found",
 }

@@ -136,13 +136,18 @@ def test_no_manipulation_near_the_threshold_is_called_uncertain(
         for field in ("verdict_label", "explanation", "inconclusive_band"):
             body.pop(field, None)
         body.update(answer)
-        body["model"] = {**body["model"], "threshold": answer["threshold"], "inconclusive_band": None}
+        body["model"] = {
+            **body["model"],
+            "threshold": answer["threshold"],
+            "inconclusive_band": None,
+            "caveat": CAVEAT,
+        }
         route.fulfill(response=response, json=body)
 
     page.route(re.compile(rf".*/v1/jobs/{job['id']}$"), no_manipulation)
     _open_job(page, stack, headers, job["id"])
     verdict = page.get_by_test_id("verdict")
-    expect(verdict).to_have_text("No manipulation detected")
+    expect(verdict).to_have_text("No signs of manipulation found by this model")
     expect(verdict).to_have_attribute("data-confidence", "low")
     assert not _is_green(_rgb(page, "#job-verdict", "color"))
     size = float(page.eval_on_selector("#job-verdict", "node => parseFloat(getComputedStyle(node).fontSize)"))
@@ -151,6 +156,19 @@ def test_no_manipulation_near_the_threshold_is_called_uncertain(
     expect(explanation).to_contain_text("not proof that the video is authentic")
     expect(explanation).to_contain_text("close to the threshold")
     expect(page.locator("[data-testid=score-scale] .band")).to_have_count(0)
+    # The model's limits right under the explanation, at the size of the text around it and
+    # dark, not small grey print in the facts table.
+    limits = page.get_by_test_id("model-limits")
+    expect(limits).to_be_visible()
+    expect(limits).to_contain_text(f"Limits of this model: {CAVEAT}")
+    caveat_size = float(
+        page.eval_on_selector("#job-limits", "node => parseFloat(getComputedStyle(node).fontSize)")
+    )
+    assert caveat_size >= 14, caveat_size
+    assert max(_rgb(page, "#job-limits", "color")) < 80, _rgb(page, "#job-limits", "color")
+    assert page.evaluate(
+        "() => document.getElementById('job-explanation').nextElementSibling.id === 'job-limits'"
+    )
     page.screenshot(path=str(shots / "real-near-threshold.png"), full_page=True)
 
     answer["explanation"] = "The video's score is the mean of its frames' scores.\nSee the faces below."
@@ -404,10 +422,21 @@ def test_usable_at_phone_width(
     stack: Stack, phone: Page, finished: tuple[dict[str, str], dict[str, Any]], shots: Path
 ) -> None:
     headers, job = finished
+
+    def longest_verdict(route: Route) -> None:
+        # The longest words a list shows, whatever the random model decided for this job.
+        response = route.fetch()
+        body = response.json()
+        for item in body["items"]:
+            item.update(verdict="real", verdict_label="No signs of manipulation found by this model")
+        route.fulfill(response=response, json=body)
+
+    phone.route(re.compile(r".*/v1/jobs\?limit=25$"), longest_verdict)
     enter_key(phone, stack, headers)
     expect(phone.get_by_test_id("upload-status")).to_be_hidden()
     row = phone.locator(f"[data-testid=jobs-table] tr[data-job-id='{job['id']}']")
     expect(row).to_be_visible()
+    expect(row.locator("td.result")).to_have_text("No signs of manipulation found by this model")
     _no_horizontal_scroll(phone)
     phone.screenshot(path=str(shots / "jobs-phone.png"), full_page=True)
 

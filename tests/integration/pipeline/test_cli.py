@@ -52,7 +52,7 @@ def test_json_report_and_summary(
     assert code == 0, captured.err
     summary = captured.out.splitlines()
     assert summary[0].startswith("UNTRAINED MODEL")
-    verdict = r"(Signs of manipulation|No manipulation detected)"
+    verdict = r"(Signs of manipulation|No signs of manipulation found by this model)"
     assert re.match(rf"long\.mp4: {verdict}  \(P\(fake\) 0\.\d{{3}}, threshold 0\.500\)$", summary[1])
     assert summary[2].startswith("  why     The video's score is the average")
     assert "15 in 15 of 15 sampled frames, 1 track(s), 3 segment(s)" in captured.out
@@ -64,7 +64,7 @@ def test_json_report_and_summary(
         "verdict", "score", "model", "video", "segments", "frames", "tracks", "timings", "rtf"
     }
     assert doc["verdict"] in ("fake", "real") and 0 < doc["score"] < 1
-    assert doc["verdict_label"] in ("Signs of manipulation", "No manipulation detected")
+    assert doc["verdict_label"] in ("Signs of manipulation", "No signs of manipulation found by this model")
     assert doc["inconclusive_band"] is None and doc["aggregation"] == "mean" and doc["caveat"] is None
     assert doc["explanation"].startswith("The video's score is the average")
     assert doc["settings"]["segment_seconds"] == 2.0 and doc["settings"]["aggregation"] == "mean"

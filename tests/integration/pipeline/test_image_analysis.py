@@ -51,7 +51,7 @@ def test_cli_analyses_a_photo_with_json_and_report(
 
     captured = capsys.readouterr()
     assert code == 0, captured.err
-    words = "Signs of manipulation|No manipulation detected|Inconclusive"
+    words = "Signs of manipulation|No signs of manipulation found by this model|Inconclusive"
     assert re.search(rf"^photo\.jpg: ({words})  \(P\(fake\) 0\.\d{{3}}", captured.out, re.MULTILINE)
     assert "  image   384×512, jpeg" in captured.out
     assert "1 in 1 of 1 sampled frames" in captured.out

@@ -55,7 +55,7 @@ def test_report_records_provenance_verdict_words_and_caveat() -> None:
 
     assert 'data-verdict="inconclusive">Inconclusive</p>' in document
     assert "inside the inconclusive band 0.240–0.720" in document
-    assert "About the model: Misses lip-sync." in document
+    assert '<p class="caveat"><strong>Limits of this model:</strong> Misses lip-sync.</p>' in document
     assert "2026-12-01 15:04:05 UTC" in document and "job <code>job-1</code>" in document
     assert (
         "clip &lt;1&gt;.mp4, 2.3 MB (2345678 bytes)" in document and "<h1>clip &lt;1&gt;.mp4</h1>" in document

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from core.states import Verdict
-from core.verdicts import AGGREGATION_DESCRIPTIONS, LABELS, decide, explanation, label
+from core.verdicts import AGGREGATION_DESCRIPTIONS, LABELS, NOT_PROOF, decide, explanation, label
 
 
 @pytest.mark.parametrize(
@@ -31,7 +31,8 @@ def test_decide_uses_the_band_around_the_threshold(
 def test_every_verdict_has_words_for_people() -> None:
     assert set(LABELS) == set(Verdict)
     assert label("fake") == "Signs of manipulation"
-    assert label("real") == "No manipulation detected"
+    # What the model did, not a clearance: a fake the model misses reads the same.
+    assert label("real") == "No signs of manipulation found by this model"
     assert label("inconclusive") == "Inconclusive"
     assert label("no_face") == "No face found"
     assert label(None) is None
@@ -42,9 +43,8 @@ def test_explanation_says_how_faces_made_the_score_and_where_it_lies() -> None:
     assert text is not None
     assert text.startswith(AGGREGATION_DESCRIPTIONS["mean"])
     assert "one face scoring above the threshold does not decide the verdict alone" in text
-    assert text.endswith(
-        "Its score, P(fake) 0.310, is below the inconclusive band 0.400–0.700 (threshold 0.520)."
-    )
+    assert "Its score, P(fake) 0.310, is below the inconclusive band 0.400–0.700 (threshold 0.520)." in text
+    assert text.endswith(NOT_PROOF.format(media="video"))
 
     inside = explanation(
         verdict="inconclusive", score=0.5, threshold=0.52, band=(0.4, 0.7), aggregation="mean"
@@ -54,6 +54,13 @@ def test_explanation_says_how_faces_made_the_score_and_where_it_lies() -> None:
     assert above is not None and "most suspicious person" in above and "above the inconclusive band" in above
     no_band = explanation(verdict="fake", score=0.6, threshold=0.5, aggregation="confident")
     assert no_band is not None and no_band.endswith("is at or above the threshold 0.500.")
+    assert "not proof" not in no_band and "not proof" not in above
+
+
+def test_a_real_verdict_says_it_is_not_proof_of_authenticity() -> None:
+    for band in ((0.4, 0.7), None):
+        text = explanation(verdict="real", score=0.2, threshold=0.5, band=band, aggregation="mean")
+        assert text is not None and "This is not proof that the video is authentic" in text
 
 
 def test_no_face_explains_what_it_means_and_what_to_try() -> None:
@@ -71,5 +78,6 @@ def test_an_image_is_explained_as_a_picture() -> None:
 
     text = explanation(verdict="real", score=0.1, threshold=0.5, band=(0.3, 0.7), media_type="image")
     assert text is not None and "picture's score" in text and "video" not in text
+    assert "not proof that the picture is authentic" in text
     no_face = explanation(verdict="no_face", score=None, threshold=0.5, media_type="image")
     assert no_face is not None and "picture" in no_face and "video" not in no_face
