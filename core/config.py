@@ -163,8 +163,9 @@ class Settings(BaseSettings):
     # request.
     api_key_cache_s: float = Field(default=2.0, ge=0, le=60)
 
-    # Webhooks. Loopback, private and link-local receivers are refused unless allowed (an
-    # on-premises receiver, or tests); cloud metadata addresses are refused always.
+    # Webhooks and https:// sources. Loopback and private receivers are refused unless allowed (an
+    # on-premises receiver, or tests); link-local and cloud metadata addresses, in any IPv6
+    # spelling, are refused always.
     webhook_allow_private: bool = False
     # One attempt, from the first connection to the answer's last byte read, on the wall clock;
     # the connection alone may take WEBHOOK_CONNECT_TIMEOUT_S of it. A delivery is claimed for
