@@ -11,6 +11,7 @@ Pillow is imported inside the functions: ``pipeline.plan`` asks ``is_still`` of 
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -48,13 +49,22 @@ def _opened(path: Path, config: AnalysisConfig) -> Iterator[PILImage.Image]:
     """The image with its header read and checked, nothing decoded yet."""
     from PIL import Image, UnidentifiedImageError
 
+    # Pillow refuses outright past twice its MAX_IMAGE_PIXELS: never below a cap set higher than
+    # its own, so the refusal is always ours and names the limit the deployment set.
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < config.max_image_pixels:
+        Image.MAX_IMAGE_PIXELS = config.max_image_pixels
     try:
         with warnings.catch_warnings():
             # Our own pixel cap is the guard; Pillow's warning below its hard limit is noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path, formats=[name.upper() for name in IMAGE_FORMATS])
     except Image.DecompressionBombError as exc:
-        raise LimitExceededError(f"{path.name}: {exc}", code="image_too_large") from exc
+        counted = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow read the header's size
+        size = f" ({int(counted[1]) / 1e6:.1f} Mpixel)" if counted else ""
+        raise LimitExceededError(
+            f"{path.name}{size} is past the limit of {config.max_image_pixels / 1e6:.1f} Mpixel",
+            code="image_too_large",
+        ) from exc
     except UnidentifiedImageError as exc:
         raise CorruptImageError(f"{path.name}: the image header cannot be read") from exc
     except (OSError, SyntaxError, ValueError) as exc:

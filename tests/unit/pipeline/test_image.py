@@ -133,6 +133,18 @@ def test_decompression_bomb_is_refused_unread(tmp_path: Path) -> None:
 
     assert caught.value.code == "image_too_large"
     assert caught.value.exit_code == 8
+    # The limit named is the deployment's (MAX_IMAGE_PIXELS), not Pillow's own.
+    assert "3600.0 Mpixel" in caught.value.message and "50.0 Mpixel" in caught.value.message
+    assert "178956970" not in caught.value.message
+
+
+def test_decompression_bomb_message_names_the_configured_cap(tmp_path: Path) -> None:
+    path = bomb_png(tmp_path / "bomb.png")
+
+    with pytest.raises(errors.LimitExceededError) as caught:
+        probe_image(path, AnalysisConfig(max_image_pixels=1_000_000))
+
+    assert "past the limit of 1.0 Mpixel" in caught.value.message
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
