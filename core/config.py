@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # small file that would inflate to gigabytes is refused unread), and the decoded size of a
     # JSON {"image_base64": ...} body.
     max_image_pixels: int = Field(default=50_000_000, ge=64 * 64)
+    # Each side, and the long side over the short: a line of pixels under the pixel cap still
+    # costs gigabytes to resample.
+    max_image_side: int = Field(default=20_000, ge=64)
+    max_image_aspect_ratio: float = Field(default=20.0, ge=1.0)
     max_image_base64_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     # Analysis defaults and the bounds a request may choose within

@@ -2,9 +2,10 @@
 
 An image goes through the same faces, crops, classifier and explanations as a video's frame;
 only reading it differs. Before any pixel is decoded the header's size is checked against
-``max_image_pixels`` (a small file that would inflate to gigabytes is refused unread) and
-animations are refused. Decoding applies the EXIF orientation and turns every colour mode the
-formats allow (CMYK, 16-bit, palette, alpha) into 8-bit RGB; alpha is laid over white.
+``max_image_pixels`` (a small file that would inflate to gigabytes is refused unread),
+``max_image_side`` and ``max_image_aspect_ratio``, and animations are refused. Decoding applies
+the EXIF orientation and turns every colour mode the formats allow (CMYK, 16-bit, palette,
+alpha) into 8-bit RGB; alpha is laid over white.
 
 Pillow is imported inside the functions: ``pipeline.plan`` asks ``is_still`` of every video.
 """
@@ -51,7 +52,7 @@ def _opened(path: Path, config: AnalysisConfig) -> Iterator[PILImage.Image]:
 
     # Pillow refuses outright past twice its MAX_IMAGE_PIXELS: never below a cap set higher than
     # its own, so the refusal is always ours and names the limit the deployment set.
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < config.max_image_pixels:
+    if Image.MAX_IMAGE_PIXELS is not None and config.max_image_pixels > Image.MAX_IMAGE_PIXELS:
         Image.MAX_IMAGE_PIXELS = config.max_image_pixels
     try:
         with warnings.catch_warnings():
@@ -77,6 +78,18 @@ def _opened(path: Path, config: AnalysisConfig) -> Iterator[PILImage.Image]:
             raise LimitExceededError(
                 f"{path.name} is {width}×{height} ({width * height / 1e6:.1f} Mpixel); the limit is "
                 f"{config.max_image_pixels / 1e6:.1f} Mpixel",
+                code="image_too_large",
+            )
+        long_side, short_side = max(width, height), min(width, height)
+        if long_side > config.max_image_side:
+            raise LimitExceededError(
+                f"{path.name} is {width}×{height}; no side may be longer than {config.max_image_side} px",
+                code="image_too_large",
+            )
+        if long_side > short_side * config.max_image_aspect_ratio:
+            raise LimitExceededError(
+                f"{path.name} is {width}×{height} ({long_side / short_side:.0f}:1); the long side may be "
+                f"at most {config.max_image_aspect_ratio:g} times the short one",
                 code="image_too_large",
             )
         try:

@@ -12,7 +12,7 @@ from PIL import Image
 from pipeline import errors
 from pipeline.image import decode_still, is_still, plan_still, probe_image
 from pipeline.types import AnalysisConfig
-from tests.utils.images import astronaut, bomb_png, encode, rotated_jpeg, sixteen_bit_rgb_png
+from tests.utils.images import astronaut, bomb_png, encode, flat_grey_png, rotated_jpeg, sixteen_bit_rgb_png
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +145,37 @@ def test_decompression_bomb_message_names_the_configured_cap(tmp_path: Path) -> 
         probe_image(path, AnalysisConfig(max_image_pixels=1_000_000))
 
     assert "past the limit of 1.0 Mpixel" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "said"),
+    [
+        (49_999_999, 1, "no side may be longer than 20000 px"),  # under the pixel cap: a line
+        (1, 49_999_999, "no side may be longer than 20000 px"),
+        (25_000, 1_600, "no side may be longer than 20000 px"),
+        (10_000, 400, "(25:1); the long side may be at most 20 times the short one"),
+        (100, 2_100, "(21:1)"),
+    ],
+)
+def test_a_side_or_a_shape_past_the_caps_is_refused_before_decoding(
+    tmp_path: Path, width: int, height: int, said: str
+) -> None:
+    path = flat_grey_png(tmp_path / "line.png", width=width, height=height)
+    assert path.stat().st_size < 100_000 and width * height < AnalysisConfig().max_image_pixels
+
+    with pytest.raises(errors.LimitExceededError) as caught:
+        probe_image(path)
+
+    assert caught.value.code == "image_too_large" and caught.value.exit_code == 8
+    assert f"{width}×{height}" in caught.value.message and said in caught.value.message
+
+
+def test_a_wide_picture_within_the_caps_is_read(tmp_path: Path) -> None:
+    path = flat_grey_png(tmp_path / "panorama.png", width=4000, height=200)  # 20:1, the limit
+
+    decoded = _read(path)
+
+    assert decoded.shape == (96, 1920, 3)
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
