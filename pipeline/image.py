@@ -38,6 +38,8 @@ _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _BACKGROUND = (255, 255, 255, 255)  # what transparent pixels become
+# Pixels converted at a time from 16 or 32 bits a pixel to 8: a few MB of float32 per band.
+_CONVERT_BAND_PIXELS = 1 << 20
 
 
 def is_still(info: VideoInfo) -> bool:
@@ -161,11 +163,7 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
     if mode == "RGB":
         return image
     if mode in _SIXTEEN_BIT_MODES or mode == "F":
-        # 16-bit grey (and 32-bit integer or float grey): scaled to 8 bits, not clipped.
-        values = np.asarray(image, dtype=np.float64)
-        scale = 1.0 if mode == "F" else 257.0
-        grey = np.clip(np.rint(values / scale), 0, 255).astype(np.uint8)
-        return Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
+        return _grey_to_8_bit(image).convert("RGB")
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode == "L" and "transparency" in image.info:
@@ -175,6 +173,27 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
         background = Image.new("RGBA", rgba.size, _BACKGROUND)
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")  # L, 1, CMYK, YCbCr
+
+
+def _grey_to_8_bit(image: PILImage.Image) -> PILImage.Image:
+    """16-bit grey (and 32-bit integer or float grey) scaled to 8 bits, not clipped, a band of rows
+    at a time: the picture is never copied whole into a wider type (float64 of a 50 Mpixel
+    picture is 400 MB, where Pillow holds it in 100)."""
+    from PIL import Image
+
+    width, height = image.size
+    scale = np.float32(1.0 if image.mode == "F" else 257.0)
+    grey = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, _CONVERT_BAND_PIXELS // width)
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        band = np.asarray(image.crop((0, top, width, bottom)), dtype=np.float32)
+        np.divide(band, scale, out=band)
+        np.rint(band, out=band)
+        np.clip(band, 0, 255, out=band)
+        np.nan_to_num(band, copy=False)
+        grey[top:bottom] = band
+    return Image.fromarray(grey)
 
 
 def decode_still(path: str | Path, info: VideoInfo, config: AnalysisConfig | None = None) -> np.ndarray:

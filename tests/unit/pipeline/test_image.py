@@ -3,6 +3,7 @@ animations and damaged files refused with typed errors."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,23 @@ def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert decoded[0, 0].tolist() == [0, 0, 0] and decoded[0, -1].tolist() == [255, 255, 255]
     assert np.all(np.diff(decoded[0, :, 0].astype(int)) >= 0)  # still a ramp: no wrap-around at 255
     assert len(np.unique(decoded[0, :, 0])) > 200
+
+
+def test_sixteen_bit_grey_is_converted_without_a_wide_copy(tmp_path: Path) -> None:
+    # 97 KB on disk, 50 Mpixel of 16-bit grey: a float64 copy of it alone is 400 MB.
+    path = flat_grey_png(tmp_path / "grey16.png", width=7070, height=7070, bit_depth=16)
+    info = probe_image(path)
+
+    tracemalloc.start()
+    try:
+        decoded = decode_still(path, info, AnalysisConfig())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert decoded.shape == (1920, 1920, 3) and not decoded.any()
+    # numpy's arrays are traced: the 8-bit picture (50 MB) and a band, not a wide copy.
+    assert peak < 80 * 2**20, f"peak {peak / 2**20:.0f} MiB"
 
 
 def test_palette_and_alpha_are_laid_over_white(tmp_path: Path, pixels: np.ndarray) -> None:
