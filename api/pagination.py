@@ -13,11 +13,11 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from sqlalchemy import Select, tuple_
+from sqlalchemy import BigInteger, Select, SmallInteger, tuple_
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.config import Settings
@@ -72,20 +72,36 @@ def page_limit(limit: int | None, settings: Settings) -> int:
 def _key_value(column: InstrumentedAttribute[Any], value: Any) -> Any:
     """A key column's value as it travels in a cursor."""
     if isinstance(value, datetime):
-        return value.isoformat()
+        # Always in UTC, whatever the database session's time zone: what a cursor may hold is then
+        # one exact form, checked on the way back.
+        return value.astimezone(UTC).isoformat()
     return str(value) if isinstance(value, uuid.UUID) else value
 
 
 def _parse_key(column: InstrumentedAttribute[Any], raw: Any) -> Any:
-    """A key column's value read back from a cursor; InvalidRequestError when it is not one."""
+    """A key column's value read back from a cursor; InvalidRequestError unless it is a value of
+    the kind the page wrote (a cursor is opaque, not trusted: a forged one must not reach the
+    database as a boolean, an integer past the column's range or a time it cannot hold)."""
     kind = column.type.python_type
     if kind is int:
-        if not isinstance(raw, int):
+        bits = (
+            64 if isinstance(column.type, BigInteger) else 16 if isinstance(column.type, SmallInteger) else 32
+        )
+        # JSON's true is an int to Python; it is no key the page wrote.
+        if type(raw) is not int or not -(2 ** (bits - 1)) <= raw < 2 ** (bits - 1):
             raise _invalid_cursor()
         return raw
+    if not isinstance(raw, str):
+        raise _invalid_cursor()
     try:
-        return datetime.fromisoformat(str(raw)) if kind is datetime else uuid.UUID(str(raw))
-    except ValueError as exc:
+        if kind is datetime:
+            written = datetime.fromisoformat(raw)
+            # Only UTC was written; another offset (-23:59, which PostgreSQL refuses) or none is forged.
+            if written.utcoffset() != timedelta(0):
+                raise _invalid_cursor()
+            return written
+        return uuid.UUID(raw)
+    except (ValueError, OverflowError) as exc:
         raise _invalid_cursor() from exc
 
 

@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # small file that would inflate to gigabytes is refused unread), and the decoded size of a
     # JSON {"image_base64": ...} body.
     max_image_pixels: int = Field(default=50_000_000, ge=64 * 64)
+    # Each side, and the long side over the short: a line of pixels under the pixel cap still
+    # costs gigabytes to resample.
+    max_image_side: int = Field(default=20_000, ge=64)
+    max_image_aspect_ratio: float = Field(default=20.0, ge=1.0)
     max_image_base64_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     # Analysis defaults and the bounds a request may choose within
@@ -163,8 +167,9 @@ class Settings(BaseSettings):
     # request.
     api_key_cache_s: float = Field(default=2.0, ge=0, le=60)
 
-    # Webhooks. Loopback, private and link-local receivers are refused unless allowed (an
-    # on-premises receiver, or tests); cloud metadata addresses are refused always.
+    # Webhooks and https:// sources. Loopback and private receivers are refused unless allowed (an
+    # on-premises receiver, or tests); link-local and cloud metadata addresses, in any IPv6
+    # spelling, are refused always.
     webhook_allow_private: bool = False
     # One attempt, from the first connection to the answer's last byte read, on the wall clock;
     # the connection alone may take WEBHOOK_CONNECT_TIMEOUT_S of it. A delivery is claimed for

@@ -1,10 +1,10 @@
 """Outbound HTTP to addresses clients chose (webhooks, https sources), guarded against SSRF.
 
-A URL's host is resolved once, every address it resolves to is checked (IPv4-mapped and NAT64
-IPv6 by the IPv4 address inside), and the connection goes to a checked address: the name is never
-resolved a second time, so DNS cannot swap in an internal address between check and use (TLS
-still verifies the certificate against the name). Redirects are never followed blindly, and no
-proxy from the environment is used, since a proxy would make its own, unchecked, resolution.
+A URL's host is resolved once, every address it resolves to is checked (an IPv6 address that
+embeds an IPv4 one by that IPv4 address too), and the connection goes to a checked address: the
+name is never resolved a second time, so DNS cannot swap in an internal address between check and
+use (TLS still verifies the certificate against the name). Redirects are never followed blindly,
+and no proxy from the environment is used, since a proxy would make its own, unchecked, resolution.
 """
 
 from __future__ import annotations
@@ -42,14 +42,17 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 # private addresses are allowed. AWS: instance metadata (169.254.169.254, fd00:ec2::254), the ECS
 # and EKS Pod Identity credential agents (169.254.170.0/24: .2 and .23) and every service AWS
 # places in its fd00:ec2::/32 prefix (fd00:ec2::23 is the Pod Identity agent); GCP, Azure and
-# OpenStack share 169.254.169.254; Azure's WireServer (168.63.129.16) is a public address that
-# only answers inside Azure; Alibaba 100.100.100.200; Oracle 192.0.0.192.
+# OpenStack share 169.254.169.254, GCP also answers on fd20:ce::254 and OpenStack on
+# fe80::a9fe:a9fe; Tencent uses 169.254.0.23; Azure's WireServer (168.63.129.16) is a public
+# address that only answers inside Azure; Alibaba 100.100.100.200; Oracle 192.0.0.192. The
+# link-local ones are covered twice: all of link-local is refused in every mode as well.
 METADATA_NETWORKS = tuple(
     ipaddress.ip_network(network)
     for network in (
         "169.254.169.254/32",
         "169.254.170.0/24",
         "fd00:ec2::/32",
+        "fd20:ce::254/128",
         "168.63.129.16/32",
         "100.100.100.200/32",
         "192.0.0.192/32",
@@ -64,6 +67,9 @@ METADATA_ADDRESSES = frozenset(
         "169.254.170.2",
         "169.254.170.23",
         "fd00:ec2::23",
+        "fd20:ce::254",
+        "fe80::a9fe:a9fe",
+        "169.254.0.23",
         "168.63.129.16",
         "192.0.0.192",
     )
@@ -74,6 +80,11 @@ METADATA_ADDRESSES = frozenset(
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _NAT64_LOCAL_LENGTHS = (96, 64, 56, 48)
+# The older ways of writing an IPv4 address as IPv6: "IPv4-compatible" ::a.b.c.d (RFC 4291,
+# deprecated; :: and ::1 are not among them) and SIIT's "IPv4-translated" ::ffff:0:a.b.c.d
+# (RFC 2765). A stack that still honours either reaches the IPv4 address inside.
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+_IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 _LOCAL_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost", "ip6-loopback")
 _RESPONSE_KEEP_BYTES = 4096
 
@@ -121,18 +132,22 @@ def _rfc6052_ipv4(address: ipaddress.IPv6Address, prefix_length: int) -> ipaddre
 
 
 def _embedded_ipv4s(address: IPAddress) -> list[IPAddress]:
-    """The IPv4 addresses an IPv6 address may stand for (mapped, NAT64, 6to4), the most likely
-    first; empty when it carries none."""
+    """The IPv4 addresses an IPv6 address may stand for (mapped, translated, compatible, NAT64,
+    6to4, Teredo), the most likely first; empty when it carries none."""
     if not isinstance(address, ipaddress.IPv6Address):
         return []
     if address.ipv4_mapped is not None:
         return [address.ipv4_mapped]
+    if address in _IPV4_TRANSLATED or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return [ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)]
     if address in _NAT64:
         return [_rfc6052_ipv4(address, 96)]
     if address in _NAT64_LOCAL:
         return [_rfc6052_ipv4(address, length) for length in _NAT64_LOCAL_LENGTHS]
     if address.sixtofour is not None:
         return [address.sixtofour]
+    if address.teredo is not None:
+        return [address.teredo[1]]  # the client's address (the server's is the relay's business)
     return []
 
 
@@ -148,20 +163,38 @@ def address_problem(address: IPAddress | str, *, allow_private: bool) -> str | N
     embedded = _embedded_ipv4s(original)
     if any(_is_metadata(candidate) for candidate in [original, *embedded]):
         return "a cloud metadata address"
+    # Link-local is where clouds put metadata services under addresses no list keeps up with
+    # (Tencent's 169.254.0.23, OpenStack's fe80::a9fe:a9fe) and never where a webhook receiver or
+    # a video lives, so "allow private" does not extend to it, in any of its IPv6 spellings.
+    if any(candidate.is_link_local for candidate in [original, *embedded]):
+        return "a link-local address"
     # The private/public test reads the usual placement (the last 32 bits for a /96 prefix): the
     # other placements of a local-use NAT64 address hold zeros for an ordinary public address.
+    # The deprecated spellings (compatible, translated) and Teredo are no public address of their
+    # own, so they are judged as themselves as well as by what they carry.
     checked = embedded[0] if embedded else original
-    if checked.is_multicast or checked.is_unspecified or checked == ipaddress.IPv4Address("255.255.255.255"):
+    judged = [checked, original] if _is_legacy_spelling(original) else [checked]
+    if any(_is_not_unicast(candidate) for candidate in judged):
         return "not a unicast address"
     if allow_private:
         return None
-    if checked.is_loopback:
+    if any(candidate.is_loopback for candidate in judged):
         return "a loopback address"
-    if checked.is_link_local:
-        return "a link-local address"
-    if checked.is_private or checked.is_reserved or not checked.is_global:
+    if any(candidate.is_private or candidate.is_reserved or not candidate.is_global for candidate in judged):
         return "a private or reserved address"
     return None
+
+
+def _is_legacy_spelling(address: IPAddress) -> bool:
+    return isinstance(address, ipaddress.IPv6Address) and (
+        address in _IPV4_COMPATIBLE or address in _IPV4_TRANSLATED or address.teredo is not None
+    )
+
+
+def _is_not_unicast(address: IPAddress) -> bool:
+    return (
+        address.is_multicast or address.is_unspecified or address == ipaddress.IPv4Address("255.255.255.255")
+    )
 
 
 def _literal_address(host: str) -> IPAddress | None:

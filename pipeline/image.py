@@ -2,15 +2,17 @@
 
 An image goes through the same faces, crops, classifier and explanations as a video's frame;
 only reading it differs. Before any pixel is decoded the header's size is checked against
-``max_image_pixels`` (a small file that would inflate to gigabytes is refused unread) and
-animations are refused. Decoding applies the EXIF orientation and turns every colour mode the
-formats allow (CMYK, 16-bit, palette, alpha) into 8-bit RGB; alpha is laid over white.
+``max_image_pixels`` (a small file that would inflate to gigabytes is refused unread),
+``max_image_side`` and ``max_image_aspect_ratio``, and animations are refused. Decoding applies
+the EXIF orientation and turns every colour mode the formats allow (CMYK, 16-bit, palette,
+alpha) into 8-bit RGB; alpha is laid over white.
 
 Pillow is imported inside the functions: ``pipeline.plan`` asks ``is_still`` of every video.
 """
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,6 +38,8 @@ _EXIF_ORIENTATION = 0x0112
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
 _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _BACKGROUND = (255, 255, 255, 255)  # what transparent pixels become
+# Pixels converted at a time from 16 or 32 bits a pixel to 8: a few MB of float32 per band.
+_CONVERT_BAND_PIXELS = 1 << 20
 
 
 def is_still(info: VideoInfo) -> bool:
@@ -48,13 +52,22 @@ def _opened(path: Path, config: AnalysisConfig) -> Iterator[PILImage.Image]:
     """The image with its header read and checked, nothing decoded yet."""
     from PIL import Image, UnidentifiedImageError
 
+    # Pillow refuses outright past twice its MAX_IMAGE_PIXELS: never below a cap set higher than
+    # its own, so the refusal is always ours and names the limit the deployment set.
+    if Image.MAX_IMAGE_PIXELS is not None and config.max_image_pixels > Image.MAX_IMAGE_PIXELS:
+        Image.MAX_IMAGE_PIXELS = config.max_image_pixels
     try:
         with warnings.catch_warnings():
             # Our own pixel cap is the guard; Pillow's warning below its hard limit is noise.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(path, formats=[name.upper() for name in IMAGE_FORMATS])
     except Image.DecompressionBombError as exc:
-        raise LimitExceededError(f"{path.name}: {exc}", code="image_too_large") from exc
+        counted = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow read the header's size
+        size = f" ({int(counted[1]) / 1e6:.1f} Mpixel)" if counted else ""
+        raise LimitExceededError(
+            f"{path.name}{size} is past the limit of {config.max_image_pixels / 1e6:.1f} Mpixel",
+            code="image_too_large",
+        ) from exc
     except UnidentifiedImageError as exc:
         raise CorruptImageError(f"{path.name}: the image header cannot be read") from exc
     except (OSError, SyntaxError, ValueError) as exc:
@@ -67,6 +80,18 @@ def _opened(path: Path, config: AnalysisConfig) -> Iterator[PILImage.Image]:
             raise LimitExceededError(
                 f"{path.name} is {width}×{height} ({width * height / 1e6:.1f} Mpixel); the limit is "
                 f"{config.max_image_pixels / 1e6:.1f} Mpixel",
+                code="image_too_large",
+            )
+        long_side, short_side = max(width, height), min(width, height)
+        if long_side > config.max_image_side:
+            raise LimitExceededError(
+                f"{path.name} is {width}×{height}; no side may be longer than {config.max_image_side} px",
+                code="image_too_large",
+            )
+        if long_side > short_side * config.max_image_aspect_ratio:
+            raise LimitExceededError(
+                f"{path.name} is {width}×{height} ({long_side / short_side:.0f}:1); the long side may be "
+                f"at most {config.max_image_aspect_ratio:g} times the short one",
                 code="image_too_large",
             )
         try:
@@ -138,11 +163,7 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
     if mode == "RGB":
         return image
     if mode in _SIXTEEN_BIT_MODES or mode == "F":
-        # 16-bit grey (and 32-bit integer or float grey): scaled to 8 bits, not clipped.
-        values = np.asarray(image, dtype=np.float64)
-        scale = 1.0 if mode == "F" else 257.0
-        grey = np.clip(np.rint(values / scale), 0, 255).astype(np.uint8)
-        return Image.fromarray(np.repeat(grey[..., None], 3, axis=2))
+        return _grey_to_8_bit(image).convert("RGB")
     if mode == "P":
         image = image.convert("RGBA" if "transparency" in image.info else "RGB")
     elif mode == "L" and "transparency" in image.info:
@@ -152,6 +173,27 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
         background = Image.new("RGBA", rgba.size, _BACKGROUND)
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")  # L, 1, CMYK, YCbCr
+
+
+def _grey_to_8_bit(image: PILImage.Image) -> PILImage.Image:
+    """16-bit grey (and 32-bit integer or float grey) scaled to 8 bits, not clipped, a band of rows
+    at a time: the picture is never copied whole into a wider type (float64 of a 50 Mpixel
+    picture is 400 MB, where Pillow holds it in 100)."""
+    from PIL import Image
+
+    width, height = image.size
+    scale = np.float32(1.0 if image.mode == "F" else 257.0)
+    grey = np.empty((height, width), dtype=np.uint8)
+    rows = max(1, _CONVERT_BAND_PIXELS // width)
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        band = np.asarray(image.crop((0, top, width, bottom)), dtype=np.float32)
+        np.divide(band, scale, out=band)
+        np.rint(band, out=band)
+        np.clip(band, 0, 255, out=band)
+        np.nan_to_num(band, copy=False)
+        grey[top:bottom] = band
+    return Image.fromarray(grey)
 
 
 def decode_still(path: str | Path, info: VideoInfo, config: AnalysisConfig | None = None) -> np.ndarray:

@@ -82,6 +82,11 @@ class AnalysisConfig:
     # A still image past this many pixels (read from its header) is refused before decoding:
     # the decompression-bomb guard.
     max_image_pixels: int = 50_000_000
+    # Each side of a still image, and the long side against the short one: a picture under the
+    # pixel cap can still be a line (49,999,999×1) whose resampling needs gigabytes, and that
+    # shows no face anyway.
+    max_image_side: int = 20_000
+    max_image_aspect_ratio: float = 20.0
     decode_timeout_s: float = 300.0  # per segment
     # A segment is decoded from the keyframe before its first sample. A file whose keyframes are
     # further apart than this (seconds of video decoded only to reach a segment) is refused, so
@@ -171,17 +176,26 @@ class SegmentPlan:
     seek_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "start_s": self.start_s, "end_s": self.end_s,
-                "frame_times": list(self.frame_times), "frame_numbers": list(self.frame_numbers),
-                "seek_s": self.seek_s}
+        return {
+            "index": self.index,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "frame_times": list(self.frame_times),
+            "frame_numbers": list(self.frame_numbers),
+            "seek_s": self.seek_s,
+        }
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SegmentPlan:
         seek = doc.get("seek_s")
-        return cls(int(doc["index"]), float(doc["start_s"]), float(doc["end_s"]),
-                   tuple(float(t) for t in doc["frame_times"]),
-                   tuple(int(n) for n in doc.get("frame_numbers") or ()),
-                   None if seek is None else float(seek))
+        return cls(
+            int(doc["index"]),
+            float(doc["start_s"]),
+            float(doc["end_s"]),
+            tuple(float(t) for t in doc["frame_times"]),
+            tuple(int(n) for n in doc.get("frame_numbers") or ()),
+            None if seek is None else float(seek),
+        )
 
 
 @dataclass
@@ -192,8 +206,12 @@ class FaceResult:
     score: float  # P(fake)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"box": [round(v, 1) for v in self.box], "det_score": round(self.det_score, 4),
-                "track": self.track, "score": round(self.score, 5)}
+        return {
+            "box": [round(v, 1) for v in self.box],
+            "det_score": round(self.det_score, 4),
+            "track": self.track,
+            "score": round(self.score, 5),
+        }
 
 
 @dataclass
@@ -204,9 +222,12 @@ class FrameResult:
     faces: list[FaceResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "t": round(self.t, 3),
-                "score": None if self.score is None else round(self.score, 5),
-                "faces": [f.to_dict() for f in self.faces]}
+        return {
+            "index": self.index,
+            "t": round(self.t, 3),
+            "score": None if self.score is None else round(self.score, 5),
+            "faces": [f.to_dict() for f in self.faces],
+        }
 
 
 @dataclass
@@ -218,8 +239,13 @@ class TrackResult:
     faces: int  # how many detections the track holds
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "first_t": round(self.first_t, 3), "last_t": round(self.last_t, 3),
-                "score": round(self.score, 5), "faces": self.faces}
+        return {
+            "id": self.id,
+            "first_t": round(self.first_t, 3),
+            "last_t": round(self.last_t, 3),
+            "score": round(self.score, 5),
+            "faces": self.faces,
+        }
 
 
 @dataclass
@@ -236,8 +262,14 @@ class FaceExplanation:
     crop_jpeg: bytes
 
     def to_dict(self) -> dict[str, Any]:
-        return {"frame_index": self.frame_index, "t": round(self.t, 3), "face": self.face,
-                "track": self.track, "score": round(self.score, 5), "box": [round(v, 1) for v in self.box]}
+        return {
+            "frame_index": self.frame_index,
+            "t": round(self.t, 3),
+            "face": self.face,
+            "track": self.track,
+            "score": round(self.score, 5),
+            "box": [round(v, 1) for v in self.box],
+        }
 
 
 @dataclass
@@ -258,9 +290,14 @@ class SegmentResult:
         return sum(len(f.faces) for f in self.frames)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
-                "score": None if self.score is None else round(self.score, 5),
-                "frames": len(self.frames), "faces": self.face_count}
+        return {
+            "index": self.index,
+            "start_s": round(self.start_s, 3),
+            "end_s": round(self.end_s, 3),
+            "score": None if self.score is None else round(self.score, 5),
+            "frames": len(self.frames),
+            "faces": self.face_count,
+        }
 
 
 @dataclass
@@ -285,8 +322,12 @@ class VideoResult:
     def explanation(self) -> str | None:
         """How the verdict was reached, in a sentence or two for people."""
         return verdict_explanation(
-            verdict=self.verdict, score=self.score, threshold=self.threshold,
-            band=self.inconclusive_band, aggregation=self.aggregation, media_type=self.video.media_type,
+            verdict=self.verdict,
+            score=self.score,
+            threshold=self.threshold,
+            band=self.inconclusive_band,
+            aggregation=self.aggregation,
+            media_type=self.video.media_type,
         )
 
     @property
@@ -301,9 +342,13 @@ class VideoResult:
         if video.media_type == "image":
             # An image's result is its one frame's faces.
             image["faces"] = [
-                {"box": [round(v, 1) for v in face.box], "det_score": round(face.det_score, 4),
-                 "score": round(face.score, 5)}
-                for frame in self.frames for face in frame.faces
+                {
+                    "box": [round(v, 1) for v in face.box],
+                    "det_score": round(face.det_score, 4),
+                    "score": round(face.score, 5),
+                }
+                for frame in self.frames
+                for face in frame.faces
             ]
         return {
             "media_type": video.media_type,
@@ -318,8 +363,13 @@ class VideoResult:
             "model": self.model,
             "caveat": self.caveat,
             "settings": self.settings,
-            "video": {"duration_s": video.duration_s, "fps": video.fps, "width": video.width,
-                      "height": video.height, "codec": video.codec},
+            "video": {
+                "duration_s": video.duration_s,
+                "fps": video.fps,
+                "width": video.width,
+                "height": video.height,
+                "codec": video.codec,
+            },
             "segments": [s.to_dict() for s in self.segments],
             "frames": [f.to_dict() for f in self.frames],
             "tracks": [t.to_dict() for t in self.tracks],

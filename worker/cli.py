@@ -7,6 +7,7 @@ periodic reconciler's schedule in this worker (run it in exactly one worker).
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def _check_model(path: Path) -> str | None:
 def run(args: argparse.Namespace) -> int:
     from core.config import get_settings
     from core.errors import ConfigError
-    from core.logs import configure_logging
+    from core.logs import configure_logging, log_event
 
     try:
         settings = get_settings()
@@ -104,5 +105,15 @@ def run(args: argparse.Namespace) -> int:
         argv += ["--max-tasks-per-child", str(args.max_tasks_per_child)]
     if args.beat:
         argv += ["--beat", "--schedule", str(settings.work_dir / "celerybeat-schedule")]
+    else:
+        # Said at start, not only by the health routes once the dispatcher's heartbeat is stale: a
+        # deployment where no worker runs the schedule leaves retries and lost messages waiting.
+        log_event(
+            logging.getLogger("worker.cli"),
+            "worker.start.without_beat",
+            level=logging.WARNING,
+            message="this worker runs no periodic schedule: one worker of the deployment must start "
+            "with --beat, or webhook retries and the re-sending of lost job messages never run",
+        )
     app.worker_main(argv)
     return 0

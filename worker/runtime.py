@@ -46,6 +46,8 @@ def analysis_config(settings: Settings, options: dict[str, Any] | None = None) -
         max_height=settings.max_height,
         max_duration_s=settings.max_duration_s,
         max_image_pixels=settings.max_image_pixels,
+        max_image_side=settings.max_image_side,
+        max_image_aspect_ratio=settings.max_image_aspect_ratio,
         decode_timeout_s=decode_timeout,
         explain_top_k=settings.explain_top_k,
     )

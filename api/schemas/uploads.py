@@ -14,7 +14,8 @@ __all__ = ["UploadCreate", "UploadPublic", "UploadReceived"]
 class UploadCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    size_bytes: int = Field(gt=0, description="exact size of the file to upload")
+    # Strict: true is not one byte, nor "5" or 5.0 a size (FastAPI validates the parsed JSON).
+    size_bytes: int = Field(gt=0, strict=True, description="exact size of the file to upload")
     filename: str | None = Field(default=None, max_length=255)
 
 

@@ -98,7 +98,9 @@ def parse_manifest(body: bytes, *, kind: ManifestFormat, query: dict[str, Any]) 
     """A JSON request body, or a CSV/JSONL manifest with the batch's fields in ``query``."""
     try:
         if kind == "json":
-            return BatchCreate.model_validate_json(body)
+            # Strict, as a job's JSON body: true is no number. A CSV or JSONL manifest's batch fields
+            # come as query parameters, which are text.
+            return BatchCreate.model_validate_json(body, strict=True)
         items = _parse_csv(body) if kind == "csv" else _parse_jsonl(body)
         if not items:
             raise InvalidRequestError("the manifest has no items", code="empty_manifest")

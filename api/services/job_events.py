@@ -55,6 +55,7 @@ _SUBSCRIBE_WAIT_S = 1.0
 _STREAM_RETRY_MS = 3000
 _TOKEN_VERSION = "v1"
 _TOKEN_CONTEXT = b"deepfakestream job event stream token v1"
+_TOKEN_MAX_CHARS = 1024  # an issued token is about 190
 
 JobReader = Callable[[], Awaitable[JobPublic]]
 
@@ -255,7 +256,12 @@ def issue_stream_token(settings: Settings, *, key: ApiKey, job_id: uuid.UUID) ->
 
 
 def key_for_stream_token(session: Session, settings: Settings, *, token: str, job_id: str) -> ApiKey | None:
-    """The live key a valid, unexpired token for ``job_id`` was issued to; None otherwise."""
+    """The live key a valid, unexpired token for ``job_id`` was issued to; None otherwise, whatever
+    the token holds (the caller answers every None alike, a 401 counted as a failed key)."""
+    # What the service issues is short ASCII; anything else is refused before the signature, whose
+    # check expects ASCII.
+    if len(token) > _TOKEN_MAX_CHARS or not token.isascii():
+        return None
     parts = token.split(".")
     if len(parts) != 3 or parts[0] != _TOKEN_VERSION:
         return None
@@ -267,7 +273,7 @@ def key_for_stream_token(session: Session, settings: Settings, *, token: str, jo
         key_id = uuid.UUID(claims["k"])
         expires = int(claims["e"])
         same_job = uuid.UUID(str(claims["j"])) == uuid.UUID(job_id)
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, AttributeError, OverflowError):
         return None
     if expires < time.time() or not same_job:
         return None

@@ -361,7 +361,9 @@ async def _create_from_json(request: Request, submission: _Submission) -> tuple[
     session, settings = submission.session, submission.settings
     body = await receive_json_body(request, max_bytes=images.json_body_limit(settings))
     try:
-        payload = JobCreate.model_validate_json(body)
+        # Strict: JSON says what type a value is, so true is no number and "3" no rate (a
+        # multipart form's fields are text, and are read as such).
+        payload = JobCreate.model_validate_json(body, strict=True)
     except ValidationError as exc:
         raise _body_errors(exc) from exc
     document = payload.model_dump(mode="json", exclude_none=True)

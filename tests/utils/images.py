@@ -74,3 +74,19 @@ def bomb_png(path: Path, *, side: int = 60_000) -> Path:
     chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
     path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
     return path
+
+
+def flat_grey_png(path: Path, *, width: int, height: int, bit_depth: int = 8) -> Path:
+    """A complete, valid grey PNG of ``width``×``height`` black pixels (8 or 16 bits each), written
+    a row at a time: a few kilobytes on disk however large it decodes."""
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)
+    row = b"\x00" * (1 + width * bit_depth // 8)
+    rows_at_once = max(1, (1 << 20) // len(row))
+    compressor = zlib.compressobj(9)
+    body = b"".join(
+        compressor.compress(row * min(rows_at_once, height - done)) for done in range(0, height, rows_at_once)
+    )
+    body += compressor.flush()
+    chunks = _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunks)
+    return path

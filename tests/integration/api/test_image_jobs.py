@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.utils.images import astronaut, bomb_png, encode, rotated_jpeg
+from tests.utils.images import astronaut, bomb_png, encode, flat_grey_png, rotated_jpeg
 from tests.utils.media import make_face_video
 from tests.utils.platform import wait_for
 from tests.utils.stack import QUICK_SETTINGS, Stack, running_stack
@@ -157,6 +157,7 @@ def test_image_refusals_are_typed(stack: Stack, headers: dict[str, str], tmp_pat
     frames[0].save(animated_gif, format="GIF", save_all=True, append_images=frames[1:], duration=100)
     large = encode(Image.new("RGB", (1250, 1000), "grey"), "PNG")  # 1.25 Mpixel, past the cap
     bomb = bomb_png(tmp_path / "bomb.png").read_bytes()
+    line = flat_grey_png(tmp_path / "line.png", width=900_000, height=1).read_bytes()  # under the pixel cap
     truncated = encode(Image.fromarray(pixels), "JPEG")[:2500]
     with stack.client(headers) as client:
         webp = _post_file(client, "moving.webp", animated_webp.getvalue(), "image/webp")
@@ -164,7 +165,7 @@ def test_image_refusals_are_typed(stack: Stack, headers: dict[str, str], tmp_pat
         jobs = {
             name: _post_file(client, f"{name}.bin", data).json()["id"]
             for name, data in (("gif", animated_gif.getvalue()), ("large", large), ("bomb", bomb),
-                               ("truncated", truncated))
+                               ("line", line), ("truncated", truncated))
         }  # fmt: skip
     ended = {name: stack.wait_job(headers, job_id) for name, job_id in jobs.items()}
     codes = {name: (job["status"], job["error"]["code"], job["attempts"]) for name, job in ended.items()}
@@ -172,9 +173,11 @@ def test_image_refusals_are_typed(stack: Stack, headers: dict[str, str], tmp_pat
         "gif": ("failed", "animated_image", 1),
         "large": ("failed", "image_too_large", 1),
         "bomb": ("failed", "image_too_large", 1),
+        "line": ("failed", "image_too_large", 1),
         "truncated": ("failed", "corrupt_image", 1),
     }
     assert "1250×1000" in ended["large"]["error"]["message"]
+    assert "900000×1" in ended["line"]["error"]["message"]
     assert all(job["media_type"] == "image" for job in ended.values())
     assert stack.worker.alive()
 

@@ -367,6 +367,44 @@ def test_event_stream_token_opens_only_its_job_and_dies_with_its_key(
     assert client.get(f"/v1/jobs/{job_id}/events").status_code == 401
 
 
+MALFORMED_TOKENS = [
+    "v1.é.x",
+    "v1.\u00e9\u00e9.\u00e9",
+    "é",
+    "v1..",
+    "v1.e30.é",
+    "v1.!!!.AAAA",
+    "v1." + "A" * 2000 + ".AAAA",
+    "v1.e30.AAAA.extra",
+    "\x00",
+]
+
+
+def test_malformed_stream_tokens_are_401s_that_count_as_failed_keys(
+    api_settings: Settings, make_key: Headers, small_video: bytes
+) -> None:
+    # A limiter of its own (fresh Redis keys) that allows exactly these failures.
+    settings = api_settings.model_copy(
+        update={
+            "broker_key_prefix": f"dfs-test-tokens-{uuid.uuid4().hex[:8]}:",
+            "auth_failures_burst": len(MALFORMED_TOKENS),
+        }
+    )
+    headers = make_key()
+    with TestClient(create_app(settings)) as client:
+        job_id = _submit(client, headers, small_video).json()["id"]
+        refused = [
+            client.get(f"/v1/jobs/{job_id}/events", params={"token": token}) for token in MALFORMED_TOKENS
+        ]
+        after = client.get(f"/v1/jobs/{job_id}/events", params={"token": "v1.e30.AAAA"})
+
+    for token, answer in zip(MALFORMED_TOKENS, refused, strict=True):
+        assert answer.status_code == 401, (token, answer.text)
+        assert answer.json()["error"]["code"] == "invalid_stream_token"
+    # Each one spent a failed-key token: the address is now limited.
+    assert after.status_code == 429, after.text
+
+
 def test_wait_still_ends_when_redis_is_unreachable(
     api_settings: Settings, make_key: Headers, small_video: bytes
 ) -> None:

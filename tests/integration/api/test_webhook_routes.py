@@ -4,12 +4,13 @@ the per-tenant limit on jobs in flight (429 with Retry-After), tenant isolation,
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from api.app import create_app
 from core.config import Settings
 from core.db import get_session_factory
 from core.models import Job, Video, WebhookEndpoint
@@ -88,6 +89,35 @@ def test_single_job_https_source_is_guarded_like_batch_items(
     with get_session_factory(hooks_api_settings)() as session:
         stored = session.scalar(select(func.count()).select_from(Video).where(Video.source_uri == source))
     assert stored == 0
+
+
+@pytest.fixture(scope="module")
+def private_allowed_client(hooks_api_settings: Settings) -> Iterator[TestClient]:
+    settings = hooks_api_settings.model_copy(update={"webhook_allow_private": True})
+    with TestClient(create_app(settings)) as client:
+        yield client
+
+
+@pytest.mark.parametrize(
+    "host", ["[fd20:ce::254]", "[fe80::a9fe:a9fe]", "169.254.0.23", "[::a9fe:a9fe]", "[::ffff:0:a9fe:a9fe]"]
+)
+def test_metadata_and_link_local_stay_refused_with_private_allowed(
+    private_allowed_client: TestClient, new_key: Headers, host: str
+) -> None:
+    headers = new_key()
+    endpoint = private_allowed_client.post(
+        "/v1/webhooks", json={"url": f"http://{host}/hook"}, headers=headers
+    )
+    job = private_allowed_client.post("/v1/jobs", json={"source": f"https://{host}/v.mp4"}, headers=headers)
+    private = private_allowed_client.post(
+        "/v1/webhooks", json={"url": "http://10.1.2.3/hook"}, headers=headers
+    )
+
+    for refused in (endpoint, job):
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["error"]["code"] == "address_not_allowed"
+        assert "WEBHOOK_ALLOW_PRIVATE" not in refused.json()["error"]["message"]
+    assert private.status_code == 201, private.text  # the switch is on: private receivers pass
 
 
 def test_single_job_accepts_a_public_https_source(hooks_client: TestClient, new_key: Headers) -> None:

@@ -14,7 +14,7 @@ from PIL import Image
 
 import pipeline
 from core.cli import main
-from tests.utils.images import astronaut, bomb_png, encode, rotated_jpeg
+from tests.utils.images import astronaut, bomb_png, encode, flat_grey_png, rotated_jpeg
 
 pytestmark = pytest.mark.integration
 
@@ -110,7 +110,12 @@ def test_a_one_frame_video_is_an_image(random_checkpoint: Path, tmp_path: Path) 
 
 @pytest.mark.parametrize(
     ("kind", "exit_code", "error_code"),
-    [("animated", 5, "animated_image"), ("bomb", 8, "image_too_large"), ("truncated", 7, "corrupt_image")],
+    [
+        ("animated", 5, "animated_image"),
+        ("bomb", 8, "image_too_large"),
+        ("line", 8, "image_too_large"),
+        ("truncated", 7, "corrupt_image"),
+    ],
 )
 def test_bad_images_exit_with_their_code(
     random_checkpoint: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -123,6 +128,8 @@ def test_bad_images_exit_with_their_code(
         frames[0].save(path, save_all=True, append_images=frames[1:], duration=80, loop=0)
     elif kind == "bomb":
         path = bomb_png(tmp_path / "bomb.png")
+    elif kind == "line":
+        path = flat_grey_png(tmp_path / "line.png", width=49_999_999, height=1)  # under the pixel cap
     else:
         path = tmp_path / "truncated.jpg"
         path.write_bytes(encode(Image.fromarray(pixels), "JPEG")[:3000])

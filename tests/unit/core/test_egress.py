@@ -41,8 +41,10 @@ REFUSED_WITHOUT_ALLOW_PRIVATE = [
     ("::ffff:10.0.0.1", "private"),
     ("100.64.0.1", "private"),  # carrier-grade NAT
     ("fd00::1", "private"),
-    ("169.254.10.10", "link-local"),
-    ("fe80::1", "link-local"),
+    ("::a00:1", "private"),  # IPv4-compatible 10.0.0.1
+    ("::ffff:0:a00:1", "private"),  # IPv4-translated 10.0.0.1
+    ("::808:808", "reserved"),  # IPv4-compatible is deprecated, whatever it carries
+    ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", "reserved"),  # Teredo, client 8.8.8.8
 ]
 REFUSED_ALWAYS = [
     ("169.254.169.254", "metadata"),
@@ -64,6 +66,27 @@ REFUSED_ALWAYS = [
     ("::", "unicast"),
     ("224.0.0.1", "unicast"),
     ("255.255.255.255", "unicast"),
+    ("::e000:1", "unicast"),  # IPv4-compatible 224.0.0.1
+    # Link-local and the metadata services in and around it, in every spelling, whatever
+    # WEBHOOK_ALLOW_PRIVATE says.
+    ("169.254.0.23", "metadata"),  # Tencent
+    ("fd20:ce::254", "metadata"),  # GCP over IPv6
+    ("fe80::a9fe:a9fe", "metadata"),  # OpenStack over IPv6
+    ("::a9fe:a9fe", "metadata"),  # IPv4-compatible 169.254.169.254
+    ("::ffff:0:a9fe:a9fe", "metadata"),  # IPv4-translated 169.254.169.254
+    ("2002:a9fe:a9fe::1", "metadata"),  # 6to4 around 169.254.169.254
+    ("2001:0:4136:e378:8000:63bf:5601:5601", "metadata"),  # Teredo, client 169.254.169.254
+    ("169.254.10.10", "link-local"),
+    ("169.254.0.1", "link-local"),
+    ("fe80::1", "link-local"),
+    ("febf:ffff::1", "link-local"),  # the top of fe80::/10
+    ("::ffff:169.254.10.10", "link-local"),  # IPv4-mapped
+    ("::a9fe:a0a", "link-local"),  # IPv4-compatible
+    ("::ffff:0:a9fe:a0a", "link-local"),  # IPv4-translated
+    ("64:ff9b::a9fe:a0a", "link-local"),  # well-known NAT64
+    ("64:ff9b:1::a9fe:a0a", "link-local"),  # local-use NAT64, /96
+    ("64:ff9b:1:a9fe:a:a00::", "link-local"),  # local-use NAT64, /48 placement
+    ("2002:a9fe:a0a::1", "link-local"),  # 6to4
 ]
 
 
@@ -95,6 +118,7 @@ def test_private_addresses_are_allowed_when_configured(address: str, _kind: str)
         "::ffff:8.8.8.8",
         "64:ff9b::808:808",
         "64:ff9b:1::808:808",
+        "2002:808:808::1",
     ],
 )
 def test_public_addresses_pass(address: str) -> None:
@@ -167,6 +191,40 @@ def test_post_to_refused_address_never_connects(receiver: Receiver) -> None:
         )
 
     assert receiver.connections == 0
+
+
+# What an outside tester got accepted and connected to with WEBHOOK_ALLOW_PRIVATE=true.
+METADATA_URL_HOSTS = [
+    "[fd20:ce::254]",
+    "[fe80::a9fe:a9fe]",
+    "169.254.0.23",
+    "[::a9fe:a9fe]",
+    "[::ffff:0:a9fe:a9fe]",
+]
+
+
+@pytest.mark.parametrize("host", METADATA_URL_HOSTS)
+def test_metadata_urls_are_refused_when_accepted_with_private_allowed(host: str) -> None:
+    with pytest.raises(AddressNotAllowedError, match="metadata") as caught:
+        check_url_statically(f"https://{host}/latest/", allow_private=True)
+
+    assert not caught.value.private  # no hint at a switch that would not help
+
+
+@pytest.mark.parametrize("host", METADATA_URL_HOSTS)
+def test_post_and_download_refuse_metadata_with_private_allowed(host: str, tmp_path: Path) -> None:
+    # At connect time the worker's calls check again, before any socket is opened.
+    with pytest.raises(AddressNotAllowedError, match="metadata"):
+        post(
+            f"http://{host}/hook",
+            body=b"{}",
+            headers={},
+            allow_private=True,
+            timeout_s=5,
+            connect_timeout_s=2,
+        )
+    with pytest.raises(AddressNotAllowedError, match="metadata"):
+        _download(f"https://{host}/a.mp4", tmp_path / "a.mp4", None)
 
 
 def test_post_pins_the_checked_address_and_keeps_the_host_name(receiver: Receiver) -> None:
@@ -276,12 +334,17 @@ def test_download_follows_redirects_only_to_allowed_https(
     to_metadata = https_server.script(
         "/to-metadata", [Answer(302, {"Location": "https://169.254.169.254/latest/meta-data/"})]
     )
+    to_link_local = https_server.script(
+        "/to-link-local", [Answer(302, {"Location": "https://[fe80::1]/x.mp4"})]
+    )
 
     fetched = _download(hop, tmp_path / "ok.mp4", certificates)
     with pytest.raises(EgressError, match="https://"):
         _download(to_http, tmp_path / "no.mp4", certificates)
     with pytest.raises(AddressNotAllowedError, match="metadata"):
         _download(to_metadata, tmp_path / "no.mp4", certificates)
+    with pytest.raises(AddressNotAllowedError, match="link-local"):
+        _download(to_link_local, tmp_path / "no.mp4", certificates)
 
     assert fetched.url == target  # type: ignore[attr-defined]
     assert (tmp_path / "ok.mp4").read_bytes() == b"video-bytes"

@@ -3,6 +3,7 @@ animations and damaged files refused with typed errors."""
 
 from __future__ import annotations
 
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image
 from pipeline import errors
 from pipeline.image import decode_still, is_still, plan_still, probe_image
 from pipeline.types import AnalysisConfig
-from tests.utils.images import astronaut, bomb_png, encode, rotated_jpeg, sixteen_bit_rgb_png
+from tests.utils.images import astronaut, bomb_png, encode, flat_grey_png, rotated_jpeg, sixteen_bit_rgb_png
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +83,23 @@ def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path: Path) -> None:
     assert len(np.unique(decoded[0, :, 0])) > 200
 
 
+def test_sixteen_bit_grey_is_converted_without_a_wide_copy(tmp_path: Path) -> None:
+    # 97 KB on disk, 50 Mpixel of 16-bit grey: a float64 copy of it alone is 400 MB.
+    path = flat_grey_png(tmp_path / "grey16.png", width=7070, height=7070, bit_depth=16)
+    info = probe_image(path)
+
+    tracemalloc.start()
+    try:
+        decoded = decode_still(path, info, AnalysisConfig())
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+
+    assert decoded.shape == (1920, 1920, 3) and not decoded.any()
+    # numpy's arrays are traced: the 8-bit picture (50 MB) and a band, not a wide copy.
+    assert peak < 80 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
 def test_palette_and_alpha_are_laid_over_white(tmp_path: Path, pixels: np.ndarray) -> None:
     rgba = np.dstack([pixels, np.full(pixels.shape[:2], 255, np.uint8)])
     rgba[:100, :, 3] = 0  # the top band transparent
@@ -133,6 +151,49 @@ def test_decompression_bomb_is_refused_unread(tmp_path: Path) -> None:
 
     assert caught.value.code == "image_too_large"
     assert caught.value.exit_code == 8
+    # The limit named is the deployment's (MAX_IMAGE_PIXELS), not Pillow's own.
+    assert "3600.0 Mpixel" in caught.value.message and "50.0 Mpixel" in caught.value.message
+    assert "178956970" not in caught.value.message
+
+
+def test_decompression_bomb_message_names_the_configured_cap(tmp_path: Path) -> None:
+    path = bomb_png(tmp_path / "bomb.png")
+
+    with pytest.raises(errors.LimitExceededError) as caught:
+        probe_image(path, AnalysisConfig(max_image_pixels=1_000_000))
+
+    assert "past the limit of 1.0 Mpixel" in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "said"),
+    [
+        (49_999_999, 1, "no side may be longer than 20000 px"),  # under the pixel cap: a line
+        (1, 49_999_999, "no side may be longer than 20000 px"),
+        (25_000, 1_600, "no side may be longer than 20000 px"),
+        (10_000, 400, "(25:1); the long side may be at most 20 times the short one"),
+        (100, 2_100, "(21:1)"),
+    ],
+)
+def test_a_side_or_a_shape_past_the_caps_is_refused_before_decoding(
+    tmp_path: Path, width: int, height: int, said: str
+) -> None:
+    path = flat_grey_png(tmp_path / "line.png", width=width, height=height)
+    assert path.stat().st_size < 100_000 and width * height < AnalysisConfig().max_image_pixels
+
+    with pytest.raises(errors.LimitExceededError) as caught:
+        probe_image(path)
+
+    assert caught.value.code == "image_too_large" and caught.value.exit_code == 8
+    assert f"{width}×{height}" in caught.value.message and said in caught.value.message
+
+
+def test_a_wide_picture_within_the_caps_is_read(tmp_path: Path) -> None:
+    path = flat_grey_png(tmp_path / "panorama.png", width=4000, height=200)  # 20:1, the limit
+
+    decoded = _read(path)
+
+    assert decoded.shape == (96, 1920, 3)
 
 
 @pytest.mark.parametrize("fmt", ["GIF", "WEBP", "PNG"])
