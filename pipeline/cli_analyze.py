@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from core.media import SNIFF_BYTES, sniff_image
 from core.verdicts import label as verdict_label
 from pipeline.errors import ModelError, PipelineError
 from pipeline.report import REPORT_FACES
@@ -37,6 +38,17 @@ _STAGE_MESSAGES = {
     "load": "loading the model (a few seconds on the first run)…",
     "analyze": "analysing the sampled frames…",
 }
+
+
+def _probe_message(path: str) -> str:
+    """What reading the input is called: the probe has not yet said, so the first bytes tell a
+    photo from a video (a one-frame video, analysed as an image, is still read as a video)."""
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+    except OSError:
+        return "reading the file…"  # the analysis reports what is wrong with it
+    return "reading the image…" if sniff_image(head) is not None else _STAGE_MESSAGES["probe"]
 
 log = logging.getLogger(__name__)
 
@@ -177,9 +189,11 @@ def _analyse(args: argparse.Namespace, config: AnalysisConfig) -> tuple[VideoRes
     show = not args.no_progress and sys.stderr.isatty()
     bars: list[tqdm[Any]] = []
 
+    messages = {**_STAGE_MESSAGES, "probe": _probe_message(args.video)} if show else {}
+
     def stage(name: str) -> None:
-        if show and name in _STAGE_MESSAGES:
-            print(_STAGE_MESSAGES[name], file=sys.stderr, flush=True)
+        if name in messages:
+            print(messages[name], file=sys.stderr, flush=True)
 
     def frames(done: int, total: int) -> None:
         # Counted in sampled frames, so a one-segment clip moves too.

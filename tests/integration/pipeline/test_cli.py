@@ -16,9 +16,11 @@ import threading
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from core.cli import main
 from tests.conftest import make_random_checkpoint
+from tests.utils.images import astronaut, encode
 from tests.utils.media import FaceVideo, make_bad_media
 
 pytestmark = pytest.mark.integration
@@ -208,9 +210,8 @@ def _read_all(fd: int, sink: list[bytes]) -> None:
         sink.append(chunk)
 
 
-def test_terminal_is_told_what_happens_and_sees_frames_progress_on_a_short_video(
-    no_face_video: FaceVideo, random_checkpoint: Path
-) -> None:
+def _analyze_on_a_terminal(media: Path, checkpoint: Path) -> tuple[subprocess.CompletedProcess[str], str]:
+    """``deepfakestream analyze`` with its stderr on a pseudo-terminal; the run and what it showed."""
     script = Path(sys.executable).with_name("deepfakestream")
     controller, terminal = pty.openpty()
     # A terminal 100 columns wide, as a person's would be (a bare pty has no size at all).
@@ -220,14 +221,20 @@ def test_terminal_is_told_what_happens_and_sees_frames_progress_on_a_short_video
     reader.start()
     try:
         done = subprocess.run(
-            [str(script), "analyze", str(no_face_video.path), "--model", str(random_checkpoint)],
+            [str(script), "analyze", str(media), "--model", str(checkpoint)],
             stdout=subprocess.PIPE, stderr=terminal, text=True, timeout=300, check=False,
         )
     finally:
         os.close(terminal)
         reader.join(timeout=10)
         os.close(controller)
-    shown = b"".join(output).decode(errors="replace")
+    return done, b"".join(output).decode(errors="replace")
+
+
+def test_terminal_is_told_what_happens_and_sees_frames_progress_on_a_short_video(
+    no_face_video: FaceVideo, random_checkpoint: Path
+) -> None:
+    done, shown = _analyze_on_a_terminal(no_face_video.path, random_checkpoint)
 
     assert done.returncode == 0, shown
     # In order: what it is doing before the first frame, then a bar counted in frames (one
@@ -235,3 +242,14 @@ def test_terminal_is_told_what_happens_and_sees_frames_progress_on_a_short_video
     assert shown.index("reading the video") < shown.index("loading the model") < shown.index("analysing")
     assert "/6 [" in shown and "frame" in shown
     assert "No face found" in done.stdout and "Try a clip" in done.stdout
+
+
+def test_terminal_is_told_a_photo_is_read_as_an_image(random_checkpoint: Path, tmp_path: Path) -> None:
+    photo = tmp_path / "portrait.jpg"
+    photo.write_bytes(encode(Image.fromarray(astronaut()), "JPEG", quality=90))
+
+    done, shown = _analyze_on_a_terminal(photo, random_checkpoint)
+
+    assert done.returncode == 0, shown
+    assert shown.index("reading the image") < shown.index("loading the model") < shown.index("analysing")
+    assert "reading the video" not in shown
