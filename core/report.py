@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core import verdicts
+from core import heatmaps, verdicts
 
 __all__ = [
     "Report",
@@ -156,6 +156,11 @@ th { color: #555; font-weight: 600; } .tick { font-size: 10px; fill: #666; }
 figure img { width: 160px; height: 160px; border: 1px solid #ccc; } figure img.heatmap { margin-left: 4px; }
 figcaption { font-size: 12px; color: #444; }
 svg { width: 100%; height: auto; }
+.heat-legend { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 8px; margin: 4px 0 12px;
+               font-size: 13px; }
+.heat-bar { flex: 1 1 100px; min-width: 80px; max-width: 260px; height: 14px; border: 1px solid #ccc;
+            border-radius: 3px; }
+.heat-end { white-space: nowrap; }
 """
 
 
@@ -264,6 +269,18 @@ def _chart(report: Report) -> str:
     return "\n".join(parts)
 
 
+def _heat_legend() -> str:
+    """The heatmaps' colour bar with its ends labelled, in the colours the overlays are drawn in."""
+    return (
+        '<div class="heat-legend" data-testid="heatmap-legend">'
+        '<span class="heat-end lo">0 no evidence</span>'
+        f'<span class="heat-bar" style="background: {heatmaps.legend_gradient()}" role="img" '
+        'aria-label="heatmap colours from 0, no evidence, to 1, the strongest evidence of a face scored '
+        'P(fake) 1"></span>'
+        '<span class="heat-end hi">1 strongest (P(fake) 1)</span></div>'
+    )
+
+
 def _settings_text(settings: dict[str, Any]) -> str:
     return ", ".join(f"{name} {value}" for name, value in settings.items() if value is not None) or "—"
 
@@ -368,8 +385,9 @@ def render_report(report: Report, *, title: str | None = None) -> str:
         if any(face.heatmap_jpeg for face in report.faces):
             lines.append(
                 "<p>Each face as the classifier saw it and, beside it, its Grad-CAM heatmap over the same "
-                "crop: red where the classifier found the most evidence for a fake.</p>"
+                f"crop: where the classifier found its evidence for a fake. {esc(heatmaps.LEGEND_TEXT)}</p>"
             )
+            lines.append(_heat_legend())
         lines.append('<div class="faces">')
         for face in report.faces:
             track = f"track {face.track}, " if face.track is not None else ""

@@ -19,7 +19,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Route, expect
 
+from core.heatmaps import legend_stops
 from tests.e2e.conftest import SOURCE_BUCKET, enter_key
+from tests.e2e.test_web_report import legend_colours
 from tests.utils.media import make_bad_media
 from tests.utils.platform import wait_for
 from tests.utils.stack import Stack
@@ -119,6 +121,12 @@ def test_inconclusive_result_shows_band_caveat_and_aggregation(
     expect(note).to_contain_text("above the threshold")
     expect(note).to_contain_text("aggregation: mean")
     expect(page.locator("[data-testid=faces] figure.face.above").first).to_be_visible()
+    # The heatmaps' one colour scale, with its ends labelled, in the colours the worker draws.
+    legend = page.get_by_test_id("heatmap-legend")
+    expect(legend).to_be_visible()
+    expect(legend.locator(".heat-end.lo")).to_have_text("0 no evidence")
+    expect(legend.locator(".heat-end.hi")).to_have_text("1 strongest (P(fake) 1)")
+    assert legend_colours(page, "[data-testid=heatmap-legend] .heat-bar") == [c for _, c in legend_stops()]
     page.screenshot(path=str(shots / "inconclusive-desktop.png"), full_page=True)
 
 

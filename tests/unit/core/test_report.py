@@ -94,3 +94,16 @@ def test_unknown_video_fields_are_left_out_not_dashed() -> None:
     )
     assert "— px" not in document and "None" not in document
     assert "<tr><th>Video</th><td>—</td></tr>" in document
+
+
+def test_heatmaps_come_with_their_colour_scale() -> None:
+    from core.heatmaps import legend_gradient
+
+    document = render_report(_report())
+    assert 'data-testid="heatmap-legend"' in document
+    assert f'style="background: {legend_gradient()}"' in document
+    assert ">0 no evidence</span>" in document and ">1 strongest (P(fake) 1)</span>" in document
+    without = render_report(
+        _report(faces=[ReportFace(t=1.0, frame_index=25, track=1, score=0.6, crop_jpeg=b"crop")])
+    )
+    assert "heatmap-legend" not in without
