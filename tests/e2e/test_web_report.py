@@ -135,3 +135,22 @@ def test_the_heatmaps_colour_scale_is_drawn_with_labelled_ends(page: Page, phone
         ]
         shown.locator("h2", has_text="Most suspicious faces").scroll_into_view_if_needed()
         shown.screenshot(path=str(shots / f"report-legend-{name}.png"))
+
+
+def test_chart_text_is_legible_on_a_phone_and_on_a_desktop(page: Page, phone: Page, shots: Path) -> None:
+    document = render_report(_report())
+    for name, shown in (("desktop", page), ("phone", phone)):
+        _open(shown, document)
+        charts = shown.locator("svg[aria-label='P(fake) over time']")
+        expect(charts).to_have_count(2)
+        visible = [charts.nth(i) for i in range(2) if charts.nth(i).is_visible()]
+        assert len(visible) == 1, name
+        chart = visible[0]
+        box = chart.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= shown.viewport_size["width"]  # type: ignore[index]
+        heights = chart.evaluate(
+            "svg => [...svg.querySelectorAll('text')].map(n => n.getBoundingClientRect().height)"
+        )
+        assert heights and min(heights) >= 10, (name, heights)
+        chart.scroll_into_view_if_needed()
+        shown.screenshot(path=str(shots / f"report-chart-{name}.png"))
