@@ -35,6 +35,7 @@ const state = {
   jobsCursor: null,
   olderJobs: [],
   blobUrls: [],
+  shownJob: null, // the last answer for the job on screen (the time estimate needs its start)
   events: null, // the open EventSource of the job on screen
   eventsFailed: false, // a stream could not be opened: poll instead
 };
@@ -472,6 +473,26 @@ function explanationNodes(job, decision) {
   }
 }
 
+function roughDuration(seconds) {
+  if (seconds < 60) return `${Math.max(1, Math.ceil(seconds))} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// Time left for a running video, from its pace so far: the time since it started over the
+// segments scored since. Nothing to go on before the first segment, so it says so.
+function estimateText(job, progress) {
+  if (job.status !== "processing" || job.media_type === "image" || !job.started_at) return "";
+  const total = progress.segments_total || 0;
+  const done = progress.segments_done || 0;
+  if (!total) return "";
+  if (done === 0) return "· time left: estimated once the first segment is scored";
+  if (done >= total) return "· finishing";
+  const elapsed = (Date.now() - new Date(job.started_at).getTime()) / 1000;
+  if (!(elapsed > 0)) return "";
+  return `· about ${roughDuration((elapsed / done) * (total - done))} left`;
+}
+
 // Only for a model without an inconclusive band: with one, the API's verdict already says so.
 function nearThreshold(job, decision) {
   return !decision.band && known(job.score) && known(decision.threshold)
@@ -500,6 +521,8 @@ function renderJobHead(job) {
   $("job-progress").value = total ? job.progress.segments_done / total : 0;
   $("job-progress-text").textContent =
     job.media_type === "image" ? "" : total ? `${job.progress.segments_done} of ${total} segments` : "";
+  $("job-eta").textContent = estimateText(job, job.progress);
+  state.shownJob = job;
   const video = job.video;
   $("job-input-label").textContent = job.media_type === "image" ? "image" : "video";
   $("job-video").textContent = job.media_type === "image" && video.width
@@ -781,6 +804,7 @@ async function followJob(jobId) {
     const total = progress.segments_total || 0;
     $("job-progress").value = total ? progress.segments_done / total : 0;
     $("job-progress-text").textContent = total ? `${progress.segments_done} of ${total} segments` : "";
+    if (state.shownJob && state.shownJob.id === jobId) $("job-eta").textContent = estimateText(state.shownJob, progress);
   });
   source.addEventListener("end", () => {
     stopPolling();
@@ -1028,6 +1052,7 @@ function route() {
     $("job-explanation").hidden = true;
     $("job-scale").hidden = true;
     $("job-limits").hidden = true;
+    $("job-eta").textContent = "";
     for (const id of ["job-report", "job-cancel", "job-delete"]) $(id).hidden = true;
     $("job-verdict").textContent = "…";
     $("job-verdict").className = "verdict";

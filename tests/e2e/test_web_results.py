@@ -12,6 +12,7 @@ import io
 import json
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -188,6 +189,46 @@ def test_no_manipulation_near_the_threshold_is_called_uncertain(
         ["The video's score is the mean of its frames' scores.", "See the faces below."]
     )
     expect(page.get_by_test_id("aggregation-note")).to_be_hidden()
+
+
+def test_a_running_job_shows_the_time_left(
+    stack: Stack, page: Page, finished: tuple[dict[str, str], dict[str, Any]], shots: Path
+) -> None:
+    headers, job = finished
+    # The job as it looked while it ran: 1 of 3 segments scored 20 s after it started.
+    running: dict[str, Any] = {"done": 1, "started_s_ago": 20.0}
+
+    def in_progress(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        started = datetime.now(UTC) - timedelta(seconds=running["started_s_ago"])
+        body.update(
+            status="processing",
+            verdict=None,
+            verdict_label=None,
+            explanation=None,
+            score=None,
+            finished_at=None,
+            started_at=started.isoformat(),
+            progress={"segments_done": running["done"], "segments_total": 3},
+        )
+        route.fulfill(response=response, json=body)
+
+    page.route(re.compile(rf".*/v1/jobs/{job['id']}$"), in_progress)
+    # No event stream for this pretend run: the page polls the (rewritten) job instead.
+    page.route(re.compile(rf".*/v1/jobs/{job['id']}/events/token$"), lambda route: route.abort())
+    enter_key(page, stack, headers)
+    page.goto(f"{stack.base_url}/#/jobs/{job['id']}")
+    eta = page.get_by_test_id("job-eta")
+    # 20 s for one segment, two to go: about 40 s left.
+    expect(eta).to_have_text(re.compile(r"^· about 4\d s left$"))
+    expect(page.locator("#job-progress-text")).to_have_text("1 of 3 segments")
+    page.screenshot(path=str(shots / "running-eta.png"))
+
+    running.update(done=0, started_s_ago=3.0)
+    expect(eta).to_have_text("· time left: estimated once the first segment is scored")
+    running.update(done=2, started_s_ago=300.0)
+    expect(eta).to_have_text("· about 3 min left")
 
 
 def test_report_button_downloads_the_report(
