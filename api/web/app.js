@@ -188,14 +188,14 @@ function verdictBadge(verdict, label) {
 }
 
 // What a list row shows in its result column: the verdict, or why there is none.
-function resultCell({ status, verdict, label, errorCode, errorMessage }) {
+function resultCell({ status, verdict, label, errorCode, errorMessage, partial }) {
   if (verdict) return verdictBadge(verdict, label);
   if (status === "failed") {
     return el("span", { class: "failure", title: errorMessage || "" },
       el("span", { class: "error-code" }, errorCode || "failed"),
       errorMessage ? el("span", { class: "muted small" }, ` ${errorMessage}`) : null);
   }
-  if (status === "canceled") return el("span", { class: "muted" }, "canceled");
+  if (status === "canceled") return el("span", { class: "muted" }, partial ? "canceled, partly scored" : "canceled");
   return el("span", { class: "muted" }, "pending");
 }
 
@@ -353,6 +353,7 @@ function jobRow(job) {
       label: job.verdict_label,
       errorCode: job.error && job.error.code,
       errorMessage: job.error && job.error.message,
+      partial: job.partial,
     })),
     el("td", {}, fmt(job.score)),
     el("td", { class: "wide-only" }, when(job.created_at)),
@@ -439,6 +440,10 @@ function explanationNodes(job, decision) {
       el("p", { class: "muted" }, "Nothing was scored. If the file plays elsewhere, try re-encoding it as H.264 MP4, or upload it again."),
     ];
   }
+  if (job.status === "canceled" && job.partial) {
+    const { segments_done: done, segments_total: total } = job.progress;
+    return [el("p", {}, `This job was canceled after ${done} of ${total} segments were scored. The scores, faces and segments below cover only that part of the video: there is no verdict for the whole video.`)];
+  }
   if (job.status === "canceled") return [el("p", {}, "This job was canceled before it finished; nothing was scored.")];
   if (job.status !== "succeeded") return [];
   if (job.explanation) return paragraphs(job.explanation);
@@ -505,7 +510,9 @@ function renderJobHead(job) {
   $("job-id").textContent = job.id;
   const verdict = $("job-verdict");
   const succeeded = job.status === "succeeded" && job.verdict;
-  verdict.textContent = succeeded ? verdictWords(job.verdict, job.verdict_label) : STATUS_WORDS[job.status] || job.status;
+  verdict.textContent = succeeded
+    ? verdictWords(job.verdict, job.verdict_label)
+    : job.partial ? "Canceled (partial results)" : STATUS_WORDS[job.status] || job.status;
   const uncertain = succeeded && ["real", "fake"].includes(job.verdict) && nearThreshold(job, decision);
   verdict.className = `verdict ${succeeded ? job.verdict : job.status}${uncertain ? " uncertain" : ""}`;
   verdict.dataset.verdict = job.verdict || "";
@@ -633,7 +640,7 @@ function renderAggregationNote(job, items) {
   const note = $("aggregation-note");
   const { threshold } = decisionOf(job);
   const above = known(threshold) ? items.filter((item) => item.score >= threshold) : [];
-  if (job.explanation || job.verdict === "fake" || above.length === 0) {
+  if (job.explanation || !job.verdict || job.verdict === "fake" || above.length === 0) {
     note.hidden = true;
     note.textContent = "";
     return;
@@ -836,7 +843,8 @@ async function renderJob(jobId) {
     else await followJob(jobId);
     return;
   }
-  if (job.status !== "succeeded") {
+  // A job canceled part way keeps what was scored: shown like a finished job's, without a verdict.
+  if (job.status !== "succeeded" && !job.partial) {
     $("job-results").hidden = true;
     document.body.dataset.jobLoaded = jobId;
     return;

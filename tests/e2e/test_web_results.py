@@ -231,6 +231,79 @@ def test_a_running_job_shows_the_time_left(
     expect(eta).to_have_text("· about 3 min left")
 
 
+def test_a_job_canceled_part_way_shows_what_was_scored(
+    stack: Stack, page: Page, phone: Page, finished: tuple[dict[str, str], dict[str, Any]], shots: Path
+) -> None:
+    headers, job = finished
+
+    def canceled_part_way(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body.update(
+            status="canceled",
+            partial=True,
+            verdict=None,
+            verdict_label=None,
+            explanation=None,
+            score=None,
+            error={"code": "canceled", "message": "canceled by the client"},
+            progress={"segments_done": 1, "segments_total": 2},
+        )
+        route.fulfill(response=response, json=body)
+
+    def second_segment_canceled(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for item in body["items"][1:]:
+            item.update(status="canceled", score=None)
+        route.fulfill(response=response, json=body)
+
+    for name, shown in (("desktop", page), ("phone", phone)):
+        shown.route(re.compile(rf".*/v1/jobs/{job['id']}$"), canceled_part_way)
+        shown.route(re.compile(rf".*/v1/jobs/{job['id']}/segments\?.*"), second_segment_canceled)
+        shown.route(
+            re.compile(r".*/v1/jobs\?limit=25$"),
+            lambda route: route.fulfill(
+                response=(response := route.fetch()),
+                json={
+                    **response.json(),
+                    "items": [
+                        {
+                            **item,
+                            "status": "canceled",
+                            "partial": True,
+                            "verdict": None,
+                            "verdict_label": None,
+                        }
+                        for item in response.json()["items"]
+                    ],
+                },
+            ),
+        )
+        enter_key(shown, stack, headers)
+        row = shown.locator(f"[data-testid=jobs-table] tr[data-job-id='{job['id']}'] td.result")
+        expect(row).to_have_text("canceled, partly scored")
+        shown.goto(f"{stack.base_url}/#/jobs/{job['id']}")
+        shown.wait_for_function(
+            "id => document.body.dataset.jobLoaded === id", arg=job["id"], timeout=JOB_TIMEOUT_MS
+        )
+        expect(shown.get_by_test_id("verdict")).to_have_text("Canceled (partial results)")
+        explanation = shown.get_by_test_id("explanation")
+        expect(explanation).to_contain_text("canceled after 1 of 2 segments were scored")
+        expect(explanation).to_contain_text("no verdict for the whole video")
+        # What was scored stays on screen: the chart, the faces and the segments.
+        expect(shown.locator("#chart-panel")).to_be_visible()
+        expect(shown.locator("[data-testid=score-chart] svg")).to_have_count(1)
+        expect(shown.locator("[data-testid=faces] figure").first).to_be_visible()
+        expect(shown.locator("[data-testid=segments-table] tbody tr")).to_have_count(2)
+        expect(shown.locator("[data-testid=segments-table] tbody tr").nth(1)).to_contain_text("canceled")
+        expect(shown.get_by_test_id("aggregation-note")).to_be_hidden()
+        expect(shown.get_by_test_id("job-report")).to_be_hidden()
+        expect(shown.get_by_test_id("score")).to_have_text("")
+        _no_horizontal_scroll(shown)
+        shown.screenshot(path=str(shots / f"canceled-partial-{name}.png"), full_page=True)
+
+
 def test_report_button_downloads_the_report(
     stack: Stack, page: Page, finished: tuple[dict[str, str], dict[str, Any]]
 ) -> None:
