@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from core import verdicts
+from core import heatmaps, verdicts
 
 __all__ = [
     "Report",
@@ -30,8 +30,24 @@ __all__ = [
     "render_report",
 ]
 
-_CHART_W, _CHART_H = 760, 240
-_PAD_L, _PAD_R, _PAD_T, _PAD_B = 58, 12, 12, 34
+
+@dataclass(frozen=True)
+class _ChartLayout:
+    """One drawing of the score chart. The SVG scales to the page's width, text and all, so a phone
+    gets a drawing made for its width instead of the desktop one shrunk to half its size."""
+
+    name: str
+    width: int
+    height: int
+    pad_left: int
+    pad_right: int
+    pad_top: int
+    pad_bottom: int
+    time_steps: int
+
+
+_WIDE = _ChartLayout("wide", 760, 240, 58, 12, 12, 34, 5)
+_NARROW = _ChartLayout("narrow", 360, 220, 58, 8, 10, 38, 3)
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,14 @@ th { color: #555; font-weight: 600; } .tick { font-size: 10px; fill: #666; }
 figure img { width: 160px; height: 160px; border: 1px solid #ccc; } figure img.heatmap { margin-left: 4px; }
 figcaption { font-size: 12px; color: #444; }
 svg { width: 100%; height: auto; }
+/* Two drawings of the chart, one per width class: chart text stays 10 px or more on a phone. */
+svg.chart-narrow { display: none; } svg.chart-narrow .tick, svg.chart-narrow .axis { font-size: 12px; }
+@media (max-width: 600px) { svg.chart-wide { display: none; } svg.chart-narrow { display: block; } }
+.heat-legend { display: flex; flex-wrap: wrap; align-items: center; gap: 4px 8px; margin: 4px 0 12px;
+               font-size: 13px; }
+.heat-bar { flex: 1 1 100px; min-width: 80px; max-width: 260px; height: 14px; border: 1px solid #ccc;
+            border-radius: 3px; }
+.heat-end { white-space: nowrap; }
 """
 
 
@@ -182,57 +206,59 @@ def _jpeg(data: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
-def _chart(report: Report) -> str:
+def _chart(report: Report, layout: _ChartLayout) -> str:
     """Score over time: frame scores as dots joined within runs, segment scores as steps, the
     threshold and the inconclusive band."""
     duration = max(report.video.duration_s or 0.0, max((f.t for f in report.frames), default=0.0), 1e-6)
-    plot_w, plot_h = _CHART_W - _PAD_L - _PAD_R, _CHART_H - _PAD_T - _PAD_B
+    pad_l, pad_t, chart_w, chart_h = layout.pad_left, layout.pad_top, layout.width, layout.height
+    plot_w = chart_w - pad_l - layout.pad_right
+    plot_h = chart_h - pad_t - layout.pad_bottom
 
     def x_of(t: float) -> float:
-        return _PAD_L + plot_w * min(max(t / duration, 0.0), 1.0)
+        return pad_l + plot_w * min(max(t / duration, 0.0), 1.0)
 
     def y_of(score: float) -> float:
-        return _PAD_T + plot_h * (1.0 - min(max(score, 0.0), 1.0))
+        return pad_t + plot_h * (1.0 - min(max(score, 0.0), 1.0))
 
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_CHART_W} {_CHART_H}" '
-        f'role="img" aria-label="P(fake) over time">',
-        f'<rect x="{_PAD_L}" y="{_PAD_T}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {chart_w} {chart_h}" '
+        f'class="chart-{layout.name}" role="img" aria-label="P(fake) over time">',
+        f'<rect x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>',
     ]
     band = report.inconclusive_band
     if band is not None:
         top, bottom = y_of(band[1]), y_of(band[0])
         parts.append(
-            f'<rect x="{_PAD_L}" y="{top:.1f}" width="{plot_w}" height="{bottom - top:.1f}" fill="#f5cba7" '
+            f'<rect x="{pad_l}" y="{top:.1f}" width="{plot_w}" height="{bottom - top:.1f}" fill="#f5cba7" '
             f'opacity="0.45"><title>inconclusive band {band[0]:.3f}–{band[1]:.3f}</title></rect>'
         )
     for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
         y = y_of(tick)
-        parts.append(f'<line x1="{_PAD_L}" y1="{y:.1f}" x2="{_PAD_L + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
+        parts.append(f'<line x1="{pad_l}" y1="{y:.1f}" x2="{pad_l + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
         parts.append(
-            f'<text x="{_PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick:.2f}</text>'
+            f'<text x="{pad_l - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick:.2f}</text>'
         )
-    middle_y = _PAD_T + plot_h / 2
+    middle_y = pad_t + plot_h / 2
     parts.append(
         f'<text x="14" y="{middle_y:.1f}" text-anchor="middle" class="axis" '
         f'transform="rotate(-90 14 {middle_y:.1f})">P(fake)</text>'
     )
-    steps = 5
+    steps = layout.time_steps
     for k in range(steps + 1):
         t = duration * k / steps
         anchor = "start" if k == 0 else "end" if k == steps else "middle"  # keep the end labels inside
         parts.append(
-            f'<text x="{x_of(t):.1f}" y="{_CHART_H - 16}" text-anchor="{anchor}" class="tick">'
+            f'<text x="{x_of(t):.1f}" y="{pad_t + plot_h + 18}" text-anchor="{anchor}" class="tick">'
             f"{t:.1f} s</text>"
         )
     parts.append(
-        f'<text x="{_PAD_L + plot_w / 2:.1f}" y="{_CHART_H - 2}" text-anchor="middle" class="axis">'
+        f'<text x="{pad_l + plot_w / 2:.1f}" y="{chart_h - 3}" text-anchor="middle" class="axis">'
         "time in the video</text>"
     )
     if report.threshold is not None:
         threshold_y = y_of(report.threshold)
         parts.append(
-            f'<line x1="{_PAD_L}" y1="{threshold_y:.1f}" x2="{_PAD_L + plot_w}" y2="{threshold_y:.1f}" '
+            f'<line x1="{pad_l}" y1="{threshold_y:.1f}" x2="{pad_l + plot_w}" y2="{threshold_y:.1f}" '
             f'stroke="#c0392b" stroke-dasharray="5,4"><title>threshold {report.threshold:.3f}</title></line>'
         )
     for segment in report.segments:
@@ -264,6 +290,18 @@ def _chart(report: Report) -> str:
     return "\n".join(parts)
 
 
+def _heat_legend() -> str:
+    """The heatmaps' colour bar with its ends labelled, in the colours the overlays are drawn in."""
+    return (
+        '<div class="heat-legend" data-testid="heatmap-legend">'
+        '<span class="heat-end lo">0 no evidence</span>'
+        f'<span class="heat-bar" style="background: {heatmaps.legend_gradient()}" role="img" '
+        'aria-label="heatmap colours from 0, no evidence, to 1, the strongest evidence of a face scored '
+        'P(fake) 1"></span>'
+        '<span class="heat-end hi">1 strongest (P(fake) 1)</span></div>'
+    )
+
+
 def _settings_text(settings: dict[str, Any]) -> str:
     return ", ".join(f"{name} {value}" for name, value in settings.items() if value is not None) or "—"
 
@@ -279,6 +317,15 @@ def _video_text(video: ReportVideo) -> str:
     if video.codec:
         parts.append(video.codec)
     return ", ".join(parts) or "—"
+
+
+def _faces_text(report: Report, face_count: int, frames_with_faces: int) -> str:
+    if report.video.media_type == "image":
+        return f"{face_count} in the picture"
+    return (
+        f"{face_count} in {frames_with_faces} of {len(report.frames)} sampled frames, "
+        f"{len(report.tracks)} track(s)"
+    )
 
 
 def _score_text(report: Report) -> str:
@@ -298,6 +345,7 @@ def render_report(report: Report, *, title: str | None = None) -> str:
     esc = html.escape
     model = report.model
     title = title or report.input.name
+    picture = report.video.media_type == "image"
     face_count = sum(f.faces for f in report.frames)
     frames_with_faces = sum(1 for f in report.frames if f.faces)
     lines = [
@@ -335,8 +383,7 @@ def render_report(report: Report, *, title: str | None = None) -> str:
         f"<tr><th>SHA-256</th><td><code>{esc(report.input.sha256 or 'unknown')}</code></td></tr>",
         f"<tr><th>{'Image' if report.video.media_type == 'image' else 'Video'}</th>"
         f"<td>{esc(_video_text(report.video))}</td></tr>",
-        f"<tr><th>Faces</th><td>{face_count} in {frames_with_faces} of {len(report.frames)} sampled frames, "
-        f"{len(report.tracks)} track(s)</td></tr>",
+        f"<tr><th>Faces</th><td>{esc(_faces_text(report, face_count, frames_with_faces))}</td></tr>",
         f"<tr><th>Model</th><td>{esc(str(model.name))} {esc(str(model.version))}, "
         f"trained: {esc(str(model.trained).lower())}"
         + (f", sha256 <code>{esc(model.sha256[:16])}…</code>" if model.sha256 else "")
@@ -362,35 +409,43 @@ def render_report(report: Report, *, title: str | None = None) -> str:
         legend += "Dashed line: the decision threshold."
         if report.inconclusive_band is not None:
             legend += " Shaded: the inconclusive band."
-        lines += ["<h2>Score over time</h2>", f"<p>{legend}</p>", _chart(report)]
+        lines += [
+            "<h2>Score over time</h2>",
+            f"<p>{legend}</p>",
+            _chart(report, _WIDE),
+            _chart(report, _NARROW),
+        ]
     lines.append("<h2>Most suspicious faces</h2>")
     if report.faces:
         if any(face.heatmap_jpeg for face in report.faces):
             lines.append(
                 "<p>Each face as the classifier saw it and, beside it, its Grad-CAM heatmap over the same "
-                "crop: red where the classifier found the most evidence for a fake.</p>"
+                f"crop: where the classifier found its evidence for a fake. {esc(heatmaps.LEGEND_TEXT)}</p>"
             )
+            lines.append(_heat_legend())
         lines.append('<div class="faces">')
-        for face in report.faces:
+        for number, face in enumerate(report.faces, start=1):
             track = f"track {face.track}, " if face.track is not None else ""
+            # In a picture every face is at 0.00 s of frame 0: number them instead.
+            where = f"face {number}" if picture else f"{track}t={face.t:.2f} s"
+            caption = f"face {number}" if picture else f"{track}{face.t:.2f} s (frame {face.frame_index})"
             heatmap = (
-                f'<img class="heatmap" alt="Grad-CAM heatmap, {track}t={face.t:.2f} s" '
-                f'src="{_jpeg(face.heatmap_jpeg)}">'
+                f'<img class="heatmap" alt="Grad-CAM heatmap, {where}" src="{_jpeg(face.heatmap_jpeg)}">'
                 if face.heatmap_jpeg
                 else ""
             )
             lines.append(
-                f'<figure><img class="crop" alt="face, {track}t={face.t:.2f} s" '
-                f'src="{_jpeg(face.crop_jpeg)}">'
-                f"{heatmap}<figcaption>P(fake) {face.score:.3f}<br>{track}{face.t:.2f} s "
-                f"(frame {face.frame_index})</figcaption></figure>"
+                f'<figure><img class="crop" alt="{where}" src="{_jpeg(face.crop_jpeg)}">'
+                f"{heatmap}<figcaption>P(fake) {face.score:.3f}<br>{caption}</figcaption></figure>"
             )
         lines.append("</div>")
     elif face_count:
         lines.append("<p>No face images were kept for this analysis.</p>")
     else:
         lines.append("<p>No face was found in the sampled frames.</p>")
-    if report.tracks:
+    # A picture is one frame at t=0: its faces are listed above, and tracks from 0.00 to 0.00 s or
+    # a one-row segment table would only repeat them.
+    if report.tracks and not picture:
         lines += [
             "<h2>Face tracks</h2>",
             "<table><tr><th>track</th><th>from</th><th>to</th><th>faces</th><th>P(fake)</th></tr>",
@@ -401,7 +456,7 @@ def render_report(report: Report, *, title: str | None = None) -> str:
                 f"<td>{row.faces}</td><td>{_fmt(row.score)}</td></tr>"
             )
         lines.append("</table>")
-    if report.segments:
+    if report.segments and not picture:
         lines += [
             "<h2>Segments</h2>",
             "<table><tr><th>#</th><th>from</th><th>to</th><th>frames</th><th>faces</th><th>P(fake)</th></tr>",

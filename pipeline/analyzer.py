@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline import aggregate
 from pipeline.crop import crop_face
-from pipeline.explain import GradCam, TopCrops, encode_jpeg, overlay_heatmap
+from pipeline.explain import GradCam, TopCrops, absolute_heatmap, encode_jpeg, overlay_heatmap
 from pipeline.faces import (
     Detection,
     FaceDetector,
@@ -180,11 +180,13 @@ class Analyzer:
                     faces_so_far += len(crops)
                 while pending and (pending[0][0].done() or len(pending) > MAX_PENDING_CHUNKS):
                     collect_oldest()
-                quality.merge(measure_segment(
-                    frames,
-                    [[d.box for d in dets] for dets in found],
-                    scale=(info.width / frames.shape[2], info.height / frames.shape[1]),
-                ))
+                quality.merge(
+                    measure_segment(
+                        frames,
+                        [[d.box for d in dets] for dets in found],
+                        scale=(info.width / frames.shape[2], info.height / frames.shape[1]),
+                    )
+                )
                 t2 = time.perf_counter()
                 detections.extend(found)
                 detect_s += t1 - t0
@@ -216,26 +218,38 @@ class Analyzer:
             faces = []
             for det, track_id in zip(dets, ids, strict=True):
                 x1, y1, x2, y2 = det.box
-                faces.append(FaceResult(
-                    box=(x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y),
-                    det_score=det.score,
-                    track=track_id,
-                    score=float(all_scores[position]),
-                ))
+                faces.append(
+                    FaceResult(
+                        box=(x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y),
+                        det_score=det.score,
+                        track=track_id,
+                        score=float(all_scores[position]),
+                    )
+                )
                 if position in explained:
                     heatmap_jpeg, crop_jpeg = explained[position]
                     face = faces[-1]
-                    explanations.append(FaceExplanation(
-                        frame_index=number, t=t, face=len(faces) - 1, track=track_id,
-                        score=face.score, box=face.box, heatmap_jpeg=heatmap_jpeg, crop_jpeg=crop_jpeg,
-                    ))
+                    explanations.append(
+                        FaceExplanation(
+                            frame_index=number,
+                            t=t,
+                            face=len(faces) - 1,
+                            track=track_id,
+                            score=face.score,
+                            box=face.box,
+                            heatmap_jpeg=heatmap_jpeg,
+                            crop_jpeg=crop_jpeg,
+                        )
+                    )
                 position += 1
-            frame_results.append(FrameResult(
-                index=number,
-                t=t,
-                score=aggregate.frame_score(f.score for f in faces),
-                faces=faces,
-            ))
+            frame_results.append(
+                FrameResult(
+                    index=number,
+                    t=t,
+                    score=aggregate.frame_score(f.score for f in faces),
+                    faces=faces,
+                )
+            )
         explanations.sort(key=lambda explanation: -explanation.score)
         # Stage times are each stage's own busy time; they overlap, so they need not add up to
         # the segment's wall time. decode_s is the time spent waiting for decoded frames.
@@ -258,18 +272,24 @@ class Analyzer:
             quality=quality.to_dict(),
             explanations=explanations,
         )
-        log.info("pipeline.segment.done", extra={
-            "segment": plan.index, "frames": len(frame_results), "faces": result.face_count,
-            "detections": follower.stats.to_dict(),
-            **{k: round(v, 3) for k, v in timings.items()},
-        })
+        log.info(
+            "pipeline.segment.done",
+            extra={
+                "segment": plan.index,
+                "frames": len(frame_results),
+                "faces": result.face_count,
+                "detections": follower.stats.to_dict(),
+                **{k: round(v, 3) for k, v in timings.items()},
+            },
+        )
         return result
 
     def _follower(self, width: int, height: int) -> FaceFollower:
         """The face detection of one segment of decoded frames width×height (see AnalysisConfig)."""
         config = self.config
         smallest = smallest_face_to_score(
-            width, height,
+            width,
+            height,
             input_size=self.model_config.input_size,
             growth=crop_growth(self.model_config.crop_options()),
             max_upscale=config.max_face_upscale,
@@ -296,8 +316,11 @@ class Analyzer:
             self._gradcam = GradCam(self.classifier.model)
         heatmaps = self._gradcam.explain(np.stack([crop for _, _, crop in chosen]))
         return {
-            position: (encode_jpeg(overlay_heatmap(crop, heatmap)), encode_jpeg(crop))
-            for (position, _, crop), heatmap in zip(chosen, heatmaps.maps, strict=True)
+            position: (
+                encode_jpeg(overlay_heatmap(crop, absolute_heatmap(heatmap, score))),
+                encode_jpeg(crop),
+            )
+            for (position, score, crop), heatmap in zip(chosen, heatmaps.maps, strict=True)
         }
 
     def finalize(
@@ -330,9 +353,11 @@ class Analyzer:
             for key in _STAGE_KEYS:
                 totals[key] += float(segment.timings.get(key, 0.0))
             # Stages overlap within a segment: its wall time, when recorded, is what it cost.
-            segments_wall += float(segment.timings.get(
-                "wall_s", sum(float(segment.timings.get(key, 0.0)) for key in _STAGE_KEYS)
-            ))
+            segments_wall += float(
+                segment.timings.get(
+                    "wall_s", sum(float(segment.timings.get(key, 0.0)) for key in _STAGE_KEYS)
+                )
+            )
         given = dict(timings or {})
         totals["probe_s"] = float(given.pop("probe_s", 0.0))
         totals["total_s"] = float(given.pop("total_s", totals["probe_s"] + segments_wall))

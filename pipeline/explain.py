@@ -5,6 +5,9 @@ fake logit with respect to the feature map of the EfficientNet's last convolutio
 (``conv_head`` with its norm and activation, the map the pooling layer averages), averaged over
 space, weights that map's channels; their positive sum, upsampled to the crop, is the heatmap.
 Only the few most suspicious faces of a segment are explained: each needs a backward pass.
+
+A map's own peak is 1 whatever the face scored; before it is drawn, ``absolute_heatmap`` puts it on
+the one scale every face shares (``core.heatmaps``), so a face the model found genuine stays cold.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.heatmaps import HEATMAP_ALPHA, colour_at
 from pipeline.errors import ModelError
 from pipeline.model import DeepfakeClassifier
 
@@ -26,13 +30,13 @@ __all__ = [
     "GradCam",
     "Heatmaps",
     "TopCrops",
+    "absolute_heatmap",
     "encode_jpeg",
     "overlay_heatmap",
     "target_layer",
     "top_indices",
 ]
 
-HEATMAP_ALPHA = 0.45  # share of the colour map in an overlay
 _CHUNK = 8  # crops per backward pass: bounds activation memory
 
 
@@ -149,19 +153,32 @@ class GradCam:
         return scores.cpu().numpy().astype(np.float32), normalised.cpu().numpy().astype(np.float32)
 
 
+# The colour map of core.heatmaps as a 256-entry RGB table, so the overlay draws exactly the
+# colours the legend shows.
+_COLOUR_TABLE = np.array([colour_at(level / 255.0) for level in range(256)], dtype=np.float32)
+
+
+def absolute_heatmap(relative: np.ndarray, score: float) -> np.ndarray:
+    """A Grad-CAM map scaled to its own peak, put on the absolute scale every face shares: the
+    peak becomes the face's P(fake), so a 0.04 face cannot glow as red as a 0.99 one."""
+    weight = min(max(float(score), 0.0), 1.0) if np.isfinite(score) else 0.0
+    heat: np.ndarray = np.clip(np.nan_to_num(relative.astype(np.float32)), 0.0, 1.0) * np.float32(weight)
+    return heat
+
+
 def overlay_heatmap(crop: np.ndarray, heatmap: np.ndarray, *, alpha: float = HEATMAP_ALPHA) -> np.ndarray:
-    """The crop (RGB uint8) with the heatmap ([0, 1], any size) blended over it as a colour map."""
+    """The crop (RGB uint8) with the heatmap ([0, 1] on the absolute scale, any size) blended over it
+    in the colours of ``core.heatmaps``."""
     if crop.ndim != 3 or crop.shape[2] != 3 or crop.dtype != np.uint8:
         raise ValueError(f"expected an RGB uint8 crop, got {crop.dtype} {crop.shape}")
     height, width = crop.shape[:2]
     heat: np.ndarray = np.clip(np.nan_to_num(heatmap.astype(np.float32)), 0.0, 1.0)
     if heat.shape != (height, width):
         heat = np.asarray(cv2.resize(heat, (width, height), interpolation=cv2.INTER_LINEAR))
-    colours = cv2.applyColorMap((heat * 255.0).astype(np.uint8), cv2.COLORMAP_JET)
-    colours = cv2.cvtColor(colours, cv2.COLOR_BGR2RGB)
+    colours = _COLOUR_TABLE[np.rint(heat * 255.0).astype(np.uint8)]
     # Cold regions keep the face visible: the colour's weight follows the heat.
     weight = (alpha * heat)[..., None]
-    blended = crop.astype(np.float32) * (1.0 - weight) + colours.astype(np.float32) * weight
+    blended = crop.astype(np.float32) * (1.0 - weight) + colours * weight
     return np.clip(blended + 0.5, 0, 255).astype(np.uint8)
 
 

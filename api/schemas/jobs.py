@@ -145,6 +145,12 @@ class JobPublic(BaseModel):
         default=None, description="an image job's faces once it succeeded; null for videos"
     )
     progress: JobProgress
+    partial: bool = Field(
+        default=False,
+        description="canceled after some of its segments were scored: those segments, their frames and "
+        "heatmaps are kept and listed as for a finished job (progress says how many), but there is no "
+        "verdict or score for the whole video",
+    )
     verdict: Literal["fake", "real", "inconclusive", "no_face"] | None
     verdict_label: str | None = Field(
         default=None,
@@ -202,6 +208,7 @@ class JobPublic(BaseModel):
             media_type=job.media_type or "video",  # type: ignore[arg-type]
             faces=None if job.faces is None else [ImageFacePublic.model_validate(f) for f in job.faces],
             progress=JobProgress(segments_done=job.segments_done, segments_total=job.segments_total),
+            partial=job.status == JobStatus.CANCELED and (job.segments_done or 0) > 0,
             verdict=job.verdict,  # type: ignore[arg-type]
             verdict_label=verdicts.label(job.verdict),
             explanation=verdicts.explanation(

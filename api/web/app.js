@@ -35,6 +35,7 @@ const state = {
   jobsCursor: null,
   olderJobs: [],
   blobUrls: [],
+  shownJob: null, // the last answer for the job on screen (the time estimate needs its start)
   events: null, // the open EventSource of the job on screen
   eventsFailed: false, // a stream could not be opened: poll instead
 };
@@ -187,14 +188,14 @@ function verdictBadge(verdict, label) {
 }
 
 // What a list row shows in its result column: the verdict, or why there is none.
-function resultCell({ status, verdict, label, errorCode, errorMessage }) {
+function resultCell({ status, verdict, label, errorCode, errorMessage, partial }) {
   if (verdict) return verdictBadge(verdict, label);
   if (status === "failed") {
     return el("span", { class: "failure", title: errorMessage || "" },
       el("span", { class: "error-code" }, errorCode || "failed"),
       errorMessage ? el("span", { class: "muted small" }, ` ${errorMessage}`) : null);
   }
-  if (status === "canceled") return el("span", { class: "muted" }, "canceled");
+  if (status === "canceled") return el("span", { class: "muted" }, partial ? "canceled, partly scored" : "canceled");
   return el("span", { class: "muted" }, "pending");
 }
 
@@ -352,6 +353,7 @@ function jobRow(job) {
       label: job.verdict_label,
       errorCode: job.error && job.error.code,
       errorMessage: job.error && job.error.message,
+      partial: job.partial,
     })),
     el("td", {}, fmt(job.score)),
     el("td", { class: "wide-only" }, when(job.created_at)),
@@ -438,6 +440,10 @@ function explanationNodes(job, decision) {
       el("p", { class: "muted" }, "Nothing was scored. If the file plays elsewhere, try re-encoding it as H.264 MP4, or upload it again."),
     ];
   }
+  if (job.status === "canceled" && job.partial) {
+    const { segments_done: done, segments_total: total } = job.progress;
+    return [el("p", {}, `This job was canceled after ${done} of ${total} segments were scored. The scores, faces and segments below cover only that part of the video: there is no verdict for the whole video.`)];
+  }
   if (job.status === "canceled") return [el("p", {}, "This job was canceled before it finished; nothing was scored.")];
   if (job.status !== "succeeded") return [];
   if (job.explanation) return paragraphs(job.explanation);
@@ -472,6 +478,26 @@ function explanationNodes(job, decision) {
   }
 }
 
+function roughDuration(seconds) {
+  if (seconds < 60) return `${Math.max(1, Math.ceil(seconds))} s`;
+  if (seconds < 3600) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
+// Time left for a running video, from its pace so far: the time since it started over the
+// segments scored since. Nothing to go on before the first segment, so it says so.
+function estimateText(job, progress) {
+  if (job.status !== "processing" || job.media_type === "image" || !job.started_at) return "";
+  const total = progress.segments_total || 0;
+  const done = progress.segments_done || 0;
+  if (!total) return "";
+  if (done === 0) return "· time left: estimated once the first segment is scored";
+  if (done >= total) return "· finishing";
+  const elapsed = (Date.now() - new Date(job.started_at).getTime()) / 1000;
+  if (!(elapsed > 0)) return "";
+  return `· about ${roughDuration((elapsed / done) * (total - done))} left`;
+}
+
 // Only for a model without an inconclusive band: with one, the API's verdict already says so.
 function nearThreshold(job, decision) {
   return !decision.band && known(job.score) && known(decision.threshold)
@@ -484,7 +510,9 @@ function renderJobHead(job) {
   $("job-id").textContent = job.id;
   const verdict = $("job-verdict");
   const succeeded = job.status === "succeeded" && job.verdict;
-  verdict.textContent = succeeded ? verdictWords(job.verdict, job.verdict_label) : STATUS_WORDS[job.status] || job.status;
+  verdict.textContent = succeeded
+    ? verdictWords(job.verdict, job.verdict_label)
+    : job.partial ? "Canceled (partial results)" : STATUS_WORDS[job.status] || job.status;
   const uncertain = succeeded && ["real", "fake"].includes(job.verdict) && nearThreshold(job, decision);
   verdict.className = `verdict ${succeeded ? job.verdict : job.status}${uncertain ? " uncertain" : ""}`;
   verdict.dataset.verdict = job.verdict || "";
@@ -500,6 +528,8 @@ function renderJobHead(job) {
   $("job-progress").value = total ? job.progress.segments_done / total : 0;
   $("job-progress-text").textContent =
     job.media_type === "image" ? "" : total ? `${job.progress.segments_done} of ${total} segments` : "";
+  $("job-eta").textContent = estimateText(job, job.progress);
+  state.shownJob = job;
   const video = job.video;
   $("job-input-label").textContent = job.media_type === "image" ? "image" : "video";
   $("job-video").textContent = job.media_type === "image" && video.width
@@ -610,7 +640,7 @@ function renderAggregationNote(job, items) {
   const note = $("aggregation-note");
   const { threshold } = decisionOf(job);
   const above = known(threshold) ? items.filter((item) => item.score >= threshold) : [];
-  if (job.explanation || job.verdict === "fake" || above.length === 0) {
+  if (job.explanation || !job.verdict || job.verdict === "fake" || above.length === 0) {
     note.hidden = true;
     note.textContent = "";
     return;
@@ -781,6 +811,7 @@ async function followJob(jobId) {
     const total = progress.segments_total || 0;
     $("job-progress").value = total ? progress.segments_done / total : 0;
     $("job-progress-text").textContent = total ? `${progress.segments_done} of ${total} segments` : "";
+    if (state.shownJob && state.shownJob.id === jobId) $("job-eta").textContent = estimateText(state.shownJob, progress);
   });
   source.addEventListener("end", () => {
     stopPolling();
@@ -812,7 +843,8 @@ async function renderJob(jobId) {
     else await followJob(jobId);
     return;
   }
-  if (job.status !== "succeeded") {
+  // A job canceled part way keeps what was scored: shown like a finished job's, without a verdict.
+  if (job.status !== "succeeded" && !job.partial) {
     $("job-results").hidden = true;
     document.body.dataset.jobLoaded = jobId;
     return;
@@ -1028,6 +1060,7 @@ function route() {
     $("job-explanation").hidden = true;
     $("job-scale").hidden = true;
     $("job-limits").hidden = true;
+    $("job-eta").textContent = "";
     for (const id of ["job-report", "job-cancel", "job-delete"]) $(id).hidden = true;
     $("job-verdict").textContent = "…";
     $("job-verdict").className = "verdict";

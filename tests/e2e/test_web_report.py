@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 from playwright.sync_api import Page, expect
 
+from core.heatmaps import legend_stops
 from core.report import (
     Report,
     ReportFace,
@@ -106,3 +107,50 @@ def test_a_real_verdict_says_what_the_model_did_and_weighs_its_limits(
         )
         assert order.index("caveat") < order.index("table"), order
         shown.screenshot(path=str(shots / f"report-real-{name}.png"), full_page=True)
+
+
+def legend_colours(shown: Page, selector: str) -> list[tuple[int, ...]]:
+    """The colours of a legend bar's gradient, left to right, as the browser computed them."""
+    gradient = shown.eval_on_selector(selector, "node => getComputedStyle(node).backgroundImage")
+    return [tuple(int(v) for v in match) for match in re.findall(r"rgb\((\d+), (\d+), (\d+)\)", gradient)]
+
+
+def test_the_heatmaps_colour_scale_is_drawn_with_labelled_ends(page: Page, phone: Page, shots: Path) -> None:
+    document = render_report(_report())
+    for name, shown in (("desktop", page), ("phone", phone)):
+        _open(shown, document)
+        legend = shown.get_by_test_id("heatmap-legend")
+        expect(legend).to_be_visible()
+        expect(legend.locator(".heat-end.lo")).to_have_text("0 no evidence")
+        expect(legend.locator(".heat-end.hi")).to_have_text("1 strongest (P(fake) 1)")
+        bar = legend.locator(".heat-bar").bounding_box()
+        assert bar is not None and bar["width"] >= 80 and bar["height"] >= 10, bar
+        # Ends left and right of the bar, on the screen.
+        low, high = (legend.locator(f".heat-end.{end}").bounding_box() for end in ("lo", "hi"))
+        assert low is not None and high is not None
+        assert low["x"] < bar["x"] and high["x"] >= bar["x"] + bar["width"] - 1, (low, bar, high)
+        assert high["x"] + high["width"] <= shown.viewport_size["width"]  # type: ignore[index]
+        assert legend_colours(shown, "[data-testid=heatmap-legend] .heat-bar") == [
+            c for _, c in legend_stops()
+        ]
+        shown.locator("h2", has_text="Most suspicious faces").scroll_into_view_if_needed()
+        shown.screenshot(path=str(shots / f"report-legend-{name}.png"))
+
+
+def test_chart_text_is_legible_on_a_phone_and_on_a_desktop(page: Page, phone: Page, shots: Path) -> None:
+    document = render_report(_report())
+    for name, shown in (("desktop", page), ("phone", phone)):
+        _open(shown, document)
+        charts = shown.locator("svg[aria-label='P(fake) over time']")
+        expect(charts).to_have_count(2)
+        visible = [charts.nth(i) for i in range(2) if charts.nth(i).is_visible()]
+        assert len(visible) == 1, name
+        chart = visible[0]
+        box = chart.bounding_box()
+        assert box is not None and box["x"] + box["width"] <= shown.viewport_size["width"]  # type: ignore[index]
+        heights = chart.evaluate(
+            "svg => [...svg.querySelectorAll('text')].map(n => n.getBoundingClientRect().height)"
+        )
+        assert heights and min(heights) >= 10, (name, heights)
+        chart.scroll_into_view_if_needed()
+        shown.screenshot(path=str(shots / f"report-chart-{name}.png"))

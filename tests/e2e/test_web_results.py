@@ -12,6 +12,7 @@ import io
 import json
 import re
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ import httpx
 import pytest
 from playwright.sync_api import Page, Route, expect
 
+from core.heatmaps import legend_stops
 from tests.e2e.conftest import SOURCE_BUCKET, enter_key
+from tests.e2e.test_web_report import legend_colours
 from tests.utils.media import make_bad_media
 from tests.utils.platform import wait_for
 from tests.utils.stack import Stack
@@ -119,6 +122,12 @@ def test_inconclusive_result_shows_band_caveat_and_aggregation(
     expect(note).to_contain_text("above the threshold")
     expect(note).to_contain_text("aggregation: mean")
     expect(page.locator("[data-testid=faces] figure.face.above").first).to_be_visible()
+    # The heatmaps' one colour scale, with its ends labelled, in the colours the worker draws.
+    legend = page.get_by_test_id("heatmap-legend")
+    expect(legend).to_be_visible()
+    expect(legend.locator(".heat-end.lo")).to_have_text("0 no evidence")
+    expect(legend.locator(".heat-end.hi")).to_have_text("1 strongest (P(fake) 1)")
+    assert legend_colours(page, "[data-testid=heatmap-legend] .heat-bar") == [c for _, c in legend_stops()]
     page.screenshot(path=str(shots / "inconclusive-desktop.png"), full_page=True)
 
 
@@ -180,6 +189,119 @@ def test_no_manipulation_near_the_threshold_is_called_uncertain(
         ["The video's score is the mean of its frames' scores.", "See the faces below."]
     )
     expect(page.get_by_test_id("aggregation-note")).to_be_hidden()
+
+
+def test_a_running_job_shows_the_time_left(
+    stack: Stack, page: Page, finished: tuple[dict[str, str], dict[str, Any]], shots: Path
+) -> None:
+    headers, job = finished
+    # The job as it looked while it ran: 1 of 3 segments scored 20 s after it started.
+    running: dict[str, Any] = {"done": 1, "started_s_ago": 20.0}
+
+    def in_progress(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        started = datetime.now(UTC) - timedelta(seconds=running["started_s_ago"])
+        body.update(
+            status="processing",
+            verdict=None,
+            verdict_label=None,
+            explanation=None,
+            score=None,
+            finished_at=None,
+            started_at=started.isoformat(),
+            progress={"segments_done": running["done"], "segments_total": 3},
+        )
+        route.fulfill(response=response, json=body)
+
+    page.route(re.compile(rf".*/v1/jobs/{job['id']}$"), in_progress)
+    # No event stream for this pretend run: the page polls the (rewritten) job instead.
+    page.route(re.compile(rf".*/v1/jobs/{job['id']}/events/token$"), lambda route: route.abort())
+    enter_key(page, stack, headers)
+    page.goto(f"{stack.base_url}/#/jobs/{job['id']}")
+    eta = page.get_by_test_id("job-eta")
+    # 20 s for one segment, two to go: about 40 s left.
+    expect(eta).to_have_text(re.compile(r"^· about 4\d s left$"))
+    expect(page.locator("#job-progress-text")).to_have_text("1 of 3 segments")
+    page.screenshot(path=str(shots / "running-eta.png"))
+
+    running.update(done=0, started_s_ago=3.0)
+    expect(eta).to_have_text("· time left: estimated once the first segment is scored")
+    running.update(done=2, started_s_ago=300.0)
+    expect(eta).to_have_text("· about 3 min left")
+
+
+def test_a_job_canceled_part_way_shows_what_was_scored(
+    stack: Stack, page: Page, phone: Page, finished: tuple[dict[str, str], dict[str, Any]], shots: Path
+) -> None:
+    headers, job = finished
+
+    def canceled_part_way(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        body.update(
+            status="canceled",
+            partial=True,
+            verdict=None,
+            verdict_label=None,
+            explanation=None,
+            score=None,
+            error={"code": "canceled", "message": "canceled by the client"},
+            progress={"segments_done": 1, "segments_total": 2},
+        )
+        route.fulfill(response=response, json=body)
+
+    def second_segment_canceled(route: Route) -> None:
+        response = route.fetch()
+        body = response.json()
+        for item in body["items"][1:]:
+            item.update(status="canceled", score=None)
+        route.fulfill(response=response, json=body)
+
+    for name, shown in (("desktop", page), ("phone", phone)):
+        shown.route(re.compile(rf".*/v1/jobs/{job['id']}$"), canceled_part_way)
+        shown.route(re.compile(rf".*/v1/jobs/{job['id']}/segments\?.*"), second_segment_canceled)
+        shown.route(
+            re.compile(r".*/v1/jobs\?limit=25$"),
+            lambda route: route.fulfill(
+                response=(response := route.fetch()),
+                json={
+                    **response.json(),
+                    "items": [
+                        {
+                            **item,
+                            "status": "canceled",
+                            "partial": True,
+                            "verdict": None,
+                            "verdict_label": None,
+                        }
+                        for item in response.json()["items"]
+                    ],
+                },
+            ),
+        )
+        enter_key(shown, stack, headers)
+        row = shown.locator(f"[data-testid=jobs-table] tr[data-job-id='{job['id']}'] td.result")
+        expect(row).to_have_text("canceled, partly scored")
+        shown.goto(f"{stack.base_url}/#/jobs/{job['id']}")
+        shown.wait_for_function(
+            "id => document.body.dataset.jobLoaded === id", arg=job["id"], timeout=JOB_TIMEOUT_MS
+        )
+        expect(shown.get_by_test_id("verdict")).to_have_text("Canceled (partial results)")
+        explanation = shown.get_by_test_id("explanation")
+        expect(explanation).to_contain_text("canceled after 1 of 2 segments were scored")
+        expect(explanation).to_contain_text("no verdict for the whole video")
+        # What was scored stays on screen: the chart, the faces and the segments.
+        expect(shown.locator("#chart-panel")).to_be_visible()
+        expect(shown.locator("[data-testid=score-chart] svg")).to_have_count(1)
+        expect(shown.locator("[data-testid=faces] figure").first).to_be_visible()
+        expect(shown.locator("[data-testid=segments-table] tbody tr")).to_have_count(2)
+        expect(shown.locator("[data-testid=segments-table] tbody tr").nth(1)).to_contain_text("canceled")
+        expect(shown.get_by_test_id("aggregation-note")).to_be_hidden()
+        expect(shown.get_by_test_id("job-report")).to_be_hidden()
+        expect(shown.get_by_test_id("score")).to_have_text("")
+        _no_horizontal_scroll(shown)
+        shown.screenshot(path=str(shots / f"canceled-partial-{name}.png"), full_page=True)
 
 
 def test_report_button_downloads_the_report(

@@ -437,6 +437,43 @@ def test_cancel_queued_job_then_again_is_idempotent(
     assert second.status_code == 200 and second.json()["status"] == "canceled"
 
 
+def test_cancel_keeps_the_scored_segments_and_marks_the_job_partial(
+    client: TestClient, make_key: Headers, small_video: bytes, api_settings: Settings
+) -> None:
+    headers = make_key()
+    job_id = _submit(client, headers, small_video)["id"]
+    assert client.get(f"/v1/jobs/{job_id}", headers=headers).json()["partial"] is False
+    # Running: one of its two segments scored, the other in a worker's hands.
+    with get_session_factory(api_settings)() as session:
+        key = uuid.UUID(job_id)
+        session.execute(
+            update(Job).where(Job.id == key).values(status="processing", segments_total=2, segments_done=1)
+        )
+        session.add(Segment(job_id=key, segment_index=0, start_s=0, end_s=1, status="done", score=0.8))
+        session.add(Segment(job_id=key, segment_index=1, start_s=1, end_s=2, status="running"))
+        session.add(Frame(job_id=key, segment_index=0, frame_index=0, t=0.0, score=0.8, faces=[]))
+        session.commit()
+
+    canceled = client.post(f"/v1/jobs/{job_id}/cancel", headers=headers)
+
+    assert canceled.status_code == 200, canceled.text
+    for answer in (canceled.json(), client.get(f"/v1/jobs/{job_id}", headers=headers).json()):
+        assert answer["status"] == "canceled" and answer["partial"] is True
+        assert answer["progress"] == {"segments_done": 1, "segments_total": 2}
+        assert answer["verdict"] is None and answer["score"] is None
+    segments = client.get(f"/v1/jobs/{job_id}/segments", headers=headers).json()["items"]
+    assert [(s["index"], s["status"], s["score"]) for s in segments] == [
+        (0, "done", 0.8),
+        (1, "canceled", None),
+    ]
+    frames = client.get(f"/v1/jobs/{job_id}/frames", headers=headers).json()["items"]
+    assert [f["score"] for f in frames] == [0.8]
+    # Canceled before anything was scored: nothing partial about it.
+    untouched = _submit(client, headers, small_video, external_id="untouched")["id"]
+    answer = client.post(f"/v1/jobs/{untouched}/cancel", headers=headers).json()
+    assert answer["status"] == "canceled" and answer["partial"] is False
+
+
 def test_cancel_finished_job_is_409(
     client: TestClient, make_key: Headers, small_video: bytes, api_settings: Settings
 ) -> None:

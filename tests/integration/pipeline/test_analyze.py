@@ -156,3 +156,31 @@ def test_the_package_entry_point_analyses_a_video_in_a_fresh_interpreter(
     assert fresh["frames"] == len(here.frames) == 15
     assert fresh["verdict"] == here.verdict
     assert fresh["score"] == pytest.approx(here.score, abs=1e-5)
+
+
+def test_explained_faces_share_one_heat_scale(analyzer: Analyzer) -> None:
+    """Two copies of one crop, kept as a 0.04 and a 0.99 face: the same Grad-CAM map, so only the
+    score can make one overlay hotter than the other."""
+    import cv2
+
+    from pipeline.explain import TopCrops
+
+    size = analyzer.model_config.input_size
+    crop = np.full((size, size, 3), 128, dtype=np.uint8)
+    crop[size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = (200, 160, 140)
+    kept = TopCrops(2)
+    kept.offer(np.array([0.04, 0.99]), [crop, crop.copy()], first=0)
+    explained = analyzer._explain(kept)
+
+    def tint(position: int) -> np.ndarray:
+        overlay_jpeg, crop_jpeg = explained[position]
+        overlay, shown = (
+            cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR).astype(int)
+            for data in (overlay_jpeg, crop_jpeg)
+        )
+        return np.abs(overlay - shown).sum(axis=2)
+
+    low, high = tint(0), tint(1)
+    assert high.max() >= 60, high.max()
+    assert low.max() < high.max() / 4, (low.max(), high.max())
+    assert high.mean() > 5 * low.mean(), (low.mean(), high.mean())

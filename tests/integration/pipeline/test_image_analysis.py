@@ -67,6 +67,9 @@ def test_cli_analyses_a_photo_with_json_and_report(
     assert "<th>Image</th><td>384×512, jpeg</td>" in report
     assert "<circle" not in report and "Score over time" not in report
     assert report.count('src="data:image/jpeg;base64,') >= 1
+    # One picture has no course over time: no tracks from 0.00 to 0.00 s, no segment table.
+    assert "Face tracks" not in report and "<h2>Segments</h2>" not in report and "0.00 s" not in report
+    assert "<tr><th>Faces</th><td>1 in the picture</td></tr>" in report
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def test_report_records_provenance_verdict_words_and_caveat() -> None:
     # The band is drawn, the axes are named, both frames are plotted.
     assert "<title>inconclusive band 0.240–0.720</title>" in document
     assert ">P(fake)</text>" in document and ">time in the video</text>" in document
-    assert document.count("<circle") == 2
+    assert document.count("<circle") == 2 * 2  # in the wide drawing and in the narrow one
     # One face: its crop and its heatmap.
     assert re.findall(r'src="data:image/jpeg;base64,([^"]+)"', document) == ["Y3JvcA==", "aGVhdA=="]
 
@@ -94,3 +94,37 @@ def test_unknown_video_fields_are_left_out_not_dashed() -> None:
     )
     assert "— px" not in document and "None" not in document
     assert "<tr><th>Video</th><td>—</td></tr>" in document
+
+
+def test_heatmaps_come_with_their_colour_scale() -> None:
+    from core.heatmaps import legend_gradient
+
+    document = render_report(_report())
+    assert 'data-testid="heatmap-legend"' in document
+    assert f'style="background: {legend_gradient()}"' in document
+    assert ">0 no evidence</span>" in document and ">1 strongest (P(fake) 1)</span>" in document
+    without = render_report(
+        _report(faces=[ReportFace(t=1.0, frame_index=25, track=1, score=0.6, crop_jpeg=b"crop")])
+    )
+    assert "heatmap-legend" not in without
+
+
+def test_a_picture_lists_no_tracks_or_segments() -> None:
+    picture = ReportVideo(duration_s=0.0, width=384, height=512, fps=None, codec="jpeg", media_type="image")
+    document = render_report(
+        _report(
+            video=picture,
+            frames=[ReportFrame(t=0.0, index=0, score=0.6, faces=2)],
+            segments=[ReportSegment(index=0, start_s=0.0, end_s=0.0, frames=1, faces=2, score=0.6)],
+            tracks=[
+                ReportTrack(id=0, first_t=0.0, last_t=0.0, faces=1, score=0.6),
+                ReportTrack(id=1, first_t=0.0, last_t=0.0, faces=1, score=0.2),
+            ],
+        )
+    )
+    assert "Face tracks" not in document and "<h2>Segments</h2>" not in document
+    assert "0.00 s" not in document and "<svg" not in document
+    assert "<tr><th>Faces</th><td>2 in the picture</td></tr>" in document
+    # A video keeps both tables.
+    video = render_report(_report())
+    assert "<h2>Face tracks</h2>" in video and "<h2>Segments</h2>" in video

@@ -1,5 +1,6 @@
 """Grad-CAM: for an encoder that ends in global average pooling and a linear head, Grad-CAM must
-equal class activation mapping computed directly from the feature map and the head's weights."""
+equal class activation mapping computed directly from the feature map and the head's weights. The
+overlays share one absolute scale, and draw the colours the legend shows."""
 
 from __future__ import annotations
 
@@ -11,7 +12,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.explain import GradCam, TopCrops, encode_jpeg, overlay_heatmap, target_layer, top_indices
+from core.heatmaps import legend_stops
+from pipeline.explain import (
+    GradCam,
+    TopCrops,
+    absolute_heatmap,
+    encode_jpeg,
+    overlay_heatmap,
+    target_layer,
+    top_indices,
+)
 from pipeline.model import Classifier, DeepfakeClassifier, ModelConfig, save_checkpoint
 
 SIZE = 96
@@ -87,6 +97,47 @@ def test_overlay_keeps_cold_pixels_and_colours_hot_ones() -> None:
     assert np.abs(out[:, 30:].astype(int) - 120).max() > 40
     decoded = cv2.imdecode(np.frombuffer(encode_jpeg(out), np.uint8), cv2.IMREAD_COLOR)
     assert decoded.shape == (40, 40, 3)
+
+
+def _tint(overlay: np.ndarray, crop: np.ndarray) -> np.ndarray:
+    """How far each pixel of an overlay moved from the crop, summed over the channels."""
+    return np.abs(overlay.astype(int) - crop.astype(int)).sum(axis=2)
+
+
+def test_a_low_score_face_is_drawn_colder_than_a_high_score_one(
+    model: DeepfakeClassifier, crops: np.ndarray
+) -> None:
+    # The same Grad-CAM map over the same (grey, so every tint shows) crop: only the face's
+    # P(fake) differs.
+    (relative,) = GradCam(model).explain(crops[:1]).maps
+    assert relative.max() == pytest.approx(1.0)
+    crop = np.full_like(crops[0], 128)
+    low = _tint(overlay_heatmap(crop, absolute_heatmap(relative, 0.04)), crop)
+    high = _tint(overlay_heatmap(crop, absolute_heatmap(relative, 0.99)), crop)
+    # Each map's own peak no longer paints it full red: the 0.04 face barely tints its crop.
+    assert low.max() <= 12, low.max()
+    assert high.max() >= 100, high.max()
+    assert high.mean() > 10 * max(low.mean(), 0.1), (low.mean(), high.mean())
+    hottest = np.unravel_index(np.argmax(relative), relative.shape)
+    assert high[hottest] > 10 * low[hottest]
+
+
+def test_absolute_heatmap_is_the_map_times_the_score() -> None:
+    relative = np.array([[0.0, 0.5], [1.0, np.nan]], dtype=np.float32)
+    assert np.allclose(absolute_heatmap(relative, 0.5), [[0.0, 0.25], [0.5, 0.0]])
+    assert absolute_heatmap(relative, float("nan")).max() == 0.0
+    assert absolute_heatmap(relative, 3.0).max() == pytest.approx(1.0)
+
+
+def test_the_legend_shows_the_colours_the_overlay_draws() -> None:
+    grey = np.full((4, 4, 3), 128, dtype=np.uint8)
+    for heat, colour in legend_stops():
+        drawn = overlay_heatmap(grey, np.full((4, 4), heat, dtype=np.float32))[0, 0]
+        assert np.abs(drawn.astype(int) - np.array(colour)).max() <= 2, (heat, drawn, colour)
+    # Cold is the face itself, hot is red.
+    assert legend_stops()[0][1] == (128, 128, 128)
+    red, green, blue = legend_stops()[-1][1]
+    assert red > green + 40 and red > blue + 40
 
 
 def test_top_indices_and_top_crops() -> None:
