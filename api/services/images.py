@@ -27,7 +27,14 @@ from core.errors import (
 from core.media import IMAGE_FORMATS, SNIFF_BYTES, content_type_for, image_is_animated, sniff_image
 from core.storage import ObjectStore, get_source_store, parse_s3_uri, video_key
 
-__all__ = ["MAX_SHOWN_IMAGE_BYTES", "decode_image_base64", "job_image", "json_body_limit", "store_image"]
+__all__ = [
+    "MAX_SHOWN_IMAGE_BYTES",
+    "decode_image_base64",
+    "job_image",
+    "json_body_limit",
+    "json_body_limit_message",
+    "store_image",
+]
 
 # "data:image/png;base64," before the payload, as browsers write it.
 _DATA_URL = re.compile(r"^data:[^,]{0,200};base64,", re.IGNORECASE)
@@ -38,8 +45,20 @@ MAX_SHOWN_IMAGE_BYTES = 64 * 1024 * 1024
 
 
 def json_body_limit(settings: Settings) -> int:
-    """The largest JSON body POST /v1/jobs reads: room for the largest inline image."""
-    return max(settings.json_body_max_bytes, settings.max_image_base64_bytes * 4 // 3 + _JSON_AROUND_BYTES)
+    """The largest JSON body POST /v1/jobs reads: room for the largest inline image, as base64 text
+    with some slack (line breaks every 76 characters, escaped in JSON as ``\\r\\n``, add 5%; an
+    encoder that escapes ``/`` 2% more), and for the other fields."""
+    base64_chars = -(-settings.max_image_base64_bytes // 3) * 4
+    return max(settings.json_body_max_bytes, base64_chars * 9 // 8 + _JSON_AROUND_BYTES)
+
+
+def json_body_limit_message(settings: Settings) -> str:
+    """What a too-large JSON body of POST /v1/jobs is told: which cap that is, and what it allows."""
+    return (
+        f"the JSON body of POST /v1/jobs is larger than its {json_body_limit(settings)} byte limit, which "
+        f"leaves room for an image_base64 of up to {settings.max_image_base64_bytes} bytes decoded "
+        "(MAX_IMAGE_BASE64_BYTES); send larger images as multipart/form-data"
+    )
 
 
 def decode_image_base64(text: str, *, settings: Settings) -> tuple[bytes, str]:
