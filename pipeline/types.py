@@ -176,26 +176,17 @@ class SegmentPlan:
     seek_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "start_s": self.start_s,
-            "end_s": self.end_s,
-            "frame_times": list(self.frame_times),
-            "frame_numbers": list(self.frame_numbers),
-            "seek_s": self.seek_s,
-        }
+        return {"index": self.index, "start_s": self.start_s, "end_s": self.end_s,
+                "frame_times": list(self.frame_times), "frame_numbers": list(self.frame_numbers),
+                "seek_s": self.seek_s}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SegmentPlan:
         seek = doc.get("seek_s")
-        return cls(
-            int(doc["index"]),
-            float(doc["start_s"]),
-            float(doc["end_s"]),
-            tuple(float(t) for t in doc["frame_times"]),
-            tuple(int(n) for n in doc.get("frame_numbers") or ()),
-            None if seek is None else float(seek),
-        )
+        return cls(int(doc["index"]), float(doc["start_s"]), float(doc["end_s"]),
+                   tuple(float(t) for t in doc["frame_times"]),
+                   tuple(int(n) for n in doc.get("frame_numbers") or ()),
+                   None if seek is None else float(seek))
 
 
 @dataclass
@@ -206,12 +197,8 @@ class FaceResult:
     score: float  # P(fake)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "box": [round(v, 1) for v in self.box],
-            "det_score": round(self.det_score, 4),
-            "track": self.track,
-            "score": round(self.score, 5),
-        }
+        return {"box": [round(v, 1) for v in self.box], "det_score": round(self.det_score, 4),
+                "track": self.track, "score": round(self.score, 5)}
 
 
 @dataclass
@@ -222,12 +209,9 @@ class FrameResult:
     faces: list[FaceResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "t": round(self.t, 3),
-            "score": None if self.score is None else round(self.score, 5),
-            "faces": [f.to_dict() for f in self.faces],
-        }
+        return {"index": self.index, "t": round(self.t, 3),
+                "score": None if self.score is None else round(self.score, 5),
+                "faces": [f.to_dict() for f in self.faces]}
 
 
 @dataclass
@@ -239,13 +223,8 @@ class TrackResult:
     faces: int  # how many detections the track holds
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "first_t": round(self.first_t, 3),
-            "last_t": round(self.last_t, 3),
-            "score": round(self.score, 5),
-            "faces": self.faces,
-        }
+        return {"id": self.id, "first_t": round(self.first_t, 3), "last_t": round(self.last_t, 3),
+                "score": round(self.score, 5), "faces": self.faces}
 
 
 @dataclass
@@ -262,14 +241,8 @@ class FaceExplanation:
     crop_jpeg: bytes
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "frame_index": self.frame_index,
-            "t": round(self.t, 3),
-            "face": self.face,
-            "track": self.track,
-            "score": round(self.score, 5),
-            "box": [round(v, 1) for v in self.box],
-        }
+        return {"frame_index": self.frame_index, "t": round(self.t, 3), "face": self.face,
+                "track": self.track, "score": round(self.score, 5), "box": [round(v, 1) for v in self.box]}
 
 
 @dataclass
@@ -290,14 +263,9 @@ class SegmentResult:
         return sum(len(f.faces) for f in self.frames)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "start_s": round(self.start_s, 3),
-            "end_s": round(self.end_s, 3),
-            "score": None if self.score is None else round(self.score, 5),
-            "frames": len(self.frames),
-            "faces": self.face_count,
-        }
+        return {"index": self.index, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "score": None if self.score is None else round(self.score, 5),
+                "frames": len(self.frames), "faces": self.face_count}
 
 
 @dataclass
@@ -322,12 +290,8 @@ class VideoResult:
     def explanation(self) -> str | None:
         """How the verdict was reached, in a sentence or two for people."""
         return verdict_explanation(
-            verdict=self.verdict,
-            score=self.score,
-            threshold=self.threshold,
-            band=self.inconclusive_band,
-            aggregation=self.aggregation,
-            media_type=self.video.media_type,
+            verdict=self.verdict, score=self.score, threshold=self.threshold,
+            band=self.inconclusive_band, aggregation=self.aggregation, media_type=self.video.media_type,
         )
 
     @property
@@ -342,13 +306,9 @@ class VideoResult:
         if video.media_type == "image":
             # An image's result is its one frame's faces.
             image["faces"] = [
-                {
-                    "box": [round(v, 1) for v in face.box],
-                    "det_score": round(face.det_score, 4),
-                    "score": round(face.score, 5),
-                }
-                for frame in self.frames
-                for face in frame.faces
+                {"box": [round(v, 1) for v in face.box], "det_score": round(face.det_score, 4),
+                 "score": round(face.score, 5)}
+                for frame in self.frames for face in frame.faces
             ]
         return {
             "media_type": video.media_type,
@@ -363,13 +323,8 @@ class VideoResult:
             "model": self.model,
             "caveat": self.caveat,
             "settings": self.settings,
-            "video": {
-                "duration_s": video.duration_s,
-                "fps": video.fps,
-                "width": video.width,
-                "height": video.height,
-                "codec": video.codec,
-            },
+            "video": {"duration_s": video.duration_s, "fps": video.fps, "width": video.width,
+                      "height": video.height, "codec": video.codec},
             "segments": [s.to_dict() for s in self.segments],
             "frames": [f.to_dict() for f in self.frames],
             "tracks": [t.to_dict() for t in self.tracks],
