@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.verdicts import FACES_TOO_SMALL, FACES_TOO_SMALL_LABEL, faces_too_small_message
 from core.verdicts import explanation as verdict_explanation
 from core.verdicts import label as verdict_label
 
@@ -21,6 +22,7 @@ __all__ = [
     "FrameTimeline",
     "SegmentPlan",
     "SegmentResult",
+    "SmallFaces",
     "TrackResult",
     "Verdict",
     "VideoInfo",
@@ -245,6 +247,34 @@ class FaceExplanation:
                 "track": self.track, "score": round(self.score, 5), "box": [round(v, 1) for v in self.box]}
 
 
+@dataclass(frozen=True)
+class SmallFaces:
+    """Faces an analysis saw but did not score, every one smaller than the model needs: how many
+    (the most in one frame) and how large (the median), against the smallest it scores. Sizes are
+    a face box's longer side in the video's pixels."""
+
+    faces_seen: int
+    face_size_px: float
+    min_face_size_px: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "faces_seen": self.faces_seen,
+            "face_size_px": round(self.face_size_px, 1),
+            "min_face_size_px": round(self.min_face_size_px, 1),
+        }
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> SmallFaces | None:
+        """The counts stored by ``to_dict``; None for anything else."""
+        if not isinstance(doc, dict):
+            return None
+        try:
+            return cls(int(doc["faces_seen"]), float(doc["face_size_px"]), float(doc["min_face_size_px"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
 @dataclass
 class SegmentResult:
     index: int
@@ -257,6 +287,8 @@ class SegmentResult:
     # Input statistics of the sampled frames (pipeline.quality.QualityStats.to_dict()).
     quality: dict[str, Any] | None = None
     explanations: list[FaceExplanation] = field(default_factory=list)
+    # Set when the segment scored no face but saw smaller ones.
+    small_faces: SmallFaces | None = None
 
     @property
     def face_count(self) -> int:
@@ -285,10 +317,36 @@ class VideoResult:
     # The checkpoint's one sentence on what it was trained on and what it misses; None: none given.
     caveat: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # AnalysisConfig.settings_used()
+    # With a no_face verdict: the faces seen that were too small to score, if any.
+    small_faces: SmallFaces | None = None
+
+    @property
+    def no_face_reason(self) -> dict[str, Any] | None:
+        """Why nothing was scored, when it is known: ``{"code": "faces_too_small", "faces_seen",
+        "face_size_px", "min_face_size_px", "message"}``; None otherwise."""
+        if self.verdict != "no_face" or self.small_faces is None:
+            return None
+        return {
+            "code": FACES_TOO_SMALL,
+            **self.small_faces.to_dict(),
+            "message": faces_too_small_message(
+                faces_seen=self.small_faces.faces_seen,
+                face_size_px=self.small_faces.face_size_px,
+                min_face_size_px=self.small_faces.min_face_size_px,
+                media_type=self.video.media_type,
+            ),
+        }
+
+    @property
+    def verdict_label(self) -> str | None:
+        return FACES_TOO_SMALL_LABEL if self.no_face_reason else verdict_label(self.verdict)
 
     @property
     def explanation(self) -> str | None:
         """How the verdict was reached, in a sentence or two for people."""
+        reason = self.no_face_reason
+        if reason is not None:
+            return str(reason["message"])
         return verdict_explanation(
             verdict=self.verdict, score=self.score, threshold=self.threshold,
             band=self.inconclusive_band, aggregation=self.aggregation, media_type=self.video.media_type,
@@ -315,7 +373,8 @@ class VideoResult:
             **image,
             "verdict": self.verdict,
             "score": None if self.score is None else round(self.score, 5),
-            "verdict_label": verdict_label(self.verdict),
+            "verdict_label": self.verdict_label,
+            "no_face_reason": self.no_face_reason,
             "threshold": self.threshold,
             "inconclusive_band": None if self.inconclusive_band is None else list(self.inconclusive_band),
             "aggregation": self.aggregation,
