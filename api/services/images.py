@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import re
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -28,7 +31,7 @@ from core.media import IMAGE_FORMATS, SNIFF_BYTES, content_type_for, image_is_an
 from core.storage import ObjectStore, get_source_store, parse_s3_uri, video_key
 
 __all__ = [
-    "MAX_SHOWN_IMAGE_BYTES",
+    "StoredImage",
     "decode_image_base64",
     "job_image",
     "json_body_limit",
@@ -40,8 +43,6 @@ __all__ = [
 _DATA_URL = re.compile(r"^data:[^,]{0,200};base64,", re.IGNORECASE)
 # Room for the JSON around the base64 text (the other fields are small).
 _JSON_AROUND_BYTES = 64 * 1024
-# GET /v1/jobs/{id}/image reads the picture into memory: larger files are not served.
-MAX_SHOWN_IMAGE_BYTES = 64 * 1024 * 1024
 
 
 def json_body_limit(settings: Settings) -> int:
@@ -117,10 +118,19 @@ def store_image(storage: ObjectStore, *, tenant_id: uuid.UUID, data: bytes, fmt:
     )
 
 
+@dataclass(frozen=True)
+class StoredImage:
+    """The picture an image job analysed, opened for streaming: read as it is sent, never whole."""
+
+    size: int
+    media_type: str
+    chunks: Iterator[bytes]
+
+
 def job_image(
     session: Session, storage: ObjectStore, *, tenant_id: uuid.UUID, job_id: str, settings: Settings
-) -> tuple[bytes, str]:
-    """(the picture an image job analysed, its media type), for drawing its faces over it."""
+) -> StoredImage:
+    """The picture an image job analysed, for drawing its faces over it."""
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
     video = job.video
     not_an_image = NotFoundError(
@@ -136,17 +146,25 @@ def job_image(
     else:
         raise NotFoundError("the picture was fetched from a URL and is not kept", code="image_not_stored")
     try:
-        size = store.head(key).size
-        if size > MAX_SHOWN_IMAGE_BYTES:
-            raise PayloadTooLargeError(
-                f"the picture is {size} bytes, past the {MAX_SHOWN_IMAGE_BYTES} bytes this route serves",
-                code="image_too_large",
-            )
-        data = store.read_head_bytes(key, size)
+        reader = store.open_reader(key)
     except ObjectNotFoundError as exc:
         raise NotFoundError("the picture is no longer in storage", code="image_missing") from exc
-    # Batch items are not sniffed when they are submitted: the bytes say what they are.
-    fmt = sniff_image(data[:SNIFF_BYTES])
+    # Batch items are not sniffed when they are submitted: the first bytes say what they are.
+    head = b""
+    for chunk in reader.chunks:
+        head += chunk
+        if len(head) >= SNIFF_BYTES:
+            break
+    fmt = sniff_image(head[:SNIFF_BYTES])
     if fmt is None:
+        _close(reader.chunks)
         raise not_an_image
-    return data, content_type_for(fmt)
+    return StoredImage(
+        size=reader.size, media_type=content_type_for(fmt), chunks=itertools.chain([head], reader.chunks)
+    )
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()
