@@ -395,6 +395,8 @@ class WebhookDelivery(Base):
     # When a message was last sent for it, and until when a worker's claim on it holds.
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a redelivery was last asked for: another within WEBHOOK_REDELIVER_WINDOW_S is refused.
+    redelivery_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = _now_column()
