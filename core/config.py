@@ -187,6 +187,10 @@ class Settings(BaseSettings):
     # claimed (lost with a worker or a flushed broker) is sent again.
     webhook_dispatch_interval_s: float = Field(default=2.0, gt=0)
     webhook_redispatch_after_s: float = Field(default=300.0, gt=0)
+    # POST /v1/deliveries/{id}/redeliver within this long of the last one accepted is refused
+    # (409): requests sent together (a double click, a client retrying) start one redelivery,
+    # even when its attempt ends before the others arrive.
+    webhook_redeliver_window_s: float = Field(default=10.0, ge=0)
     # Encrypts the stored signing secrets (they must be recovered to sign, so they are not hashed).
     webhook_secrets_key: SecretStr = SecretStr("deepfakestream-dev-secret")
     # Extra CA certificates trusted for webhooks and https sources (a private CA); None: certifi's.

@@ -212,6 +212,9 @@ class Job(Base):
     media_type: Mapped[str] = mapped_column(String(8), default="video", server_default=text("'video'"))
     # An image job's faces, [{box, det_score, score}], written when it succeeds.
     faces: Mapped[list[Any] | None] = mapped_column(JSONB)
+    # Why a no_face job scored nothing, when the analysis knows: {"code": "faces_too_small",
+    # "faces_seen", "face_size_px", "min_face_size_px", "message"} (pipeline VideoResult.no_face_reason).
+    no_face_reason: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last message sent
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -392,6 +395,8 @@ class WebhookDelivery(Base):
     # When a message was last sent for it, and until when a worker's claim on it holds.
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a redelivery was last asked for: another within WEBHOOK_REDELIVER_WINDOW_S is refused.
+    redelivery_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = _now_column()
