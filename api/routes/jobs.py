@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from api.deps import (
     SettingsDep,
     StorageDep,
     StreamKey,
+    key_is_live,
 )
 from api.errors import error_responses
 from api.schemas.jobs import (
@@ -210,6 +212,7 @@ async def job_events_stream(
         first=first,
         last_event_id=last_event_id,
         settings=settings,
+        key_is_live=functools.partial(key_is_live, settings, key.id),
     )
     return StreamingResponse(
         stream,

@@ -367,6 +367,47 @@ def test_event_stream_token_opens_only_its_job_and_dies_with_its_key(
     assert client.get(f"/v1/jobs/{job_id}/events").status_code == 401
 
 
+@pytest.mark.parametrize("opened_with", ["header", "token"])
+def test_event_stream_ends_once_its_key_is_revoked(
+    api_settings: Settings, make_key: Headers, small_video: bytes, opened_with: str
+) -> None:
+    """A stream opened with a key (or a token made by it) ends with a ``revoked`` frame within
+    about two key-cache intervals of the revoke. Before, it ran on until EVENTS_STREAM_MAX_S."""
+    cache_s = 0.5
+    settings = api_settings.model_copy(
+        update={"api_key_cache_s": cache_s, "events_heartbeat_s": 0.3, "events_stream_max_s": 30}
+    )
+    headers = make_key()
+    prefix = "_".join(headers["Authorization"].split()[1].split("_")[:2])
+    with TestClient(create_app(settings)) as client:
+        job_id = _submit(client, headers, small_video).json()["id"]
+        if opened_with == "header":
+            request: dict[str, Any] = {"headers": headers}
+        else:
+            token = client.post(f"/v1/jobs/{job_id}/events/token", headers=headers).json()["token"]
+            request = {"params": {"token": token}}
+
+        def revoke() -> None:
+            with get_session_factory(settings)() as session:
+                assert revoke_api_key(session, prefix=prefix)
+
+        revoked_at: list[float] = []
+        revoker = _later(1.5, lambda: (revoke(), revoked_at.append(time.monotonic())))
+        response = client.get(f"/v1/jobs/{job_id}/events", **request)
+        ended_at = time.monotonic()
+        revoker.join()
+
+    assert response.status_code == 200
+    frames = [frame for frame in _events(response.text) if "event" in frame]
+    assert frames[0]["event"] == "status"
+    assert ": heartbeat" in response.text  # it was running before the revoke
+    assert frames[-1]["event"] == "revoked", frames[-3:]
+    assert "id" not in frames[-1]
+    assert json.loads(frames[-1]["data"])["error"]["code"] == "invalid_api_key"
+    after_revoke = ended_at - revoked_at[0]
+    assert after_revoke < 2 * max(cache_s, 1.0) + 1.5, f"ended {after_revoke:.2f} s after the revoke"
+
+
 def test_wait_still_ends_when_redis_is_unreachable(
     api_settings: Settings, make_key: Headers, small_video: bytes
 ) -> None:
