@@ -129,7 +129,7 @@ async def create_job(
     if session.in_transaction():
         await run_in_threadpool(session.close)  # no connection is held while waiting
     read = job_events.job_reader(settings, tenant_id=tenant_id, job_id=str(job.id))
-    return await job_events.wait_for_job(hub, job_id=job.id, read=read, timeout_s=wait_s)
+    return await job_events.wait_for_job(hub, job_id=job.id, tenant_id=tenant_id, read=read, timeout_s=wait_s)
 
 
 @router.get(
@@ -169,7 +169,7 @@ async def get_job(
         job = await read()
     else:
         job = await job_events.wait_for_job(
-            hub, job_id=job_events.parse_job_id(job_id), read=read, timeout_s=wait_s
+            hub, job_id=job_events.parse_job_id(job_id), tenant_id=tenant_id, read=read, timeout_s=wait_s
         )
     # Serialised once, here: a returned model would be dumped, validated against the response
     # model again and encoded (the most polled route, measured in bench/api.py).
@@ -208,6 +208,7 @@ async def job_events_stream(
     stream = job_events.stream_job_events(
         hub,
         job_id=first.id,
+        tenant_id=key.tenant_id,
         read=read,
         first=first,
         last_event_id=last_event_id,

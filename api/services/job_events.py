@@ -93,16 +93,18 @@ def _ended(job: JobPublic) -> bool:
 
 
 async def wait_for_job(
-    hub: JobEventHub, *, job_id: uuid.UUID, read: JobReader, timeout_s: float
+    hub: JobEventHub, *, job_id: uuid.UUID, tenant_id: uuid.UUID, read: JobReader, timeout_s: float
 ) -> JobPublic:
-    """The job once it has ended, or as it stands when ``timeout_s`` has passed."""
+    """The job once it has ended, or as it stands when ``timeout_s`` has passed. The waiters of
+    one job and tenant woken by the same event share one read (``JobEventHub.read_shared``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     async with hub.listen(job_id) as events:
         # Subscribed before the read: an end committed after it is published after it, and heard.
         await hub.ready(timeout_s=min(_SUBSCRIBE_WAIT_S, timeout_s))
         events.discard_pending()  # e.g. the subscription's first RESYNC: this read is newer
-        job = await read()
+        # A read of its own: one begun earlier may predate an end whose message was lost.
+        job = await hub.read_shared(job_id, tenant_id, not_before=hub.fresh(), load=read)
         while not _ended(job):
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -111,7 +113,8 @@ async def wait_for_job(
             item = await events.next(timeout_s=step)
             if isinstance(item, JobEvent) and item.kind is not JobEventKind.END:
                 continue  # progress: nothing for a waiter to answer yet
-            job = await read()
+            not_before = hub.fresh() if item is None else events.received_at
+            job = await hub.read_shared(job_id, tenant_id, not_before=not_before, load=read)
     return job
 
 
@@ -161,6 +164,7 @@ async def stream_job_events(
     hub: JobEventHub,
     *,
     job_id: uuid.UUID,
+    tenant_id: uuid.UUID,
     read: JobReader,
     first: JobPublic,
     last_event_id: str | None,
@@ -183,7 +187,7 @@ async def stream_job_events(
         ready = await hub.ready(timeout_s=_SUBSCRIBE_WAIT_S)
         events.discard_pending()
         # Read again now that the subscription holds (``first`` came before it).
-        job = await read() if ready else first
+        job = await hub.read_shared(job_id, tenant_id, not_before=hub.fresh(), load=read) if ready else first
         while True:
             version = _Version.of(job)
             if sent < version or (version.rank == 2):
@@ -210,18 +214,19 @@ async def stream_job_events(
                     continue  # the key's turn, not the heartbeat's
                 heartbeat_at = loop.time() + settings.events_heartbeat_s
                 yield ": heartbeat\n\n"
-                job = await read()  # a lost message costs at most one heartbeat
+                # A lost message costs at most one heartbeat.
+                job = await hub.read_shared(job_id, tenant_id, not_before=hub.fresh(), load=read)
                 continue
             heartbeat_at = loop.time() + settings.events_heartbeat_s
             if item is RESYNC:
-                job = await read()
+                job = await hub.read_shared(job_id, tenant_id, not_before=events.received_at, load=read)
             elif isinstance(item, JobEvent) and item.kind is JobEventKind.PROGRESS:
                 progress = _Version(1, item.segments_done or 0)
                 if sent < progress:
                     yield _frame("progress", _progress_data(item), progress)
                     sent = progress
             else:
-                job = await read()
+                job = await hub.read_shared(job_id, tenant_id, not_before=events.received_at, load=read)
 
 
 # The last frame of a stream whose key was revoked (or its tenant deactivated) while it ran; no

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from api.app import create_app
 from core.config import Settings
@@ -241,6 +241,57 @@ def test_waiters_hold_no_database_connection(
     assert checked_out == 0, f"{checked_out} connections held by waiting requests"
     assert [r.status_code for r in responses] == [200] * 50
     assert {r.json()["status"] for r in responses} == {"failed"}
+
+
+def test_waiters_of_one_job_share_one_read_of_its_end(
+    api_settings: Settings, make_key: Headers, small_video: bytes
+) -> None:
+    """60 requests of one tenant wait on one job (GET ?wait=20); when it ends, the API reads
+    the job's row once for all of them. Before, each waiter read it: 60 reads, and with hundreds
+    of waiters the last answer came seconds after the end."""
+    waiters = 60
+    app = create_app(api_settings)
+    tenant = f"tenant-{uuid.uuid4().hex[:8]}"
+    keys = [make_key(tenant) for _ in range(3)]  # one tenant, several keys
+    with TestClient(app) as setup:
+        job_id = _submit(setup, keys[0], small_video).json()["id"]
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        values = parameters.values() if isinstance(parameters, dict) else parameters or ()
+        if "FROM jobs" in statement and uuid.UUID(job_id) in values:
+            reads.append(statement)
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            waits = [
+                asyncio.create_task(
+                    http.get(f"/v1/jobs/{job_id}", params={"wait": "20"}, headers=keys[i % len(keys)])
+                )
+                for i in range(waiters)
+            ]
+            hub = app.state.job_events
+            deadline = time.monotonic() + 20
+            while hub.waiting < waiters and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # every waiter has made its first read
+            assert hub.waiting == waiters
+            event.listen(get_read_engine(api_settings), "before_cursor_execute", count)
+            try:
+                await asyncio.to_thread(_fail, api_settings, job_id)
+                responses = await asyncio.wait_for(asyncio.gather(*waits), timeout=20)
+            finally:
+                event.remove(get_read_engine(api_settings), "before_cursor_execute", count)
+        await app.state.job_events.close()
+        return responses
+
+    with ThreadPoolExecutor(1) as runner:
+        responses = runner.submit(asyncio.run, scenario()).result()
+
+    assert [r.status_code for r in responses] == [200] * waiters
+    assert {(r.json()["id"], r.json()["status"]) for r in responses} == {(job_id, "failed")}
+    assert len(reads) == 1, f"{len(reads)} reads of the job after its end"
 
 
 def _events(text: str) -> list[dict[str, str]]:
