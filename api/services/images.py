@@ -11,6 +11,8 @@ import binascii
 import hashlib
 import re
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -25,16 +27,24 @@ from core.errors import (
     UnsupportedMediaTypeError,
 )
 from core.media import IMAGE_FORMATS, SNIFF_BYTES, content_type_for, image_is_animated, sniff_image
-from core.storage import ObjectStore, get_source_store, parse_s3_uri, video_key
+from core.storage import ObjectReader, ObjectStore, get_source_store, parse_s3_uri, video_key
 
-__all__ = ["MAX_SHOWN_IMAGE_BYTES", "decode_image_base64", "job_image", "json_body_limit", "store_image"]
+__all__ = [
+    "SHOWN_IMAGE_CHUNK_BYTES",
+    "StoredPicture",
+    "decode_image_base64",
+    "json_body_limit",
+    "open_job_image",
+    "store_image",
+]
 
 # "data:image/png;base64," before the payload, as browsers write it.
 _DATA_URL = re.compile(r"^data:[^,]{0,200};base64,", re.IGNORECASE)
 # Room for the JSON around the base64 text (the other fields are small).
 _JSON_AROUND_BYTES = 64 * 1024
-# GET /v1/jobs/{id}/image reads the picture into memory: larger files are not served.
-MAX_SHOWN_IMAGE_BYTES = 64 * 1024 * 1024
+# GET /v1/jobs/{id}/image passes the picture on from storage this much at a time: a request holds
+# one piece in memory, whatever the picture's size (each used to hold the whole file).
+SHOWN_IMAGE_CHUNK_BYTES = 256 * 1024
 
 
 def json_body_limit(settings: Settings) -> int:
@@ -98,10 +108,32 @@ def store_image(storage: ObjectStore, *, tenant_id: uuid.UUID, data: bytes, fmt:
     )
 
 
-def job_image(
+@dataclass
+class StoredPicture:
+    """An image job's picture, opened in storage: its first piece already read (it says the
+    format), the rest read as it is sent."""
+
+    reader: ObjectReader
+    first: bytes
+    media_type: str
+
+    @property
+    def size(self) -> int:
+        return self.reader.size
+
+    def chunks(self) -> Iterator[bytes]:
+        """The picture's bytes in pieces of SHOWN_IMAGE_CHUNK_BYTES at most; closes the reader
+        when done, or when the generator is dropped (a client that went away)."""
+        with self.reader as reader:
+            yield self.first
+            while chunk := reader.read(SHOWN_IMAGE_CHUNK_BYTES):
+                yield chunk
+
+
+def open_job_image(
     session: Session, storage: ObjectStore, *, tenant_id: uuid.UUID, job_id: str, settings: Settings
-) -> tuple[bytes, str]:
-    """(the picture an image job analysed, its media type), for drawing its faces over it."""
+) -> StoredPicture:
+    """The picture an image job analysed, opened for streaming, for drawing its faces over it."""
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
     video = job.video
     not_an_image = NotFoundError(
@@ -117,17 +149,16 @@ def job_image(
     else:
         raise NotFoundError("the picture was fetched from a URL and is not kept", code="image_not_stored")
     try:
-        size = store.head(key).size
-        if size > MAX_SHOWN_IMAGE_BYTES:
-            raise PayloadTooLargeError(
-                f"the picture is {size} bytes, past the {MAX_SHOWN_IMAGE_BYTES} bytes this route serves",
-                code="image_too_large",
-            )
-        data = store.read_head_bytes(key, size)
+        reader = store.open_reader(key)
     except ObjectNotFoundError as exc:
         raise NotFoundError("the picture is no longer in storage", code="image_missing") from exc
-    # Batch items are not sniffed when they are submitted: the bytes say what they are.
-    fmt = sniff_image(data[:SNIFF_BYTES])
-    if fmt is None:
-        raise not_an_image
-    return data, content_type_for(fmt)
+    try:
+        first = reader.read(SHOWN_IMAGE_CHUNK_BYTES)
+        # Batch items are not sniffed when they are submitted: the bytes say what they are.
+        fmt = sniff_image(first[:SNIFF_BYTES])
+        if fmt is None:
+            raise not_an_image
+    except BaseException:
+        reader.close()
+        raise
+    return StoredPicture(reader=reader, first=first, media_type=content_type_for(fmt))

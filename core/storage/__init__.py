@@ -12,7 +12,7 @@ import os
 from typing import Any
 
 from core.config import Settings, StorageKind
-from core.storage.base import ObjectInfo, ObjectStore, ObjectWriter, PresignedUpload
+from core.storage.base import ObjectInfo, ObjectReader, ObjectStore, ObjectWriter, PresignedUpload
 from core.storage.keys import artifact_key, explanation_key, statistics_key, video_key
 from core.storage.local import LocalObjectStore
 from core.storage.s3 import S3ObjectStore, make_s3_client, parse_s3_uri
@@ -20,6 +20,7 @@ from core.storage.s3 import S3ObjectStore, make_s3_client, parse_s3_uri
 __all__ = [
     "LocalObjectStore",
     "ObjectInfo",
+    "ObjectReader",
     "ObjectStore",
     "ObjectWriter",
     "PresignedUpload",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from core.config import StorageKind
 
-__all__ = ["ObjectInfo", "ObjectStore", "ObjectWriter", "PresignedUpload"]
+__all__ = ["ObjectInfo", "ObjectReader", "ObjectStore", "ObjectWriter", "PresignedUpload"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,27 @@ class ObjectWriter(ABC):
     def abort(self) -> None: ...
 
 
+class ObjectReader(ABC):
+    """An object's bytes from the start, a bounded piece at a time (never the whole object in
+    memory); ``close`` releases the file or connection. A context manager."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+
+    @abstractmethod
+    def read(self, max_bytes: int) -> bytes:
+        """Up to ``max_bytes`` of what comes next; b"" at the end."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> ObjectReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
 class ObjectStore(ABC):
     kind: StorageKind
 
@@ -58,6 +79,10 @@ class ObjectStore(ABC):
     @abstractmethod
     def read_head_bytes(self, key: str, length: int) -> bytes:
         """The object's first ``length`` bytes (fewer when it is shorter)."""
+
+    @abstractmethod
+    def open_reader(self, key: str) -> ObjectReader:
+        """The object opened for reading in pieces; ObjectNotFoundError when absent."""
 
     @abstractmethod
     def download(self, key: str, destination: Path) -> int:

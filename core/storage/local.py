@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from core.config import StorageKind
 from core.errors import ObjectNotFoundError, StorageUnavailableError
-from core.storage.base import ObjectInfo, ObjectStore, ObjectWriter, PresignedUpload
+from core.storage.base import ObjectInfo, ObjectReader, ObjectStore, ObjectWriter, PresignedUpload
 
 __all__ = ["LocalObjectStore"]
 
@@ -35,6 +35,18 @@ class _LocalWriter(ObjectWriter):
     def abort(self) -> None:
         self._handle.close()
         self._partial.unlink(missing_ok=True)
+
+
+class _LocalReader(ObjectReader):
+    def __init__(self, path: Path) -> None:
+        self._handle = open(path, "rb")  # noqa: SIM115 - closed in close()
+        super().__init__(os.fstat(self._handle.fileno()).st_size)
+
+    def read(self, max_bytes: int) -> bytes:
+        return self._handle.read(max_bytes)
+
+    def close(self) -> None:
+        self._handle.close()
 
 
 class LocalObjectStore(ObjectStore):
@@ -71,6 +83,12 @@ class LocalObjectStore(ObjectStore):
         try:
             with open(path, "rb") as handle:
                 return handle.read(length)
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(self.location(key)) from exc
+
+    def open_reader(self, key: str) -> ObjectReader:
+        try:
+            return _LocalReader(self._path(key))
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(self.location(key)) from exc
 

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 from core.config import Settings, StorageKind
 from core.errors import InvalidRequestError, ObjectChangedError, ObjectNotFoundError, StorageUnavailableError
-from core.storage.base import ObjectInfo, ObjectStore, ObjectWriter, PresignedUpload
+from core.storage.base import ObjectInfo, ObjectReader, ObjectStore, ObjectWriter, PresignedUpload
 
 __all__ = ["S3ObjectStore", "make_s3_client", "parse_s3_uri"]
 
@@ -113,6 +113,23 @@ class _S3Writer(ObjectWriter):
             self._upload_id = None
 
 
+class _S3Reader(ObjectReader):
+    def __init__(self, body: Any, size: int, location: str) -> None:
+        super().__init__(size)
+        self._body = body
+        self._location = location
+
+    def read(self, max_bytes: int) -> bytes:
+        try:
+            return bytes(self._body.read(max_bytes))
+        except _s3_errors() as exc:
+            raise _translate(exc, self._location) from exc
+
+    def close(self) -> None:
+        # An unread rest of the body is dropped with its connection, never read to the end.
+        self._body.close()
+
+
 class S3ObjectStore(ObjectStore):
     kind = StorageKind.S3
 
@@ -162,6 +179,13 @@ class S3ObjectStore(ObjectStore):
             if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return b""
             raise _translate(exc, self.location(key)) from exc
+
+    def open_reader(self, key: str) -> ObjectReader:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
+        except _s3_errors() as exc:
+            raise _translate(exc, self.location(key)) from exc
+        return _S3Reader(answer["Body"], int(answer["ContentLength"]), self.location(key))
 
     def download(self, key: str, destination: Path) -> int:
         partial = destination.with_name(destination.name + f".{uuid.uuid4().hex}.part")

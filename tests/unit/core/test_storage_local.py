@@ -23,6 +23,21 @@ def test_writer_commits_atomically(tmp_path: Path) -> None:
     assert store.read_head_bytes("videos/t/v/source", 2) == b"ab"
 
 
+def test_reader_gives_the_object_in_bounded_pieces(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    data = bytes(range(256)) * 40
+    store.put_bytes("a/picture", data)
+
+    with store.open_reader("a/picture") as reader:
+        size = reader.size
+        pieces = list(iter(lambda: reader.read(1000), b""))
+
+    assert size == len(data)
+    assert max(len(piece) for piece in pieces) == 1000 and b"".join(pieces) == data
+    with pytest.raises(ObjectNotFoundError):
+        store.open_reader("a/absent")
+
+
 def test_abort_leaves_nothing(tmp_path: Path) -> None:
     store = LocalObjectStore(tmp_path)
     writer = store.open_writer("a/b")
