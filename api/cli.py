@@ -48,6 +48,9 @@ def run(args: argparse.Namespace) -> int:
         # uvicorn's parser with a deadline for request headers and a cap per client address
         # (HEADER_TIMEOUT_S, MAX_CONNECTIONS_PER_ADDRESS): api.server.
         http=GuardedH11Protocol if args.http == "h11" else GuardedHttpToolsProtocol,
+        # No route speaks WebSocket: an Upgrade header is served as plain HTTP, never handed to
+        # a protocol outside those limits.
+        ws="none",
         host=args.host,
         port=args.port,
         workers=args.workers,

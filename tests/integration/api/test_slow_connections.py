@@ -154,3 +154,19 @@ def test_connections_past_the_per_address_cap_are_closed_at_once(api: Api) -> No
 
     # The held connections closed: the address is served again.
     wait_for(lambda: _get(api) == 200, timeout_s=5, what="a request after the address's connections closed")
+
+
+def test_upgrade_requests_do_not_use_up_the_cap(api: Api) -> None:
+    """An Upgrade: websocket request is answered as plain HTTP: handed to uvicorn's WebSocket
+    protocol, its connection left the per-address count behind when it closed."""
+    upgrade = (
+        b"GET /healthz HTTP/1.1\r\nHost: api\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    for _ in range(MAX_PER_ADDRESS + 1):
+        with api.connect() as sock:
+            sock.sendall(upgrade)
+            sock.settimeout(10)
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+
+    wait_for(lambda: _get(api) == 200, timeout_s=5, what="a request after the upgrade attempts")
