@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     upload_body_timeout_s: float = Field(default=3600.0, gt=0)
     body_idle_timeout_s: float = Field(default=30.0, gt=0)
     enqueue_timeout_s: float = Field(default=3.0, gt=0)
+    # `deepfakestream serve` closes a connection whose request headers are not complete this long
+    # after their first byte (or after it opened), and refuses connections from one client address
+    # past max_connections_per_address in each API process (0: no cap; addresses trusted as
+    # proxies through FORWARDED_ALLOW_IPS are never capped). What a reverse proxy gives (nginx's
+    # client_header_timeout and limit_conn), for an API exposed without one.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_connections_per_address: int = Field(default=64, ge=0)
     # ?wait=S on GET and POST /v1/jobs holds a request until the job ends, at most this long.
     wait_max_s: float = Field(default=30.0, ge=1, le=WAIT_CEILING_S)
     # GET /v1/jobs/{id}/events: a comment this often keeps proxies from closing a quiet stream

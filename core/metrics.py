@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from core.logs import log_event
 
 __all__ = [
+    "CONNECTIONS_CLOSED",
     "CONTENT_TYPE_LATEST",
     "FACES_DETECTED",
     "FRAMES_ANALYZED",
@@ -99,6 +100,11 @@ STAGE_DURATION = Histogram(
     "Time spent in each pipeline stage (per segment; probe and finalize per job)",
     ["stage"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+CONNECTIONS_CLOSED = Counter(
+    "deepfakestream_api_connections_closed_total",
+    "Connections the API's server closed before a request: headers too slow, or past the per-address cap",
+    ["reason"],
 )
 FRAMES_ANALYZED = Counter("deepfakestream_frames_analyzed_total", "Sampled frames analysed")
 FACES_DETECTED = Counter("deepfakestream_faces_detected_total", "Faces found in sampled frames")
