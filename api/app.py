@@ -22,6 +22,7 @@ from api.routes import (
     images,
     jobs,
     monitoring,
+    reviews,
     uploads,
     webhooks,
 )
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(explanations.router)
     app.include_router(images.router)
     app.include_router(monitoring.router)
+    app.include_router(reviews.router)
     mount_web(app)
     # Innermost of the middlewares (added first): the access log below still sees its refusals.
     app.add_middleware(BodyGuard, settings=settings)

@@ -18,6 +18,7 @@ __all__ = [
     "decide",
     "explanation",
     "label",
+    "review_outcome",
 ]
 
 # ``real`` says what the model did, not what the video is: a fake the model misses gets this
@@ -135,3 +136,13 @@ def explanation(
     if verdict == Verdict.REAL:
         where += " " + NOT_PROOF.format(media="picture" if image else "video")
     return f"{how} {where}".strip()
+
+
+def review_outcome(model_verdict: str | None, reviewer_label: str) -> str:
+    """What a reviewer's label says of the model's verdict: ``agreed`` or ``overturned`` when both
+    took a side (fake or real), ``undecided`` otherwise (the reviewer was unsure, or the model
+    said inconclusive or found no face), which counts toward neither."""
+    sides = (Verdict.FAKE.value, Verdict.REAL.value)
+    if model_verdict not in sides or reviewer_label not in sides:
+        return "undecided"
+    return "agreed" if model_verdict == reviewer_label else "overturned"

@@ -27,6 +27,7 @@ SECRETS = {
     "webhook_secrets_key": f"whk-{secrets.token_urlsafe(30)}",
 }
 MAX_UPLOAD_BYTES = 3_000_000
+OWNER_REVIEW_NOTE = "owner-review-note"
 BATCH_BODY_MAX_BYTES = 65_536
 
 SECURITY_SETTINGS = {
@@ -103,6 +104,9 @@ def owner(security_stack: PrivateStack, face_clip: FaceVideo, receiver: Receiver
         job_id = stack.submit(headers, face_clip.path, external_id="owner-job")["id"]
         job = stack.wait_job(headers, job_id)
         assert job["status"] == "succeeded", job
+        # A review, so that the export and the agreement summary have the owner's label to keep.
+        review = client.put(f"/v1/jobs/{job_id}/review", json={"label": "fake", "note": OWNER_REVIEW_NOTE})
+        assert review.status_code == 200, review.text
         explanations = client.get(f"/v1/jobs/{job_id}/explanations").json()["items"]
         assert explanations, "the owner's job has no explanation to point at"
         deliveries = wait_for(

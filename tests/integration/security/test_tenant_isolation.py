@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.security.conftest import TenantResources
+from tests.integration.security.conftest import OWNER_REVIEW_NOTE, TenantResources
 from tests.integration.security.routes import Route, api_routes, fill_path
 from tests.utils.stack import PRIVATE_BUCKET, PrivateStack
 
@@ -33,10 +33,20 @@ def _owner_ids(owner: TenantResources) -> dict[str, Any]:
 
 def _marks(owner: TenantResources) -> list[str]:
     return [str(owner.tenant_id), owner.job_id, owner.batch_id, owner.endpoint_id, owner.delivery_id,
-            owner.upload_id, owner.video_key, "owner-job"]  # fmt: skip
+            owner.upload_id, owner.video_key, "owner-job", OWNER_REVIEW_NOTE]  # fmt: skip
+
+
+# Write routes with ids in the path whose body must be valid to reach the id: a body the route
+# would accept, so the answer is about the id, not the body.
+ID_ROUTE_BODIES: dict[tuple[str, str], Any] = {
+    ("PUT", "/v1/jobs/{job_id}/review"): {"label": "real", "note": "intruder-note"},
+}
 
 
 def _request(client: httpx.Client, route: Route, url: str, headers: dict[str, str]) -> httpx.Response:
+    if (route.method, route.path) in ID_ROUTE_BODIES:
+        body = ID_ROUTE_BODIES[route.method, route.path]
+        return client.request(route.method, url, headers=headers, json=body)
     if route.method == "PUT":  # a direct upload's bytes
         return client.put(url, headers={**headers, "Content-Type": OCTETS}, content=b"x" * 64)
     return client.request(route.method, url, headers=headers)
@@ -114,6 +124,7 @@ def test_second_tenant_sees_and_changes_nothing(security_stack: PrivateStack, ow
     assert not failures, "\n".join(failures)
     assert swept >= 25
     assert job.status_code == 200 and job.json()["status"] == "succeeded"
+    assert (job.json()["review"]["label"], job.json()["review"]["note"]) == ("fake", OWNER_REVIEW_NOTE)
     assert endpoint.status_code == 200 and endpoint.json()["is_active"] is True
     assert batch.status_code == 200 and batch.json()["status"] != "canceled"
     assert (after["status"], after["attempts"]) == (before["status"], before["attempts"])
