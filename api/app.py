@@ -23,6 +23,7 @@ from api.routes import (
     jobs,
     monitoring,
     reviews,
+    shares,
     uploads,
     webhooks,
 )
@@ -73,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(images.router)
     app.include_router(monitoring.router)
     app.include_router(reviews.router)
+    app.include_router(shares.router)
     mount_web(app)
     # Innermost of the middlewares (added first): the access log below still sees its refusals.
     app.add_middleware(BodyGuard, settings=settings)

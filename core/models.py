@@ -43,6 +43,7 @@ __all__ = [
     "HealthCheck",
     "Job",
     "JobReview",
+    "JobShare",
     "JobStatistics",
     "Segment",
     "Tenant",
@@ -272,6 +273,23 @@ class JobReview(Base):
         # The export and the agreement summary read a tenant's reviews by time.
         Index("ix_job_reviews_tenant_reviewed_at", "tenant_id", "reviewed_at"),
     )
+
+
+class JobShare(Base):
+    """A read-only link to one job's result and report for someone without a key. The link's
+    token is signed and names only this row, so revoking the row closes the link before it
+    expires, and the row's tenant bounds what the link can reach."""
+
+    __tablename__ = "job_shares"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    api_key_prefix: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Segment(Base):

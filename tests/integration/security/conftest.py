@@ -91,6 +91,8 @@ class TenantResources:
     explanation_id: int
     upload_id: str
     video_key: str  # the stored video's storage key
+    share_id: str
+    share_url: str  # the job's share link, which opens it without a key
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +125,8 @@ def owner(security_stack: PrivateStack, face_clip: FaceVideo, receiver: Receiver
         assert batch.status_code == 202, batch.text
         upload = client.post("/v1/uploads", json={"size_bytes": 1000, "filename": "owner.mp4"})
         assert upload.status_code == 201, upload.text
+        share = client.post(f"/v1/jobs/{job_id}/shares")
+        assert share.status_code == 201, share.text
     with stack.session() as session:
         from core.models import Job
 
@@ -139,4 +143,6 @@ def owner(security_stack: PrivateStack, face_clip: FaceVideo, receiver: Receiver
         explanation_id=int(explanations[0]["id"]),
         upload_id=upload.json()["upload_id"],
         video_key=video_key,
+        share_id=share.json()["id"],
+        share_url=share.json()["url"],
     )
