@@ -143,3 +143,5 @@ def test_share_link_routes_open_only_with_a_valid_link_never_with_a_key(
             elif str(owner.tenant_id) in opened.text or owner.video_key in opened.text:
                 failures.append(f"{route} shows the owner's tenant or storage key")
     assert not failures, "\n".join(failures)
+    # The link is a credential: the API logs the route's template, never the token in the path.
+    assert token not in stack.api.log_text()
