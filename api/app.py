@@ -22,6 +22,8 @@ from api.routes import (
     images,
     jobs,
     monitoring,
+    reviews,
+    shares,
     uploads,
     webhooks,
 )
@@ -72,6 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(explanations.router)
     app.include_router(images.router)
     app.include_router(monitoring.router)
+    app.include_router(reviews.router)
+    app.include_router(shares.router)
     mount_web(app)
     # Innermost of the middlewares (added first): the access log below still sees its refusals.
     app.add_middleware(BodyGuard, settings=settings)

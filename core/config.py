@@ -153,6 +153,10 @@ class Settings(BaseSettings):
     events_stream_max_s: float = Field(default=900.0, ge=1)
     # Lifetime of the signed ?token= a browser's EventSource sends instead of a header.
     stream_token_ttl_s: int = Field(default=600, ge=10, le=3600)
+    # Share links (POST /v1/jobs/{id}/shares): how long one opens the job without a key when the
+    # request names no lifetime, and the longest lifetime a request may name.
+    share_ttl_s: int = Field(default=7 * 86400, ge=60)
+    share_ttl_max_s: int = Field(default=30 * 86400, ge=60)
     # Per-tenant request rates (a token bucket in Redis, shared by every API process): a sustained
     # rate per second and a burst; writes (POST, PUT, PATCH, DELETE) also draw from a smaller
     # bucket. Past either, 429 with Retry-After. RATE_LIMIT_REDIS_URL defaults to BROKER_URL.

@@ -42,6 +42,8 @@ __all__ = [
     "Frame",
     "HealthCheck",
     "Job",
+    "JobReview",
+    "JobShare",
     "JobStatistics",
     "Segment",
     "Tenant",
@@ -220,6 +222,8 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     video: Mapped[Video] = relationship(lazy="joined", innerjoin=True)
+    # Loaded on access, never joined: an outer join would refuse the workers' FOR UPDATE reads.
+    review: Mapped[JobReview | None] = relationship(uselist=False, viewonly=True)
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(JobStatus)})", name="status"),
@@ -246,6 +250,49 @@ class Job(Base):
             postgresql_where=text("status IN ('queued', 'processing')"),
         ),
     )
+
+
+class JobReview(Base):
+    """A person's label for a succeeded job, kept beside the model's verdict (never over it). One
+    per job: reviewing again replaces the label, the note, who and when. ``model_verdict`` is the
+    job's verdict when it was reviewed, so agreement is counted without reading the jobs."""
+
+    __tablename__ = "job_reviews"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(8))
+    note: Mapped[str | None] = mapped_column(Text)
+    model_verdict: Mapped[str] = mapped_column(String(16))
+    # Who: the name the reviewer gave, and the key that recorded it (its prefix outlives the key).
+    reviewer: Mapped[str | None] = mapped_column(String(100))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    api_key_prefix: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now_column()
+    reviewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("label IN ('fake', 'real', 'unsure')", name="label"),
+        # The export and the agreement summary read a tenant's reviews by time.
+        Index("ix_job_reviews_tenant_reviewed_at", "tenant_id", "reviewed_at"),
+    )
+
+
+class JobShare(Base):
+    """A read-only link to one job's result and report for someone without a key. The link's
+    token is signed and names only this row, so revoking the row closes the link before it
+    expires, and the row's tenant bounds what the link can reach."""
+
+    __tablename__ = "job_shares"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    api_key_prefix: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Segment(Base):

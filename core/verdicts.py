@@ -21,6 +21,7 @@ __all__ = [
     "explanation",
     "faces_too_small_message",
     "label",
+    "review_outcome",
 ]
 
 # ``real`` says what the model did, not what the video is: a fake the model misses gets this
@@ -158,3 +159,13 @@ def faces_too_small_message(
         "says nothing about whether it was manipulated. Send a larger or sharper copy, or one where "
         "the faces are closer to the camera."
     )
+
+
+def review_outcome(model_verdict: str | None, reviewer_label: str) -> str:
+    """What a reviewer's label says of the model's verdict: ``agreed`` or ``overturned`` when both
+    took a side (fake or real), ``undecided`` otherwise (the reviewer was unsure, or the model
+    said inconclusive or found no face), which counts toward neither."""
+    sides = (Verdict.FAKE.value, Verdict.REAL.value)
+    if model_verdict not in sides or reviewer_label not in sides:
+        return "undecided"
+    return "agreed" if model_verdict == reviewer_label else "overturned"

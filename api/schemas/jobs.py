@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.schemas.reviews import ReviewPublic
 from core import verdicts
 from core.models import Frame, Job, Segment, Track
 from core.states import JobStatus
@@ -198,6 +199,11 @@ class JobPublic(BaseModel):
         default_factory=dict,
         description="the job's results: segments, frames, tracks, explanations (heatmaps), statistics",
     )
+    review: ReviewPublic | None = Field(
+        default=None,
+        description="a person's label for the job (PUT /v1/jobs/{id}/review), beside the model's "
+        "verdict; null until the job is reviewed",
+    )
 
     @classmethod
     def from_job(cls, job: Job) -> JobPublic:
@@ -271,6 +277,10 @@ class JobPublic(BaseModel):
                 name: f"/v1/jobs/{job.id}/{name}"
                 for name in ("segments", "frames", "tracks", "explanations", "statistics", "report")
             },
+            # Only a succeeded job can have a review: a job still running costs no extra read.
+            review=ReviewPublic.from_row(job.review)
+            if job.status == JobStatus.SUCCEEDED and job.review is not None
+            else None,
         )
 
 

@@ -9,9 +9,6 @@ session; events only say when to read it.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -33,6 +30,7 @@ from core.events import JobEvent, JobEventKind
 from core.keys import live_key
 from core.models import ApiKey
 from core.states import TERMINAL_JOB_STATES, JobStatus
+from core.tokens import read_token, sign_token
 
 __all__ = [
     "StreamToken",
@@ -53,9 +51,8 @@ log = logging.getLogger(__name__)
 # polling it every FALLBACK_POLL_S while Redis is away).
 _SUBSCRIBE_WAIT_S = 1.0
 _STREAM_RETRY_MS = 3000
-_TOKEN_VERSION = "v1"
+# Derived from the deployment's secret for this purpose only (``core.tokens``).
 _TOKEN_CONTEXT = b"deepfakestream job event stream token v1"
-_TOKEN_MAX_CHARS = 1024  # an issued token is about 190
 
 # A stream re-reads its key at least this far apart, even without a key cache (API_KEY_CACHE_S=0).
 _KEY_CHECK_MIN_S = 1.0
@@ -265,50 +262,21 @@ class StreamToken:
     expires_at: datetime
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _signing_key(settings: Settings) -> bytes:
-    # Derived from the deployment's secret for its own purpose: a token never signs anything else.
-    secret = settings.webhook_secrets_key.get_secret_value().encode("utf-8")
-    return hmac.new(secret, _TOKEN_CONTEXT, hashlib.sha256).digest()
-
-
-def _sign(settings: Settings, message: str) -> str:
-    return _b64(hmac.new(_signing_key(settings), message.encode("ascii"), hashlib.sha256).digest())
-
-
 def issue_stream_token(settings: Settings, *, key: ApiKey, job_id: uuid.UUID) -> StreamToken:
     expires = int(time.time()) + settings.stream_token_ttl_s
-    payload = _b64(
-        json.dumps({"k": str(key.id), "j": str(job_id), "e": expires}, separators=(",", ":")).encode()
+    token = sign_token(
+        settings, purpose=_TOKEN_CONTEXT, claims={"k": str(key.id), "j": str(job_id), "e": expires}
     )
-    message = f"{_TOKEN_VERSION}.{payload}"
-    return StreamToken(
-        token=f"{message}.{_sign(settings, message)}", expires_at=datetime.fromtimestamp(expires, UTC)
-    )
+    return StreamToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC))
 
 
 def key_for_stream_token(session: Session, settings: Settings, *, token: str, job_id: str) -> ApiKey | None:
     """The live key a valid, unexpired token for ``job_id`` was issued to; None otherwise, whatever
     the token holds (the caller answers every None alike, a 401 counted as a failed key)."""
-    # What the service issues is short ASCII; anything else is refused before the signature, whose
-    # check expects ASCII.
-    if len(token) > _TOKEN_MAX_CHARS or not token.isascii():
-        return None
-    parts = token.split(".")
-    if len(parts) != 3 or parts[0] != _TOKEN_VERSION:
-        return None
-    message = f"{parts[0]}.{parts[1]}"
-    if not hmac.compare_digest(_sign(settings, message), parts[2]):
+    claims = read_token(settings, purpose=_TOKEN_CONTEXT, token=token)
+    if claims is None:
         return None
     try:
-        claims = json.loads(_unb64(parts[1]))
         key_id = uuid.UUID(claims["k"])
         expires = int(claims["e"])
         same_job = uuid.UUID(str(claims["j"])) == uuid.UUID(job_id)
