@@ -2,17 +2,23 @@
 second process, the API's memory while a 1 GiB upload streams through it (it must stay flat), and
 200 clients waiting at once on ``?wait=`` (the API's memory before and during, and the time from a
 job's end to its waiter's answer), and 200 clients waiting on one job (the time from its end to
-each answer: within ``ONE_JOB_P99_TARGET_MS`` at p99). Not a test: it prints a table and writes
-JSON.
+each answer: within ``ONE_JOB_P99_TARGET_MS`` at p99), and the image round trip: a photo with a
+face uploaded with ``POST /v1/jobs?wait=`` until its verdict comes back, one after another (and at
+``--image-concurrency`` too), median and p99. Not a test: it prints a table and writes JSON.
 
     .venv/bin/python bench/api.py                       # starts a local API → bench/results/api.json
     .venv/bin/python bench/api.py --api URL --key KEY   # a running API (no memory figure)
+    .venv/bin/python bench/api.py --creates 0 --polls 0 --lists 0 --waiters 0 --skip-upload \
+        --image-round-trips 10 --out bench/results/api-image.json   # the image round trip alone
 
 The local run uses this machine's PostgreSQL (a fresh database) and Redis (a key prefix of its
-own), a local storage directory, and one uvicorn process. No worker runs: jobs stay queued, so
-the figures are the API's own cost, not analysis time. For the waiting clients the bench ends
-the jobs itself the way a worker does (a committed move to ``succeeded``, whose event goes out on
-Redis after the commit), one every ``--end-every-ms``.
+own), a local storage directory, and one uvicorn process. For the image round trip, which runs
+first, one worker (one pool process, the shipped model) consumes the probe and analyze queues; it
+is stopped before the rest, so there no worker runs: jobs stay queued, and the figures are the
+API's own cost, not analysis time. For the waiting clients the bench ends the jobs itself the way
+a worker does (a committed move to ``succeeded``, whose event goes out on Redis after the commit),
+one every ``--end-every-ms``. A count of 0 skips its part (``--creates``, ``--polls``,
+``--lists``, ``--waiters``, ``--image-round-trips``).
 
 Whether a training run (``deepfakestream train``) was using the cores, and the load average, are
 recorded with the figures: on two shared cores they move the latencies more than any code change.
@@ -52,6 +58,10 @@ WAITERS = 200
 ONE_JOB_P99_TARGET_MS = 100.0
 FLAT_LIMIT_MB = 64.0  # RSS growth allowed while 1 GiB streams through (one storage part is 8 MiB)
 BENCH_RATE_LIMIT_PER_S = 100_000  # per-tenant buckets far above any rate measured here
+IMAGE_ROUND_TRIPS = 30
+IMAGE_WARM_UP_TRIPS = 2  # the first images through a fresh worker pay for lazy imports and caches
+IMAGE_TRIP_DEADLINE_S = 300.0  # a trip still unended by then counts as not ended
+ENDED = frozenset({"succeeded", "failed", "canceled"})
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -227,13 +237,19 @@ def _benchmark(
     def page(client: httpx.Client, index: int) -> httpx.Response:
         return client.get("/v1/jobs", params={"limit": "50"})
 
+    if creates + polls + lists == 0:
+        return []
+    # The warm-up's jobs are also what the polls read when no creates run.
     _run_load("warm-up", 20, 2, create, base_url, headers)
+    parts: list[tuple[str, int, Callable[[httpx.Client, int], httpx.Response]]] = [
+        ("create job (multipart, 3 KB video)", creates, create),
+        ("poll job (GET /v1/jobs/{id})", polls, poll),
+        ("list jobs (GET /v1/jobs?limit=50)", lists, page),
+    ]
     return [
-        _run_load(
-            "create job (multipart, 3 KB video)", creates, concurrency, create, base_url, headers, api_pid
-        ),
-        _run_load("poll job (GET /v1/jobs/{id})", polls, concurrency, poll, base_url, headers, api_pid),
-        _run_load("list jobs (GET /v1/jobs?limit=50)", lists, concurrency, page, base_url, headers, api_pid),
+        _run_load(name, count, concurrency, call, base_url, headers, api_pid)
+        for name, count, call in parts
+        if count > 0
     ]
 
 
@@ -416,17 +432,186 @@ def _waiters_on_one_job(
     }
 
 
+def _astronaut_jpeg() -> bytes:
+    """The test suite's photo with a face (scikit-image's astronaut, 512×384), as a JPEG."""
+    from PIL import Image
+
+    from tests.utils.images import astronaut, encode
+
+    return encode(Image.fromarray(astronaut()), "JPEG", quality=90)
+
+
+def _iso_s(value: Any) -> float | None:
+    from datetime import datetime
+
+    return None if not value else datetime.fromisoformat(value).timestamp()
+
+
+def _image_round_trip(client: httpx.Client, image: bytes, wait_s: int) -> dict[str, Any]:
+    """One photo uploaded with ``POST /v1/jobs?wait=`` and, if the wait ran out first, followed
+    with ``GET /v1/jobs/{id}?wait=`` until the job ends; the seconds from the upload's start to the
+    answer that carries the ended job."""
+    started = time.perf_counter()
+    response = client.post(
+        "/v1/jobs",
+        params={"wait": str(wait_s)},
+        files={"file": ("astronaut.jpg", image, "image/jpeg")},
+    )
+    follow_ups = 0
+    job: dict[str, Any] = response.json() if response.is_success else {}
+    while job and job.get("status") not in ENDED and time.perf_counter() - started < IMAGE_TRIP_DEADLINE_S:
+        response = client.get(f"/v1/jobs/{job['id']}", params={"wait": str(wait_s)})
+        follow_ups += 1
+        job = response.json() if response.is_success else {}
+    elapsed = time.perf_counter() - started
+    created, began, finished = (_iso_s(job.get(name)) for name in ("created_at", "started_at", "finished_at"))
+    return {
+        "seconds": elapsed,
+        "http_status": response.status_code,
+        "status": job.get("status"),
+        "verdict": job.get("verdict"),
+        "media_type": job.get("media_type"),
+        "faces": len(job.get("faces") or []),
+        "follow_ups": follow_ups,
+        "model": job.get("model"),
+        "created_to_finished_s": None if created is None or finished is None else finished - created,
+        "started_to_finished_s": None if began is None or finished is None else finished - began,
+    }
+
+
+def _counts(values: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for value in values:
+        counts[str(value)] = counts.get(str(value), 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def _ms(values: list[float], q: float) -> float | None:
+    return round(_percentile(values, q) * 1000, 1) if values else None
+
+
+def _image_round_trips(
+    base_url: str, headers: dict[str, str], image: bytes, *, trips: int, concurrency: int, wait_s: int
+) -> dict[str, Any]:
+    """``trips`` round trips over ``concurrency`` threads, each with its own keep-alive connection."""
+    outcomes: list[dict[str, Any]] = []
+    lock = threading.Lock()
+    counter = iter(range(trips))
+
+    def worker() -> None:
+        with httpx.Client(base_url=base_url, headers=headers, timeout=wait_s + 60.0) as client:
+            while True:
+                with lock:
+                    index = next(counter, None)
+                if index is None:
+                    return
+                outcome = _image_round_trip(client, image, wait_s)
+                with lock:
+                    outcomes.append(outcome)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(concurrency) as pool:
+        for future in [pool.submit(worker) for _ in range(concurrency)]:
+            future.result()
+    wall = time.perf_counter() - started
+    succeeded = [outcome for outcome in outcomes if outcome["status"] == "succeeded"]
+    latencies = [outcome["seconds"] for outcome in succeeded]
+    in_platform = [o["created_to_finished_s"] for o in succeeded if o["created_to_finished_s"] is not None]
+    analysis = [o["started_to_finished_s"] for o in succeeded if o["started_to_finished_s"] is not None]
+    return {
+        "name": f"image round trip (POST ?wait={wait_s}, {len(image) // 1024} KB JPEG)",
+        "trips": trips,
+        "concurrency": concurrency,
+        "wall_s": round(wall, 2),
+        "verdicts_per_s": round(len(succeeded) / wall, 2),
+        "succeeded": len(succeeded),
+        # Upload start to the answer carrying the verdict, succeeded trips only.
+        "p50_ms": _ms(latencies, 50),
+        "p99_ms": _ms(latencies, 99),
+        "min_ms": _ms(latencies, 0),
+        "max_ms": _ms(latencies, 100),
+        "mean_ms": round(statistics.fmean(latencies) * 1000, 1) if latencies else None,
+        # The job's own created_at → finished_at (queue wait plus analysis), and started_at →
+        # finished_at (analysis): what the round trip spends outside them is upload and answer.
+        "job_created_to_finished_p50_ms": _ms(in_platform, 50),
+        "job_started_to_finished_p50_ms": _ms(analysis, 50),
+        "statuses": _counts([outcome["status"] for outcome in outcomes]),
+        "http_statuses": _counts([outcome["http_status"] for outcome in outcomes]),
+        "verdicts": _counts([outcome["verdict"] for outcome in succeeded]),
+        "media_types": _counts([outcome["media_type"] for outcome in outcomes]),
+        "faces": _counts([outcome["faces"] for outcome in succeeded]),
+        "follow_up_gets": sum(outcome["follow_ups"] for outcome in outcomes),
+        "server_errors": sum(1 for outcome in outcomes if outcome["http_status"] >= 500),
+        "model": next((outcome["model"] for outcome in succeeded if outcome["model"]), None),
+    }
+
+
+def _image_section(
+    base_url: str, headers: dict[str, str], *, trips: int, concurrency: int, wait_s: int, worker: str
+) -> dict[str, Any]:
+    image = _astronaut_jpeg()
+    _image_round_trips(base_url, headers, image, trips=IMAGE_WARM_UP_TRIPS, concurrency=1, wait_s=wait_s)
+    runs = [_image_round_trips(base_url, headers, image, trips=trips, concurrency=1, wait_s=wait_s)]
+    if concurrency > 1:
+        runs.append(
+            _image_round_trips(base_url, headers, image, trips=trips, concurrency=concurrency, wait_s=wait_s)
+        )
+    model = next((run.pop("model") for run in runs if run.get("model")), None)
+    for run in runs:
+        run.pop("model", None)
+    return {
+        "image": "scikit-image astronaut, 384×512 px (width × height), JPEG quality 90",
+        "image_bytes": len(image),
+        "wait_s": wait_s,
+        "warm_up_trips": IMAGE_WARM_UP_TRIPS,
+        "worker": worker,
+        "model": None
+        if model is None
+        else {k: model.get(k) for k in ("name", "version", "sha256", "trained", "threshold")},
+        "runs": runs,
+    }
+
+
+def _image_failed(section: dict[str, Any] | None) -> bool:
+    return section is not None and any(
+        run["succeeded"] < run["trips"] or run["server_errors"] for run in section["runs"]
+    )
+
+
 def _print_table(
     loads: list[dict[str, Any]],
     upload: dict[str, Any] | None,
     waiting: dict[str, Any] | None = None,
     load: dict[str, Any] | None = None,
     one_job: dict[str, Any] | None = None,
+    image: dict[str, Any] | None = None,
 ) -> None:
-    print(
-        f"{'operation':40} {'req':>6} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>4} "
-        f"{'API CPU ms/req':>15}"
-    )
+    if image is not None:
+        model = image["model"] or {}
+        print(
+            f"image round trip: {image['image']} ({image['image_bytes'] // 1024} KB), upload → verdict "
+            f"with ?wait={image['wait_s']}; {image['worker']}; model {model.get('name')} "
+            f"{model.get('version')}"
+        )
+        print(
+            f"{'trips':>6} {'conc':>5} {'ok':>4} {'verdicts/s':>10} {'p50 ms':>9} {'p99 ms':>9} "
+            f"{'max ms':>9} {'job p50 ms':>11} {'analysis p50':>13} {'5xx':>4}  verdicts"
+        )
+        for run in image["runs"]:
+            print(
+                f"{run['trips']:>6} {run['concurrency']:>5} {run['succeeded']:>4} "
+                f"{run['verdicts_per_s']:>10} {run['p50_ms']!s:>9} {run['p99_ms']!s:>9} {run['max_ms']!s:>9} "
+                f"{run['job_created_to_finished_p50_ms']!s:>11} "
+                f"{run['job_started_to_finished_p50_ms']!s:>13} "
+                f"{run['server_errors']:>4}  {run['verdicts']}"
+            )
+    if loads:
+        if image is not None:
+            print()
+        print(
+            f"{'operation':40} {'req':>6} {'conc':>5} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'5xx':>4} "
+            f"{'API CPU ms/req':>15}"
+        )
     for row in loads:
         print(
             f"{row['name']:40} {row['requests']:>6} {row['concurrency']:>5} {row['throughput_rps']:>8} "
@@ -454,6 +639,7 @@ def _print_table(
         print(
             f"\nmachine: training run using the cores: {'yes' if load['training_running'] else 'no'}; "
             f"load average {load['load_average_1m']} (start) → {load.get('load_average_1m_end')} (end)"
+            f"{'; BUSY: not comparable with a quiet run' if load.get('busy') else ''}"
         )
     if upload is not None:
         print(
@@ -462,6 +648,36 @@ def _print_table(
             f"(growth {upload['rss_growth_mb']} MB, "
             f"{'flat' if upload['flat'] else 'NOT flat'})"
         )
+
+
+def _local_image_section(
+    args: argparse.Namespace, env: dict[str, str], base_url: str, headers: dict[str, str]
+) -> dict[str, Any]:
+    """The image round trips through one worker with the shipped model. The worker is stopped
+    before the other parts: they measure the API alone, with their jobs left queued (the waiting
+    clients end theirs themselves, which a worker would race)."""
+    from pipeline.checkpoint import DEFAULT_MODEL_PATH
+    from tests.utils.platform import start_worker
+
+    worker = start_worker(
+        # start_worker waits for the worker's INFO lines saying it is ready.
+        {**env, "MODEL_PATH": str(DEFAULT_MODEL_PATH), "LOG_LEVEL": "INFO"},
+        log_dir=WORK_DIR / "logs",
+        queues="probe,analyze",
+        beat=False,
+        timeout_s=600.0,
+    )
+    try:
+        return _image_section(
+            base_url,
+            headers,
+            trips=args.image_round_trips,
+            concurrency=args.image_concurrency,
+            wait_s=args.image_wait_s,
+            worker="local: 1 worker, 1 pool process (probe and analyze queues), CPU, shipped model",
+        )
+    finally:
+        worker.stop()
 
 
 def _local_run(args: argparse.Namespace) -> dict[str, Any]:
@@ -502,6 +718,9 @@ def _local_run(args: argparse.Namespace) -> dict[str, Any]:
         api, base_url = start_api(env, log_dir=WORK_DIR / "logs")
         headers = {"Authorization": f"Bearer {key}"}
         try:
+            image = (
+                None if args.image_round_trips == 0 else _local_image_section(args, env, base_url, headers)
+            )
             loads = _benchmark(
                 base_url,
                 headers,
@@ -545,6 +764,7 @@ def _local_run(args: argparse.Namespace) -> dict[str, Any]:
             clear_broker_keys(prefix)
     shutil.rmtree(WORK_DIR / "storage", ignore_errors=True)
     return {
+        "image_round_trips": image,
         "loads": loads,
         "waiting_clients": waiting,
         "waiters_on_one_job": one_job,
@@ -566,8 +786,28 @@ def main() -> int:
     parser.add_argument("--skip-upload", action="store_true")
     parser.add_argument("--waiters", type=int, default=WAITERS, help="clients waiting at once (0: skip)")
     parser.add_argument("--end-every-ms", type=float, default=10.0, help="one waited job ends this often")
+    parser.add_argument(
+        "--image-round-trips",
+        type=int,
+        default=IMAGE_ROUND_TRIPS,
+        help="photos sent one after another, each to its verdict with ?wait (0: skip; needs a worker "
+        "on --api, the local run starts one)",
+    )
+    parser.add_argument(
+        "--image-concurrency",
+        type=int,
+        default=1,
+        help="above 1: the same number of round trips again, this many at once",
+    )
+    parser.add_argument(
+        "--image-wait-s", type=int, default=30, help="?wait= of each round trip (at most WAIT_MAX_S)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if min(args.creates, args.polls, args.lists, args.waiters, args.image_round_trips) < 0:
+        parser.error("counts cannot be negative")
+    if args.image_concurrency < 1 or args.image_wait_s < 1:
+        parser.error("--image-concurrency and --image-wait-s must be at least 1")
 
     machine_load = _machine_load()
     if args.api:
@@ -577,16 +817,34 @@ def main() -> int:
 
         WORK_DIR.mkdir(parents=True, exist_ok=True)
         video = make_small_video(WORK_DIR / "clip.mp4", seconds=1.0).read_bytes()
+        base_url, headers = args.api.rstrip("/"), {"Authorization": f"Bearer {args.key}"}
+        image = (
+            None
+            if args.image_round_trips == 0
+            else _image_section(
+                base_url,
+                headers,
+                trips=args.image_round_trips,
+                concurrency=args.image_concurrency,
+                wait_s=args.image_wait_s,
+                worker=f"the workers behind {args.api}",
+            )
+        )
         loads = _benchmark(
-            args.api.rstrip("/"),
-            {"Authorization": f"Bearer {args.key}"},
+            base_url,
+            headers,
             video,
             creates=args.creates,
             polls=args.polls,
             lists=args.lists,
             concurrency=args.concurrency,
         )
-        result: dict[str, Any] = {"loads": loads, "upload_1gib": None, "api": args.api}
+        result: dict[str, Any] = {
+            "image_round_trips": image,
+            "loads": loads,
+            "upload_1gib": None,
+            "api": args.api,
+        }
     else:
         result = _local_run(args)
     result["machine"] = {
@@ -598,6 +856,10 @@ def main() -> int:
     result["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     machine_load["load_average_1m_end"] = round(os.getloadavg()[0], 2)
     machine_load["bench_niceness"] = os.nice(0)
+    # Latencies from a busy machine are not comparable with a quiet run's.
+    machine_load["busy"] = machine_load["training_running"] or max(
+        machine_load["load_average_1m"], machine_load["load_average_1m_end"]
+    ) > (os.cpu_count() or 1)
     result["machine_load"] = machine_load
     _print_table(
         result["loads"],
@@ -605,11 +867,14 @@ def main() -> int:
         result.get("waiting_clients"),
         machine_load,
         result.get("waiters_on_one_job"),
+        result.get("image_round_trips"),
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out.relative_to(REPO) if args.out.is_relative_to(REPO) else args.out}")
-    failed = any(load["server_errors"] for load in result["loads"])
+    failed = any(load["server_errors"] for load in result["loads"]) or _image_failed(
+        result.get("image_round_trips")
+    )
     upload = result["upload_1gib"]
     return 1 if failed or (upload is not None and not upload["flat"]) else 0
 
