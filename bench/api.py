@@ -550,7 +550,15 @@ def _image_section(
     base_url: str, headers: dict[str, str], *, trips: int, concurrency: int, wait_s: int, worker: str
 ) -> dict[str, Any]:
     image = _astronaut_jpeg()
-    _image_round_trips(base_url, headers, image, trips=IMAGE_WARM_UP_TRIPS, concurrency=1, wait_s=wait_s)
+    warm_up = _image_round_trips(
+        base_url, headers, image, trips=IMAGE_WARM_UP_TRIPS, concurrency=1, wait_s=wait_s
+    )
+    # Without a worker behind the API every trip would run to its deadline: stop at the first.
+    if warm_up["succeeded"] < IMAGE_WARM_UP_TRIPS:
+        raise RuntimeError(
+            f"the warm-up photos did not all succeed (statuses {warm_up['statuses']}, HTTP "
+            f"{warm_up['http_statuses']}): is a worker consuming the probe and analyze queues?"
+        )
     runs = [_image_round_trips(base_url, headers, image, trips=trips, concurrency=1, wait_s=wait_s)]
     if concurrency > 1:
         runs.append(
