@@ -1573,6 +1573,10 @@ function start() {
     if (id) location.hash = `#/batches/${id}`;
   });
   window.addEventListener("hashchange", route);
+  // Closing the tab part way through a batch's uploads would leave no batch: ask first.
+  window.addEventListener("beforeunload", (event) => {
+    if (state.uploading) event.preventDefault();
+  });
   renderKeyState();
   route();
 }

@@ -182,3 +182,37 @@ def test_dropped_files_are_sorted_and_a_refused_key_sends_nothing_more(
         "#batch-files-body td.error-cell .error-code", "cells => cells.map(c => c.textContent)"
     )
     assert len(codes) == 6 and 1 <= codes.count("invalid_api_key") <= 3 and "not_sent" in codes, codes
+
+
+def test_each_file_shows_its_upload_progress(stack: Stack, page: Page, tmp_path: Path, shots: Path) -> None:
+    import numpy as np
+
+    noise = np.random.default_rng(7).integers(0, 256, size=(1024, 1024, 3), dtype=np.uint8)
+    photos = []
+    for index in range(2):
+        path = tmp_path / f"noise-{index}.png"
+        path.write_bytes(encode(Image.fromarray(noise), "PNG"))
+        photos.append(path)
+    assert photos[0].stat().st_size > 2_000_000
+    headers = stack.new_key()
+    enter_key(page, stack, headers)
+    page.goto(f"{stack.base_url}/#/batches")
+    page.set_input_files("#batch-files", [str(path) for path in photos])
+    # A slow uplink, so that the bytes take a few seconds to go.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 20, "downloadThroughput": -1, "uploadThroughput": 1_000_000},
+    )
+    page.get_by_test_id("batch-start").click()
+    expect(page.get_by_test_id("batch-picked")).to_contain_text(re.compile(r"; [01] of 2 uploaded"))
+    # Part way: a share of the file's bytes, not just "0%" then done.
+    part_way = page.locator(
+        "#batch-files-body tr[data-status=sending] td", has_text=re.compile(r"^[1-9]\d?%$")
+    )
+    expect(part_way.first).to_be_visible(timeout=20_000)
+    expect(page.get_by_test_id("batch-start")).to_be_disabled()
+    page.screenshot(path=str(shots / "batch-uploading.png"), full_page=True)
+    page.wait_for_url(re.compile(r".*#/batches/[0-9a-f-]{36}$"), timeout=60_000)
+    expect(page.get_by_test_id("notice-text")).to_have_text("Batch started with 2 items.")
+    expect(page.get_by_test_id("notice")).to_have_attribute("data-kind", "good")
