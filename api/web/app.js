@@ -482,6 +482,10 @@ async function renderJobs() {
     state.jobsFilter = filterKey;
     state.jobsCursor = undefined;
     state.olderJobs = [];
+    // The rows of other filters must not stay on screen (nor their "Older jobs") meanwhile.
+    fillRows("jobs-body", []);
+    $("jobs-more").hidden = true;
+    $("jobs-empty").hidden = true;
   }
   try {
     const page = await apiJson(jobsPath(filters, null));

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Page, Route, expect
 
 from tests.e2e.conftest import SOURCE_BUCKET, enter_key
 from tests.utils.images import astronaut, encode
@@ -187,10 +187,24 @@ def test_a_batchs_jobs_page_by_page_and_the_external_id_on_a_job(
 ) -> None:
     batch_id = backlog["batch_id"]
     enter_key(page, stack, backlog["headers"])
+    expect(page.locator("#jobs-more")).to_be_visible()
     page.goto(f"{stack.base_url}/#/batches/{batch_id}")
     expect(page.get_by_test_id("batch-status")).to_have_text("all failed")
+    # The batch's list held back at first: the earlier list's rows and its "Older jobs" must not
+    # stand in for it meanwhile.
+    held: list[Route] = []
+    batch_list = re.compile(r".*/v1/jobs\?.*batch_id=.*")
+    page.route(batch_list, lambda route: held.append(route))
     page.get_by_test_id("batch-jobs-link").click()
     page.wait_for_url(re.compile(rf".*#/\?batch_id={batch_id}$"))
+    while not held:
+        page.wait_for_timeout(50)
+    expect(_rows(page)).to_have_count(0)
+    expect(page.locator("#jobs-more")).to_be_hidden()
+    for route in held:
+        route.continue_()
+    page.unroute(batch_list)
+    _listed(page)
     expect(page.locator("#filter-batch-id")).to_have_value(batch_id)
     rows = _rows(page)
     expect(rows).to_have_count(25)
