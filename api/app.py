@@ -22,12 +22,15 @@ from api.routes import (
     images,
     jobs,
     monitoring,
+    reviews,
+    shares,
     uploads,
     webhooks,
 )
 from api.routes.web import mount_web
 from api.schemas.batches import BatchCreate
 from api.schemas.jobs import JobCreate
+from api.security_headers import SecurityHeadersMiddleware
 from core.config import Settings, get_settings
 from core.events import EventChannel
 
@@ -71,11 +74,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(explanations.router)
     app.include_router(images.router)
     app.include_router(monitoring.router)
+    app.include_router(reviews.router)
+    app.include_router(shares.router)
     mount_web(app)
     # Innermost of the middlewares (added first): the access log below still sees its refusals.
     app.add_middleware(BodyGuard, settings=settings)
 
     app.add_middleware(AccessLogMiddleware)
+    # Outermost of ours: every answer gets them, refusals included (an unexpected error's 500 is
+    # answered outside every middleware, by Starlette's own; its handler adds them itself).
+    app.add_middleware(SecurityHeadersMiddleware)
 
     def openapi() -> dict[str, Any]:
         # POST /v1/jobs reads its body itself (multipart or JSON), so FastAPI does not see the

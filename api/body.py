@@ -392,14 +392,17 @@ async def receive_raw_body(
         raise
 
 
-async def receive_json_body(request: Request, *, max_bytes: int) -> bytes:
+async def receive_json_body(
+    request: Request, *, max_bytes: int, too_large_message: str | None = None
+) -> bytes:
     """The body of a JSON request, refused past ``max_bytes`` without reading further."""
+    message = too_large_message or f"JSON bodies are limited to {max_bytes} bytes"
     declared = _declared_length(request)
     if declared is not None and declared > max_bytes:
-        raise PayloadTooLargeError(f"JSON bodies are limited to {max_bytes} bytes", code="body_too_large")
+        raise PayloadTooLargeError(message, code="body_too_large")
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > max_bytes:
-            raise PayloadTooLargeError(f"JSON bodies are limited to {max_bytes} bytes", code="body_too_large")
+            raise PayloadTooLargeError(message, code="body_too_large")
     return bytes(body)

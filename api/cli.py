@@ -14,6 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default: 1)")
     parser.add_argument("--migrate", action="store_true", help="apply database migrations before serving")
     parser.add_argument("--reload", action="store_true", help="restart on code changes (development)")
+    parser.add_argument(
+        "--http",
+        choices=("httptools", "h11"),
+        default="httptools",
+        help="HTTP/1.1 parser (default: httptools; h11 is pure Python)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -34,9 +40,17 @@ def run(args: argparse.Namespace) -> int:
 
         wait_for_database(settings.database_url)
         upgrade(settings.database_url)
+    from api.server import GuardedH11Protocol, GuardedHttpToolsProtocol
+
     uvicorn.run(
         "api.app:create_app",
         factory=True,
+        # uvicorn's parser with a deadline for request headers and a cap per client address
+        # (HEADER_TIMEOUT_S, MAX_CONNECTIONS_PER_ADDRESS): api.server.
+        http=GuardedH11Protocol if args.http == "h11" else GuardedHttpToolsProtocol,
+        # No route speaks WebSocket: an Upgrade header is served as plain HTTP, never handed to
+        # a protocol outside those limits.
+        ws="none",
         host=args.host,
         port=args.port,
         workers=args.workers,

@@ -7,6 +7,7 @@ authenticated route is rate limited through ``CurrentKey``.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -24,7 +25,7 @@ from api.services.job_events import key_for_stream_token
 from core.config import Settings
 from core.db import get_read_session_factory, get_session_factory
 from core.errors import ForbiddenError, UnauthorizedError
-from core.keys import authenticate
+from core.keys import authenticate, live_key
 from core.models import ApiKey
 from core.queue import get_celery
 from core.storage import ObjectStore, get_object_store
@@ -41,6 +42,7 @@ __all__ = [
     "StorageDep",
     "StreamKey",
     "authenticate_request",
+    "key_is_live",
 ]
 
 _bearer = HTTPBearer(auto_error=False, description="an API key from `deepfakestream keys create`")
@@ -165,6 +167,26 @@ def _read_key(settings: Settings, key: str) -> ApiKey | None:
     # detached, its columns loaded.
     with get_read_session_factory(settings)() as session:
         return authenticate(session, key=key)
+
+
+@functools.cache
+def _live_key_ids(settings: Settings) -> KeyCache:
+    # Keyed by the key's id: streams opened with a token have no plaintext key to look up.
+    return KeyCache(ttl_s=settings.api_key_cache_s)
+
+
+def _read_live_key(settings: Settings, key_id: str) -> ApiKey | None:
+    with get_read_session_factory(settings)() as session:
+        return live_key(session, key_id=uuid.UUID(key_id))
+
+
+async def key_is_live(settings: Settings, key_id: uuid.UUID) -> bool:
+    """Whether the key is still live, as this process knows it (API_KEY_CACHE_S): what a long
+    request (an event stream) asks now and then. Every stream of one key shares one read."""
+    record = await run_in_threadpool(
+        _live_key_ids(settings).get_or_load, str(key_id), functools.partial(_read_live_key, settings)
+    )
+    return record is not None
 
 
 # The caller's key; ``key.tenant_id`` scopes every query the route makes.

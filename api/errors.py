@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from api.schemas.errors import ErrorBody
+from api.security_headers import security_headers
 from core.errors import ServiceError
 from core.logs import log_event
 
@@ -168,7 +169,13 @@ async def _value_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("api.request.crashed", extra={"event_fields": {"path": request.url.path}}, exc_info=exc)
-    return error_response(500, "internal_error", "an internal error occurred; it has been logged")
+    # Answered by Starlette outside every middleware: the security headers are added here.
+    return error_response(
+        500,
+        "internal_error",
+        "an internal error occurred; it has been logged",
+        security_headers(request.url.path),
+    )
 
 
 def register_error_handlers(app: FastAPI) -> None:

@@ -5,16 +5,21 @@ connection while they wait, only a small queue here.
 The subscription starts with the first waiter and reconnects on its own. Each (re)subscription
 tells every waiter to re-read its job (``RESYNC``): what was published while it was down is lost.
 While it is down, waiters re-read their job every ``FALLBACK_POLL_S`` instead.
+
+Waiters woken by the same event share one read of their job (``read_shared``): a job's end wakes
+every request waiting on it at once, and each reading the row itself made the last answer wait for
+hundreds of reads (bench/api.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import uuid
-from collections.abc import AsyncIterator
-from typing import Final
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from typing import Final, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
@@ -45,30 +50,37 @@ class _Resync:
 RESYNC: Final = _Resync()
 
 
+T = TypeVar("T")
+
+
 class JobEvents:
     """The events of one job, as one waiting request receives them."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[JobEvent | _Resync] = asyncio.Queue(_QUEUE_SIZE)
+        self._queue: asyncio.Queue[tuple[int, JobEvent | _Resync]] = asyncio.Queue(_QUEUE_SIZE)
+        # The hub's count of received messages when the item last returned by ``next`` came: a
+        # read started after that count saw what the item announced.
+        self.received_at = 0
 
     async def next(self, *, timeout_s: float) -> JobEvent | _Resync | None:
         """The next event, RESYNC, or None when ``timeout_s`` passes first."""
         try:
-            return await asyncio.wait_for(self._queue.get(), timeout=max(timeout_s, 0.0))
+            self.received_at, item = await asyncio.wait_for(self._queue.get(), timeout=max(timeout_s, 0.0))
         except TimeoutError:
             return None
+        return item
 
     def discard_pending(self) -> None:
         """Drops what has arrived so far: the caller is about to read the job, which tells more."""
         while not self._queue.empty():
             self._queue.get_nowait()
 
-    def _put(self, item: JobEvent | _Resync) -> None:
+    def _put(self, item: JobEvent | _Resync, received_at: int) -> None:
         try:
-            self._queue.put_nowait(item)
+            self._queue.put_nowait((received_at, item))
         except asyncio.QueueFull:
             self.discard_pending()
-            self._queue.put_nowait(RESYNC)
+            self._queue.put_nowait((received_at, RESYNC))
 
 
 class JobEventHub:
@@ -77,6 +89,11 @@ class JobEventHub:
     def __init__(self, channel: EventChannel) -> None:
         self._channel = channel
         self._waiters: dict[uuid.UUID, set[JobEvents]] = {}
+        # Counts the messages received (and the moments a waiter asked for a fresh read): reads
+        # are stamped with it, so a waiter knows whether a read began after what it heard.
+        self._received = 0
+        # Per job, per scope (the tenant): the latest read and the count when it began.
+        self._reads: dict[uuid.UUID, dict[Hashable, tuple[int, asyncio.Future[object]]]] = {}
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._subscribed: asyncio.Event | None = None
@@ -105,6 +122,29 @@ class JobEventHub:
                 waiters.discard(events)
                 if not waiters:
                     del self._waiters[job_id]
+                    self._reads.pop(job_id, None)
+
+    def fresh(self) -> int:
+        """A count no read has begun after yet: for a waiter that must read the job anew (its
+        wait timed out, or no subscription tells it of changes)."""
+        self._received += 1
+        return self._received
+
+    async def read_shared(
+        self, job_id: uuid.UUID, scope: Hashable, *, not_before: int, load: Callable[[], Awaitable[T]]
+    ) -> T:
+        """``load()``'s answer, shared by the waiters of ``job_id`` in the same ``scope`` (a tenant:
+        what one tenant reads never answers another): a read that began at ``not_before`` or
+        later is reused, running or done, else a new one begins. Call inside ``listen(job_id)``."""
+        reads = self._reads.setdefault(job_id, {})
+        entry = reads.get(scope)
+        if entry is None or entry[0] < not_before:
+            future: asyncio.Future[object] = asyncio.ensure_future(load())
+            entry = (self._received, future)
+            reads[scope] = entry
+            future.add_done_callback(functools.partial(self._forget_failure, job_id, scope, entry))
+        # Shielded: one waiter going away (its client disconnected) must not cancel the others' read.
+        return cast(T, await asyncio.shield(entry[1]))
 
     async def ready(self, *, timeout_s: float) -> bool:
         """True once the subscription is confirmed by Redis (within ``timeout_s``)."""
@@ -125,6 +165,20 @@ class JobEventHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def _forget_failure(
+        self,
+        job_id: uuid.UUID,
+        scope: Hashable,
+        entry: tuple[int, asyncio.Future[object]],
+        done: asyncio.Future[object],
+    ) -> None:
+        # A failed read (the database away) is not handed to later waiters.
+        if not done.cancelled() and done.exception() is None:
+            return
+        reads = self._reads.get(job_id, {})
+        if reads.get(scope) is entry:
+            del reads[scope]
+
     def _ensure_running(self) -> None:
         loop = asyncio.get_running_loop()
         if self._task is not None and not self._task.done() and self._loop is loop:
@@ -135,12 +189,13 @@ class JobEventHub:
         self._task = loop.create_task(self._listen(), name="job-event-hub")
 
     def _fan_out(self, item: JobEvent | _Resync, job_id: uuid.UUID | None = None) -> None:
+        self._received += 1
         if job_id is None:
             targets = [events for waiters in self._waiters.values() for events in waiters]
         else:
             targets = list(self._waiters.get(job_id, ()))
         for events in targets:
-            events._put(item)
+            events._put(item, self._received)
 
     async def _listen(self) -> None:
         assert self._subscribed is not None

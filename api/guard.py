@@ -28,6 +28,7 @@ from starlette.concurrency import run_in_threadpool
 from api.body import MULTIPART_OVERHEAD_BYTES
 from api.deps import authenticate_request
 from api.errors import BodyRejected, database_unavailable, error_response
+from api.services.images import json_body_limit, json_body_limit_message
 from core.config import Settings
 from core.errors import ServiceError
 
@@ -55,6 +56,7 @@ class BodyLimits:
     timeout_s: float
     too_large_code: str
     what: str  # "video upload" or "request body", for messages
+    too_large_message: str | None = None  # said instead, where the cap needs explaining
 
 
 def body_limits(settings: Settings, *, method: str, path: str, content_type: str) -> BodyLimits:
@@ -72,6 +74,16 @@ def body_limits(settings: Settings, *, method: str, path: str, content_type: str
             too_large_code="file_too_large",
             what="video upload",
         )
+    if method == "POST" and path == "/v1/jobs":
+        # The JSON form may carry a picture as base64: the body's cap follows the picture's, so
+        # the one a client meets is the documented MAX_IMAGE_BASE64_BYTES, not the small JSON cap.
+        return BodyLimits(
+            max_bytes=json_body_limit(settings),
+            timeout_s=settings.body_timeout_s,
+            too_large_code="body_too_large",
+            what="request body",
+            too_large_message=json_body_limit_message(settings),
+        )
     max_bytes = settings.batch_body_max_bytes if method == "POST" and path == "/v1/batches" else None
     return BodyLimits(
         max_bytes=max_bytes or settings.json_body_max_bytes,
@@ -82,9 +94,10 @@ def body_limits(settings: Settings, *, method: str, path: str, content_type: str
 
 
 def _too_large(limits: BodyLimits) -> BodyRejected:
-    return BodyRejected(
-        413, limits.too_large_code, f"the {limits.what} is larger than its {limits.max_bytes} byte limit"
+    message = (
+        limits.too_large_message or f"the {limits.what} is larger than its {limits.max_bytes} byte limit"
     )
+    return BodyRejected(413, limits.too_large_code, message)
 
 
 class _GuardedBody:

@@ -33,8 +33,8 @@ class KeyCache:
         self._lock = threading.Lock()
 
     def get_or_load(self, key: str, load: Callable[[str], ApiKey | None]) -> ApiKey | None:
-        """The live key behind this plaintext: remembered if looked up less than the TTL ago,
-        else ``load(key)`` (None for an unknown or revoked key, which is not remembered)."""
+        """The live key behind this plaintext (or key id): remembered if looked up less than the
+        TTL ago, else ``load(key)`` (None for an unknown or revoked key, which is not remembered)."""
         if self._ttl_s <= 0:
             return load(key)
         digest = hash_api_key(key)

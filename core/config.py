@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     upload_body_timeout_s: float = Field(default=3600.0, gt=0)
     body_idle_timeout_s: float = Field(default=30.0, gt=0)
     enqueue_timeout_s: float = Field(default=3.0, gt=0)
+    # `deepfakestream serve` closes a connection whose request headers are not complete this long
+    # after their first byte (or after it opened), and refuses connections from one client address
+    # past max_connections_per_address in each API process (0: no cap; addresses trusted as
+    # proxies through FORWARDED_ALLOW_IPS are never capped). What a reverse proxy gives (nginx's
+    # client_header_timeout and limit_conn), for an API exposed without one.
+    header_timeout_s: float = Field(default=10.0, gt=0, le=300)
+    max_connections_per_address: int = Field(default=64, ge=0)
     # ?wait=S on GET and POST /v1/jobs holds a request until the job ends, at most this long.
     wait_max_s: float = Field(default=30.0, ge=1, le=WAIT_CEILING_S)
     # GET /v1/jobs/{id}/events: a comment this often keeps proxies from closing a quiet stream
@@ -146,6 +153,10 @@ class Settings(BaseSettings):
     events_stream_max_s: float = Field(default=900.0, ge=1)
     # Lifetime of the signed ?token= a browser's EventSource sends instead of a header.
     stream_token_ttl_s: int = Field(default=600, ge=10, le=3600)
+    # Share links (POST /v1/jobs/{id}/shares): how long one opens the job without a key when the
+    # request names no lifetime, and the longest lifetime a request may name.
+    share_ttl_s: int = Field(default=7 * 86400, ge=60)
+    share_ttl_max_s: int = Field(default=30 * 86400, ge=60)
     # Per-tenant request rates (a token bucket in Redis, shared by every API process): a sustained
     # rate per second and a burst; writes (POST, PUT, PATCH, DELETE) also draw from a smaller
     # bucket. Past either, 429 with Retry-After. RATE_LIMIT_REDIS_URL defaults to BROKER_URL.
@@ -187,6 +198,10 @@ class Settings(BaseSettings):
     # claimed (lost with a worker or a flushed broker) is sent again.
     webhook_dispatch_interval_s: float = Field(default=2.0, gt=0)
     webhook_redispatch_after_s: float = Field(default=300.0, gt=0)
+    # POST /v1/deliveries/{id}/redeliver within this long of the last one accepted is refused
+    # (409): requests sent together (a double click, a client retrying) start one redelivery,
+    # even when its attempt ends before the others arrive.
+    webhook_redeliver_window_s: float = Field(default=10.0, ge=0)
     # Encrypts the stored signing secrets (they must be recovered to sign, so they are not hashed).
     webhook_secrets_key: SecretStr = SecretStr("deepfakestream-dev-secret")
     # Extra CA certificates trusted for webhooks and https sources (a private CA); None: certifi's.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +24,7 @@ __all__ = [
     "get_or_create_tenant",
     "hash_api_key",
     "list_api_keys",
+    "live_key",
     "revoke_api_key",
 ]
 
@@ -80,6 +82,16 @@ def authenticate(session: Session, *, key: str) -> ApiKey | None:
         select(ApiKey)
         .join(Tenant)
         .where(ApiKey.key_hash == hash_api_key(key), ApiKey.revoked_at.is_(None), Tenant.is_active.is_(True))
+    )
+    return record
+
+
+def live_key(session: Session, *, key_id: uuid.UUID) -> ApiKey | None:
+    """The key with this id while it is live (not revoked, its tenant active), or None."""
+    record: ApiKey | None = session.scalar(
+        select(ApiKey)
+        .join(Tenant)
+        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None), Tenant.is_active.is_(True))
     )
     return record
 

@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 from core.logs import log_event
 
 __all__ = [
+    "CONNECTIONS_CLOSED",
     "CONTENT_TYPE_LATEST",
     "FACES_DETECTED",
     "FRAMES_ANALYZED",
@@ -43,6 +44,8 @@ __all__ = [
     "JOB_DURATION",
     "NO_FACE_RESULTS",
     "QUEUE_WAIT",
+    "REVIEWS",
+    "REVIEW_LABELS",
     "SEGMENT_FRAMES_PER_SECOND",
     "STAGES",
     "STAGE_DURATION",
@@ -53,6 +56,7 @@ __all__ = [
     "observe_http_request",
     "record_job_finished",
     "record_queue_wait",
+    "record_review",
     "record_segment",
     "record_stage",
     "record_webhook_delivery",
@@ -70,6 +74,7 @@ STAGES = ("probe", "decode", "detect", "classify", "quality", "explain", "finali
 WEBHOOK_OUTCOMES = ("succeeded", "retrying", "failed")
 _JOB_STATES = ("succeeded", "failed", "canceled")
 _VERDICTS = ("fake", "real", "inconclusive", "no_face", "none")
+REVIEW_LABELS = ("fake", "real", "unsure")
 
 HTTP_REQUEST_DURATION = Histogram(
     "deepfakestream_http_request_duration_seconds",
@@ -100,6 +105,11 @@ STAGE_DURATION = Histogram(
     ["stage"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+CONNECTIONS_CLOSED = Counter(
+    "deepfakestream_api_connections_closed_total",
+    "Connections the API's server closed before a request: headers too slow, or past the per-address cap",
+    ["reason"],
+)
 FRAMES_ANALYZED = Counter("deepfakestream_frames_analyzed_total", "Sampled frames analysed")
 FACES_DETECTED = Counter("deepfakestream_faces_detected_total", "Faces found in sampled frames")
 SEGMENT_FRAMES_PER_SECOND = Histogram(
@@ -114,6 +124,11 @@ WEBHOOK_DELIVERIES = Counter(
     "deepfakestream_webhook_deliveries_total",
     f"Webhook delivery attempts by outcome ({', '.join(WEBHOOK_OUTCOMES)})",
     ["outcome"],
+)
+REVIEWS = Counter(
+    "deepfakestream_reviews_total",
+    "Reviews recorded (a job reviewed again counts again), by the model's verdict and the reviewer's label",
+    ["model_verdict", "reviewer_label"],
 )
 GPU_MEMORY_BYTES = Gauge(
     "deepfakestream_gpu_memory_bytes",
@@ -190,6 +205,13 @@ def record_job_finished(
     elapsed = _seconds_since(created_at, finished_at)
     if elapsed is not None:
         JOB_DURATION.labels(status).observe(elapsed)
+
+
+def record_review(*, model_verdict: str | None, reviewer_label: str) -> None:
+    if reviewer_label not in REVIEW_LABELS:
+        raise ValueError(f"unknown review label {reviewer_label!r}; known: {', '.join(REVIEW_LABELS)}")
+    verdict_label = model_verdict if model_verdict in _VERDICTS else "none"
+    REVIEWS.labels(verdict_label, reviewer_label).inc()
 
 
 def record_webhook_delivery(outcome: str) -> None:

@@ -42,6 +42,8 @@ __all__ = [
     "Frame",
     "HealthCheck",
     "Job",
+    "JobReview",
+    "JobShare",
     "JobStatistics",
     "Segment",
     "Tenant",
@@ -212,11 +214,16 @@ class Job(Base):
     media_type: Mapped[str] = mapped_column(String(8), default="video", server_default=text("'video'"))
     # An image job's faces, [{box, det_score, score}], written when it succeeds.
     faces: Mapped[list[Any] | None] = mapped_column(JSONB)
+    # Why a no_face job scored nothing, when the analysis knows: {"code": "faces_too_small",
+    # "faces_seen", "face_size_px", "min_face_size_px", "message"} (pipeline VideoResult.no_face_reason).
+    no_face_reason: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # last message sent
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     video: Mapped[Video] = relationship(lazy="joined", innerjoin=True)
+    # Loaded on access, never joined: an outer join would refuse the workers' FOR UPDATE reads.
+    review: Mapped[JobReview | None] = relationship(uselist=False, viewonly=True)
 
     __table_args__ = (
         CheckConstraint(f"status IN ({_values(JobStatus)})", name="status"),
@@ -243,6 +250,49 @@ class Job(Base):
             postgresql_where=text("status IN ('queued', 'processing')"),
         ),
     )
+
+
+class JobReview(Base):
+    """A person's label for a succeeded job, kept beside the model's verdict (never over it). One
+    per job: reviewing again replaces the label, the note, who and when. ``model_verdict`` is the
+    job's verdict when it was reviewed, so agreement is counted without reading the jobs."""
+
+    __tablename__ = "job_reviews"
+
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(8))
+    note: Mapped[str | None] = mapped_column(Text)
+    model_verdict: Mapped[str] = mapped_column(String(16))
+    # Who: the name the reviewer gave, and the key that recorded it (its prefix outlives the key).
+    reviewer: Mapped[str | None] = mapped_column(String(100))
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    api_key_prefix: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now_column()
+    reviewed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+    __table_args__ = (
+        CheckConstraint("label IN ('fake', 'real', 'unsure')", name="label"),
+        # The export and the agreement summary read a tenant's reviews by time.
+        Index("ix_job_reviews_tenant_reviewed_at", "tenant_id", "reviewed_at"),
+    )
+
+
+class JobShare(Base):
+    """A read-only link to one job's result and report for someone without a key. The link's
+    token is signed and names only this row, so revoking the row closes the link before it
+    expires, and the row's tenant bounds what the link can reach."""
+
+    __tablename__ = "job_shares"
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    tenant_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    job_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    api_key_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("api_keys.id", ondelete="SET NULL"))
+    api_key_prefix: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = _now_column()
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 class Segment(Base):
@@ -392,6 +442,8 @@ class WebhookDelivery(Base):
     # When a message was last sent for it, and until when a worker's claim on it holds.
     dispatched_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     claimed_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a redelivery was last asked for: another within WEBHOOK_REDELIVER_WINDOW_S is refused.
+    redelivery_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_status_code: Mapped[int | None] = mapped_column(Integer)
     last_error: Mapped[str | None] = mapped_column(String(500))
     created_at: Mapped[datetime] = _now_column()

@@ -13,11 +13,15 @@ from core.states import Verdict
 
 __all__ = [
     "AGGREGATION_DESCRIPTIONS",
+    "FACES_TOO_SMALL",
+    "FACES_TOO_SMALL_LABEL",
     "LABELS",
     "NOT_PROOF",
     "decide",
     "explanation",
+    "faces_too_small_message",
     "label",
+    "review_outcome",
 ]
 
 # ``real`` says what the model did, not what the video is: a fake the model misses gets this
@@ -135,3 +139,33 @@ def explanation(
     if verdict == Verdict.REAL:
         where += " " + NOT_PROOF.format(media="picture" if image else "video")
     return f"{how} {where}".strip()
+
+
+# A no_face verdict whose analysis saw faces, all smaller than the model can score: said as such,
+# never as "no face found" (a crowd filmed from afar is not an empty room).
+FACES_TOO_SMALL = "faces_too_small"
+FACES_TOO_SMALL_LABEL = "Faces too small to score"
+
+
+def faces_too_small_message(
+    *, faces_seen: int, face_size_px: float, min_face_size_px: float, media_type: str = "video"
+) -> str:
+    """Why nothing was scored when every face seen was under the model's minimum size."""
+    where = "the picture" if media_type == "image" else "the sampled frames"
+    faces = "1 face was" if faces_seen == 1 else f"{faces_seen} faces were"
+    return (
+        f"{faces} seen in {where}, about {face_size_px:.0f} pixels in size, smaller than the "
+        f"{min_face_size_px:.0f} pixels this model needs to score a face, so nothing was scored: this "
+        "says nothing about whether it was manipulated. Send a larger or sharper copy, or one where "
+        "the faces are closer to the camera."
+    )
+
+
+def review_outcome(model_verdict: str | None, reviewer_label: str) -> str:
+    """What a reviewer's label says of the model's verdict: ``agreed`` or ``overturned`` when both
+    took a side (fake or real), ``undecided`` otherwise (the reviewer was unsure, or the model
+    said inconclusive or found no face), which counts toward neither."""
+    sides = (Verdict.FAKE.value, Verdict.REAL.value)
+    if model_verdict not in sides or reviewer_label not in sides:
+        return "undecided"
+    return "agreed" if model_verdict == reviewer_label else "overturned"

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 from standardwebhooks import Webhook
 
 from core import verdicts
-from core.models import Batch, CallbackSecret, Job, WebhookDelivery, WebhookEndpoint
+from core.models import Batch, CallbackSecret, Job, JobReview, WebhookDelivery, WebhookEndpoint
 from core.outbox import send_after_commit
 
 __all__ = [
@@ -49,7 +49,9 @@ __all__ = [
     "record_batch_event",
     "record_job_event",
     "record_job_events",
+    "record_review_event",
     "retry_delay_s",
+    "review_payload",
     "secret_hint",
     "serialize_payload",
     "sign",
@@ -61,6 +63,7 @@ class EventType(StrEnum):
     JOB_FAILED = "job.failed"
     JOB_CANCELED = "job.canceled"
     BATCH_COMPLETED = "batch.completed"
+    JOB_REVIEWED = "job.reviewed"
 
 
 EVENT_TYPES = tuple(event.value for event in EventType)
@@ -173,6 +176,28 @@ def batch_payload(*, batch: Batch, counts: dict[str, int], at: datetime) -> dict
             "status": batch.status,
             "jobs_total": batch.jobs_total,
             "counts": counts,
+        },
+    }
+
+
+def review_payload(*, job: Job, review: JobReview, at: datetime) -> dict[str, Any]:
+    """Thin like the job events: the two verdicts and who reviewed when; the note is one GET away."""
+    return {
+        "type": EventType.JOB_REVIEWED.value,
+        "timestamp": _iso(at),
+        "data": {
+            "job_id": str(job.id),
+            "verdict": job.verdict,
+            "verdict_label": verdicts.label(job.verdict),
+            "score": job.score,
+            "external_id": job.external_id,
+            "batch_id": str(job.batch_id) if job.batch_id else None,
+            "review": {
+                "label": review.label,
+                "reviewer": review.reviewer,
+                "api_key_prefix": review.api_key_prefix,
+                "reviewed_at": _iso(review.reviewed_at),
+            },
         },
     }
 
@@ -332,6 +357,30 @@ def record_batch_event(session: Session, *, batch: Batch, counts: dict[str, int]
             destination=destination,
             now=now,
             batch_id=batch.id,
+        )
+        for destination in destinations
+    ]
+    return _insert_deliveries(session, rows)
+
+
+def record_review_event(session: Session, *, job: Job, review: JobReview) -> list[uuid.UUID]:
+    """Queues ``job.reviewed`` for the tenant's endpoints subscribed to it, in the caller's
+    transaction. Not for the job's ``callback_url``: that one is told when the job ends, and its
+    receivers may take any call as that end."""
+    now = datetime.now(UTC)
+    payload = review_payload(job=job, review=review, at=now)
+    destinations = _destinations(
+        session, tenant_id=job.tenant_id, event=EventType.JOB_REVIEWED, callback_url=None
+    )
+    rows = [
+        _delivery_row(
+            tenant_id=job.tenant_id,
+            event=EventType.JOB_REVIEWED,
+            payload=payload,
+            destination=destination,
+            now=now,
+            job_id=job.id,
+            batch_id=job.batch_id,
         )
         for destination in destinations
     ]

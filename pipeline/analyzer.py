@@ -41,6 +41,7 @@ from pipeline.types import (
     FrameResult,
     SegmentPlan,
     SegmentResult,
+    SmallFaces,
     VideoInfo,
     VideoResult,
 )
@@ -67,6 +68,10 @@ _STAGE_KEYS = ("decode_s", "detect_s", "classify_s")
 # Chunks of face crops queued for the classifier before detection waits for it (16 frames' worth
 # at the default chunk_frames).
 MAX_PENDING_CHUNKS = 4
+# A segment that scored no face looks again on this many of its frames for faces under the size
+# the model needs (counting up to SMALL_FACE_MAX of them a frame), to say why nothing was scored.
+SMALL_FACE_FRAMES = 4
+SMALL_FACE_MAX = 100
 
 
 class Analyzer:
@@ -197,6 +202,11 @@ class Analyzer:
             decoded_height, decoded_width = decoder.frames.shape[1:3]
             while pending:
                 collect_oldest()
+            small_faces = None
+            if faces_so_far == 0:
+                small_faces = self._small_faces(
+                    decoder.frames[: len(detections)], follower.smallest_face, info.width / decoded_width
+                )
         t0 = time.perf_counter()
         track_ids = link_tracks(
             [[d.box for d in dets] for dets in detections], iou_threshold=config.track_iou
@@ -271,6 +281,7 @@ class Analyzer:
             timings=timings,
             quality=quality.to_dict(),
             explanations=explanations,
+            small_faces=small_faces,
         )
         log.info(
             "pipeline.segment.done",
@@ -300,6 +311,24 @@ class Analyzer:
             detect_interval=config.detect_interval,
             max_faces=config.max_faces_per_frame,
             smallest_face=smallest,
+        )
+
+    def _small_faces(self, frames: np.ndarray, smallest: float, to_video: float) -> SmallFaces | None:
+        """When a segment scored no face: the faces a few of its frames hold below ``smallest``
+        (the size the model needs, which detection did not look under), so a crowd filmed from
+        afar is reported as faces too small, not as no face. ``to_video`` maps the frames' pixels
+        to the video's."""
+        if len(frames) == 0 or smallest <= self.detector.smallest_face(*frames.shape[1:3]):
+            return None  # detection already looked for every face it can find
+        step = max(1, -(-len(frames) // SMALL_FACE_FRAMES))
+        found = self.detector.detect(frames[::step], max_faces=SMALL_FACE_MAX)
+        sizes = [det.size for dets in found for det in dets if det.size < smallest]
+        if not sizes:
+            return None
+        return SmallFaces(
+            faces_seen=max(len(dets) for dets in found),
+            face_size_px=float(np.median(sizes)) * to_video,
+            min_face_size_px=smallest * to_video,
         )
 
     def _classify(self, crops: np.ndarray) -> tuple[np.ndarray, float]:
@@ -361,8 +390,10 @@ class Analyzer:
         given = dict(timings or {})
         totals["probe_s"] = float(given.pop("probe_s", 0.0))
         totals["total_s"] = float(given.pop("total_s", totals["probe_s"] + segments_wall))
+        verdict = aggregate.verdict(score, self.threshold, self.inconclusive_band)
+        seen_small = [s.small_faces for s in ordered if s.small_faces is not None]
         return VideoResult(
-            verdict=aggregate.verdict(score, self.threshold, self.inconclusive_band),
+            verdict=verdict,
             score=score,
             model=dict(self.model_info),
             video=info,
@@ -375,6 +406,11 @@ class Analyzer:
             aggregation=config.aggregation,
             caveat=self.model_config.caveat or None,
             settings=config.settings_used(),
+            small_faces=(
+                max(seen_small, key=lambda small: small.faces_seen)
+                if verdict == "no_face" and seen_small
+                else None
+            ),
         )
 
     def analyze(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from core.media import SNIFF_BYTES, sniff_image
-from core.verdicts import label as verdict_label
 from pipeline.errors import ModelError, PipelineError
 from pipeline.report import REPORT_FACES
 from pipeline.types import AnalysisConfig, VideoResult
@@ -138,7 +137,7 @@ def _summary(result: VideoResult, video: str, load_s: float) -> str:
         lines.append("UNTRAINED MODEL: this checkpoint was never trained; the verdict below is the output "
                      "of random weights and says nothing about the video.")
     lines += [
-        f"{Path(video).name}: {verdict_label(result.verdict)}  ({_score_line(result)})",
+        f"{Path(video).name}: {result.verdict_label}  ({_score_line(result)})",
         f"  why     {result.explanation}",
         f"  faces   {faces} in {with_faces} of {len(result.frames)} sampled frames, "
         f"{len(result.tracks)} track(s), {len(result.segments)} segment(s)",

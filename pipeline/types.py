@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.verdicts import FACES_TOO_SMALL, FACES_TOO_SMALL_LABEL, faces_too_small_message
 from core.verdicts import explanation as verdict_explanation
 from core.verdicts import label as verdict_label
 
@@ -21,6 +22,7 @@ __all__ = [
     "FrameTimeline",
     "SegmentPlan",
     "SegmentResult",
+    "SmallFaces",
     "TrackResult",
     "Verdict",
     "VideoInfo",
@@ -176,26 +178,17 @@ class SegmentPlan:
     seek_s: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "start_s": self.start_s,
-            "end_s": self.end_s,
-            "frame_times": list(self.frame_times),
-            "frame_numbers": list(self.frame_numbers),
-            "seek_s": self.seek_s,
-        }
+        return {"index": self.index, "start_s": self.start_s, "end_s": self.end_s,
+                "frame_times": list(self.frame_times), "frame_numbers": list(self.frame_numbers),
+                "seek_s": self.seek_s}
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> SegmentPlan:
         seek = doc.get("seek_s")
-        return cls(
-            int(doc["index"]),
-            float(doc["start_s"]),
-            float(doc["end_s"]),
-            tuple(float(t) for t in doc["frame_times"]),
-            tuple(int(n) for n in doc.get("frame_numbers") or ()),
-            None if seek is None else float(seek),
-        )
+        return cls(int(doc["index"]), float(doc["start_s"]), float(doc["end_s"]),
+                   tuple(float(t) for t in doc["frame_times"]),
+                   tuple(int(n) for n in doc.get("frame_numbers") or ()),
+                   None if seek is None else float(seek))
 
 
 @dataclass
@@ -206,12 +199,8 @@ class FaceResult:
     score: float  # P(fake)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "box": [round(v, 1) for v in self.box],
-            "det_score": round(self.det_score, 4),
-            "track": self.track,
-            "score": round(self.score, 5),
-        }
+        return {"box": [round(v, 1) for v in self.box], "det_score": round(self.det_score, 4),
+                "track": self.track, "score": round(self.score, 5)}
 
 
 @dataclass
@@ -222,12 +211,9 @@ class FrameResult:
     faces: list[FaceResult] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "t": round(self.t, 3),
-            "score": None if self.score is None else round(self.score, 5),
-            "faces": [f.to_dict() for f in self.faces],
-        }
+        return {"index": self.index, "t": round(self.t, 3),
+                "score": None if self.score is None else round(self.score, 5),
+                "faces": [f.to_dict() for f in self.faces]}
 
 
 @dataclass
@@ -239,13 +225,8 @@ class TrackResult:
     faces: int  # how many detections the track holds
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "first_t": round(self.first_t, 3),
-            "last_t": round(self.last_t, 3),
-            "score": round(self.score, 5),
-            "faces": self.faces,
-        }
+        return {"id": self.id, "first_t": round(self.first_t, 3), "last_t": round(self.last_t, 3),
+                "score": round(self.score, 5), "faces": self.faces}
 
 
 @dataclass
@@ -262,14 +243,36 @@ class FaceExplanation:
     crop_jpeg: bytes
 
     def to_dict(self) -> dict[str, Any]:
+        return {"frame_index": self.frame_index, "t": round(self.t, 3), "face": self.face,
+                "track": self.track, "score": round(self.score, 5), "box": [round(v, 1) for v in self.box]}
+
+
+@dataclass(frozen=True)
+class SmallFaces:
+    """Faces an analysis saw but did not score, every one smaller than the model needs: how many
+    (the most in one frame) and how large (the median), against the smallest it scores. Sizes are
+    a face box's longer side in the video's pixels."""
+
+    faces_seen: int
+    face_size_px: float
+    min_face_size_px: float
+
+    def to_dict(self) -> dict[str, Any]:
         return {
-            "frame_index": self.frame_index,
-            "t": round(self.t, 3),
-            "face": self.face,
-            "track": self.track,
-            "score": round(self.score, 5),
-            "box": [round(v, 1) for v in self.box],
+            "faces_seen": self.faces_seen,
+            "face_size_px": round(self.face_size_px, 1),
+            "min_face_size_px": round(self.min_face_size_px, 1),
         }
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> SmallFaces | None:
+        """The counts stored by ``to_dict``; None for anything else."""
+        if not isinstance(doc, dict):
+            return None
+        try:
+            return cls(int(doc["faces_seen"]), float(doc["face_size_px"]), float(doc["min_face_size_px"]))
+        except (KeyError, TypeError, ValueError):
+            return None
 
 
 @dataclass
@@ -284,20 +287,17 @@ class SegmentResult:
     # Input statistics of the sampled frames (pipeline.quality.QualityStats.to_dict()).
     quality: dict[str, Any] | None = None
     explanations: list[FaceExplanation] = field(default_factory=list)
+    # Set when the segment scored no face but saw smaller ones.
+    small_faces: SmallFaces | None = None
 
     @property
     def face_count(self) -> int:
         return sum(len(f.faces) for f in self.frames)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "index": self.index,
-            "start_s": round(self.start_s, 3),
-            "end_s": round(self.end_s, 3),
-            "score": None if self.score is None else round(self.score, 5),
-            "frames": len(self.frames),
-            "faces": self.face_count,
-        }
+        return {"index": self.index, "start_s": round(self.start_s, 3), "end_s": round(self.end_s, 3),
+                "score": None if self.score is None else round(self.score, 5),
+                "frames": len(self.frames), "faces": self.face_count}
 
 
 @dataclass
@@ -317,17 +317,39 @@ class VideoResult:
     # The checkpoint's one sentence on what it was trained on and what it misses; None: none given.
     caveat: str | None = None
     settings: dict[str, Any] = field(default_factory=dict)  # AnalysisConfig.settings_used()
+    # With a no_face verdict: the faces seen that were too small to score, if any.
+    small_faces: SmallFaces | None = None
+
+    @property
+    def no_face_reason(self) -> dict[str, Any] | None:
+        """Why nothing was scored, when it is known: ``{"code": "faces_too_small", "faces_seen",
+        "face_size_px", "min_face_size_px", "message"}``; None otherwise."""
+        if self.verdict != "no_face" or self.small_faces is None:
+            return None
+        return {
+            "code": FACES_TOO_SMALL,
+            **self.small_faces.to_dict(),
+            "message": faces_too_small_message(
+                faces_seen=self.small_faces.faces_seen,
+                face_size_px=self.small_faces.face_size_px,
+                min_face_size_px=self.small_faces.min_face_size_px,
+                media_type=self.video.media_type,
+            ),
+        }
+
+    @property
+    def verdict_label(self) -> str | None:
+        return FACES_TOO_SMALL_LABEL if self.no_face_reason else verdict_label(self.verdict)
 
     @property
     def explanation(self) -> str | None:
         """How the verdict was reached, in a sentence or two for people."""
+        reason = self.no_face_reason
+        if reason is not None:
+            return str(reason["message"])
         return verdict_explanation(
-            verdict=self.verdict,
-            score=self.score,
-            threshold=self.threshold,
-            band=self.inconclusive_band,
-            aggregation=self.aggregation,
-            media_type=self.video.media_type,
+            verdict=self.verdict, score=self.score, threshold=self.threshold,
+            band=self.inconclusive_band, aggregation=self.aggregation, media_type=self.video.media_type,
         )
 
     @property
@@ -342,20 +364,17 @@ class VideoResult:
         if video.media_type == "image":
             # An image's result is its one frame's faces.
             image["faces"] = [
-                {
-                    "box": [round(v, 1) for v in face.box],
-                    "det_score": round(face.det_score, 4),
-                    "score": round(face.score, 5),
-                }
-                for frame in self.frames
-                for face in frame.faces
+                {"box": [round(v, 1) for v in face.box], "det_score": round(face.det_score, 4),
+                 "score": round(face.score, 5)}
+                for frame in self.frames for face in frame.faces
             ]
         return {
             "media_type": video.media_type,
             **image,
             "verdict": self.verdict,
             "score": None if self.score is None else round(self.score, 5),
-            "verdict_label": verdict_label(self.verdict),
+            "verdict_label": self.verdict_label,
+            "no_face_reason": self.no_face_reason,
             "threshold": self.threshold,
             "inconclusive_band": None if self.inconclusive_band is None else list(self.inconclusive_band),
             "aggregation": self.aggregation,
@@ -363,13 +382,8 @@ class VideoResult:
             "model": self.model,
             "caveat": self.caveat,
             "settings": self.settings,
-            "video": {
-                "duration_s": video.duration_s,
-                "fps": video.fps,
-                "width": video.width,
-                "height": video.height,
-                "codec": video.codec,
-            },
+            "video": {"duration_s": video.duration_s, "fps": video.fps, "width": video.width,
+                      "height": video.height, "codec": video.codec},
             "segments": [s.to_dict() for s in self.segments],
             "frames": [f.to_dict() for f in self.frames],
             "tracks": [t.to_dict() for t in self.tracks],

@@ -130,6 +130,10 @@ def _store_segment(
         segment.timings = {key: round(float(value), 4) for key, value in result.timings.items()}
         segment.finished_at = now()
         segment.quality = result.quality
+        if result.small_faces is not None:
+            # Kept with the segment's input statistics: finalize reads it back to say why no face
+            # was scored.
+            segment.quality = {**(result.quality or {}), "small_faces": result.small_faces.to_dict()}
         store_explanations(session, job_id=job_id, uploaded=uploaded)
         session.flush()
         done = (

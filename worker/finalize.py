@@ -50,7 +50,7 @@ def _box(values: list[float]) -> tuple[float, float, float, float]:
 
 def _stored_segments(segments: list[Segment], rows_by_segment: dict[int, list[Frame]]) -> list[SegmentResult]:
     """The segments as the pipeline returned them, rebuilt from their rows (segment-local tracks)."""
-    from pipeline.types import FaceResult, FrameResult, SegmentResult
+    from pipeline.types import FaceResult, FrameResult, SegmentResult, SmallFaces
 
     return [
         SegmentResult(
@@ -77,6 +77,7 @@ def _stored_segments(segments: list[Segment], rows_by_segment: dict[int, list[Fr
             ],
             tracks=[],
             timings=dict(segment.timings or {}),
+            small_faces=SmallFaces.from_dict((segment.quality or {}).get("small_faces")),
         )
         for segment in segments
     ]
@@ -121,6 +122,7 @@ def finalize_job(session: Session, *, job: Job, analyzer: Analyzer) -> None:
     job.finished_at = finished_at
     job.error_code = None
     job.error_message = None
+    job.no_face_reason = result.no_face_reason
     store_image_faces(job, result)
     store_job_statistics(session, job=job, result=result, segments=segments)
     rank_explanations(session, job_id=job.id, top_k=analyzer.config.explain_top_k)

@@ -70,7 +70,9 @@ def get_delivery(delivery_id: str, key: CurrentKey, session: SessionDep) -> Deli
     summary="Send a finished delivery again",
     description=(
         "Starts a new series of attempts now, with the same `webhook-id` and body, freshly signed. "
-        "A delivery still being attempted answers 409."
+        "A delivery still being attempted answers 409 `delivery_pending`; one redelivered less than "
+        "WEBHOOK_REDELIVER_WINDOW_S (10 s) ago answers 409 `delivery_redelivered`, so requests sent "
+        "together start exactly one redelivery."
     ),
     responses=error_responses(401, 404, 409),
 )

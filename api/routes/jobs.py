@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Annotated, Any
 
@@ -20,6 +21,7 @@ from api.deps import (
     SettingsDep,
     StorageDep,
     StreamKey,
+    key_is_live,
 )
 from api.errors import error_responses
 from api.filters import (
@@ -135,7 +137,7 @@ async def create_job(
     if session.in_transaction():
         await run_in_threadpool(session.close)  # no connection is held while waiting
     read = job_events.job_reader(settings, tenant_id=tenant_id, job_id=str(job.id))
-    return await job_events.wait_for_job(hub, job_id=job.id, read=read, timeout_s=wait_s)
+    return await job_events.wait_for_job(hub, job_id=job.id, tenant_id=tenant_id, read=read, timeout_s=wait_s)
 
 
 def _one_of(values: tuple[str, ...]) -> str:
@@ -218,7 +220,7 @@ async def get_job(
         job = await read()
     else:
         job = await job_events.wait_for_job(
-            hub, job_id=job_events.parse_job_id(job_id), read=read, timeout_s=wait_s
+            hub, job_id=job_events.parse_job_id(job_id), tenant_id=tenant_id, read=read, timeout_s=wait_s
         )
     # Serialised once, here: a returned model would be dumped, validated against the response
     # model again and encoded (the most polled route, measured in bench/api.py).
@@ -257,10 +259,12 @@ async def job_events_stream(
     stream = job_events.stream_job_events(
         hub,
         job_id=first.id,
+        tenant_id=key.tenant_id,
         read=read,
         first=first,
         last_event_id=last_event_id,
         settings=settings,
+        key_is_live=functools.partial(key_is_live, settings, key.id),
     )
     return StreamingResponse(
         stream,

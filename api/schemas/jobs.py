@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from api.schemas.reviews import ReviewPublic
 from core import verdicts
 from core.models import Frame, Job, Segment, Track
 from core.states import JobStatus
@@ -28,6 +29,7 @@ __all__ = [
     "JobProgress",
     "JobPublic",
     "ModelPublic",
+    "NoFaceReason",
     "SegmentPage",
     "SegmentPublic",
     "StreamTokenPublic",
@@ -135,6 +137,18 @@ class ImageFacePublic(BaseModel):
     score: float = Field(description="P(fake) of this face")
 
 
+class NoFaceReason(BaseModel):
+    """Why a no_face job scored nothing, when the analysis knows."""
+
+    code: Literal["faces_too_small"] = Field(
+        description="faces_too_small: faces were seen, every one smaller than the model can score"
+    )
+    faces_seen: int = Field(description="the most faces seen in one sampled frame")
+    face_size_px: float = Field(description="their typical size (a face box's longer side, video pixels)")
+    min_face_size_px: float = Field(description="the smallest face the model scores, in the same pixels")
+    message: str
+
+
 class JobPublic(BaseModel):
     id: uuid.UUID
     status: JobStatus
@@ -162,6 +176,11 @@ class JobPublic(BaseModel):
         description="how the verdict was reached: how face scores made the video's score, and where "
         "that score lies against the threshold and the inconclusive band",
     )
+    no_face_reason: NoFaceReason | None = Field(
+        default=None,
+        description="with a no_face verdict, why nothing was scored when it is known (faces too small); "
+        "verdict_label and explanation then say the same",
+    )
     score: float | None = Field(description="P(fake) of the video")
     threshold: float | None
     model_version: str | None
@@ -179,6 +198,11 @@ class JobPublic(BaseModel):
     links: dict[str, str] = Field(
         default_factory=dict,
         description="the job's results: segments, frames, tracks, explanations (heatmaps), statistics",
+    )
+    review: ReviewPublic | None = Field(
+        default=None,
+        description="a person's label for the job (PUT /v1/jobs/{id}/review), beside the model's "
+        "verdict; null until the job is reviewed",
     )
 
     @classmethod
@@ -202,6 +226,9 @@ class JobPublic(BaseModel):
         error = None
         if job.error_code is not None:
             error = JobError(code=job.error_code, message=job.error_message or "")
+        no_face_reason = None
+        if job.verdict == verdicts.Verdict.NO_FACE and job.no_face_reason:
+            no_face_reason = NoFaceReason.model_validate(job.no_face_reason)
         return cls(
             id=job.id,
             status=JobStatus(job.status),
@@ -210,8 +237,10 @@ class JobPublic(BaseModel):
             progress=JobProgress(segments_done=job.segments_done, segments_total=job.segments_total),
             partial=job.status == JobStatus.CANCELED and (job.segments_done or 0) > 0,
             verdict=job.verdict,  # type: ignore[arg-type]
-            verdict_label=verdicts.label(job.verdict),
-            explanation=verdicts.explanation(
+            verdict_label=verdicts.FACES_TOO_SMALL_LABEL if no_face_reason else verdicts.label(job.verdict),
+            explanation=no_face_reason.message
+            if no_face_reason
+            else verdicts.explanation(
                 verdict=job.verdict,
                 score=job.score,
                 threshold=job.threshold,
@@ -219,6 +248,7 @@ class JobPublic(BaseModel):
                 aggregation=job.aggregation,
                 media_type=job.media_type or "video",
             ),
+            no_face_reason=no_face_reason,
             score=job.score,
             threshold=job.threshold,
             model_version=job.model_version,
@@ -247,6 +277,10 @@ class JobPublic(BaseModel):
                 name: f"/v1/jobs/{job.id}/{name}"
                 for name in ("segments", "frames", "tracks", "explanations", "statistics", "report")
             },
+            # Only a succeeded job can have a review: a job still running costs no extra read.
+            review=ReviewPublic.from_row(job.review)
+            if job.status == JobStatus.SUCCEEDED and job.review is not None
+            else None,
         )
 
 

@@ -20,7 +20,7 @@ from core.config import Settings
 from core.db import get_session_factory
 from core.models import Job, Video
 
-__all__ = ["RESULT_COLUMNS", "stream_results"]
+__all__ = ["RESULT_COLUMNS", "csv_cell", "json_default", "stream_results"]
 
 RESULT_COLUMNS = (
     "index",
@@ -46,7 +46,8 @@ _RESULTS_PAGE = 1000
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _cell(value: Any) -> str:
+def csv_cell(value: Any) -> str:
+    """A CSV cell: empty for None, ISO 8601 UTC for times, text a spreadsheet will not run as a formula."""
     if value is None:
         return ""
     if isinstance(value, datetime):
@@ -123,16 +124,16 @@ def stream_results(
         if fmt == "csv":
             writer = csv.writer(chunk, lineterminator="\r\n")
             for row in rows:
-                writer.writerow([_cell(value) for value in _record(row).values()])
+                writer.writerow([csv_cell(value) for value in _record(row).values()])
         else:
             for row in rows:
-                chunk.write(json.dumps(_record(row), default=_json_default, ensure_ascii=False))
+                chunk.write(json.dumps(_record(row), default=json_default, ensure_ascii=False))
                 chunk.write("\n")
         yield chunk.getvalue().encode()
         after = rows[-1].batch_index
 
 
-def _json_default(value: Any) -> str:
+def json_default(value: Any) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
     return str(value)

@@ -9,8 +9,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import itertools
 import re
 import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
 
@@ -27,19 +30,36 @@ from core.errors import (
 from core.media import IMAGE_FORMATS, SNIFF_BYTES, content_type_for, image_is_animated, sniff_image
 from core.storage import ObjectStore, get_source_store, parse_s3_uri, video_key
 
-__all__ = ["MAX_SHOWN_IMAGE_BYTES", "decode_image_base64", "job_image", "json_body_limit", "store_image"]
+__all__ = [
+    "StoredImage",
+    "decode_image_base64",
+    "job_image",
+    "json_body_limit",
+    "json_body_limit_message",
+    "store_image",
+]
 
 # "data:image/png;base64," before the payload, as browsers write it.
 _DATA_URL = re.compile(r"^data:[^,]{0,200};base64,", re.IGNORECASE)
 # Room for the JSON around the base64 text (the other fields are small).
 _JSON_AROUND_BYTES = 64 * 1024
-# GET /v1/jobs/{id}/image reads the picture into memory: larger files are not served.
-MAX_SHOWN_IMAGE_BYTES = 64 * 1024 * 1024
 
 
 def json_body_limit(settings: Settings) -> int:
-    """The largest JSON body POST /v1/jobs reads: room for the largest inline image."""
-    return max(settings.json_body_max_bytes, settings.max_image_base64_bytes * 4 // 3 + _JSON_AROUND_BYTES)
+    """The largest JSON body POST /v1/jobs reads: room for the largest inline image, as base64 text
+    with some slack (line breaks every 76 characters, escaped in JSON as ``\\r\\n``, add 5%; an
+    encoder that escapes ``/`` 2% more), and for the other fields."""
+    base64_chars = -(-settings.max_image_base64_bytes // 3) * 4
+    return max(settings.json_body_max_bytes, base64_chars * 9 // 8 + _JSON_AROUND_BYTES)
+
+
+def json_body_limit_message(settings: Settings) -> str:
+    """What a too-large JSON body of POST /v1/jobs is told: which cap that is, and what it allows."""
+    return (
+        f"the JSON body of POST /v1/jobs is larger than its {json_body_limit(settings)} byte limit, which "
+        f"leaves room for an image_base64 of up to {settings.max_image_base64_bytes} bytes decoded "
+        "(MAX_IMAGE_BASE64_BYTES); send larger images as multipart/form-data"
+    )
 
 
 def decode_image_base64(text: str, *, settings: Settings) -> tuple[bytes, str]:
@@ -98,10 +118,19 @@ def store_image(storage: ObjectStore, *, tenant_id: uuid.UUID, data: bytes, fmt:
     )
 
 
+@dataclass(frozen=True)
+class StoredImage:
+    """The picture an image job analysed, opened for streaming: read as it is sent, never whole."""
+
+    size: int
+    media_type: str
+    chunks: Iterator[bytes]
+
+
 def job_image(
     session: Session, storage: ObjectStore, *, tenant_id: uuid.UUID, job_id: str, settings: Settings
-) -> tuple[bytes, str]:
-    """(the picture an image job analysed, its media type), for drawing its faces over it."""
+) -> StoredImage:
+    """The picture an image job analysed, for drawing its faces over it."""
     job = get_job(session, tenant_id=tenant_id, job_id=job_id)
     video = job.video
     not_an_image = NotFoundError(
@@ -117,17 +146,25 @@ def job_image(
     else:
         raise NotFoundError("the picture was fetched from a URL and is not kept", code="image_not_stored")
     try:
-        size = store.head(key).size
-        if size > MAX_SHOWN_IMAGE_BYTES:
-            raise PayloadTooLargeError(
-                f"the picture is {size} bytes, past the {MAX_SHOWN_IMAGE_BYTES} bytes this route serves",
-                code="image_too_large",
-            )
-        data = store.read_head_bytes(key, size)
+        reader = store.open_reader(key)
     except ObjectNotFoundError as exc:
         raise NotFoundError("the picture is no longer in storage", code="image_missing") from exc
-    # Batch items are not sniffed when they are submitted: the bytes say what they are.
-    fmt = sniff_image(data[:SNIFF_BYTES])
+    # Batch items are not sniffed when they are submitted: the first bytes say what they are.
+    head = b""
+    for chunk in reader.chunks:
+        head += chunk
+        if len(head) >= SNIFF_BYTES:
+            break
+    fmt = sniff_image(head[:SNIFF_BYTES])
     if fmt is None:
+        _close(reader.chunks)
         raise not_an_image
-    return data, content_type_for(fmt)
+    return StoredImage(
+        size=reader.size, media_type=content_type_for(fmt), chunks=itertools.chain([head], reader.chunks)
+    )
+
+
+def _close(chunks: Iterator[bytes]) -> None:
+    close = getattr(chunks, "close", None)
+    if close is not None:
+        close()

@@ -9,9 +9,6 @@ session; events only say when to read it.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -20,7 +17,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -31,8 +27,10 @@ from core.config import Settings
 from core.db import get_read_session_factory
 from core.errors import InvalidRequestError, NotFoundError
 from core.events import JobEvent, JobEventKind
-from core.models import ApiKey, Tenant
+from core.keys import live_key
+from core.models import ApiKey
 from core.states import TERMINAL_JOB_STATES, JobStatus
+from core.tokens import read_token, sign_token
 
 __all__ = [
     "StreamToken",
@@ -53,11 +51,14 @@ log = logging.getLogger(__name__)
 # polling it every FALLBACK_POLL_S while Redis is away).
 _SUBSCRIBE_WAIT_S = 1.0
 _STREAM_RETRY_MS = 3000
-_TOKEN_VERSION = "v1"
+# Derived from the deployment's secret for this purpose only (``core.tokens``).
 _TOKEN_CONTEXT = b"deepfakestream job event stream token v1"
-_TOKEN_MAX_CHARS = 1024  # an issued token is about 190
+
+# A stream re-reads its key at least this far apart, even without a key cache (API_KEY_CACHE_S=0).
+_KEY_CHECK_MIN_S = 1.0
 
 JobReader = Callable[[], Awaitable[JobPublic]]
+KeyCheck = Callable[[], Awaitable[bool]]
 
 
 def check_wait(wait: float | None, settings: Settings) -> float | None:
@@ -90,16 +91,18 @@ def _ended(job: JobPublic) -> bool:
 
 
 async def wait_for_job(
-    hub: JobEventHub, *, job_id: uuid.UUID, read: JobReader, timeout_s: float
+    hub: JobEventHub, *, job_id: uuid.UUID, tenant_id: uuid.UUID, read: JobReader, timeout_s: float
 ) -> JobPublic:
-    """The job once it has ended, or as it stands when ``timeout_s`` has passed."""
+    """The job once it has ended, or as it stands when ``timeout_s`` has passed. The waiters of
+    one job and tenant woken by the same event share one read (``JobEventHub.read_shared``)."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     async with hub.listen(job_id) as events:
         # Subscribed before the read: an end committed after it is published after it, and heard.
         await hub.ready(timeout_s=min(_SUBSCRIBE_WAIT_S, timeout_s))
         events.discard_pending()  # e.g. the subscription's first RESYNC: this read is newer
-        job = await read()
+        # A read of its own: one begun earlier may predate an end whose message was lost.
+        job = await hub.read_shared(job_id, tenant_id, not_before=hub.fresh(), load=read)
         while not _ended(job):
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -108,7 +111,8 @@ async def wait_for_job(
             item = await events.next(timeout_s=step)
             if isinstance(item, JobEvent) and item.kind is not JobEventKind.END:
                 continue  # progress: nothing for a waiter to answer yet
-            job = await read()
+            not_before = hub.fresh() if item is None else events.received_at
+            job = await hub.read_shared(job_id, tenant_id, not_before=not_before, load=read)
     return job
 
 
@@ -158,23 +162,30 @@ async def stream_job_events(
     hub: JobEventHub,
     *,
     job_id: uuid.UUID,
+    tenant_id: uuid.UUID,
     read: JobReader,
     first: JobPublic,
     last_event_id: str | None,
     settings: Settings,
+    key_is_live: KeyCheck,
 ) -> AsyncIterator[str]:
     """SSE frames: ``status`` (the whole job) when its state changes, ``progress`` per stored
     segment, ``end`` (the whole job) last; ``: heartbeat`` comments while nothing happens. The
-    stream closes after ``end``, or after EVENTS_STREAM_MAX_S (the client reconnects)."""
+    stream closes after ``end``, or after EVENTS_STREAM_MAX_S (the client reconnects), or with a
+    ``revoked`` frame once ``key_is_live`` (asked every API_KEY_CACHE_S) says the key that opened
+    it is no longer live: a stream must not outlive its key for longer than a request would."""
     loop = asyncio.get_running_loop()
     closes_at = loop.time() + settings.events_stream_max_s
+    key_check_s = max(settings.api_key_cache_s, _KEY_CHECK_MIN_S)
+    key_check_at = loop.time() + key_check_s
+    heartbeat_at = loop.time() + settings.events_heartbeat_s
     sent = _Version.parse(last_event_id) or _Version(-1, -1)
     async with hub.listen(job_id) as events:
         yield f"retry: {_STREAM_RETRY_MS}\n\n"
         ready = await hub.ready(timeout_s=_SUBSCRIBE_WAIT_S)
         events.discard_pending()
         # Read again now that the subscription holds (``first`` came before it).
-        job = await read() if ready else first
+        job = await hub.read_shared(job_id, tenant_id, not_before=hub.fresh(), load=read) if ready else first
         while True:
             version = _Version.of(job)
             if sent < version or (version.rank == 2):
@@ -182,25 +193,50 @@ async def stream_job_events(
                 sent = version
             if version.rank == 2:
                 return
-            remaining = closes_at - loop.time()
+            now = loop.time()
+            if now >= key_check_at:
+                if not await key_is_live():
+                    yield _REVOKED_FRAME
+                    return
+                now = loop.time()
+                key_check_at = now + key_check_s
+            remaining = closes_at - now
             if remaining <= 0:
                 return
-            step = min(remaining, settings.events_heartbeat_s)
+            step = min(remaining, heartbeat_at - now, key_check_at - now)
             if not hub.subscribed:
                 step = min(step, FALLBACK_POLL_S)
             item = await events.next(timeout_s=step)
             if item is None:
+                if hub.subscribed and loop.time() < heartbeat_at:
+                    continue  # the key's turn, not the heartbeat's
+                heartbeat_at = loop.time() + settings.events_heartbeat_s
                 yield ": heartbeat\n\n"
-                job = await read()  # a lost message costs at most one heartbeat
-            elif item is RESYNC:
-                job = await read()
+                # A lost message costs at most one heartbeat.
+                job = await hub.read_shared(job_id, tenant_id, not_before=hub.fresh(), load=read)
+                continue
+            heartbeat_at = loop.time() + settings.events_heartbeat_s
+            if item is RESYNC:
+                job = await hub.read_shared(job_id, tenant_id, not_before=events.received_at, load=read)
             elif isinstance(item, JobEvent) and item.kind is JobEventKind.PROGRESS:
                 progress = _Version(1, item.segments_done or 0)
                 if sent < progress:
                     yield _frame("progress", _progress_data(item), progress)
                     sent = progress
             else:
-                job = await read()
+                job = await hub.read_shared(job_id, tenant_id, not_before=events.received_at, load=read)
+
+
+# The last frame of a stream whose key was revoked (or its tenant deactivated) while it ran; no
+# ``id``, so a client's Last-Event-ID stays the last event it really got.
+_REVOKED_FRAME = (
+    "event: revoked\ndata: "
+    + json.dumps(
+        {"error": {"code": "invalid_api_key", "message": "the API key that opened this stream was revoked"}},
+        separators=(",", ":"),
+    )
+    + "\n\n"
+)
 
 
 def _progress_data(event: JobEvent) -> str:
@@ -226,50 +262,21 @@ class StreamToken:
     expires_at: datetime
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def _signing_key(settings: Settings) -> bytes:
-    # Derived from the deployment's secret for its own purpose: a token never signs anything else.
-    secret = settings.webhook_secrets_key.get_secret_value().encode("utf-8")
-    return hmac.new(secret, _TOKEN_CONTEXT, hashlib.sha256).digest()
-
-
-def _sign(settings: Settings, message: str) -> str:
-    return _b64(hmac.new(_signing_key(settings), message.encode("ascii"), hashlib.sha256).digest())
-
-
 def issue_stream_token(settings: Settings, *, key: ApiKey, job_id: uuid.UUID) -> StreamToken:
     expires = int(time.time()) + settings.stream_token_ttl_s
-    payload = _b64(
-        json.dumps({"k": str(key.id), "j": str(job_id), "e": expires}, separators=(",", ":")).encode()
+    token = sign_token(
+        settings, purpose=_TOKEN_CONTEXT, claims={"k": str(key.id), "j": str(job_id), "e": expires}
     )
-    message = f"{_TOKEN_VERSION}.{payload}"
-    return StreamToken(
-        token=f"{message}.{_sign(settings, message)}", expires_at=datetime.fromtimestamp(expires, UTC)
-    )
+    return StreamToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC))
 
 
 def key_for_stream_token(session: Session, settings: Settings, *, token: str, job_id: str) -> ApiKey | None:
     """The live key a valid, unexpired token for ``job_id`` was issued to; None otherwise, whatever
     the token holds (the caller answers every None alike, a 401 counted as a failed key)."""
-    # What the service issues is short ASCII; anything else is refused before the signature, whose
-    # check expects ASCII.
-    if len(token) > _TOKEN_MAX_CHARS or not token.isascii():
-        return None
-    parts = token.split(".")
-    if len(parts) != 3 or parts[0] != _TOKEN_VERSION:
-        return None
-    message = f"{parts[0]}.{parts[1]}"
-    if not hmac.compare_digest(_sign(settings, message), parts[2]):
+    claims = read_token(settings, purpose=_TOKEN_CONTEXT, token=token)
+    if claims is None:
         return None
     try:
-        claims = json.loads(_unb64(parts[1]))
         key_id = uuid.UUID(claims["k"])
         expires = int(claims["e"])
         same_job = uuid.UUID(str(claims["j"])) == uuid.UUID(job_id)
@@ -277,12 +284,7 @@ def key_for_stream_token(session: Session, settings: Settings, *, token: str, jo
         return None
     if expires < time.time() or not same_job:
         return None
-    record: ApiKey | None = session.scalar(
-        select(ApiKey)
-        .join(Tenant)
-        .where(ApiKey.id == key_id, ApiKey.revoked_at.is_(None), Tenant.is_active.is_(True))
-    )
-    return record
+    return live_key(session, key_id=key_id)
 
 
 def parse_job_id(job_id: str) -> uuid.UUID:

@@ -10,7 +10,7 @@ import uuid
 from typing import Any
 
 from sqlalchemy import delete, exists, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from api.filters import JobFilters
 from api.pagination import PageRequest, keyset_page
@@ -42,7 +42,12 @@ def _parse_job_id(job_id: str) -> uuid.UUID:
 
 def get_job(session: Session, *, tenant_id: uuid.UUID, job_id: str) -> Job:
     """The tenant's job; another tenant's job is reported missing, never forbidden."""
-    job = session.scalar(select(Job).where(Job.id == _parse_job_id(job_id), Job.tenant_id == tenant_id))
+    # The review comes in the same round trip: every answer about a succeeded job shows it.
+    job = session.scalar(
+        select(Job)
+        .options(joinedload(Job.review))
+        .where(Job.id == _parse_job_id(job_id), Job.tenant_id == tenant_id)
+    )
     if job is None:
         raise NotFoundError("no job with this id", code="job_not_found")
     return job
@@ -52,7 +57,8 @@ def list_jobs(
     session: Session, *, tenant_id: uuid.UUID, filters: JobFilters, page: PageRequest
 ) -> tuple[list[Job], str | None]:
     """The tenant's jobs that pass ``filters``, newest first."""
-    query = select(Job).where(Job.tenant_id == tenant_id)
+    # Reviews in one more query per page, not one per job.
+    query = select(Job).options(selectinload(Job.review)).where(Job.tenant_id == tenant_id)
     if filters.statuses:
         query = query.where(Job.status.in_(filters.statuses))
     if filters.verdicts:

@@ -26,6 +26,7 @@ from api.schemas.monitoring import (
     FeatureDriftPublic,
     ResourceConsumption,
 )
+from api.services.reviews import agreement_counts
 from core.config import Settings
 from core.db import get_session_factory
 from core.drift import FEATURES, DriftThresholds, FeatureDrift, compare_windows, format_duration
@@ -214,6 +215,7 @@ class ScrapeCollector:
             ("broker", self._queues),
             ("workers", self._workers),
             ("drift", self._drift),
+            ("reviews", self._reviews),
         ):
             try:
                 families = list(read())
@@ -247,6 +249,17 @@ class ScrapeCollector:
             "Jobs by state",
             ["state"],
             [([state.value], counts.get(state.value, 0)) for state in JobStatus],
+        )
+
+    def _reviews(self) -> Iterator[Any]:
+        with get_session_factory(self.settings)() as session:
+            counts = agreement_counts(session)
+        yield gauge_family(
+            "deepfakestream_reviewed_jobs",
+            "Reviewed jobs of every tenant by the model's verdict and the reviewer's current label "
+            "(agreement: fake/fake and real/real; overturned: fake/real and real/fake)",
+            ["model_verdict", "reviewer_label"],
+            [([verdict, label], count) for (verdict, label), count in sorted(counts.items())],
         )
 
     def _queues(self) -> Iterator[Any]:

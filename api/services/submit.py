@@ -359,7 +359,11 @@ async def _create_from_multipart(request: Request, submission: _Submission) -> t
 
 async def _create_from_json(request: Request, submission: _Submission) -> tuple[Job, bool]:
     session, settings = submission.session, submission.settings
-    body = await receive_json_body(request, max_bytes=images.json_body_limit(settings))
+    body = await receive_json_body(
+        request,
+        max_bytes=images.json_body_limit(settings),
+        too_large_message=images.json_body_limit_message(settings),
+    )
     try:
         # Strict: JSON says what type a value is, so true is no number and "3" no rate (a
         # multipart form's fields are text, and are read as such).

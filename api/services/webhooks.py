@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from celery import Celery
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from api.pagination import PageRequest, keyset_page
@@ -265,13 +265,9 @@ def redeliver(
     session: Session, celery: Celery, *, tenant_id: uuid.UUID, delivery_id: str, settings: Settings
 ) -> tuple[WebhookDelivery, list[WebhookAttempt]]:
     """Starts a finished delivery over: a full retry schedule from now, same webhook-id and body
-    (receivers deduplicate on the id). Commits."""
+    (receivers deduplicate on the id). Of requests sent together, exactly one is accepted; the
+    others are 409. Commits, then sends the message."""
     delivery, _ = get_delivery(session, tenant_id=tenant_id, delivery_id=delivery_id)
-    session.refresh(delivery, with_for_update=True)
-    if delivery.status == DeliveryStatus.PENDING.value:
-        raise ConflictError(
-            "the delivery is still being attempted; wait for it to finish", code="delivery_pending"
-        )
     if delivery.destination == "endpoint":
         endpoint = session.get(WebhookEndpoint, delivery.endpoint_id) if delivery.endpoint_id else None
         if endpoint is None:
@@ -282,15 +278,50 @@ def redeliver(
                 code="endpoint_disabled",
             )
     now = datetime.now(UTC)
-    delivery.status = DeliveryStatus.PENDING.value
-    delivery.series_attempts = 0
-    delivery.next_attempt_at = now
-    delivery.finished_at = None
-    delivery.claimed_until = None
-    # Marked dispatched in the transaction that makes it due, and the message sent only after
-    # that commit: a worker taking the message finds the row due and unlocked.
-    delivery.dispatched_at = now
+    window = timedelta(seconds=settings.webhook_redeliver_window_s)
+    # One conditional UPDATE decides: concurrent requests queue on the row and each re-checks the
+    # condition against the row the previous one committed, so only the first matches. A request
+    # that does not match locks nothing (a lock held while it answers 409 made the worker taking
+    # the accepted request's message skip the row, leaving it for the sweep minutes later).
+    started = session.scalar(
+        update(WebhookDelivery)
+        .where(
+            WebhookDelivery.id == delivery.id,
+            WebhookDelivery.status != DeliveryStatus.PENDING.value,
+            or_(
+                WebhookDelivery.redelivery_requested_at.is_(None),
+                WebhookDelivery.redelivery_requested_at <= func.now() - window,
+            ),
+        )
+        .values(
+            status=DeliveryStatus.PENDING.value,
+            series_attempts=0,
+            next_attempt_at=now,
+            finished_at=None,
+            claimed_until=None,
+            # Marked dispatched in the transaction that makes it due, and the message sent only
+            # after that commit: a worker taking the message finds the row due and unlocked.
+            dispatched_at=now,
+            redelivery_requested_at=func.now(),
+        )
+        .returning(WebhookDelivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    if started is None:
+        session.rollback()
+        current, _ = get_delivery(session, tenant_id=tenant_id, delivery_id=delivery_id)
+        session.refresh(current)
+        if current.status == DeliveryStatus.PENDING.value:
+            raise ConflictError(
+                "the delivery is still being attempted; wait for it to finish", code="delivery_pending"
+            )
+        raise ConflictError(
+            f"the delivery was redelivered less than {settings.webhook_redeliver_window_s:g} s ago; "
+            "that redelivery is the one this request asks for",
+            code="delivery_redelivered",
+        )
     session.commit()
     log_event(log, "webhook.delivery.redelivery_requested", delivery_id=str(delivery.id))
     send_dispatched(settings, celery, [delivery.id])
+    session.expire_all()
     return get_delivery(session, tenant_id=tenant_id, delivery_id=str(delivery.id))

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.config import StorageKind
 
-__all__ = ["ObjectInfo", "ObjectStore", "ObjectWriter", "PresignedUpload"]
+__all__ = ["ObjectInfo", "ObjectReader", "ObjectStore", "ObjectWriter", "PresignedUpload"]
+
+# What one step of a streamed read holds: a few of them in memory at a time, whatever the size.
+READ_CHUNK_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -16,6 +20,15 @@ class ObjectInfo:
     size: int
     etag: str | None = None
     content_type: str | None = None
+
+
+@dataclass(frozen=True)
+class ObjectReader:
+    """An object opened for reading: its size, and its bytes in chunks as they are read (the file
+    or connection is released once ``chunks`` is exhausted or closed)."""
+
+    size: int
+    chunks: Iterator[bytes]
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,11 @@ class ObjectStore(ABC):
     @abstractmethod
     def read_head_bytes(self, key: str, length: int) -> bytes:
         """The object's first ``length`` bytes (fewer when it is shorter)."""
+
+    @abstractmethod
+    def open_reader(self, key: str, *, chunk_bytes: int = READ_CHUNK_BYTES) -> ObjectReader:
+        """The object opened for a streamed read; ObjectNotFoundError when absent (raised here,
+        before any byte is handed out)."""
 
     @abstractmethod
     def download(self, key: str, destination: Path) -> int:

@@ -5,11 +5,19 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
 from core.config import StorageKind
 from core.errors import ObjectNotFoundError, StorageUnavailableError
-from core.storage.base import ObjectInfo, ObjectStore, ObjectWriter, PresignedUpload
+from core.storage.base import (
+    READ_CHUNK_BYTES,
+    ObjectInfo,
+    ObjectReader,
+    ObjectStore,
+    ObjectWriter,
+    PresignedUpload,
+)
 
 __all__ = ["LocalObjectStore"]
 
@@ -73,6 +81,20 @@ class LocalObjectStore(ObjectStore):
                 return handle.read(length)
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(self.location(key)) from exc
+
+    def open_reader(self, key: str, *, chunk_bytes: int = READ_CHUNK_BYTES) -> ObjectReader:
+        path = self._path(key)
+        try:
+            handle = open(path, "rb")  # noqa: SIM115 - closed by the generator below
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(self.location(key)) from exc
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while chunk := handle.read(chunk_bytes):
+                    yield chunk
+
+        return ObjectReader(size=os.fstat(handle.fileno()).st_size, chunks=chunks())
 
     def download(self, key: str, destination: Path) -> int:
         path = self._path(key)

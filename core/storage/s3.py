@@ -9,13 +9,21 @@ from __future__ import annotations
 import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from core.config import Settings, StorageKind
 from core.errors import InvalidRequestError, ObjectChangedError, ObjectNotFoundError, StorageUnavailableError
-from core.storage.base import ObjectInfo, ObjectStore, ObjectWriter, PresignedUpload
+from core.storage.base import (
+    READ_CHUNK_BYTES,
+    ObjectInfo,
+    ObjectReader,
+    ObjectStore,
+    ObjectWriter,
+    PresignedUpload,
+)
 
 __all__ = ["S3ObjectStore", "make_s3_client", "parse_s3_uri"]
 
@@ -162,6 +170,23 @@ class S3ObjectStore(ObjectStore):
             if isinstance(exc, ClientError) and exc.response.get("Error", {}).get("Code") == "InvalidRange":
                 return b""
             raise _translate(exc, self.location(key)) from exc
+
+    def open_reader(self, key: str, *, chunk_bytes: int = READ_CHUNK_BYTES) -> ObjectReader:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.full_key(key))
+        except _s3_errors() as exc:
+            raise _translate(exc, self.location(key)) from exc
+        body = answer["Body"]
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from body.iter_chunks(chunk_bytes)
+            except _s3_errors() as exc:
+                raise _translate(exc, self.location(key)) from exc
+            finally:
+                body.close()
+
+        return ObjectReader(size=int(answer["ContentLength"]), chunks=chunks())
 
     def download(self, key: str, destination: Path) -> int:
         partial = destination.with_name(destination.name + f".{uuid.uuid4().hex}.part")

@@ -73,17 +73,33 @@ def browser() -> Iterator[object]:
             launched.close()
 
 
+def _refusing_csp_violations(context: object) -> Iterator[object]:
+    """A new page of ``context``; the test fails if the page's Content-Security-Policy refused
+    anything (a script, a style, an image, a request) while it ran."""
+    from playwright.sync_api import BrowserContext, ConsoleMessage
+
+    assert isinstance(context, BrowserContext)
+    refused: list[str] = []
+
+    def note(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            refused.append(message.text)
+
+    opened = context.new_page()
+    opened.on("console", note)
+    try:
+        yield opened
+    finally:
+        context.close()
+    assert not refused, f"the page's Content-Security-Policy refused: {refused}"
+
+
 @pytest.fixture()
 def page(browser: object) -> Iterator[object]:
     from playwright.sync_api import Browser
 
     assert isinstance(browser, Browser)
-    context = browser.new_context(viewport=DESKTOP)
-    opened = context.new_page()
-    try:
-        yield opened
-    finally:
-        context.close()
+    yield from _refusing_csp_violations(browser.new_context(viewport=DESKTOP))
 
 
 @pytest.fixture()
@@ -92,12 +108,9 @@ def phone(browser: object) -> Iterator[object]:
     from playwright.sync_api import Browser
 
     assert isinstance(browser, Browser)
-    context = browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
-    opened = context.new_page()
-    try:
-        yield opened
-    finally:
-        context.close()
+    yield from _refusing_csp_violations(
+        browser.new_context(viewport=PHONE, is_mobile=True, has_touch=True, device_scale_factor=2)
+    )
 
 
 @pytest.fixture()

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from api.services.images import json_body_limit
 from core.config import Settings
 
 Headers = Callable[..., dict[str, str]]
@@ -36,12 +38,15 @@ def test_malformed_json_is_422_in_error_shape(client: TestClient, make_key: Head
     assert response.json()["error"]["code"] == "validation_error"
 
 
-def test_json_body_past_limit_is_413(client: TestClient, make_key: Headers, api_settings: Settings) -> None:
-    body = b'{"source": "s3://client-videos/' + b"a" * api_settings.json_body_max_bytes + b'"}'
+@pytest.mark.parametrize("path", ["/v1/jobs", "/v1/webhooks"])
+def test_json_body_past_limit_is_413(
+    client: TestClient, make_key: Headers, api_settings: Settings, path: str
+) -> None:
+    # A job's JSON body has room for an inline image; every other JSON body has the small cap.
+    limit = json_body_limit(api_settings) if path == "/v1/jobs" else api_settings.json_body_max_bytes
+    body = b'{"source": "s3://client-videos/' + b"a" * limit + b'"}'
 
-    response = client.post(
-        "/v1/jobs", headers={**make_key(), "Content-Type": "application/json"}, content=body
-    )
+    response = client.post(path, headers={**make_key(), "Content-Type": "application/json"}, content=body)
 
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "body_too_large"

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from api.app import create_app
 from core.config import Settings
@@ -243,6 +243,57 @@ def test_waiters_hold_no_database_connection(
     assert {r.json()["status"] for r in responses} == {"failed"}
 
 
+def test_waiters_of_one_job_share_one_read_of_its_end(
+    api_settings: Settings, make_key: Headers, small_video: bytes
+) -> None:
+    """60 requests of one tenant wait on one job (GET ?wait=20); when it ends, the API reads
+    the job's row once for all of them. Before, each waiter read it: 60 reads, and with hundreds
+    of waiters the last answer came seconds after the end."""
+    waiters = 60
+    app = create_app(api_settings)
+    tenant = f"tenant-{uuid.uuid4().hex[:8]}"
+    keys = [make_key(tenant) for _ in range(3)]  # one tenant, several keys
+    with TestClient(app) as setup:
+        job_id = _submit(setup, keys[0], small_video).json()["id"]
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        values = parameters.values() if isinstance(parameters, dict) else parameters or ()
+        if "FROM jobs" in statement and uuid.UUID(job_id) in values:
+            reads.append(statement)
+
+    async def scenario() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
+            waits = [
+                asyncio.create_task(
+                    http.get(f"/v1/jobs/{job_id}", params={"wait": "20"}, headers=keys[i % len(keys)])
+                )
+                for i in range(waiters)
+            ]
+            hub = app.state.job_events
+            deadline = time.monotonic() + 20
+            while hub.waiting < waiters and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)  # every waiter has made its first read
+            assert hub.waiting == waiters
+            event.listen(get_read_engine(api_settings), "before_cursor_execute", count)
+            try:
+                await asyncio.to_thread(_fail, api_settings, job_id)
+                responses = await asyncio.wait_for(asyncio.gather(*waits), timeout=20)
+            finally:
+                event.remove(get_read_engine(api_settings), "before_cursor_execute", count)
+        await app.state.job_events.close()
+        return responses
+
+    with ThreadPoolExecutor(1) as runner:
+        responses = runner.submit(asyncio.run, scenario()).result()
+
+    assert [r.status_code for r in responses] == [200] * waiters
+    assert {(r.json()["id"], r.json()["status"]) for r in responses} == {(job_id, "failed")}
+    assert len(reads) == 1, f"{len(reads)} reads of the job after its end"
+
+
 def _events(text: str) -> list[dict[str, str]]:
     """The SSE frames of ``text`` (comments dropped) as dicts of their fields."""
     frames = []
@@ -403,6 +454,47 @@ def test_malformed_stream_tokens_are_401s_that_count_as_failed_keys(
         assert answer.json()["error"]["code"] == "invalid_stream_token"
     # Each one spent a failed-key token: the address is now limited.
     assert after.status_code == 429, after.text
+
+
+@pytest.mark.parametrize("opened_with", ["header", "token"])
+def test_event_stream_ends_once_its_key_is_revoked(
+    api_settings: Settings, make_key: Headers, small_video: bytes, opened_with: str
+) -> None:
+    """A stream opened with a key (or a token made by it) ends with a ``revoked`` frame within
+    about two key-cache intervals of the revoke. Before, it ran on until EVENTS_STREAM_MAX_S."""
+    cache_s = 0.5
+    settings = api_settings.model_copy(
+        update={"api_key_cache_s": cache_s, "events_heartbeat_s": 0.3, "events_stream_max_s": 30}
+    )
+    headers = make_key()
+    prefix = "_".join(headers["Authorization"].split()[1].split("_")[:2])
+    with TestClient(create_app(settings)) as client:
+        job_id = _submit(client, headers, small_video).json()["id"]
+        if opened_with == "header":
+            request: dict[str, Any] = {"headers": headers}
+        else:
+            token = client.post(f"/v1/jobs/{job_id}/events/token", headers=headers).json()["token"]
+            request = {"params": {"token": token}}
+
+        def revoke() -> None:
+            with get_session_factory(settings)() as session:
+                assert revoke_api_key(session, prefix=prefix)
+
+        revoked_at: list[float] = []
+        revoker = _later(1.5, lambda: (revoke(), revoked_at.append(time.monotonic())))
+        response = client.get(f"/v1/jobs/{job_id}/events", **request)
+        ended_at = time.monotonic()
+        revoker.join()
+
+    assert response.status_code == 200
+    frames = [frame for frame in _events(response.text) if "event" in frame]
+    assert frames[0]["event"] == "status"
+    assert ": heartbeat" in response.text  # it was running before the revoke
+    assert frames[-1]["event"] == "revoked", frames[-3:]
+    assert "id" not in frames[-1]
+    assert json.loads(frames[-1]["data"])["error"]["code"] == "invalid_api_key"
+    after_revoke = ended_at - revoked_at[0]
+    assert after_revoke < 2 * max(cache_s, 1.0) + 1.5, f"ended {after_revoke:.2f} s after the revoke"
 
 
 def test_wait_still_ends_when_redis_is_unreachable(

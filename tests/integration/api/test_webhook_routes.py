@@ -180,6 +180,7 @@ def test_endpoint_secret_is_stored_encrypted_and_shown_once(
         "job.failed",
         "job.canceled",
         "batch.completed",
+        "job.reviewed",
     ]
     assert secret not in encrypted and secret.removeprefix("whsec_") not in encrypted
     assert (

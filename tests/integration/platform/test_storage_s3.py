@@ -45,6 +45,20 @@ def test_streamed_write_uses_multipart_and_round_trips(platform: Stack, tmp_path
     assert store.read_head_bytes("video", 16) == data[:16]
 
 
+def test_open_reader_streams_in_chunks_and_refuses_a_missing_object(platform: Stack) -> None:
+    store = _store(platform)
+    data = os.urandom(3 * MIB + 17)
+    store.put_bytes("picture", data)
+
+    reader = store.open_reader("picture", chunk_bytes=MIB)
+    chunks = list(reader.chunks)
+
+    assert reader.size == len(data) and b"".join(chunks) == data
+    assert max(len(chunk) for chunk in chunks) <= MIB
+    with pytest.raises(ObjectNotFoundError):
+        store.open_reader("missing")
+
+
 def test_aborted_write_leaves_no_object_and_no_upload(platform: Stack) -> None:
     store = _store(platform)
     writer = store.open_writer("partial")

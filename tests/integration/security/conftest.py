@@ -27,6 +27,7 @@ SECRETS = {
     "webhook_secrets_key": f"whk-{secrets.token_urlsafe(30)}",
 }
 MAX_UPLOAD_BYTES = 3_000_000
+OWNER_REVIEW_NOTE = "owner-review-note"
 BATCH_BODY_MAX_BYTES = 65_536
 
 SECURITY_SETTINGS = {
@@ -90,6 +91,8 @@ class TenantResources:
     explanation_id: int
     upload_id: str
     video_key: str  # the stored video's storage key
+    share_id: str
+    share_url: str  # the job's share link, which opens it without a key
 
 
 @pytest.fixture(scope="session")
@@ -103,6 +106,9 @@ def owner(security_stack: PrivateStack, face_clip: FaceVideo, receiver: Receiver
         job_id = stack.submit(headers, face_clip.path, external_id="owner-job")["id"]
         job = stack.wait_job(headers, job_id)
         assert job["status"] == "succeeded", job
+        # A review, so that the export and the agreement summary have the owner's label to keep.
+        review = client.put(f"/v1/jobs/{job_id}/review", json={"label": "fake", "note": OWNER_REVIEW_NOTE})
+        assert review.status_code == 200, review.text
         explanations = client.get(f"/v1/jobs/{job_id}/explanations").json()["items"]
         assert explanations, "the owner's job has no explanation to point at"
         deliveries = wait_for(
@@ -119,6 +125,8 @@ def owner(security_stack: PrivateStack, face_clip: FaceVideo, receiver: Receiver
         assert batch.status_code == 202, batch.text
         upload = client.post("/v1/uploads", json={"size_bytes": 1000, "filename": "owner.mp4"})
         assert upload.status_code == 201, upload.text
+        share = client.post(f"/v1/jobs/{job_id}/shares")
+        assert share.status_code == 201, share.text
     with stack.session() as session:
         from core.models import Job
 
@@ -135,4 +143,6 @@ def owner(security_stack: PrivateStack, face_clip: FaceVideo, receiver: Receiver
         explanation_id=int(explanations[0]["id"]),
         upload_id=upload.json()["upload_id"],
         video_key=video_key,
+        share_id=share.json()["id"],
+        share_url=share.json()["url"],
     )

@@ -15,7 +15,7 @@ from starlette.routing import Mount
 from api.app import create_app
 from core.config import Settings
 
-__all__ = ["PUBLIC_ROUTES", "Route", "api_routes", "fill_path", "mounted_paths"]
+__all__ = ["PUBLIC_ROUTES", "TOKEN_ROUTES", "Route", "api_routes", "fill_path", "mounted_paths"]
 
 # Served to anyone: liveness and readiness probes, the Prometheus scrape (aggregates without
 # tenant labels; protect it at the network), the API's own description and the web page's shell
@@ -37,6 +37,9 @@ PUBLIC_ROUTES = frozenset(
         ("HEAD", "/redoc"),
     }
 )
+# Opened by the signed token in their path (a share link), not by an API key: anyone holding the
+# link may open it, and a key opens nothing there. Checked by their own tests.
+TOKEN_ROUTES = frozenset({("GET", "/v1/shared/{token}"), ("GET", "/v1/shared/{token}/report")})
 _PARAM = re.compile(r"\{([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-z]+)?\}")
 
 
@@ -50,6 +53,10 @@ class Route:
     @property
     def public(self) -> bool:
         return (self.method, self.path) in PUBLIC_ROUTES
+
+    @property
+    def token_opened(self) -> bool:
+        return (self.method, self.path) in TOKEN_ROUTES
 
     def __str__(self) -> str:
         return f"{self.method} {self.path}"

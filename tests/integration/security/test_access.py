@@ -24,6 +24,8 @@ RANDOM_IDS = {
     "endpoint_id": uuid.uuid4(),
     "delivery_id": uuid.uuid4(),
     "upload_id": uuid.uuid4(),
+    "share_id": uuid.uuid4(),
+    "token": "v1.e30.bm90LWEtc2lnbmF0dXJl",
     "explanation_id": 1,
     "kind": "heatmap",
 }
@@ -38,7 +40,7 @@ def _revoked_key(stack: PrivateStack) -> str:
 
 def test_every_route_but_the_public_ones_needs_a_live_key(security_stack: PrivateStack) -> None:
     stack = security_stack
-    routes = [route for route in api_routes(stack.settings) if not route.public]
+    routes = [route for route in api_routes(stack.settings) if not route.public and not route.token_opened]
     assert len(routes) >= 30, [str(route) for route in routes]  # the sweep really sees the API
     credentials = {
         "missing_api_key": {},
@@ -112,3 +114,34 @@ def test_public_routes_show_no_tenant_data(security_stack: PrivateStack, owner: 
                 page = client.get(f"{mount}/{name}")
                 assert page.status_code == 200, f"{mount}/{name}: {page.status_code}"
                 assert not [mark for mark in marks if mark in page.text], f"{mount}/{name}"
+
+
+def test_share_link_routes_open_only_with_a_valid_link_never_with_a_key(
+    security_stack: PrivateStack, owner: TenantResources
+) -> None:
+    stack = security_stack
+    routes = [route for route in api_routes(stack.settings) if route.token_opened]
+    token = owner.share_url.removeprefix("/v1/shared/")
+    assert {route.path for route in routes} == {"/v1/shared/{token}", "/v1/shared/{token}/report"}
+    failures = []
+    with stack.client() as client:
+        for route in routes:
+            # From an address of its own, as above: these refusals spend its failed-key budget.
+            sent = {"X-Forwarded-For": "192.0.2.11"}
+            for headers in ({}, owner.headers, stack.new_key(admin=True)):
+                refused = client.request(
+                    route.method, fill_path(route.path, RANDOM_IDS), headers={**sent, **headers}
+                )
+                code = refused.json().get("error", {}).get("code")
+                if refused.status_code != 401 or code != "invalid_share_token":
+                    failures.append(
+                        f"{route} with a made-up token: {refused.status_code} {refused.text[:120]}"
+                    )
+            opened = client.request(route.method, fill_path(route.path, {"token": token}))
+            if opened.status_code != 200 or owner.job_id not in opened.text:
+                failures.append(f"{route} with the owner's link: {opened.status_code} {opened.text[:120]}")
+            elif str(owner.tenant_id) in opened.text or owner.video_key in opened.text:
+                failures.append(f"{route} shows the owner's tenant or storage key")
+    assert not failures, "\n".join(failures)
+    # The link is a credential: the API logs the route's template, never the token in the path.
+    assert token not in stack.api.log_text()

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.integration.security.conftest import TenantResources
+from tests.integration.security.conftest import OWNER_REVIEW_NOTE, TenantResources
 from tests.integration.security.routes import Route, api_routes, fill_path
 from tests.utils.stack import PRIVATE_BUCKET, PrivateStack
 
@@ -28,15 +28,26 @@ def _owner_ids(owner: TenantResources) -> dict[str, Any]:
         "explanation_id": owner.explanation_id,
         "kind": "heatmap",
         "upload_id": owner.upload_id,
+        "share_id": owner.share_id,
     }
 
 
 def _marks(owner: TenantResources) -> list[str]:
     return [str(owner.tenant_id), owner.job_id, owner.batch_id, owner.endpoint_id, owner.delivery_id,
-            owner.upload_id, owner.video_key, "owner-job"]  # fmt: skip
+            owner.upload_id, owner.video_key, owner.share_id, "owner-job", OWNER_REVIEW_NOTE]  # fmt: skip
+
+
+# Write routes with ids in the path whose body must be valid to reach the id: a body the route
+# would accept, so the answer is about the id, not the body.
+ID_ROUTE_BODIES: dict[tuple[str, str], Any] = {
+    ("PUT", "/v1/jobs/{job_id}/review"): {"label": "real", "note": "intruder-note"},
+}
 
 
 def _request(client: httpx.Client, route: Route, url: str, headers: dict[str, str]) -> httpx.Response:
+    if (route.method, route.path) in ID_ROUTE_BODIES:
+        body = ID_ROUTE_BODIES[route.method, route.path]
+        return client.request(route.method, url, headers=headers, json=body)
     if route.method == "PUT":  # a direct upload's bytes
         return client.put(url, headers={**headers, "Content-Type": OCTETS}, content=b"x" * 64)
     return client.request(route.method, url, headers=headers)
@@ -60,7 +71,13 @@ def test_second_tenant_sees_and_changes_nothing(security_stack: PrivateStack, ow
     intruder = stack.new_key()
     ids = _owner_ids(owner)
     marks = _marks(owner)
-    routes = [route for route in api_routes(stack.settings) if not route.public and not route.admin]
+    # Share links are opened by their token, whoever sends them; their isolation (a link reaches
+    # its own tenant's job only) is tested in tests/integration/api/test_shares.py and below.
+    routes = [
+        route
+        for route in api_routes(stack.settings)
+        if not route.public and not route.admin and not route.token_opened
+    ]
     bodies = _cross_tenant_bodies(owner, stack.settings.storage_prefix)
     # Rotating one's own callback secret touches only one's own tenant.
     own_tenant_writes = {("POST", "/v1/webhooks/callback-secret/rotate"), ("POST", "/v1/uploads"),
@@ -108,16 +125,20 @@ def test_second_tenant_sees_and_changes_nothing(security_stack: PrivateStack, ow
         endpoint = client.get(f"/v1/webhooks/{owner.endpoint_id}", headers=owner.headers)
         batch = client.get(f"/v1/batches/{owner.batch_id}", headers=owner.headers)
         after = client.get(f"/v1/deliveries/{owner.delivery_id}", headers=owner.headers).json()
+        shared = client.get(owner.share_url)
         reuse = client.put(
             f"/v1/uploads/{owner.upload_id}", headers={**owner.headers, "Content-Type": OCTETS}, content=b""
         )
     assert not failures, "\n".join(failures)
     assert swept >= 25
     assert job.status_code == 200 and job.json()["status"] == "succeeded"
+    assert (job.json()["review"]["label"], job.json()["review"]["note"]) == ("fake", OWNER_REVIEW_NOTE)
     assert endpoint.status_code == 200 and endpoint.json()["is_active"] is True
     assert batch.status_code == 200 and batch.json()["status"] != "canceled"
     assert (after["status"], after["attempts"]) == (before["status"], before["attempts"])
     assert reuse.status_code != 404  # the upload slot is still the owner's and still open
+    # The owner's link still opens, and opens the owner's job only.
+    assert shared.status_code == 200 and shared.json()["id"] == owner.job_id
     assert stack.stored_keys(owner.video_key) == {stack.settings.storage_prefix + owner.video_key}
 
 

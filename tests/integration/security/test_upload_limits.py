@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from sqlalchemy import func, select
 
+from api.services.images import json_body_limit
 from core.models import Job
 from tests.integration.security.conftest import BATCH_BODY_MAX_BYTES, MAX_UPLOAD_BYTES
 from tests.utils.stack import PrivateStack
@@ -122,7 +123,8 @@ def test_direct_upload_past_its_reservation_is_413(security_stack: PrivateStack)
 def test_json_and_batch_bodies_past_their_caps_are_413(security_stack: PrivateStack) -> None:
     stack = security_stack
     headers = stack.new_key()
-    padding = "x" * (stack.settings.json_body_max_bytes + 1)
+    # A job's JSON body has room for an inline image (MAX_IMAGE_BASE64_BYTES as base64) besides.
+    padding = "x" * (json_body_limit(stack.settings) + 1)
     items = [{"source": f"s3://client-videos/{index:06d}.mp4"} for index in range(BATCH_BODY_MAX_BYTES // 30)]
     with stack.client(headers) as client:
         job = client.post("/v1/jobs", json={"source": "s3://client-videos/a.mp4", "external_id": padding})

@@ -300,3 +300,38 @@ def test_address_guard_applies_at_send_time(hooks_platform: Stack, receiver: Rec
     assert logged["attempt_log"][0]["error_code"] == "address_not_allowed"
     assert logged["attempt_log"][0]["status_code"] is None
     assert receiver.requests(path) == []
+
+
+def test_a_review_reaches_endpoints_subscribed_to_job_reviewed_signed(
+    hooks_platform: Stack, receiver: Receiver, short_clip: FaceVideo
+) -> None:
+    headers = hooks_platform.new_key()
+    reviews_path = f"/ep/{uuid.uuid4().hex}"
+    reviews_url = receiver.script(reviews_path, [Answer(200)])
+    callback_path = f"/cb/{uuid.uuid4().hex}"
+    callback = receiver.script(callback_path, [Answer(200)])
+    with hooks_platform.client(headers) as client:
+        endpoint = client.post(
+            "/v1/webhooks", json={"url": reviews_url, "event_types": ["job.reviewed"]}
+        ).json()
+        job = hooks_platform.submit(
+            headers, short_clip.path, callback_url=callback, external_id="clip-reviewed"
+        )
+        finished = hooks_platform.wait_job(headers, job["id"])
+        receiver.wait_for(callback_path, 1)  # job.succeeded went to the callback only
+        reviewed = client.put(f"/v1/jobs/{job['id']}/review", json={"label": "unsure", "reviewer": "ana"})
+        assert reviewed.status_code == 200, reviewed.text
+        deliveries = _wait_deliveries(client, job["id"], count=2)
+
+    (request,) = receiver.wait_for(reviews_path, 1)
+    payload = Webhook(endpoint["secret"]).verify(request.body, request.headers)
+    assert finished["status"] == "succeeded"
+    assert payload["type"] == "job.reviewed"
+    assert payload["data"]["job_id"] == job["id"] and payload["data"]["verdict"] == finished["verdict"]
+    assert payload["data"]["external_id"] == "clip-reviewed"
+    assert payload["data"]["review"]["label"] == "unsure" and payload["data"]["review"]["reviewer"] == "ana"
+    by_event = {item["event_type"]: item for item in deliveries}
+    assert set(by_event) == {"job.succeeded", "job.reviewed"}
+    assert by_event["job.reviewed"]["status"] == "succeeded"
+    assert by_event["job.reviewed"]["endpoint_id"] == endpoint["id"]
+    assert len(receiver.requests(callback_path)) == 1  # the callback heard nothing of the review

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,7 @@ from api.app import create_app
 from api.services.webhooks import redeliver
 from core.config import Settings, load_settings
 from core.db import get_session_factory
+from core.errors import ConflictError
 from core.jobs import cancel_job
 from core.keys import create_api_key
 from core.models import Job, Video, WebhookAttempt, WebhookDelivery
@@ -214,6 +216,57 @@ def test_redelivery_is_published_for_a_committed_row(platform: Platform, receive
     receiver.wait_for(path, 2, timeout_s=15)
 
     assert [(entry["claimable"], entry["marked"]) for entry in seen] == [(True, True)]
+    skipped = [line for line in platform.worker.log_text().splitlines() if "webhook.delivery.skipped" in line]
+    assert not skipped
+
+
+def test_simultaneous_redeliveries_start_exactly_one(platform: Platform, receiver: Receiver) -> None:
+    """Before: of 10 requests sent together, three to five were accepted (the redelivery's attempt
+    ended before the later ones came), and a request answering 409 held the row locked, so the
+    worker taking an accepted request's message skipped it, leaving it for the sweep."""
+    callback = receiver.script(f"/together/{uuid.uuid4().hex}", [Answer(200)])
+    tenant_id, job_id = _queued_job(platform.settings, callback_url=callback)
+    with platform.ctx.session() as session:
+        cancel_job(session, job_id=job_id)
+        session.commit()
+    path = callback.removeprefix(receiver.base_url)
+    receiver.wait_for(path, 1, timeout_s=30)
+    (delivery,) = wait_for(
+        lambda: [d for d in _deliveries(platform.settings, job_id) if d.status == "succeeded"] or None,
+        timeout_s=15,
+        what="the first delivery to finish",
+    )
+    together = threading.Barrier(10)
+
+    def ask(_: int) -> str:
+        with get_session_factory(platform.settings)() as session:
+            together.wait()
+            try:
+                redeliver(
+                    session,
+                    platform.ctx.celery,
+                    tenant_id=tenant_id,
+                    delivery_id=str(delivery.id),
+                    settings=platform.settings,
+                )
+            except ConflictError as exc:
+                return exc.code
+            return "accepted"
+
+    with ThreadPoolExecutor(10) as pool:
+        answers = sorted(pool.map(ask, range(10)))
+    receiver.wait_for(path, 2, timeout_s=15)
+    finished = wait_for(
+        lambda: [d for d in _deliveries(platform.settings, job_id) if d.status == "succeeded"] or None,
+        timeout_s=15,
+        what="the redelivery to finish",
+    )
+    time.sleep(1.0)  # a second redelivery's message, had one left, would have arrived by now
+
+    assert answers.count("accepted") == 1, answers
+    assert set(answers) - {"accepted"} <= {"delivery_pending", "delivery_redelivered"}
+    assert len(receiver.requests(path)) == 2
+    assert finished[0].attempts == 2
     skipped = [line for line in platform.worker.log_text().splitlines() if "webhook.delivery.skipped" in line]
     assert not skipped
 

@@ -69,6 +69,14 @@ def test_webhook_claim_outlasts_the_attempt_it_covers() -> None:
         load_settings(webhook_timeout_s=2, webhook_connect_timeout_s=5)
 
 
+def test_connection_limits_are_checked() -> None:
+    with pytest.raises(ConfigError, match="HEADER_TIMEOUT_S"):
+        load_settings(header_timeout_s=0)
+    with pytest.raises(ConfigError, match="MAX_CONNECTIONS_PER_ADDRESS"):
+        load_settings(max_connections_per_address=-1)
+    assert load_settings(max_connections_per_address=0).max_connections_per_address == 0
+
+
 def test_body_deadlines_are_checked() -> None:
     with pytest.raises(ConfigError, match="BODY_IDLE_TIMEOUT_S"):
         load_settings(body_idle_timeout_s=120, upload_body_timeout_s=60)

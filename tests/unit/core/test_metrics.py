@@ -134,3 +134,13 @@ def test_render_appends_scrape_time_collectors() -> None:
     text = metrics.render([Constant()]).decode()  # type: ignore[list-item]
     assert 'deepfakestream_test_constant{kind="a"} 2.0' in text
     assert "deepfakestream_http_request_duration_seconds" in text
+
+
+def test_reviews_are_counted_by_model_verdict_and_reviewer_label() -> None:
+    before = _value("deepfakestream_reviews_total", model_verdict="fake", reviewer_label="real")
+    metrics.record_review(model_verdict="fake", reviewer_label="real")
+    metrics.record_review(model_verdict="made-up", reviewer_label="unsure")  # folded into "none"
+    with pytest.raises(ValueError):
+        metrics.record_review(model_verdict="fake", reviewer_label="probably")
+    assert _value("deepfakestream_reviews_total", model_verdict="fake", reviewer_label="real") == before + 1
+    assert _value("deepfakestream_reviews_total", model_verdict="none", reviewer_label="unsure") >= 1

@@ -78,3 +78,17 @@ def test_parse_s3_uri_refuses_malformed(uri: str) -> None:
 
 def test_parse_s3_uri() -> None:
     assert parse_s3_uri("s3://bucket/dir/clip.mp4") == ("bucket", "dir/clip.mp4")
+
+
+def test_open_reader_streams_in_chunks_and_refuses_a_missing_object(tmp_path: Path) -> None:
+    store = LocalObjectStore(tmp_path)
+    data = bytes(range(256)) * 100
+    store.put_bytes("pictures/a", data)
+
+    reader = store.open_reader("pictures/a", chunk_bytes=1000)
+    chunks = list(reader.chunks)
+
+    assert reader.size == len(data) and b"".join(chunks) == data
+    assert max(len(chunk) for chunk in chunks) == 1000
+    with pytest.raises(ObjectNotFoundError):
+        store.open_reader("pictures/missing")

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from core.states import Verdict
-from core.verdicts import AGGREGATION_DESCRIPTIONS, LABELS, NOT_PROOF, decide, explanation, label
+from core.verdicts import (
+    AGGREGATION_DESCRIPTIONS,
+    LABELS,
+    NOT_PROOF,
+    decide,
+    explanation,
+    label,
+    review_outcome,
+)
 
 
 @pytest.mark.parametrize(
@@ -81,3 +89,15 @@ def test_an_image_is_explained_as_a_picture() -> None:
     assert "not proof that the picture is authentic" in text
     no_face = explanation(verdict="no_face", score=None, threshold=0.5, media_type="image")
     assert no_face is not None and "picture" in no_face and "video" not in no_face
+
+
+def test_a_review_agrees_or_overturns_only_when_both_took_a_side() -> None:
+    assert review_outcome("fake", "fake") == review_outcome("real", "real") == "agreed"
+    assert review_outcome("fake", "real") == review_outcome("real", "fake") == "overturned"
+    for model_verdict, reviewer_label in (
+        ("fake", "unsure"),
+        ("inconclusive", "fake"),
+        ("no_face", "real"),
+        (None, "fake"),
+    ):
+        assert review_outcome(model_verdict, reviewer_label) == "undecided"
