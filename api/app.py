@@ -30,7 +30,7 @@ from api.routes import (
 from api.routes.web import mount_web
 from api.schemas.batches import BatchCreate
 from api.schemas.jobs import JobCreate
-from api.security_headers import SecurityHeadersMiddleware
+from api.security_headers import SecurityHeadersMiddleware, upload_origins
 from core.config import Settings, get_settings
 from core.events import EventChannel
 
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AccessLogMiddleware)
     # Outermost of ours: every answer gets them, refusals included (an unexpected error's 500 is
     # answered outside every middleware, by Starlette's own; its handler adds them itself).
-    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(SecurityHeadersMiddleware, uploads=upload_origins(settings))
 
     def openapi() -> dict[str, Any]:
         # POST /v1/jobs reads its body itself (multipart or JSON), so FastAPI does not see the

@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from core.media import SNIFF_BYTES, sniff_media
+from core.states import Verdict
+from core.verdicts import label
 
 __all__ = ["add_arguments", "run"]
 
@@ -190,11 +192,13 @@ def _upload_chunks(source: BinaryIO, progress: Any) -> Iterator[bytes]:
 def _summary_line(batch: dict[str, Any]) -> str:
     counts = batch["counts"]
     verdicts = batch["verdicts"]
+    # The verdicts in the words the page, the report and the exports use: "real" is what the
+    # model did not find, never a clearance.
+    tally = ", ".join(f"{label(verdict)}: {verdicts.get(verdict.value, 0)}" for verdict in Verdict)
     return (
         f"batch {batch['id']} {batch['status']}: {batch['jobs_finished']}/{batch['jobs_total']} ended "
         f"(succeeded {counts['succeeded']}, failed {counts['failed']}, canceled {counts['canceled']}; "
-        f"signs of manipulation {verdicts['fake']}, no manipulation detected {verdicts['real']}, "
-        f"inconclusive {verdicts.get('inconclusive', 0)}, no face {verdicts['no_face']})"
+        f"{tally})"
     )
 
 

@@ -2,13 +2,34 @@
 // (verdict in plain words with its probability and band, score over time, suspicious faces with
 // Grad-CAM heatmaps, segments, input statistics, report download, cancel and delete) and batches
 // with their counts, items and exports. Plain ES module, no build step; every call goes through
-// the public REST API with the key the person entered.
+// the public REST API with the key the person entered. The jobs list filters through the API's
+// own filters (kept in the address, so a filtered view can be reloaded or shared), and a batch
+// can be started from local files.
 
 const KEY_STORAGE = "deepfakestream.apiKey";
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
 const JOBS_POLL_MS = 2000;
 const JOB_POLL_MS = 1000;
 const BATCH_POLL_MS = 2000;
+const JOBS_PAGE = 25;
+// GET /v1/jobs's filters: several values each (comma-separated), then one value each.
+const FILTER_CHOICES = ["verdict", "status", "media_type"];
+const FILTER_FIELDS = ["created_from", "created_to", "external_id", "batch_id"];
+const FILTER_NAMES = {
+  verdict: "result",
+  status: "status",
+  media_type: "media",
+  created_from: "submitted from",
+  created_to: "submitted to",
+  external_id: "external id",
+  batch_id: "batch",
+};
+// What a batch from the page sends: the containers and image formats the service reads by
+// default (as the batch command's folder mode); the service still checks each file's bytes.
+const VIDEO_SUFFIXES = new Set([".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"]);
+const IMAGE_SUFFIXES = new Set([".jpg", ".jpeg", ".png", ".webp", ".gif"]);
+const IMAGE_TYPES = new Set(["image/jpeg", "image/png", "image/webp", "image/gif"]);
+const PARALLEL_UPLOADS = 3;
 const SVG_NS = "http://www.w3.org/2000/svg";
 
 // The API sends verdict_label; these are the same words, for answers without it.
@@ -32,8 +53,13 @@ const state = {
   key: sessionStorage.getItem(KEY_STORAGE) || "",
   timer: null,
   route: null,
-  jobsCursor: null,
+  jobsFilter: null, // the filters the list below was fetched with (their query string)
+  jobsCursor: undefined, // the next page after the ones shown; null when there is none
   olderJobs: [],
+  picked: { media: [], skipped: [] }, // the files chosen for a new batch
+  uploading: false,
+  pickedFrame: null,
+  notSent: {}, // batch id → the files a batch from this page could not include, and why
   blobUrls: [],
   shownJob: null, // the last answer for the job on screen (the time estimate needs its start)
   events: null, // the open EventSource of the job on screen
@@ -78,6 +104,11 @@ async function api(path, options = {}) {
 
 async function apiJson(path) {
   return (await api(path)).json();
+}
+
+async function postJson(path, body, headers = {}) {
+  const options = { method: "POST", headers: { ...headers, "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  return (await api(path, options)).json();
 }
 
 async function allPages(path) {
@@ -335,7 +366,7 @@ function upload(file, externalId) {
   request.send(form);
 }
 
-// --- jobs list ---------------------------------------------------------------------------------
+// --- jobs ---------------------------------------------------------------------------------------
 
 function jobRow(job) {
   const link = el("a", { href: `#/jobs/${job.id}` }, shortId(job.id));
@@ -347,6 +378,7 @@ function jobRow(job) {
     { dataset: { jobId: job.id, status: job.status } },
     el("td", {}, link),
     el("td", {}, job.video.filename || job.video.source || "—"),
+    el("td", { class: "external-id" }, job.external_id || "—"),
     el("td", {}, badge(job.status)),
     el("td", { class: "wide-only" }, progress),
     el("td", { class: "result" }, resultCell({
@@ -362,25 +394,132 @@ function jobRow(job) {
   );
 }
 
+// --- triage filters ------------------------------------------------------------------------------
+
+// The filters in the address (#/?verdict=fake,inconclusive&created_from=2026-12-01): what the list
+// shows after a reload, or for whoever the address was sent to. Names it does not know are dropped.
+function filtersFromHash() {
+  const hash = location.hash.replace(/^#/, "");
+  const query = hash.includes("?") ? hash.slice(hash.indexOf("?") + 1) : "";
+  const given = new URLSearchParams(query);
+  const filters = new URLSearchParams();
+  for (const name of [...FILTER_CHOICES, ...FILTER_FIELDS]) {
+    const values = given.getAll(name).flatMap((value) => value.split(",")).map((value) => value.trim()).filter(Boolean);
+    if (values.length) filters.set(name, FILTER_CHOICES.includes(name) ? [...new Set(values)].join(",") : values[0]);
+  }
+  return filters;
+}
+
+function filtersFromForm() {
+  const form = new FormData($("filters"));
+  const filters = new URLSearchParams();
+  for (const name of FILTER_CHOICES) {
+    const values = form.getAll(name);
+    if (values.length) filters.set(name, values.join(","));
+  }
+  for (const name of FILTER_FIELDS) {
+    const value = String(form.get(name) || "").trim();
+    if (value) filters.set(name, value);
+  }
+  return filters;
+}
+
+function fillFilterForm(filters) {
+  for (const box of $("filters").querySelectorAll("input[type=checkbox]")) {
+    box.checked = (filters.get(box.name) || "").split(",").includes(box.value);
+  }
+  for (const name of FILTER_FIELDS) $("filters").elements[name].value = filters.get(name) || "";
+  // A choice in the words of its checkbox ("no signs found", not "real").
+  const words = (name, value) => {
+    const box = [...$("filters").elements[name] || []].find((input) => input.value === value);
+    return box ? box.parentElement.textContent.trim() : value;
+  };
+  const parts = [...filters].map(([name, value]) =>
+    `${FILTER_NAMES[name]} ${FILTER_CHOICES.includes(name) ? value.split(",").map((v) => words(name, v)).join(", ") : value}`);
+  $("filters-summary").textContent = parts.length ? `Filtered by ${parts.join("; ")}` : "";
+  $("filters-summary").hidden = parts.length === 0;
+  $("filters-clear").hidden = parts.length === 0;
+  // Open where there is room, or when filters are on; a phone shows the list first otherwise.
+  $("filters-box").open = parts.length > 0 || window.matchMedia("(min-width: 641px)").matches;
+}
+
+// A day picked on the page is a day where the person is: its local start and end as instants.
+function apiFilters(filters) {
+  const query = new URLSearchParams(filters);
+  const day = (value, time) => {
+    const instant = new Date(`${value}T${time}`);
+    return /^\d{4}-\d{2}-\d{2}$/.test(value) && !Number.isNaN(instant.getTime()) ? instant.toISOString() : value;
+  };
+  if (query.has("created_from")) query.set("created_from", day(query.get("created_from"), "00:00:00"));
+  if (query.has("created_to")) query.set("created_to", day(query.get("created_to"), "23:59:59.999"));
+  return query;
+}
+
+function jobsPath(filters, cursor) {
+  const query = apiFilters(filters);
+  query.set("limit", String(JOBS_PAGE));
+  if (cursor) query.set("cursor", cursor);
+  return `/v1/jobs?${query}`;
+}
+
+// Commas left as they are: the address stays readable (#/?status=failed,canceled).
+function filterQuery(filters) {
+  return [...filters].map(([name, value]) => `${name}=${encodeURIComponent(value).replaceAll("%2C", ",")}`).join("&");
+}
+
+function applyFilters(filters) {
+  const query = filterQuery(filters);
+  const hash = query ? `#/?${query}` : "#/";
+  if (location.hash === hash) route(); // the same filters again: fetch the list afresh
+  else location.hash = hash;
+}
+
+// --- jobs list ----------------------------------------------------------------------------------
+
 async function renderJobs() {
+  const shownHash = location.hash;
+  const filters = filtersFromHash();
+  const filterKey = filters.toString();
+  if (state.jobsFilter !== filterKey) {
+    state.jobsFilter = filterKey;
+    state.jobsCursor = undefined;
+    state.olderJobs = [];
+    // The rows of other filters must not stay on screen (nor their "Older jobs") meanwhile.
+    fillRows("jobs-body", []);
+    $("jobs-more").hidden = true;
+    $("jobs-empty").hidden = true;
+  }
   try {
-    const page = await apiJson("/v1/jobs?limit=25");
+    const page = await apiJson(jobsPath(filters, null));
+    if (state.jobsFilter !== filterKey) return; // the filters changed while this page was coming
     const jobs = [...page.items, ...state.olderJobs.filter((old) => !page.items.some((j) => j.id === old.id))];
-    if (state.jobsCursor === null) state.jobsCursor = page.next_cursor;
+    if (state.jobsCursor === undefined) state.jobsCursor = page.next_cursor;
     fillRows("jobs-body", jobs.map(jobRow));
+    $("jobs-empty").textContent = filterKey ? "No jobs match these filters." : "No jobs yet.";
     $("jobs-empty").hidden = jobs.length > 0;
     $("jobs-more").hidden = !state.jobsCursor;
     $("jobs-updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.jobsLoaded = shownHash;
     showError(null);
   } catch (error) {
     showError(error);
+    if (error instanceof ApiError && error.status === 422) {
+      // Filters the API refused (a range that ends before it starts): the rows of earlier
+      // filters must not stand under them as if they were the answer.
+      fillRows("jobs-body", []);
+      $("jobs-empty").textContent = "No list for these filters: see the error above.";
+      $("jobs-empty").hidden = false;
+      $("jobs-more").hidden = true;
+    }
   }
   poll(renderJobs, JOBS_POLL_MS);
 }
 
 async function loadOlderJobs() {
   if (!state.jobsCursor) return;
-  const page = await apiJson(`/v1/jobs?limit=25&cursor=${encodeURIComponent(state.jobsCursor)}`);
+  const filterKey = state.jobsFilter;
+  const page = await apiJson(jobsPath(filtersFromHash(), state.jobsCursor));
+  if (state.jobsFilter !== filterKey) return;
   state.olderJobs.push(...page.items);
   state.jobsCursor = page.next_cursor;
   await renderJobs();
@@ -539,6 +678,11 @@ function renderJobHead(job) {
     : video.duration_s
     ? `${fmt(video.duration_s, 2)} s, ${video.width}×${video.height}, ${fmt(video.fps, 2)} fps, ${video.codec}`
     : video.filename || video.source || "not probed";
+  $("job-external-row").hidden = !job.external_id;
+  $("job-external-id").textContent = job.external_id || "";
+  $("job-batch-row").hidden = !job.batch_id;
+  $("job-batch").textContent = job.batch_id ? shortId(job.batch_id) : "";
+  $("job-batch").href = job.batch_id ? `#/batches/${job.batch_id}` : "#/batches";
   const model = job.model;
   $("job-model").textContent = model
     ? [model.name, model.version].filter(Boolean).join(" ")
@@ -927,6 +1071,305 @@ function batchState(batch) {
   return { text: batch.status, kind: batch.status };
 }
 
+// --- a batch from local files ------------------------------------------------------------------
+
+function suffixOf(name) {
+  const dot = name.lastIndexOf(".");
+  return dot > 0 ? name.slice(dot).toLowerCase() : "";
+}
+
+// "video", "image", or null for a file the batch leaves out (told by its name, then its type).
+function mediaKind(file) {
+  if (file.name.startsWith(".")) return null;
+  const suffix = suffixOf(file.name);
+  if (VIDEO_SUFFIXES.has(suffix)) return "video";
+  if (IMAGE_SUFFIXES.has(suffix)) return "image";
+  if (file.type.startsWith("video/")) return "video";
+  if (IMAGE_TYPES.has(file.type)) return "image";
+  return null;
+}
+
+function fileSize(bytes) {
+  if (bytes < 1024) return `${bytes} B`;
+  if (bytes < 1024 ** 2) return `${(bytes / 1024).toFixed(0)} KB`;
+  if (bytes < 1024 ** 3) return `${(bytes / 1024 ** 2).toFixed(1)} MB`;
+  return `${(bytes / 1024 ** 3).toFixed(2)} GB`;
+}
+
+function plural(count, one, many = `${one}s`) {
+  return `${count} ${count === 1 ? one : many}`;
+}
+
+// Every file under a dropped folder, each with its path inside the drop.
+async function filesOfEntry(entry) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve, reject) => entry.file(resolve, reject));
+    return [{ file, path: entry.fullPath.replace(/^\//, "") }];
+  }
+  const reader = entry.createReader();
+  const children = [];
+  // readEntries answers a part of the folder at a time, and nothing once it is read.
+  for (;;) {
+    const part = await new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+    if (!part.length) break;
+    children.push(...part);
+  }
+  const nested = await Promise.all(children.map(filesOfEntry));
+  return nested.flat();
+}
+
+function pickFiles(found) {
+  if (state.uploading) return;
+  const known = new Set(state.picked.media.map((item) => item.path));
+  for (const { file, path } of found) {
+    if (known.has(path)) continue;
+    known.add(path);
+    const kind = mediaKind(file);
+    if (kind) state.picked.media.push({ file, path, kind, status: "waiting", error: null, sent: 0 });
+    else state.picked.skipped.push(path);
+  }
+  renderPicked();
+}
+
+function pickInput(input) {
+  pickFiles([...input.files].map((file) => ({ file, path: file.webkitRelativePath || file.name })));
+  input.value = "";
+}
+
+async function dropFiles(event) {
+  event.preventDefault();
+  $("batch-drop").classList.remove("over");
+  const items = [...(event.dataTransfer.items || [])].filter((item) => item.kind === "file");
+  // The entries are taken before anything is awaited: the drop's data is gone afterwards.
+  const entries = items.map((item) => (item.webkitGetAsEntry ? item.webkitGetAsEntry() : null));
+  const plain = items.map((item) => item.getAsFile());
+  const found = [];
+  try {
+    for (const [index, entry] of entries.entries()) {
+      if (entry) found.push(...(await filesOfEntry(entry)));
+      else if (plain[index]) found.push({ file: plain[index], path: plain[index].name });
+    }
+  } catch (error) {
+    showNotice(`The dropped folder could not be read: ${errorText(error)}`);
+  }
+  pickFiles(found);
+}
+
+function clearPicked() {
+  if (state.uploading) return;
+  state.picked = { media: [], skipped: [] };
+  renderPicked();
+}
+
+function uploadCell(item) {
+  if (item.status === "failed") {
+    return el("td", { class: "error-cell" }, el("span", { class: "error-code" }, item.error.code), ` ${item.error.message}`);
+  }
+  if (item.status === "sending") return el("td", {}, `${Math.round((item.sent / Math.max(item.file.size, 1)) * 100)}%`);
+  return el("td", { class: item.status === "waiting" ? "muted" : "" }, item.status);
+}
+
+function renderPicked() {
+  const { media, skipped } = state.picked;
+  const videos = media.filter((item) => item.kind === "video").length;
+  const photos = media.length - videos;
+  const failed = media.filter((item) => item.status === "failed").length;
+  const uploaded = media.filter((item) => item.status === "uploaded").length;
+  const picked = $("batch-picked");
+  picked.hidden = media.length + skipped.length === 0;
+  const parts = [
+    `${plural(media.length, "file")} to send (${plural(videos, "video")}, ${plural(photos, "photo")}, ${fileSize(media.reduce((sum, item) => sum + item.file.size, 0))})`,
+    skipped.length
+      ? el("span", { class: "skipped", title: skipped.join("\n"), dataset: { skipped: skipped.length } },
+        `; ${plural(skipped.length, "other file")} skipped (neither a video nor a photo)`)
+      : null,
+    state.uploading ? el("strong", {}, `; ${uploaded} of ${media.length} uploaded`) : null,
+    failed ? el("span", { class: "error-text" }, `; ${plural(failed, "file")} could not be uploaded`) : null,
+  ];
+  picked.replaceChildren(...parts.filter(Boolean));
+  picked.dataset.media = media.length;
+  picked.dataset.skipped = skipped.length;
+  $("batch-files-wrap").hidden = media.length === 0;
+  fillRows("batch-files-body", media.map((item) => el("tr", { dataset: { path: item.path, status: item.status } },
+    el("td", { class: "file-path" }, item.path),
+    el("td", {}, item.kind === "image" ? "photo" : "video"),
+    el("td", {}, fileSize(item.file.size)),
+    uploadCell(item))));
+  $("batch-start").disabled = state.uploading || media.length === 0;
+  $("batch-files-clear").hidden = state.uploading || media.length + skipped.length === 0;
+  for (const id of ["batch-files", "batch-folder"]) $(id).disabled = state.uploading;
+}
+
+// Progress events come many times a second per file: the list is redrawn once a frame at most.
+function renderPickedSoon() {
+  if (state.pickedFrame) return;
+  state.pickedFrame = requestAnimationFrame(() => {
+    state.pickedFrame = null;
+    renderPicked();
+  });
+}
+
+function failItem(item, error) {
+  item.status = "failed";
+  item.error = error instanceof ApiError ? { code: error.code, message: error.message }
+    : { code: error.code || "upload_failed", message: String(error.message || error) };
+}
+
+// PUT the bytes where POST /v1/uploads said. The key goes only to the API's own upload route
+// (send_api_key): a presigned storage URL is signed already, and must never see the key.
+function sendBytes(reserved, item) {
+  return new Promise((resolve, reject) => {
+    const request = new XMLHttpRequest();
+    request.open(reserved.method || "PUT", reserved.url);
+    for (const [name, value] of Object.entries(reserved.headers || {})) {
+      // The browser sets the length itself and refuses to be told; an answered Authorization
+      // would be a placeholder at best.
+      if (["authorization", "content-length", "host"].includes(name.toLowerCase())) continue;
+      request.setRequestHeader(name, value);
+    }
+    if (reserved.send_api_key === true) request.setRequestHeader("Authorization", `Bearer ${state.key}`);
+    request.upload.addEventListener("progress", (event) => {
+      item.sent = event.loaded;
+      renderPickedSoon();
+    });
+    request.addEventListener("load", () => {
+      if (request.status >= 200 && request.status < 300) {
+        resolve();
+        return;
+      }
+      let code = `http_${request.status}`;
+      let message = request.statusText || "the upload was refused";
+      try {
+        const body = JSON.parse(request.responseText);
+        if (body && body.error) ({ code, message } = body.error);
+      } catch (_) {
+        // storage answers XML, or nothing: keep the status line
+        if (/<Code>([^<]+)<\/Code>/.test(request.responseText)) code = request.responseText.match(/<Code>([^<]+)<\/Code>/)[1];
+      }
+      reject(new ApiError(request.status, code, message));
+    });
+    request.addEventListener("error", () => reject(new ApiError(0, "upload_failed", "the file did not reach storage (network error)")));
+    request.send(item.file);
+  });
+}
+
+async function uploadItem(item) {
+  if (item.file.size === 0) {
+    failItem(item, { code: "empty_file", message: "the file is empty" });
+    return;
+  }
+  item.status = "sending";
+  item.sent = 0;
+  renderPicked();
+  const reserved = await postJson("/v1/uploads", { size_bytes: item.file.size, filename: item.file.name.slice(-255) });
+  await sendBytes(reserved, item);
+  item.uploadId = reserved.upload_id;
+  item.status = "uploaded";
+}
+
+// A refused key stops everything: every other request would be refused too.
+function keyRefused(error) {
+  return error instanceof ApiError && (error.status === 401 || error.code === "too_many_auth_failures");
+}
+
+function randomKey() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return `web-${[...bytes].map((byte) => byte.toString(16).padStart(2, "0")).join("")}`;
+}
+
+// POST /v1/batches with what went up. A file the service refuses (it names items[i]) is marked
+// failed and the rest is sent again, so one bad file does not sink the batch.
+async function createBatch(items, name) {
+  const sent = [...items];
+  while (sent.length) {
+    const body = { items: sent.map((item) => ({ upload_id: item.uploadId, external_id: item.path.slice(-255) })) };
+    if (name) body.name = name;
+    try {
+      return await postJson("/v1/batches", body, { "Idempotency-Key": randomKey() });
+    } catch (error) {
+      const match = error instanceof ApiError && error.message.match(/^items\[(\d+)\]:?\s*(.*)$/);
+      const index = match ? Number(match[1]) : -1;
+      if (!(index >= 0 && index < sent.length)) throw error;
+      const [refused] = sent.splice(index, 1);
+      failItem(refused, new ApiError(error.status, error.code, match[2] || error.message));
+      renderPicked();
+    }
+  }
+  return null;
+}
+
+async function startBatch() {
+  const media = state.picked.media.filter((item) => item.status !== "uploaded" || !item.uploadId);
+  if (state.uploading || media.length === 0) return;
+  state.uploading = true;
+  dismissNotice();
+  for (const item of media) {
+    item.status = "waiting";
+    item.error = null;
+  }
+  renderPicked();
+  let refusedKey = null;
+  const queue = [...media];
+  const worker = async () => {
+    while (queue.length && !refusedKey) {
+      const item = queue.shift();
+      try {
+        await uploadItem(item);
+      } catch (error) {
+        if (keyRefused(error)) refusedKey = error;
+        failItem(item, error);
+      }
+      renderPicked();
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: Math.min(PARALLEL_UPLOADS, media.length) }, worker));
+    if (refusedKey) {
+      for (const item of queue) failItem(item, { code: "not_sent", message: "not sent: the key was refused" });
+      showNotice(`The API refused the key, so nothing more was sent and no batch was created: ${errorText(refusedKey)}`);
+      return;
+    }
+    const uploaded = state.picked.media.filter((item) => item.status === "uploaded");
+    const batch = uploaded.length ? await createBatch(uploaded, $("batch-name").value.trim()) : null;
+    const failed = state.picked.media.filter((item) => item.status === "failed");
+    if (!batch) {
+      showNotice(`No batch was created: none of the ${plural(state.picked.media.length, "file")} was accepted (see each file's error below).`);
+      return;
+    }
+    const skipped = state.picked.skipped.length;
+    state.notSent[batch.id] = { failed: failed.map((item) => ({ path: item.path, ...item.error })), skipped };
+    const words = [`Batch started with ${plural(batch.jobs_total, "item")}.`];
+    if (failed.length) words.push(`${plural(failed.length, "file")} could not be uploaded and ${failed.length === 1 ? "is" : "are"} not in it.`);
+    if (skipped) words.push(`${plural(skipped, "other file")} skipped (neither a video nor a photo).`);
+    showNotice(words.join(" "), failed.length ? "bad" : "good");
+    state.picked = { media: [], skipped: [] };
+    $("batch-name").value = "";
+    location.hash = `#/batches/${batch.id}`;
+  } catch (error) {
+    showNotice(`No batch was created: ${errorText(error)}`);
+  } finally {
+    state.uploading = false;
+    renderPicked();
+  }
+}
+
+// The files a batch started here left out, said on the batch's own page.
+function renderNotSent(batchId) {
+  const notSent = state.notSent[batchId];
+  const box = $("batch-not-sent");
+  box.hidden = !notSent || (notSent.failed.length === 0 && notSent.skipped === 0);
+  if (box.hidden) {
+    box.replaceChildren();
+    return;
+  }
+  box.replaceChildren(...[
+    notSent.failed.length ? el("p", {}, `${plural(notSent.failed.length, "file")} could not be uploaded and ${notSent.failed.length === 1 ? "is" : "are"} not in this batch:`) : null,
+    notSent.failed.length ? el("ul", {}, ...notSent.failed.map((failure) => el("li", { dataset: { path: failure.path } },
+      `${failure.path}: `, el("span", { class: "error-code" }, failure.code), ` ${failure.message}`))) : null,
+    notSent.skipped ? el("p", {}, `${plural(notSent.skipped, "other file")} skipped (neither a video nor a photo).`) : null,
+  ].filter(Boolean));
+}
+
 async function renderBatches() {
   try {
     const page = await apiJson("/v1/batches?limit=50");
@@ -1007,6 +1450,8 @@ async function renderBatch(batchId) {
       ? `ended ${when(batch.completed_at)}`
       : "";
   for (const name of ["csv", "jsonl", "cancel"]) $(`batch-${name}`).dataset.batchId = batch.id;
+  $("batch-jobs-link").href = `#/?batch_id=${batch.id}`;
+  renderNotSent(batch.id);
   $("batch-cancel").hidden = batch.status !== "running";
   try {
     await renderBatchJobs(batchId);
@@ -1073,9 +1518,11 @@ function route() {
     renderBatch(batch[1]);
   } else if (hash === "/batches") {
     showView("batches");
+    renderPicked();
     renderBatches();
   } else {
     showView("home");
+    fillFilterForm(filtersFromHash());
     renderJobs();
   }
 }
@@ -1098,6 +1545,27 @@ function start() {
     if (file) upload(file, $("upload-external-id").value.trim());
   });
   $("jobs-more").addEventListener("click", () => loadOlderJobs().catch(showError));
+  $("filters").addEventListener("submit", (event) => {
+    event.preventDefault();
+    applyFilters(filtersFromForm());
+  });
+  $("filters-clear").addEventListener("click", () => applyFilters(new URLSearchParams()));
+  $("batch-files").addEventListener("change", (event) => pickInput(event.currentTarget));
+  $("batch-folder").addEventListener("change", (event) => pickInput(event.currentTarget));
+  // The whole panel takes the drop: one just beside the zone would open the file in the tab.
+  $("batch-new").addEventListener("dragover", (event) => {
+    event.preventDefault();
+    $("batch-drop").classList.add("over");
+  });
+  $("batch-new").addEventListener("dragleave", (event) => {
+    if (!$("batch-new").contains(event.relatedTarget)) $("batch-drop").classList.remove("over");
+  });
+  $("batch-new").addEventListener("drop", dropFiles);
+  $("batch-files-clear").addEventListener("click", clearPicked);
+  $("batch-new-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    startBatch();
+  });
   $("notice-dismiss").addEventListener("click", dismissNotice);
   $("job-report").addEventListener("click", (event) => downloadReport(event.currentTarget.dataset.jobId));
   $("job-cancel").addEventListener("click", (event) => cancelJob(event.currentTarget.dataset.jobId));
@@ -1111,6 +1579,10 @@ function start() {
     if (id) location.hash = `#/batches/${id}`;
   });
   window.addEventListener("hashchange", route);
+  // Closing the tab part way through a batch's uploads would leave no batch: ask first.
+  window.addEventListener("beforeunload", (event) => {
+    if (state.uploading) event.preventDefault();
+  });
   renderKeyState();
   route();
 }

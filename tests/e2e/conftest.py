@@ -44,6 +44,21 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 
 @pytest.fixture(scope="session")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The stack with videos stored in a local directory, as ``./scripts/platform`` runs it: direct
+    uploads then go through the API's own upload route (with the key) instead of presigned URLs."""
+    root = tmp_path_factory.mktemp("e2e-local-stack")
+    with running_stack(
+        root,
+        settings=QUICK_SETTINGS,
+        storage_url=(root / "storage").as_uri(),
+        worker_name="e2e-local",
+        prefix_tag="local-",
+    ) as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
 def browser() -> Iterator[object]:
     assert CHROMIUM.exists(), f"{CHROMIUM} is missing: apt-get install chromium (see scripts/setup)"
     from playwright.sync_api import sync_playwright

@@ -290,6 +290,7 @@ def test_batch_command_submits_follows_and_exports(
     assert submitted.returncode == 0, submitted.stderr
     assert uuid.UUID(batch_id) and "analysed" in submitted.stderr  # the progress bar
     assert "completed: 3/3 ended (succeeded 3" in submitted.stderr
+    assert "No signs of manipulation found by this model: " in submitted.stderr
     assert exported.returncode == 0, exported.stderr
     rows = list(csv.DictReader(output.open(newline="")))
     assert [row["external_id"] for row in rows] == ["cli-0", "cli-1", "cli-2"]
