@@ -90,7 +90,8 @@ def test_json_report_and_summary(
     report = out_html.read_text()
     assert report.startswith("<!DOCTYPE html>")
     assert "UNTRAINED MODEL" in report
-    assert "<svg" in report and report.count("<circle") == 15
+    # One point per sampled frame, in each of the chart's two drawings (desktop and phone).
+    assert "<svg" in report and report.count("<circle") == 2 * 15
     assert report.count('src="data:image/jpeg;base64,') >= 3
     # Provenance: the input's name, size and SHA-256, and the settings used.
     assert hashlib.sha256(long_video.path.read_bytes()).hexdigest() in report
