@@ -119,7 +119,7 @@ def test_cli_report_embeds_heatmaps(
     assert code == 0, capsys.readouterr().err
     document = report.read_text()
     result = json.loads(result_json.read_text())
-    faces = re.findall(r'<img class="crop" alt="face[^"]*" src="data:image/jpeg;base64,([^"]+)"', document)
+    faces = re.findall(r'<img class="crop" alt="[^"]*" src="data:image/jpeg;base64,([^"]+)"', document)
     heatmaps = re.findall(
         r'<img class="heatmap" alt="Grad-CAM[^"]*" src="data:image/jpeg;base64,([^"]+)"', document
     )
