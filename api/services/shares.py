@@ -12,7 +12,7 @@ import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from api.services.jobs import get_job
@@ -100,15 +100,23 @@ def _parse_share_id(share_id: str) -> uuid.UUID:
 
 def revoke_share(session: Session, *, tenant_id: uuid.UUID, share_id: str) -> None:
     """Closes the link at once; revoking a revoked link is a no-op. Commits."""
-    share = session.scalar(
-        select(JobShare).where(JobShare.id == _parse_share_id(share_id), JobShare.tenant_id == tenant_id)
-    )
-    if share is None:
+    parsed = _parse_share_id(share_id)
+    mine = (JobShare.id == parsed, JobShare.tenant_id == tenant_id)
+    # One conditional UPDATE, not read-then-write: a revoke racing another revoke, or the job's
+    # deletion (whose cascade removes the link), must end as a no-op or a 404, never a 500.
+    job_id = session.execute(
+        update(JobShare)
+        .where(*mine, JobShare.revoked_at.is_(None))
+        .values(revoked_at=datetime.now(UTC))
+        .returning(JobShare.job_id)
+        .execution_options(synchronize_session=False)
+    ).scalar_one_or_none()
+    session.commit()
+    if job_id is not None:
+        log_event(log, "job.share.revoked", job_id=str(job_id), share_id=str(parsed))
+        return
+    if session.scalar(select(JobShare.id).where(*mine)) is None:
         raise NotFoundError("no share link with this id", code="share_not_found")
-    if share.revoked_at is None:
-        share.revoked_at = datetime.now(UTC)
-        session.commit()
-        log_event(log, "job.share.revoked", job_id=str(share.job_id), share_id=str(share.id))
 
 
 def resolve_share(session: Session, settings: Settings, *, token: str) -> tuple[JobShare, Job]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from api.services.job_events import issue_stream_token
 from api.services.shares import share_token
@@ -291,3 +291,40 @@ def test_only_a_succeeded_job_can_be_shared(
     assert _error(client.post(f"/v1/jobs/{queued}/shares", headers=headers)) == (409, "job_not_finished")
     assert _error(client.post(f"/v1/jobs/{uuid.uuid4()}/shares", headers=headers)) == (404, "job_not_found")
     assert _error(client.post(f"/v1/jobs/{queued}/shares")) == (401, "missing_api_key")
+
+
+def test_revoking_a_link_whose_job_is_deleted_meanwhile_is_a_404_not_a_500(
+    client: TestClient, make_key: Headers, small_video: bytes, api_settings: Settings
+) -> None:
+    """The job's deletion (whose cascade removes its links) can land between reading a link and
+    writing its revocation: that used to end in a StaleDataError and a 500."""
+    from sqlalchemy import event, text
+
+    from api.services.shares import revoke_share
+    from core.db import get_engine
+
+    headers = make_key()
+    job_id = _job(client, headers, small_video, api_settings)
+    share = _share(client, headers, job_id)
+    engine = get_engine(api_settings)
+    deleted: list[bool] = []
+
+    def delete_after_read(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if not deleted and statement.lstrip().upper().startswith("SELECT") and "job_shares" in statement:
+            deleted.append(True)
+            with engine.connect() as other:
+                other.execute(text("DELETE FROM job_shares WHERE id = :id"), {"id": share["id"]})
+                other.commit()
+
+    with get_session_factory(api_settings)() as session:
+        tenant_id = session.scalar(select(JobShare.tenant_id).where(JobShare.id == uuid.UUID(share["id"])))
+        assert tenant_id is not None
+        event.listen(engine, "after_cursor_execute", delete_after_read)
+        try:
+            revoke_share(session, tenant_id=tenant_id, share_id=share["id"])
+        except Exception as exc:  # only the typed 404 is acceptable
+            assert getattr(exc, "code", None) == "share_not_found", repr(exc)
+        finally:
+            event.remove(engine, "after_cursor_execute", delete_after_read)
+    # Revoked before the deletion, or gone with it: either way a typed answer.
+    assert client.delete(f"/v1/shares/{share['id']}", headers=headers).status_code in (204, 404)
