@@ -46,6 +46,20 @@ _RESULTS_PAGE = 1000
 _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
+def encode_records(records: list[dict[str, Any]], fmt: str) -> bytes:
+    """One page of an export: CSV rows (cells made safe for spreadsheets) or JSON lines."""
+    chunk = io.StringIO()
+    if fmt == "csv":
+        writer = csv.writer(chunk, lineterminator="\r\n")
+        for record in records:
+            writer.writerow([csv_cell(value) for value in record.values()])
+    else:
+        for record in records:
+            chunk.write(json.dumps(record, default=json_default, ensure_ascii=False))
+            chunk.write("\n")
+    return chunk.getvalue().encode()
+
+
 def csv_cell(value: Any) -> str:
     """A CSV cell: empty for None, ISO 8601 UTC for times, text a spreadsheet will not run as a formula."""
     if value is None:
@@ -120,16 +134,7 @@ def stream_results(
             ).all()
         if not rows:
             return
-        chunk = io.StringIO()
-        if fmt == "csv":
-            writer = csv.writer(chunk, lineterminator="\r\n")
-            for row in rows:
-                writer.writerow([csv_cell(value) for value in _record(row).values()])
-        else:
-            for row in rows:
-                chunk.write(json.dumps(_record(row), default=json_default, ensure_ascii=False))
-                chunk.write("\n")
-        yield chunk.getvalue().encode()
+        yield encode_records([_record(row) for row in rows], fmt)
         after = rows[-1].batch_index
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import uuid
 from collections import Counter
@@ -22,7 +21,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from api.schemas.reviews import ReviewCell, ReviewCounts, ReviewCreate, ReviewDay, ReviewSummary
-from api.services.batch_results import csv_cell, json_default
+from api.services.batch_results import encode_records
 from api.services.jobs import get_job
 from core import metrics, verdicts
 from core.config import Settings
@@ -173,16 +172,7 @@ def stream_reviews(
             rows = session.execute(query).all()
         if not rows:
             return
-        chunk = io.StringIO()
-        if fmt == "csv":
-            writer = csv.writer(chunk, lineterminator="\r\n")
-            for row in rows:
-                writer.writerow([csv_cell(value) for value in _export_record(row).values()])
-        else:
-            for row in rows:
-                chunk.write(json.dumps(_export_record(row), default=json_default, ensure_ascii=False))
-                chunk.write("\n")
-        yield chunk.getvalue().encode()
+        yield encode_records([_export_record(row) for row in rows], fmt)
         after = (rows[-1].reviewed_at, rows[-1].job_id)
 
 
