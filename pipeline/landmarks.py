@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-__all__ = ["LANDMARKS_VERSION", "cached_crop_landmarks", "crop_landmarks"]
+__all__ = ["LANDMARKS_VERSION", "cached_crop_landmarks", "crop_landmarks", "load_cached", "save_cached"]
 
 LANDMARKS_VERSION = 2
 # Each crop is framed in a canvas this many times its side (borders replicated) so that MTCNN,
@@ -73,25 +73,36 @@ def cached_crop_landmarks(
     digest.update(np.ascontiguousarray(images[:: max(1, len(images) // 512)]).tobytes())
     key = f"landmarks-{digest.hexdigest()[:20]}-v{LANDMARKS_VERSION}"
     path = Path(cache_dir) / f"{key}.npy" if cache_dir is not None else None
-    if path is not None and path.is_file():
-        try:
-            cached = np.load(path, allow_pickle=False)
-            if cached.shape == (len(images), 5, 2):
-                return cached
-        except (OSError, ValueError):
-            pass  # a damaged cache is rebuilt
+    cached = load_cached(path, (len(images), 5, 2))
+    if cached is not None:
+        return cached
     if say:
         say(f"finding landmarks in {len(images)} face crops (once; cached)")
     marks = crop_landmarks(images, detector_factory())
     found = int(np.isfinite(marks[:, 0, 0]).sum())
     if say:
         say(f"landmarks found in {found} of {len(images)} crops")
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, marks, allow_pickle=False)
-        tmp.replace(path)
-        path.with_suffix(".json").write_text(
-            json.dumps({"crops": len(images), "found": found, "version": LANDMARKS_VERSION}), encoding="utf-8"
-        )
+    save_cached(path, marks, {"crops": len(images), "found": found, "version": LANDMARKS_VERSION})
     return marks
+
+
+def load_cached(path: Path | None, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A cached landmark array of ``shape``, or None when absent, damaged or of another shape."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        cached = np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None  # a damaged cache is rebuilt
+    return cached if cached.shape == shape else None
+
+
+def save_cached(path: Path | None, array: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write ``array`` atomically (a reader never sees half a file) with a JSON note beside it."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npy")
+    np.save(tmp, array, allow_pickle=False)
+    tmp.replace(path)
+    path.with_suffix(".json").write_text(json.dumps(meta), encoding="utf-8")

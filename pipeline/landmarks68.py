@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.errors import TrainingError
+from pipeline.landmarks import load_cached, save_cached
 
 __all__ = [
     "JAW",
@@ -118,24 +118,12 @@ def cached_crop_landmarks68(
         if cache_dir is not None
         else None
     )
-    if path is not None and path.is_file():
-        try:
-            cached = np.load(path, allow_pickle=False)
-            if cached.shape == (len(images), 68, 2):
-                return cached
-        except (OSError, ValueError):
-            pass  # a damaged cache is rebuilt
+    cached = load_cached(path, (len(images), 68, 2))
+    if cached is not None:
+        return cached
     if say:
         say(f"placing 68 landmarks on {len(images)} face crops (once; cached)")
     marks = crop_landmarks68(images, five_points, progress=(lambda d, n: say(f"  {d}/{n}")) if say else None)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npy")
-        np.save(tmp, marks, allow_pickle=False)
-        tmp.replace(path)
-        found = int(np.isfinite(marks[:, 0, 0]).sum())
-        path.with_suffix(".json").write_text(
-            json.dumps({"crops": len(images), "found": found, "version": LANDMARKS68_VERSION}),
-            encoding="utf-8",
-        )
+    found = int(np.isfinite(marks[:, 0, 0]).sum())
+    save_cached(path, marks, {"crops": len(images), "found": found, "version": LANDMARKS68_VERSION})
     return marks
