@@ -32,7 +32,7 @@ from api.schemas.batches import BatchCreate
 from api.schemas.jobs import JobCreate
 from api.security_headers import SecurityHeadersMiddleware, upload_origins
 from core.config import Settings, get_settings
-from core.events import EventChannel
+from lifecycle.events import EventChannel
 
 __all__ = ["create_app"]
 

@@ -1,4 +1,4 @@
-"""One Redis subscription per API process to the job events (``core.events``), fanned out to the
+"""One Redis subscription per API process to the job events (``lifecycle.events``), fanned out to the
 requests waiting on a job: ``?wait=`` and the event streams hold no thread and no database
 connection while they wait, only a small queue here.
 
@@ -24,8 +24,8 @@ from typing import Final, TypeVar, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from core.events import EventChannel, JobEvent
 from core.logs import log_event
+from lifecycle.events import EventChannel, JobEvent
 
 __all__ = ["FALLBACK_POLL_S", "RESYNC", "JobEventHub", "JobEvents"]
 

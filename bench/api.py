@@ -273,8 +273,8 @@ def _end_job(settings: Any, job_id: str) -> float:
     import uuid
 
     from core.db import get_session_factory
-    from core.jobs import transition_job
     from core.states import JobStatus
+    from lifecycle.jobs import transition_job
 
     with get_session_factory(settings)() as session, session.begin():
         job = uuid.UUID(job_id)

@@ -1,4 +1,6 @@
-"""Database engines and sessions, and the upsert that makes a redelivered task rewrite its rows.
+"""Database engines and sessions, work run once a session commits, and the upsert of redeliveries.
+
+The upsert makes a redelivered task rewrite its rows.
 
 One pooled engine per URL and process, built on first use.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
@@ -17,16 +19,22 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
-from core.events import EventChannel, publish_on_commit
 
 __all__ = [
+    "AfterCommit",
+    "after_commit",
     "check_database",
     "get_engine",
     "get_read_engine",
     "get_read_session_factory",
     "get_session_factory",
+    "queued_after_commit",
     "upsert",
 ]
+
+# Called once after a commit with the session and every item queued for it in that transaction.
+AfterCommit = Callable[[Session, list[Any]], None]
+_AFTER_COMMIT_INFO = "after_commit"
 
 
 # A connection handed back this recently is not pinged when it is taken again. A restarted
@@ -78,17 +86,39 @@ def get_engine(settings: Settings) -> Engine:
 
 
 @functools.cache
-def _session_factory(engine: Engine, settings: Settings, channel: EventChannel) -> sessionmaker[Session]:
-    # Each session knows its settings: what it queues to send after its commit (core.outbox)
-    # goes to this deployment's broker.
-    factory = sessionmaker(engine, expire_on_commit=False, info={"settings": settings})
-    # Job events announced in a session go out once its transaction has committed.
-    publish_on_commit(factory, channel)
-    return factory
+def _session_factory(engine: Engine, settings: Settings) -> sessionmaker[Session]:
+    # Each session knows its settings: what it queues to run after its commit (webhook messages,
+    # job events) goes to this deployment's broker.
+    return sessionmaker(engine, expire_on_commit=False, info={"settings": settings})
 
 
 def get_session_factory(settings: Settings) -> sessionmaker[Session]:
-    return _session_factory(get_engine(settings), settings, EventChannel.from_settings(settings))
+    return _session_factory(get_engine(settings), settings)
+
+
+def after_commit(session: Session, callback: AfterCommit, *items: Any) -> None:
+    """Queues ``items`` for ``callback``, which runs once the session's transaction has committed,
+    with every item queued for it in that transaction (one call per callback and commit, callbacks
+    in the order first queued). A rollback drops them: nothing is sent for rows never written."""
+    queued: dict[AfterCommit, list[Any]] = session.info.setdefault(_AFTER_COMMIT_INFO, {})
+    queued.setdefault(callback, []).extend(items)
+
+
+def queued_after_commit(session: Session, callback: AfterCommit) -> int:
+    """How many items wait for ``callback`` in the session's open transaction."""
+    return len(session.info.get(_AFTER_COMMIT_INFO, {}).get(callback, ()))
+
+
+@event.listens_for(Session, "after_commit")
+def _run_after_commit(session: Session) -> None:
+    queued: dict[AfterCommit, list[Any]] = session.info.pop(_AFTER_COMMIT_INFO, None) or {}
+    for callback, items in queued.items():
+        callback(session, items)
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_after_commit(session: Session) -> None:
+    session.info.pop(_AFTER_COMMIT_INFO, None)
 
 
 @functools.cache
@@ -104,7 +134,7 @@ def get_read_engine(settings: Settings) -> Engine:
 def get_read_session_factory(settings: Settings) -> sessionmaker[Session]:
     """Sessions for reads of one statement each (a key, a job's status): every statement runs on
     its own in autocommit, sparing the BEGIN and ROLLBACK round trips of a transaction, on a pool
-    of its own. Never for writes: nothing is published on commit and nothing is atomic."""
+    of its own. Never for writes: nothing runs after a commit and nothing is atomic."""
     return _read_session_factory(get_read_engine(settings))
 
 

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import func, select, update
 
 from core import metrics
-from core.events import JobEvent, JobEventKind, announce
 from core.logs import log_context, log_event
 from core.models import Job, Segment
 from core.states import JobStatus, SegmentStatus
+from lifecycle.events import JobEvent, JobEventKind, publish_job_event
 from worker.claims import claim_segment, give_up, handle_failure, now
 from worker.fetch import local_video, remove_job_copy
 from worker.finalize import after_finalize, finalize_job
@@ -145,7 +145,7 @@ def _store_segment(
             or 0
         )
         job.segments_done = done
-        announce(
+        publish_job_event(
             session,
             JobEvent(
                 job_id=job_id,

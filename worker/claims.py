@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import and_, exists, false, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.jobs import fail_job
 from core.logs import log_event
 from core.models import Job, Segment
 from core.queue import enqueue_analyze, enqueue_probe
 from core.states import JobStatus, SegmentStatus
+from lifecycle.jobs import fail_job
 from worker.failures import RETRYABLE_ERRORS, FailureKind, classify
 from worker.fetch import remove_job_copy
 from worker.runtime import WorkerContext

@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core import metrics
-from core.jobs import record_job_end
 from core.logs import log_event
 from core.models import Frame, Job, Segment
 from core.states import JobStatus
+from lifecycle.jobs import record_job_end
 from worker.claims import now
 from worker.fetch import remove_job_copy
 from worker.image import store_image_faces

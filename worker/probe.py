@@ -15,11 +15,11 @@ from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 
 from core import metrics
-from core.events import JobEvent, JobEventKind, announce
-from core.jobs import mark_enqueued
 from core.logs import log_context, log_event
 from core.models import Job, Segment
 from core.states import JobStatus, SegmentStatus
+from lifecycle.events import JobEvent, JobEventKind, publish_job_event
+from lifecycle.jobs import mark_enqueued
 from pipeline.checkpoint import file_sha256
 from worker.claims import Message, give_up, handle_failure, now, send, stale_before
 from worker.fetch import local_video, remove_job_copy
@@ -85,7 +85,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
             job.task_id = task_id
             job.claimed_at = now()
             job.started_at = job.started_at or now()
-            announce(session, JobEvent(job_id=job_id, kind=JobEventKind.STATUS, status=job.status))
+            publish_job_event(session, JobEvent(job_id=job_id, kind=JobEventKind.STATUS, status=job.status))
             options = dict(job.options or {})
             video = job.video
     if resend is not None:
@@ -130,7 +130,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
             job.segments_total = len(plans)
             job.segments_done = 0
             job.timings = {"probe_s": round(probe_s, 4)}
-            announce(
+            publish_job_event(
                 session,
                 JobEvent(
                     job_id=job_id,

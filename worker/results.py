@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import upsert
 from core.logs import log_event
 from core.models import Explanation, Frame, Job, JobStatistics, Segment, Track, Video
-from core.statistics import statistics_document
 from core.storage import ObjectStore, explanation_key, statistics_key
+from lifecycle.statistics import statistics_document
 
 if TYPE_CHECKING:
     from pipeline.types import SegmentResult, TrackResult, VideoInfo, VideoResult

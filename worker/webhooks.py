@@ -3,7 +3,7 @@
 Plain functions tests can call without Celery. Deliveries live in Postgres (an outbox written with
 the event), so retries hours apart never sit in the broker: an attempt that fails records when the
 next one is due, and the dispatcher (run every few seconds by beat) sends a message then; a
-delivery's first message leaves when the transaction that wrote it commits (``core.outbox``). A
+delivery's first message leaves when the transaction that wrote it commits (``lifecycle.outbox``). A
 delivery is claimed with a row lock and a claim deadline, so two messages for it never send it
 twice at once.
 """
@@ -24,9 +24,7 @@ from core.egress import EgressError, post
 from core.logs import log_context, log_event
 from core.metrics import record_webhook_delivery
 from core.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from core.outbox import record_dispatcher_heartbeat, send_dispatched
 from core.webhooks import (
-    DeliveryStatus,
     SecretError,
     decrypt_secret,
     ensure_callback_secret,
@@ -36,6 +34,8 @@ from core.webhooks import (
     serialize_payload,
     sign,
 )
+from lifecycle.deliveries import DeliveryStatus
+from lifecycle.outbox import record_dispatcher_heartbeat, send_dispatched
 from worker.runtime import WorkerContext
 
 __all__ = ["AttemptOutcome", "deliver", "dispatch_due"]

@@ -9,7 +9,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from core.webhooks import EVENT_TYPES, message_id
+from core.webhooks import message_id
+from lifecycle.deliveries import EVENT_TYPES
 
 __all__ = [
     "AttemptPublic",

@@ -26,16 +26,16 @@ from api.services.sources import resolve_upload
 from api.services.submit import request_hash, resolve_options
 from api.services.uploads import delete_quietly
 from api.services.webhooks import check_callback_url
-from core.batches import BatchStatus, job_counts
 from core.config import Settings
 from core.db import get_session_factory
 from core.errors import ConflictError, InvalidRequestError, NotFoundError, PayloadTooLargeError, ServiceError
-from core.jobs import cancel_batch_jobs
 from core.logs import log_event
 from core.models import Batch, Job, Upload, Video
 from core.queue import enqueue_probe
 from core.states import JobStatus, Verdict
 from core.storage import ObjectStore
+from lifecycle.batches import BatchStatus, job_counts
+from lifecycle.jobs import cancel_batch_jobs
 
 __all__ = [
     "BatchSummary",

@@ -16,8 +16,8 @@ from api.schemas.monitoring import ExplanationPublic, JobStatisticsPublic
 from api.services.jobs import get_job
 from core.errors import NotFoundError, ObjectNotFoundError
 from core.models import Explanation, Frame, JobStatistics
-from core.statistics import statistics_document
 from core.storage import ObjectStore
+from lifecycle.statistics import statistics_document
 
 __all__ = ["explanation_image", "get_statistics", "list_explanations", "video_wide_tracks"]
 

@@ -22,11 +22,11 @@ from core.config import Settings
 from core.db import check_database, get_session_factory
 from core.logs import log_event
 from core.models import HealthCheck
-from core.outbox import dispatcher_health
 from core.queue import Queue
 from core.redis import ping_broker
 from core.resources import queue_depths
 from core.storage import ObjectStore
+from lifecycle.outbox import dispatcher_health
 
 __all__ = ["Readiness", "list_health_snapshots", "readiness", "take_health_snapshot"]
 

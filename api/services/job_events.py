@@ -26,11 +26,11 @@ from api.services.jobs import get_job
 from core.config import Settings
 from core.db import get_read_session_factory
 from core.errors import InvalidRequestError, NotFoundError
-from core.events import JobEvent, JobEventKind
 from core.keys import live_key
 from core.models import ApiKey
 from core.states import TERMINAL_JOB_STATES, JobStatus
 from core.tokens import read_token, sign_token
+from lifecycle.events import JobEvent, JobEventKind
 
 __all__ = [
     "StreamToken",

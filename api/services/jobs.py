@@ -15,12 +15,12 @@ from sqlalchemy.orm import Session, joinedload, selectinload
 from api.filters import JobFilters
 from api.pagination import PageRequest, keyset_page
 from core.errors import ConflictError, NotFoundError
-from core.jobs import cancel_job
 from core.logs import log_event
 from core.models import Frame, Job, Segment, Track, Upload, Video
 from core.states import JobStatus
-from core.statistics import artifact_keys
 from core.storage import ObjectStore
+from lifecycle.jobs import cancel_job
+from lifecycle.statistics import artifact_keys
 
 __all__ = [
     "cancel",

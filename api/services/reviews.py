@@ -30,7 +30,7 @@ from core.errors import ConflictError
 from core.logs import log_event
 from core.models import ApiKey, Job, JobReview, Video
 from core.states import JobStatus
-from core.webhooks import record_review_event
+from lifecycle.deliveries import queue_review_deliveries
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -91,7 +91,7 @@ def review_job(session: Session, *, key: ApiKey, job_id: str, body: ReviewCreate
         .on_conflict_do_update(index_elements=[JobReview.job_id], set_=values)
     )
     review = session.get_one(JobReview, job.id, populate_existing=True)
-    record_review_event(session, job=job, review=review)
+    queue_review_deliveries(session, job=job, review=review)
     session.commit()
     metrics.record_review(model_verdict=job.verdict, reviewer_label=body.label)
     log_event(

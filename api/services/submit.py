@@ -33,13 +33,13 @@ from api.services.sources import VideoDraft, resolve_source, resolve_upload
 from api.services.webhooks import check_callback_url
 from core.config import Settings
 from core.errors import ConflictError, InvalidRequestError, UnsupportedMediaTypeError
-from core.jobs import mark_enqueued
 from core.logs import log_event
 from core.media import content_type_for, media_type_for
 from core.models import Job, Upload, Video
 from core.queue import enqueue_probe
 from core.states import JobStatus
 from core.storage import ObjectStore, video_key
+from lifecycle.jobs import mark_enqueued
 
 __all__ = [
     "FORM_FIELDS",

@@ -17,15 +17,9 @@ from core.egress import EgressError, check_url_statically, resolve_checked
 from core.errors import ConflictError, InvalidRequestError, NotFoundError
 from core.logs import log_event
 from core.models import Batch, CallbackSecret, Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from core.outbox import send_dispatched
-from core.webhooks import (
-    EVENT_TYPES,
-    DeliveryStatus,
-    encrypt_secret,
-    ensure_callback_secret,
-    new_secret,
-    secret_hint,
-)
+from core.webhooks import encrypt_secret, ensure_callback_secret, new_secret, secret_hint
+from lifecycle.deliveries import EVENT_TYPES, DeliveryStatus
+from lifecycle.outbox import send_dispatched
 
 __all__ = [
     "MAX_ENDPOINTS_PER_TENANT",

@@ -1,8 +1,8 @@
 """?wait= and the event stream in-process, against real PostgreSQL and Redis.
 
-No worker runs here: a job ends (or progresses) the way a worker ends it, through ``core.jobs``
-and ``core.events`` in a committed transaction, so the end is published on the real Redis channel
-and the API must hear it there.
+No worker runs here: a job ends (or progresses) the way a worker ends it, through
+``lifecycle.jobs`` and ``lifecycle.events`` in a committed transaction, so the end is published on
+the real Redis channel and the API must hear it there.
 """
 
 from __future__ import annotations
@@ -25,11 +25,11 @@ from sqlalchemy import event, update
 from api.app import create_app
 from core.config import Settings
 from core.db import get_engine, get_read_engine, get_session_factory
-from core.events import JobEvent, JobEventKind, announce
-from core.jobs import fail_job
 from core.keys import revoke_api_key
 from core.models import Job
 from core.states import JobStatus
+from lifecycle.events import JobEvent, JobEventKind, publish_job_event
+from lifecycle.jobs import fail_job
 from tests.utils.platform import free_port
 
 Headers = Callable[..., dict[str, str]]
@@ -56,7 +56,7 @@ def _progress(settings: Settings, job_id: str, *, done: int, total: int) -> None
             .where(Job.id == uuid.UUID(job_id))
             .values(status=JobStatus.PROCESSING.value, segments_done=done, segments_total=total)
         )
-        announce(
+        publish_job_event(
             session,
             JobEvent(
                 job_id=uuid.UUID(job_id),

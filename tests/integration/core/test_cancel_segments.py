@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from core.config import Settings, load_settings
-from core.jobs import cancel_batch_jobs, cancel_job
 from core.keys import create_api_key
 from core.models import Batch, Job, Segment, Video
+from lifecycle.jobs import cancel_batch_jobs, cancel_job
 from pipeline.analyzer import Analyzer
 from pipeline.types import SegmentResult
 from tests.utils.platform import REDIS_URL, clear_broker_keys, fresh_database

@@ -14,10 +14,10 @@ from sqlalchemy import select
 
 from core.config import Settings, load_settings
 from core.db import get_session_factory
-from core.events import EventChannel, JobEvent, JobEventKind
-from core.jobs import cancel_job
 from core.keys import get_or_create_tenant
 from core.models import Job, Video
+from lifecycle.events import EventChannel, JobEvent, JobEventKind
+from lifecycle.jobs import cancel_job
 from tests.utils.platform import REDIS_URL, clear_broker_keys, fresh_database
 
 

@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from core.config import Settings, load_settings
-from core.jobs import cancel_job
 from core.keys import create_api_key
 from core.models import Explanation, Job, JobStatistics, Segment, Video
 from core.storage import video_key
+from lifecycle.jobs import cancel_job
 from pipeline.analyzer import Analyzer
 from pipeline.types import AnalysisConfig, SegmentPlan, SegmentResult, VideoInfo
 from tests.utils.media import FaceVideo

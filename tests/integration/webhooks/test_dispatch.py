@@ -34,11 +34,11 @@ from api.services.webhooks import redeliver
 from core.config import Settings, load_settings
 from core.db import get_session_factory
 from core.errors import ConflictError
-from core.jobs import cancel_job
 from core.keys import create_api_key
 from core.models import Job, Video, WebhookAttempt, WebhookDelivery
-from core.outbox import DISPATCHER_HEARTBEAT_KEY
 from core.redis import broker_key, redis_client
+from lifecycle.jobs import cancel_job
+from lifecycle.outbox import DISPATCHER_HEARTBEAT_KEY
 from tests.utils.platform import (
     REDIS_URL,
     ServiceProcess,

@@ -12,7 +12,7 @@ from typing import TypeVar
 import pytest
 
 from api.events import JobEventHub
-from core.events import EventChannel
+from lifecycle.events import EventChannel
 
 T = TypeVar("T")
 

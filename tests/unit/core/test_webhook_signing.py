@@ -12,11 +12,9 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from core.webhooks import (
-    EventType,
     SecretError,
     decrypt_secret,
     encrypt_secret,
-    job_payload,
     message_id,
     new_secret,
     parse_retry_after,
@@ -24,6 +22,7 @@ from core.webhooks import (
     serialize_payload,
     sign,
 )
+from lifecycle.deliveries import EventType, job_payload
 
 KEY = SecretStr("unit-test-webhook-secrets-key")
 

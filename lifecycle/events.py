@@ -1,11 +1,12 @@
 """Job events on Redis: a job's start, progress and end, announced once the transaction that
 wrote them has committed, so that API processes can wake the clients waiting on that job.
 
-Whoever moves a job (a worker stage, the API canceling) calls ``announce(session, event)`` inside
-its transaction; the event is published on the deployment's channel (``<BROKER_KEY_PREFIX>
-job-events``) after the commit and dropped on a rollback. An event is a hint, never the truth: a
-listener reads the job's row before answering, so a lost message costs a late answer, not a wrong
-one. Events carry no result; any job, whatever its media, ends with the same ``end`` event.
+Whoever moves a job (a worker stage, the API canceling) calls ``publish_job_event(session, event)``
+inside its transaction; the event is published on the deployment's channel (``<BROKER_KEY_PREFIX>
+job-events``) after the commit (``core.db.after_commit``) and dropped on a rollback. An event is a
+hint, never the truth: a listener reads the job's row before answering, so a lost message costs a
+late answer, not a wrong one. Events carry no result; any job, whatever its media, ends with the
+same ``end`` event.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ from enum import StrEnum
 from typing import Any
 
 import redis
-from sqlalchemy import event as orm_event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from core.config import Settings
+from core.db import after_commit
 from core.logs import log_event
 from core.redis import broker_key
 from core.states import TERMINAL_JOB_STATES
@@ -32,15 +33,12 @@ __all__ = [
     "EventChannel",
     "JobEvent",
     "JobEventKind",
-    "announce",
-    "announce_job_end",
-    "publish_on_commit",
+    "publish_job_end",
+    "publish_job_event",
 ]
 
 log = logging.getLogger(__name__)
 
-_CHANNEL_INFO = "job_events.channel"
-_PENDING_INFO = "job_events.pending"
 # Publishing happens inside the commit call: a Redis that does not answer must not hold a worker.
 _PUBLISH_TIMEOUT_S = 1.0
 
@@ -106,38 +104,22 @@ class EventChannel:
         return cls(redis_url=settings.broker_url, name=broker_key(settings, "job-events"))
 
 
-def publish_on_commit(factory: sessionmaker[Session], channel: EventChannel) -> None:
-    """Sessions from ``factory`` publish what was announced in them on ``channel`` after each
-    commit. Called once per factory (``core.db``)."""
-    # Added to what the factory's sessions already carry (their settings, which core.outbox reads).
-    factory.configure(info={**(factory.kw.get("info") or {}), _CHANNEL_INFO: channel})
-    orm_event.listen(factory, "after_commit", _publish_pending)
-    orm_event.listen(factory, "after_rollback", _drop_pending)
+def publish_job_event(session: Session, event: JobEvent) -> None:
+    """Publishes ``event`` once the session's transaction commits. Sessions that do not know their
+    settings (only ``core.db.get_session_factory``'s do) have no channel and publish nothing."""
+    if "settings" in session.info:
+        after_commit(session, _publish_committed, event)
 
 
-def announce(session: Session, event: JobEvent) -> None:
-    """Publishes ``event`` once the session's transaction commits. Sessions not made by
-    ``core.db.get_session_factory`` have no channel and publish nothing."""
-    if _CHANNEL_INFO in session.info:
-        session.info.setdefault(_PENDING_INFO, []).append(event)
-
-
-def announce_job_end(session: Session, *, job_id: uuid.UUID, status: str) -> None:
+def publish_job_end(session: Session, *, job_id: uuid.UUID, status: str) -> None:
     """The ``end`` event of a job that moved to a terminal state in this transaction."""
     if status not in TERMINAL_JOB_STATES:
         raise ValueError(f"job {job_id} has not ended (status {status})")
-    announce(session, JobEvent(job_id=job_id, kind=JobEventKind.END, status=status))
+    publish_job_event(session, JobEvent(job_id=job_id, kind=JobEventKind.END, status=status))
 
 
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_PENDING_INFO, None)
-
-
-def _publish_pending(session: Session) -> None:
-    pending: list[JobEvent] = session.info.pop(_PENDING_INFO, None) or []
-    channel: EventChannel | None = session.info.get(_CHANNEL_INFO)
-    if not pending or channel is None:
-        return
+def _publish_committed(session: Session, pending: list[JobEvent]) -> None:
+    channel = EventChannel.from_settings(session.info["settings"])
     try:
         pipe = _publisher(channel.redis_url, os.getpid()).pipeline(transaction=False)
         for item in pending:

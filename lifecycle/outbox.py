@@ -1,8 +1,8 @@
 """Webhook messages leave once the rows that make them due are committed, never before.
 
 A delivery row written in a transaction (a job ended, a batch completed) is marked dispatched in
-that transaction and its message sent right after the commit, by the session's ``after_commit``
-hook: no beat process is needed for a webhook to leave. The periodic sweep
+that transaction and its message sent right after the commit (``core.db.after_commit``): no beat
+process is needed for a webhook to leave. The periodic sweep
 (``worker.webhooks.dispatch_due``) is the safety net: it sends what a crash or a broker outage kept
 back, and records a heartbeat in Redis that ``/readyz`` and ``/healthcheck/`` read, so a deployment
 without a dispatcher is reported instead of failing silently.
@@ -20,11 +20,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import event, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from core.config import Settings
-from core.db import get_session_factory
+from core.db import after_commit, get_session_factory, queued_after_commit
 from core.logs import log_event
 from core.models import WebhookDelivery
 from core.queue import enqueue_webhook, get_celery
@@ -41,7 +41,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DISPATCHER_HEARTBEAT_KEY = "webhooks:dispatcher:heartbeat"
-_PENDING = "webhook_deliveries_after_commit"
 SEND_ON_COMMIT_MAX = 500
 # The sweep runs every WEBHOOK_DISPATCH_INTERVAL_S; missing this many runs (or a minute) is stale.
 _STALE_RUNS = 5
@@ -56,17 +55,14 @@ def send_after_commit(session: Session, delivery_ids: Sequence[uuid.UUID]) -> li
     not know its settings (``core.db.get_session_factory``'s sessions do)."""
     if not delivery_ids or "settings" not in session.info:
         return []
-    pending: list[uuid.UUID] = session.info.setdefault(_PENDING, [])
-    taken = list(delivery_ids[: max(0, SEND_ON_COMMIT_MAX - len(pending))])
-    pending.extend(taken)
+    queued = queued_after_commit(session, _send_committed)
+    taken = list(delivery_ids[: max(0, SEND_ON_COMMIT_MAX - queued)])
+    if taken:
+        after_commit(session, _send_committed, *taken)
     return taken
 
 
-@event.listens_for(Session, "after_commit")
-def _send_committed(session: Session) -> None:
-    pending: list[uuid.UUID] | None = session.info.pop(_PENDING, None)
-    if not pending:
-        return
+def _send_committed(session: Session, pending: list[uuid.UUID]) -> None:
     settings: Settings = session.info["settings"]
     try:
         send_dispatched(settings, get_celery(settings), pending)
@@ -74,11 +70,6 @@ def _send_committed(session: Session) -> None:
         log_event(
             log, "webhook.dispatch.failed", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300]
         )
-
-
-@event.listens_for(Session, "after_rollback")
-def _forget_rolled_back(session: Session) -> None:
-    session.info.pop(_PENDING, None)
 
 
 def send_dispatched(settings: Settings, celery: Celery, delivery_ids: Sequence[uuid.UUID]) -> int:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from core.models import Batch, Job
 from core.states import JobStatus
-from core.webhooks import record_batch_event
+from lifecycle.deliveries import queue_batch_deliveries
 
 __all__ = ["BatchStatus", "count_finished_job", "job_counts"]
 
@@ -64,5 +64,5 @@ def count_finished_job(session: Session, *, batch_id: uuid.UUID, count: int = 1)
     )
     batch.completed_at = datetime.now(UTC)
     session.flush()
-    record_batch_event(session, batch=batch, counts=job_counts(session, batch_id=batch_id))
+    queue_batch_deliveries(session, batch=batch, counts=job_counts(session, batch_id=batch_id))
     return True

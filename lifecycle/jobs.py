@@ -9,12 +9,12 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from core.batches import count_finished_job
-from core.events import announce_job_end
 from core.metrics import record_job_finished
 from core.models import Batch, Job, Segment
 from core.states import ACTIVE_JOB_STATES, JobStatus, SegmentStatus, can_transition
-from core.webhooks import record_job_event, record_job_events
+from lifecycle.batches import count_finished_job
+from lifecycle.deliveries import queue_job_deliveries
+from lifecycle.events import publish_job_end
 
 __all__ = [
     "cancel_batch_jobs",
@@ -55,9 +55,8 @@ def record_job_end(session: Session, *, job_id: uuid.UUID) -> None:
     """What must commit together with a job's end: its webhook deliveries, its batch's count and
     its ``end`` event for waiting clients (sent after the commit). Every move to a terminal state
     calls it once, in the transaction that made the move."""
-    ended = record_job_event(session, job_id=job_id)
-    if ended is not None:
-        announce_job_end(session, job_id=ended.id, status=ended.status)
+    for ended in queue_job_deliveries(session, job_ids=[job_id]):
+        publish_job_end(session, job_id=ended.id, status=ended.status)
         if ended.batch_id is not None:
             count_finished_job(session, batch_id=ended.batch_id)
     _count_job_end(session, job_id=job_id)
@@ -143,8 +142,8 @@ def cancel_batch_jobs(session: Session, *, batch_id: uuid.UUID) -> list[uuid.UUI
         .execution_options(synchronize_session=False)
     )
     cancel_segments(session, job_ids=canceled)
-    for ended in record_job_events(session, job_ids=canceled):
-        announce_job_end(session, job_id=ended.id, status=ended.status)
+    for ended in queue_job_deliveries(session, job_ids=canceled):
+        publish_job_end(session, job_id=ended.id, status=ended.status)
     count_finished_job(session, batch_id=batch_id, count=len(canceled))
     return canceled
 
