@@ -273,20 +273,17 @@ def _end_job(settings: Any, job_id: str) -> float:
     import uuid
 
     from core.db import get_session_factory
-    from core.states import JobStatus
     from lifecycle.jobs import transition_job
+    from lifecycle.transitions import JOB_CLAIM, JOB_SUCCEED
 
     with get_session_factory(settings)() as session, session.begin():
         job = uuid.UUID(job_id)
-        transition_job(session, job_id=job, from_states=[JobStatus.QUEUED], to=JobStatus.PROCESSING)
+        transition_job(session, job_id=job, transition=JOB_CLAIM)
         transition_job(
             session,
             job_id=job,
-            from_states=[JobStatus.PROCESSING],
-            to=JobStatus.SUCCEEDED,
-            verdict="real",
-            score=0.1,
-            threshold=0.5,
+            transition=JOB_SUCCEED,
+            values={"verdict": "real", "score": 0.1, "threshold": 0.5},
         )
     return time.perf_counter()
 

@@ -1,4 +1,4 @@
-"""Job and segment states, and which moves between them are allowed (no database here)."""
+"""Job and segment states (no database here); the moves between them are ``lifecycle.transitions``."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ __all__ = [
     "JobStatus",
     "SegmentStatus",
     "Verdict",
-    "can_transition",
 ]
 
 
@@ -39,18 +38,3 @@ class Verdict(StrEnum):
 
 ACTIVE_JOB_STATES = frozenset({JobStatus.QUEUED, JobStatus.PROCESSING})
 TERMINAL_JOB_STATES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED})
-
-_ALLOWED: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.FAILED, JobStatus.CANCELED}),
-    # back to queued when a retryable failure waits for its next attempt
-    JobStatus.PROCESSING: frozenset(
-        {JobStatus.QUEUED, JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED}
-    ),
-    JobStatus.SUCCEEDED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELED: frozenset(),
-}
-
-
-def can_transition(current: JobStatus | str, target: JobStatus | str) -> bool:
-    return JobStatus(target) in _ALLOWED[JobStatus(current)]

@@ -1,9 +1,15 @@
-"""Moves a job between states with conditional UPDATEs, so two processes never both win a move."""
+"""Moves a job between states through its named transitions (``lifecycle.transitions``): with
+conditional UPDATEs, so two processes never both win a move, or on a row held under its lock.
+
+A move that ends a job records its end in the same transaction: webhook deliveries, the batch's
+count, the ``end`` event for waiting clients and the job metrics.
+"""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -11,10 +17,11 @@ from sqlalchemy.orm import Session
 
 from core.metrics import record_job_finished
 from core.models import Batch, Job, Segment
-from core.states import ACTIVE_JOB_STATES, JobStatus, SegmentStatus, can_transition
+from core.states import JobStatus
 from lifecycle.batches import count_finished_job
 from lifecycle.deliveries import queue_job_deliveries
 from lifecycle.events import publish_job_end
+from lifecycle.transitions import JOB_CANCEL, JOB_FAIL, SEGMENT_CANCEL, Transition, is_terminal, move
 
 __all__ = [
     "cancel_batch_jobs",
@@ -22,7 +29,7 @@ __all__ = [
     "cancel_segments",
     "fail_job",
     "mark_enqueued",
-    "record_job_end",
+    "move_locked_job",
     "transition_job",
 ]
 
@@ -30,28 +37,40 @@ ERROR_MESSAGE_MAX = 2000
 
 
 def transition_job(
-    session: Session, *, job_id: uuid.UUID, from_states: Iterable[JobStatus], to: JobStatus, **values: Any
+    session: Session,
+    *,
+    job_id: uuid.UUID,
+    transition: Transition[JobStatus],
+    values: Mapping[str, Any] | None = None,
 ) -> bool:
-    """UPDATE … WHERE status IN from_states; True when this call made the move. Does not commit."""
-    sources = [state for state in from_states if can_transition(state, to)]
-    if not sources:
-        raise ValueError(f"no allowed move to {to} from {list(from_states)}")
-    terminal = to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELED)
-    if terminal:
-        values.setdefault("finished_at", func.now())
+    """UPDATE … SET status, ``values`` WHERE status IN the transition's sources; True when this
+    call made the move. Does not commit."""
+    columns = dict(values or {})
+    if is_terminal(transition):
+        columns.setdefault("finished_at", func.now())
     result = session.execute(
         update(Job)
-        .where(Job.id == job_id, Job.status.in_([s.value for s in sources]))
-        .values(status=to.value, **values)
+        .where(Job.id == job_id, Job.status.in_(transition.source_values))
+        .values(status=transition.target_value, **columns)
         .execution_options(synchronize_session=False)
     )
     moved = bool(result.rowcount)  # type: ignore[attr-defined]
-    if moved and terminal:
-        record_job_end(session, job_id=job_id)
+    if moved and is_terminal(transition):
+        _record_job_end(session, job_id=job_id)
     return moved
 
 
-def record_job_end(session: Session, *, job_id: uuid.UUID) -> None:
+def move_locked_job(session: Session, *, job: Job, transition: Transition[JobStatus]) -> None:
+    """Moves a job whose row lock the caller holds (raises IllegalTransition from a source the
+    transition does not allow). Does not commit."""
+    move(job, transition)
+    if is_terminal(transition):
+        if job.finished_at is None:
+            job.finished_at = datetime.now(UTC)
+        _record_job_end(session, job_id=job.id)
+
+
+def _record_job_end(session: Session, *, job_id: uuid.UUID) -> None:
     """What must commit together with a job's end: its webhook deliveries, its batch's count and
     its ``end`` event for waiting clients (sent after the commit). Every move to a terminal state
     calls it once, in the transaction that made the move."""
@@ -75,10 +94,8 @@ def fail_job(session: Session, *, job_id: uuid.UUID, code: str, message: str) ->
     return transition_job(
         session,
         job_id=job_id,
-        from_states=ACTIVE_JOB_STATES,
-        to=JobStatus.FAILED,
-        error_code=code[:64],
-        error_message=message[:ERROR_MESSAGE_MAX],
+        transition=JOB_FAIL,
+        values={"error_code": code[:64], "error_message": message[:ERROR_MESSAGE_MAX]},
     )
 
 
@@ -87,10 +104,8 @@ def cancel_job(session: Session, *, job_id: uuid.UUID) -> bool:
     moved = transition_job(
         session,
         job_id=job_id,
-        from_states=ACTIVE_JOB_STATES,
-        to=JobStatus.CANCELED,
-        error_code="canceled",
-        error_message="canceled by the client",
+        transition=JOB_CANCEL,
+        values={"error_code": "canceled", "error_message": "canceled by the client"},
     )
     if moved:
         cancel_segments(session, job_ids=[job_id])
@@ -108,9 +123,9 @@ def cancel_segments(session: Session, *, job_ids: list[uuid.UUID]) -> int:
         update(Segment)
         .where(
             Segment.job_id.in_(job_ids),
-            Segment.status.in_([SegmentStatus.PENDING.value, SegmentStatus.RUNNING.value]),
+            Segment.status.in_(SEGMENT_CANCEL.source_values),
         )
-        .values(status=SegmentStatus.CANCELED.value, finished_at=func.now())
+        .values(status=SEGMENT_CANCEL.target_value, finished_at=func.now())
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
@@ -123,9 +138,9 @@ def cancel_batch_jobs(session: Session, *, batch_id: uuid.UUID) -> list[uuid.UUI
     canceled = list(
         session.scalars(
             update(Job)
-            .where(Job.batch_id == batch_id, Job.status.in_([s.value for s in ACTIVE_JOB_STATES]))
+            .where(Job.batch_id == batch_id, Job.status.in_(JOB_CANCEL.source_values))
             .values(
-                status=JobStatus.CANCELED.value,
+                status=JOB_CANCEL.target_value,
                 error_code="canceled",
                 error_message="canceled with its batch",
                 finished_at=func.now(),

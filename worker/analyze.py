@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
@@ -19,7 +20,8 @@ from core.logs import log_context, log_event
 from core.models import Job, Segment
 from core.states import JobStatus, SegmentStatus
 from lifecycle.events import JobEvent, JobEventKind, publish_job_event
-from worker.claims import claim_segment, give_up, handle_failure, now
+from lifecycle.transitions import SEGMENT_COMPLETE, move
+from worker.claims import claim_segment, give_up, handle_failure
 from worker.fetch import local_video, remove_job_copy
 from worker.finalize import after_finalize, finalize_job
 from worker.results import (
@@ -117,18 +119,18 @@ def _store_segment(
         segment = session.scalar(
             select(Segment).where(Segment.job_id == job_id, Segment.segment_index == result.index)
         )
-        if segment is None or segment.status == SegmentStatus.DONE.value:
+        if segment is None or not SEGMENT_COMPLETE.allows(segment.status):
             log_event(log, "job.analyze.dropped", reason="segment already stored")
             return "dropped"
         rows = frame_rows(job_id, result)
         store_frames(session, rows)
-        segment.status = SegmentStatus.DONE.value
+        move(segment, SEGMENT_COMPLETE)
         segment.score = result.score
         segment.frame_count = len(rows)
         segment.face_count = result.face_count
         segment.tracks = [track.to_dict() for track in result.tracks]
         segment.timings = {key: round(float(value), 4) for key, value in result.timings.items()}
-        segment.finished_at = now()
+        segment.finished_at = datetime.now(UTC)
         segment.quality = result.quality
         if result.small_faces is not None:
             # Kept with the segment's input statistics: finalize reads it back to say why no face

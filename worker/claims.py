@@ -22,6 +22,7 @@ from core.models import Job, Segment
 from core.queue import enqueue_analyze, enqueue_probe
 from core.states import JobStatus, SegmentStatus
 from lifecycle.jobs import fail_job
+from lifecycle.transitions import JOB_REQUEUE, SEGMENT_CLAIM, SEGMENT_RELEASE
 from worker.failures import RETRYABLE_ERRORS, FailureKind, classify
 from worker.fetch import remove_job_copy
 from worker.runtime import WorkerContext
@@ -32,9 +33,8 @@ __all__ = [
     "claim_segment",
     "give_up",
     "handle_failure",
-    "now",
     "recover_node_claims",
-    "send",
+    "send_messages",
     "stale_before",
 ]
 
@@ -52,13 +52,9 @@ class RetryLater(Exception):  # noqa: N818 - a control-flow signal, not an error
         self.cause = cause
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
 def stale_before(ctx: WorkerContext) -> datetime:
     """A claim older than this cannot still be running: the hard time limit has killed it."""
-    return now() - timedelta(seconds=ctx.settings.task_time_limit_s + _STALE_MARGIN_S)
+    return datetime.now(UTC) - timedelta(seconds=ctx.settings.task_time_limit_s + _STALE_MARGIN_S)
 
 
 def _backoff_s(ctx: WorkerContext, attempt: int) -> float:
@@ -73,14 +69,14 @@ def claim_segment(
 ) -> int | None:
     """Claims a pending segment of a running job (or takes over a dead claim) with one conditional
     UPDATE; returns the attempt this is, or None when the segment is done, claimed or not wanted."""
-    takeover = or_(
-        Segment.status == SegmentStatus.PENDING.value,
-        and_(
-            Segment.status == SegmentStatus.RUNNING.value,
-            or_(
-                Segment.task_id == task_id if task_id else false(),
-                Segment.started_at < stale_before(ctx),
-            ),
+    # A running segment is taken over only from a dead claim: its own message redelivered, or a
+    # claim past the time limit.
+    takeover = and_(
+        Segment.status.in_(SEGMENT_CLAIM.source_values),
+        or_(
+            Segment.status == SegmentStatus.PENDING.value,
+            Segment.task_id == task_id if task_id else false(),
+            Segment.started_at < stale_before(ctx),
         ),
     )
     attempt: int | None = session.execute(
@@ -92,7 +88,7 @@ def claim_segment(
             exists().where(Job.id == Segment.job_id, Job.status == JobStatus.PROCESSING.value),
         )
         .values(
-            status=SegmentStatus.RUNNING.value,
+            status=SEGMENT_CLAIM.target_value,
             attempts=Segment.attempts + 1,
             claimed_by=ctx.hostname,
             task_id=task_id,
@@ -159,8 +155,8 @@ def _release(session: Session, *, job_id: uuid.UUID, segment_index: int | None) 
     if segment_index is None:
         session.execute(
             update(Job)
-            .where(Job.id == job_id, Job.status == JobStatus.PROCESSING.value, Job.plan.is_(None))
-            .values(status=JobStatus.QUEUED.value)
+            .where(Job.id == job_id, Job.status.in_(JOB_REQUEUE.source_values), Job.plan.is_(None))
+            .values(status=JOB_REQUEUE.target_value)
             .execution_options(synchronize_session=False)
         )
     else:
@@ -169,9 +165,9 @@ def _release(session: Session, *, job_id: uuid.UUID, segment_index: int | None) 
             .where(
                 Segment.job_id == job_id,
                 Segment.segment_index == segment_index,
-                Segment.status == SegmentStatus.RUNNING.value,
+                Segment.status.in_(SEGMENT_RELEASE.source_values),
             )
-            .values(status=SegmentStatus.PENDING.value)
+            .values(status=SEGMENT_RELEASE.target_value)
             .execution_options(synchronize_session=False)
         )
 
@@ -187,7 +183,7 @@ class Message:
     task_id: str | None = None
 
 
-def send(ctx: WorkerContext, messages: Iterable[Message]) -> None:
+def send_messages(ctx: WorkerContext, messages: Iterable[Message]) -> None:
     """Sends the messages in order; a broker error propagates (the reconciler covers the rest)."""
     timeout_s = ctx.settings.enqueue_timeout_s
     for message in messages:
@@ -221,11 +217,11 @@ def recover_node_claims(ctx: WorkerContext, *, booted_at: datetime) -> dict[str,
                 update(Segment)
                 .where(
                     Segment.claimed_by == ctx.hostname,
-                    Segment.status == SegmentStatus.RUNNING.value,
+                    Segment.status.in_(SEGMENT_RELEASE.source_values),
                     Segment.started_at < booted_at,
                     exists().where(Job.id == Segment.job_id, Job.status == JobStatus.PROCESSING.value),
                 )
-                .values(status=SegmentStatus.PENDING.value)
+                .values(status=SEGMENT_RELEASE.target_value)
                 .returning(
                     Segment.job_id,
                     Segment.segment_index,
@@ -240,16 +236,16 @@ def recover_node_claims(ctx: WorkerContext, *, booted_at: datetime) -> dict[str,
                 update(Job)
                 .where(
                     Job.claimed_by == ctx.hostname,
-                    Job.status == JobStatus.PROCESSING.value,
+                    Job.status.in_(JOB_REQUEUE.source_values),
                     Job.plan.is_(None),
                     Job.claimed_at < booted_at,
                 )
-                .values(status=JobStatus.QUEUED.value)
+                .values(status=JOB_REQUEUE.target_value)
                 .returning(Job.id, Job.priority)
                 .execution_options(synchronize_session=False)
             )
         ]
-    send(ctx, [*probes, *segments])
+    send_messages(ctx, [*probes, *segments])
     counts = {"probes": len(probes), "segments": len(segments)}
     if probes or segments:
         log_event(log, "worker.recovery.resent", node=ctx.hostname, **counts)

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from sqlalchemy import select
@@ -19,9 +20,8 @@ from sqlalchemy.orm import Session
 from core import metrics
 from core.logs import log_event
 from core.models import Frame, Job, Segment
-from core.states import JobStatus
-from lifecycle.jobs import record_job_end
-from worker.claims import now
+from lifecycle.jobs import move_locked_job
+from lifecycle.transitions import JOB_SUCCEED
 from worker.fetch import remove_job_copy
 from worker.image import store_image_faces
 from worker.results import (
@@ -100,12 +100,11 @@ def finalize_job(session: Session, *, job: Job, analyzer: Analyzer) -> None:
     ordered_rows = [row for segment in segments for row in rows_by_segment.get(segment.segment_index, [])]
     set_video_tracks(session, ordered_rows, result)
     store_tracks(session, job_id=job.id, tracks=result.tracks)
-    finished_at = now()
+    finished_at = datetime.now(UTC)
     timings = {key: round(float(value), 4) for key, value in result.timings.items()}
     if job.started_at is not None:
         timings["wall_s"] = round((finished_at - job.started_at).total_seconds(), 3)
     model = result.model
-    job.status = JobStatus.SUCCEEDED.value
     job.verdict = result.verdict
     job.score = result.score
     job.threshold = result.threshold
@@ -126,7 +125,7 @@ def finalize_job(session: Session, *, job: Job, analyzer: Analyzer) -> None:
     store_image_faces(job, result)
     store_job_statistics(session, job=job, result=result, segments=segments)
     rank_explanations(session, job_id=job.id, top_k=analyzer.config.explain_top_k)
-    record_job_end(session, job_id=job.id)
+    move_locked_job(session, job=job, transition=JOB_SUCCEED)
     metrics.record_stage("finalize", time.perf_counter() - started)
     log_event(
         log,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -19,9 +20,10 @@ from core.logs import log_context, log_event
 from core.models import Job, Segment
 from core.states import JobStatus, SegmentStatus
 from lifecycle.events import JobEvent, JobEventKind, publish_job_event
-from lifecycle.jobs import mark_enqueued
+from lifecycle.jobs import mark_enqueued, move_locked_job
+from lifecycle.transitions import JOB_CLAIM
 from pipeline.checkpoint import file_sha256
-from worker.claims import Message, give_up, handle_failure, now, send, stale_before
+from worker.claims import Message, give_up, handle_failure, send_messages, stale_before
 from worker.fetch import local_video, remove_job_copy
 from worker.finalize import after_finalize, finalize_job
 from worker.results import store_video_info
@@ -65,7 +67,7 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
         elif status is JobStatus.PROCESSING and not (redelivered or stale):
             log_event(log, "job.probe.skipped", reason="claimed by another delivery")
             return "skipped"
-        elif status not in (JobStatus.QUEUED, JobStatus.PROCESSING):
+        elif not JOB_CLAIM.allows(status):
             log_event(log, "job.probe.skipped", reason=f"job {status}")
             return "skipped"
         else:
@@ -79,12 +81,12 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
                     attempts=job.attempts,
                 )
             metrics.record_queue_wait(queue="probe", sent_at=job.enqueued_at or job.created_at)
-            job.status = JobStatus.PROCESSING.value
+            move_locked_job(session, job=job, transition=JOB_CLAIM)
             job.attempts = attempt
             job.claimed_by = ctx.hostname
             job.task_id = task_id
-            job.claimed_at = now()
-            job.started_at = job.started_at or now()
+            job.claimed_at = datetime.now(UTC)
+            job.started_at = job.started_at or datetime.now(UTC)
             publish_job_event(session, JobEvent(job_id=job_id, kind=JobEventKind.STATUS, status=job.status))
             options = dict(job.options or {})
             video = job.video
@@ -175,6 +177,6 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
 
 
 def _send_segments(ctx: WorkerContext, *, job_id: uuid.UUID, indexes: list[int], priority: int) -> None:
-    send(ctx, [Message(job_id=job_id, segment_index=index, priority=priority) for index in indexes])
+    send_messages(ctx, [Message(job_id=job_id, segment_index=index, priority=priority) for index in indexes])
     with ctx.session() as session, session.begin():
         mark_enqueued(session, job_id=job_id)

@@ -9,7 +9,7 @@ those unsent, or stale for longer than the limits.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, func, or_, select, update
 
@@ -17,7 +17,7 @@ from core.logs import log_event
 from core.models import Job, Segment
 from core.redis import broker_key, redis_client
 from core.states import JobStatus, SegmentStatus
-from worker.claims import Message, now, send, stale_before
+from worker.claims import Message, send_messages, stale_before
 from worker.runtime import WorkerContext
 
 __all__ = ["BROKER_MARKER_KEY", "reconcile"]
@@ -44,7 +44,7 @@ def reconcile(ctx: WorkerContext) -> dict[str, int]:
         try:
             counts = _resend_in_flight(ctx)
             if "skipped" not in counts:
-                client.set(broker_key(settings, BROKER_MARKER_KEY), now().isoformat())
+                client.set(broker_key(settings, BROKER_MARKER_KEY), datetime.now(UTC).isoformat())
         finally:
             client.delete(broker_key(settings, _RESEND_LOCK_KEY))
         return counts
@@ -102,7 +102,7 @@ def _resend_in_flight(ctx: WorkerContext) -> dict[str, int]:
             .values(enqueued_at=func.now())
             .execution_options(synchronize_session=False)
         )
-    send(ctx, [*probes, *segments])
+    send_messages(ctx, [*probes, *segments])
     counts = {"probes": len(probes), "segments": len(segments)}
     # A new broker (first start) has nothing in flight: only a loss that mattered is a warning.
     level = logging.WARNING if probes or segments else logging.INFO
@@ -114,7 +114,7 @@ def _reconcile_stale(ctx: WorkerContext) -> dict[str, int]:
     """Sends again the probes of jobs queued too long (or never sent) and of probes whose claim is
     stale, and the analyze messages of segments pending too long or whose claim is stale."""
     settings = ctx.settings
-    started = now()
+    started = datetime.now(UTC)
     queued_cutoff = started - timedelta(seconds=settings.reconcile_queued_after_s)
     unsent_cutoff = started - timedelta(seconds=max(2 * settings.reconcile_interval_s, 30.0))
     stale_cutoff = stale_before(ctx)
@@ -177,7 +177,7 @@ def _reconcile_stale(ctx: WorkerContext) -> dict[str, int]:
                 .values(enqueued_at=func.now())
                 .execution_options(synchronize_session=False)
             )
-    send(ctx, [*probes, *segments])
+    send_messages(ctx, [*probes, *segments])
     counts = {"probes": len(probes), "segments": len(segments)}
     if probes or segments:
         log_event(log, "reconcile.resent", **counts)

@@ -36,6 +36,13 @@ from core.webhooks import (
 )
 from lifecycle.deliveries import DeliveryStatus
 from lifecycle.outbox import record_dispatcher_heartbeat, send_dispatched
+from lifecycle.transitions import (
+    DELIVERY_ABANDON,
+    DELIVERY_FAIL,
+    DELIVERY_RETRY,
+    DELIVERY_SUCCEED,
+    move,
+)
 from worker.runtime import WorkerContext
 
 __all__ = ["AttemptOutcome", "deliver", "dispatch_due"]
@@ -114,7 +121,7 @@ class _Claimed:
 
 
 def _finish_without_attempt(session: Session, delivery: WebhookDelivery, reason: str) -> AttemptOutcome:
-    delivery.status = DeliveryStatus.FAILED.value
+    move(delivery, DELIVERY_ABANDON)
     delivery.next_attempt_at = None
     delivery.claimed_until = None
     delivery.last_error = reason[:500]
@@ -272,10 +279,9 @@ def _attempt(ctx: WorkerContext, claimed: _Claimed) -> AttemptOutcome:
         )
         delivery = session.get(WebhookDelivery, claimed.delivery_id, with_for_update=True)
         if delivery is not None:
-            delivery.status = {
-                "succeeded": DeliveryStatus.SUCCEEDED.value,
-                "failed": DeliveryStatus.FAILED.value,
-            }.get(result, DeliveryStatus.PENDING.value)
+            move(
+                delivery, {"succeeded": DELIVERY_SUCCEED, "failed": DELIVERY_FAIL}.get(result, DELIVERY_RETRY)
+            )
             delivery.next_attempt_at = next_attempt_at
             delivery.claimed_until = None
             delivery.last_status_code = status_code
@@ -315,10 +321,10 @@ def _disable_endpoint(session: Session, *, endpoint_id: uuid.UUID | None) -> Non
         update(WebhookDelivery)
         .where(
             WebhookDelivery.endpoint_id == endpoint_id,
-            WebhookDelivery.status == DeliveryStatus.PENDING.value,
+            WebhookDelivery.status.in_(DELIVERY_ABANDON.source_values),
         )
         .values(
-            status=DeliveryStatus.FAILED.value,
+            status=DELIVERY_ABANDON.target_value,
             next_attempt_at=None,
             finished_at=func.now(),
             last_error="the endpoint was disabled after a 410 Gone",

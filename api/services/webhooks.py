@@ -20,6 +20,7 @@ from core.models import Batch, CallbackSecret, Job, WebhookAttempt, WebhookDeliv
 from core.webhooks import encrypt_secret, ensure_callback_secret, new_secret, secret_hint
 from lifecycle.deliveries import EVENT_TYPES, DeliveryStatus
 from lifecycle.outbox import send_dispatched
+from lifecycle.transitions import DELIVERY_ABANDON, DELIVERY_REDELIVER
 
 __all__ = [
     "MAX_ENDPOINTS_PER_TENANT",
@@ -136,10 +137,10 @@ def delete_endpoint(session: Session, *, tenant_id: uuid.UUID, endpoint_id: str)
         update(WebhookDelivery)
         .where(
             WebhookDelivery.endpoint_id == endpoint.id,
-            WebhookDelivery.status == DeliveryStatus.PENDING.value,
+            WebhookDelivery.status.in_(DELIVERY_ABANDON.source_values),
         )
         .values(
-            status=DeliveryStatus.FAILED.value,
+            status=DELIVERY_ABANDON.target_value,
             next_attempt_at=None,
             finished_at=func.now(),
             last_error="the endpoint was deleted",
@@ -281,14 +282,14 @@ def redeliver(
         update(WebhookDelivery)
         .where(
             WebhookDelivery.id == delivery.id,
-            WebhookDelivery.status != DeliveryStatus.PENDING.value,
+            WebhookDelivery.status.in_(DELIVERY_REDELIVER.source_values),
             or_(
                 WebhookDelivery.redelivery_requested_at.is_(None),
                 WebhookDelivery.redelivery_requested_at <= func.now() - window,
             ),
         )
         .values(
-            status=DeliveryStatus.PENDING.value,
+            status=DELIVERY_REDELIVER.target_value,
             series_attempts=0,
             next_attempt_at=now,
             finished_at=None,
