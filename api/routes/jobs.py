@@ -104,8 +104,10 @@ _CREATE_BODY: dict[str, Any] = {
     ),
     responses=error_responses(401, 404, 409, 413, 415, 422, 503),
     openapi_extra=_CREATE_BODY,
+    # The published operationId, kept as clients generated from the schema know it.
+    operation_id="create_job_v1_jobs_post",
 )
-async def create_job(
+async def post_job(
     request: Request,
     response: Response,
     key: CurrentKey,
