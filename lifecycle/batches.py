@@ -16,14 +16,28 @@ from sqlalchemy.orm import Session
 from core.models import Batch, Job
 from core.states import JobStatus
 from lifecycle.deliveries import queue_batch_deliveries
+from lifecycle.transitions import Transition, move
 
-__all__ = ["BatchStatus", "count_finished_job", "job_counts"]
+__all__ = [
+    "BATCH_COMPLETE",
+    "BATCH_END_CANCELED",
+    "BATCH_TRANSITIONS",
+    "BatchStatus",
+    "count_finished_job",
+    "job_counts",
+]
 
 
 class BatchStatus(StrEnum):
     RUNNING = "running"  # some of its jobs have not ended
     COMPLETED = "completed"  # every job ended (succeeded, failed or canceled one by one)
     CANCELED = "canceled"  # every job ended after the batch was canceled
+
+
+# The last of its jobs ended: the batch's end, by whether it had been canceled.
+BATCH_COMPLETE = Transition("complete", frozenset({BatchStatus.RUNNING}), BatchStatus.COMPLETED)
+BATCH_END_CANCELED = Transition("end_canceled", frozenset({BatchStatus.RUNNING}), BatchStatus.CANCELED)
+BATCH_TRANSITIONS = {transition.name: transition for transition in (BATCH_COMPLETE, BATCH_END_CANCELED)}
 
 
 def job_counts(session: Session, *, batch_id: uuid.UUID) -> dict[str, int]:
@@ -59,9 +73,7 @@ def count_finished_job(session: Session, *, batch_id: uuid.UUID, count: int = 1)
         select(Batch).where(Batch.id == batch_id).execution_options(populate_existing=True)
     )
     assert batch is not None
-    batch.status = (
-        BatchStatus.CANCELED.value if batch.canceled_at is not None else BatchStatus.COMPLETED.value
-    )
+    move(batch, BATCH_END_CANCELED if batch.canceled_at is not None else BATCH_COMPLETE)
     batch.completed_at = datetime.now(UTC)
     session.flush()
     queue_batch_deliveries(session, batch=batch, counts=job_counts(session, batch_id=batch_id))

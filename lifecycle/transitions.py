@@ -1,8 +1,9 @@
 """Every status change of a job, a segment and a webhook delivery, named with its allowed sources.
 
-One table per state machine. Whoever writes a status goes through a transition: a conditional
-UPDATE puts ``transition.source_values`` in its WHERE clause and ``transition.target_value`` in
-its SET, a row held under its lock is moved by ``move``. No database here.
+One table per state machine (a batch's, over its own states, is ``lifecycle.batches``'). Whoever
+writes a status goes through a transition: a conditional UPDATE puts ``transition.source_values``
+in its WHERE clause and ``transition.target_value`` in its SET, a row held under its lock is moved
+by ``move``. No database here.
 """
 
 from __future__ import annotations

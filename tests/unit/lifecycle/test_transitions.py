@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from core.states import TERMINAL_JOB_STATES, JobStatus, SegmentStatus
+from lifecycle.batches import BATCH_TRANSITIONS, BatchStatus
 from lifecycle.deliveries import DeliveryStatus
 from lifecycle.transitions import (
     DELIVERY_ABANDON,
@@ -28,7 +29,12 @@ from lifecycle.transitions import (
     move,
 )
 
-TABLES = {"job": JOB_TRANSITIONS, "segment": SEGMENT_TRANSITIONS, "delivery": DELIVERY_TRANSITIONS}
+TABLES = {
+    "job": JOB_TRANSITIONS,
+    "segment": SEGMENT_TRANSITIONS,
+    "delivery": DELIVERY_TRANSITIONS,
+    "batch": BATCH_TRANSITIONS,
+}
 
 
 @dataclass
@@ -80,6 +86,11 @@ def test_delivery_moves_are_exactly_the_documented_ones() -> None:
     assert DELIVERY_REDELIVER.source_values == ("failed", "succeeded")
 
 
+def test_a_batch_ends_once_from_running() -> None:
+    assert _moves(BATCH_TRANSITIONS) == {("running", "completed"), ("running", "canceled")}
+    assert not any(t.allows(BatchStatus.COMPLETED) for t in BATCH_TRANSITIONS.values())
+
+
 @pytest.mark.parametrize("terminal", sorted(TERMINAL_JOB_STATES))
 @pytest.mark.parametrize("transition", list(JOB_TRANSITIONS.values()), ids=list(JOB_TRANSITIONS))
 def test_ended_jobs_never_move(terminal: JobStatus, transition: Transition[JobStatus]) -> None:
@@ -106,6 +117,7 @@ def test_states_of_each_machine_stay_in_it() -> None:
         (JOB_TRANSITIONS, JobStatus),
         (SEGMENT_TRANSITIONS, SegmentStatus),
         (DELIVERY_TRANSITIONS, DeliveryStatus),
+        (BATCH_TRANSITIONS, BatchStatus),
     ):
         for transition in table.values():
             assert isinstance(transition.to_state, states)
