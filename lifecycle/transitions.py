@@ -99,9 +99,10 @@ SEGMENT_COMPLETE = Transition("complete", _UNFINISHED_SEGMENT, SegmentStatus.DON
 SEGMENT_CANCEL = Transition("cancel", _UNFINISHED_SEGMENT, SegmentStatus.CANCELED)
 SEGMENT_TRANSITIONS = _table(SEGMENT_CLAIM, SEGMENT_RELEASE, SEGMENT_COMPLETE, SEGMENT_CANCEL)
 
-# An attempt's answer is written whatever happened to the row while it ran: failed too, when its
-# endpoint was deleted or disabled meanwhile (the receiver's answer is still what happened).
-_ATTEMPTED = frozenset({DeliveryStatus.PENDING, DeliveryStatus.FAILED})
+# An attempt's answer is written whatever happened to the row while it ran (the receiver's answer is
+# still what happened): failed when its endpoint was deleted or disabled meanwhile, even succeeded
+# when a claim outlived its deadline and another attempt finished first.
+_ATTEMPTED = frozenset(DeliveryStatus)
 DELIVERY_SUCCEED = Transition("succeed", _ATTEMPTED, DeliveryStatus.SUCCEEDED)
 # Another attempt is due later (the schedule is not spent).
 DELIVERY_RETRY = Transition("retry", _ATTEMPTED, DeliveryStatus.PENDING)

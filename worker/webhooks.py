@@ -53,6 +53,8 @@ USER_AGENT = "DeepfakeStream-Webhooks/1"
 _DISPATCH_BATCH = 500
 # Messages may be handled a moment before the time the row says (clocks, rounding).
 _EARLY_SLACK_S = 1.0
+# An attempt's result, as the move of its delivery.
+_SETTLED = {"succeeded": DELIVERY_SUCCEED, "failed": DELIVERY_FAIL, "retrying": DELIVERY_RETRY}
 
 
 def _now() -> datetime:
@@ -279,9 +281,7 @@ def _attempt(ctx: WorkerContext, claimed: _Claimed) -> AttemptOutcome:
         )
         delivery = session.get(WebhookDelivery, claimed.delivery_id, with_for_update=True)
         if delivery is not None:
-            move(
-                delivery, {"succeeded": DELIVERY_SUCCEED, "failed": DELIVERY_FAIL}.get(result, DELIVERY_RETRY)
-            )
+            move(delivery, _SETTLED[result])
             delivery.next_attempt_at = next_attempt_at
             delivery.claimed_until = None
             delivery.last_status_code = status_code

@@ -76,11 +76,13 @@ def test_delivery_moves_are_exactly_the_documented_ones() -> None:
         ("pending", "succeeded"),
         ("pending", "pending"),
         ("pending", "failed"),
-        # an attempt under way when its endpoint was deleted still records the answer
+        # an attempt records its answer whatever happened to the row while it ran
         ("failed", "succeeded"),
         ("failed", "pending"),
         ("failed", "failed"),
-        ("succeeded", "pending"),  # redelivered
+        ("succeeded", "succeeded"),
+        ("succeeded", "pending"),  # redelivered, or an attempt to retry
+        ("succeeded", "failed"),
     }
     assert DELIVERY_ABANDON.source_values == ("pending",)
     assert DELIVERY_REDELIVER.source_values == ("failed", "succeeded")
