@@ -19,6 +19,7 @@ RUN mkdir -p core api worker pipeline migrations \
     && rm -rf core api worker pipeline migrations
 
 COPY core core
+COPY lifecycle lifecycle
 COPY api api
 COPY migrations migrations
 # The worker and pipeline sources are shipped but never imported by the API (torch is absent).

@@ -31,6 +31,7 @@ RUN mkdir -p core api worker pipeline migrations \
     && pip install --no-deps "facenet-pytorch==2.6.0"
 
 COPY core core
+COPY lifecycle lifecycle
 COPY api api
 COPY migrations migrations
 COPY worker worker
