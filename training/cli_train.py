@@ -146,8 +146,9 @@ def _margin(text: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.datasets import DEFAULT_CACHE_DIR
-    from pipeline.train import TrainConfig, export_best, train
+    from training.config import TrainConfig
+    from training.datasets import DEFAULT_CACHE_DIR
+    from training.train import export_best, train
 
     config = TrainConfig(
         data=list(args.data),

@@ -5,19 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from pipeline.augment import Augmenter, pair_degrade
-from pipeline.datasets import CropSet, identity_split, load_dataset
 from pipeline.errors import TrainingError
 from pipeline.model import DeepfakeClassifier
-from pipeline.sbi import self_blend
-
-if TYPE_CHECKING:
-    from pipeline.train import TrainConfig
+from training.augment import Augmenter, pair_degrade
+from training.config import TrainConfig
+from training.datasets import CropSet, identity_split, load_dataset
+from training.sbi import self_blend
 
 __all__ = ["Sampler", "load_all", "manifest_hash", "predict_images", "rng_for", "split_groups", "to_tensor"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.sbi import face_hull_mask, self_blend
 from tests.utils.training import source_image
+from training.sbi import face_hull_mask, self_blend
 
 
 def _blends_with_source_perturbed(face: np.ndarray, count: int, **kwargs: object) -> list:

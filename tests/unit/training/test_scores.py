@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from pipeline.metrics import binary_metrics, calibrate_threshold, log_loss, roc_auc
+from training.scores import binary_metrics, calibrate_threshold, log_loss, roc_auc
 
 
 def test_metrics_worked_by_hand() -> None:
@@ -67,7 +67,7 @@ def test_threshold_maximises_balanced_accuracy() -> None:
 
 
 def test_inconclusive_band_leaves_ninety_percent_right_verdicts_outside_it() -> None:
-    from pipeline.metrics import inconclusive_band
+    from training.scores import inconclusive_band
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 5000)
@@ -84,7 +84,7 @@ def test_inconclusive_band_leaves_ninety_percent_right_verdicts_outside_it() -> 
 
 
 def test_inconclusive_band_covers_everything_when_no_verdict_is_reliable() -> None:
-    from pipeline.metrics import inconclusive_band
+    from training.scores import inconclusive_band
 
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 2000)

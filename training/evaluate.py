@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.datasets import DEFAULT_CACHE_DIR, dataset_kind, read_entries, split_indices
 from pipeline.errors import PipelineError
-from pipeline.metrics import binary_metrics, roc_curve
+from training.datasets import DEFAULT_CACHE_DIR, dataset_kind, read_entries, split_indices
+from training.scores import binary_metrics, roc_curve
 
 __all__ = [
     "Evaluation",
@@ -90,7 +90,7 @@ def _checkpoint_split(model_config: Any) -> tuple[float, int]:
 def _score_crops(
     root: Path, classifier: Any, indices_for: Callable[[list[str]], np.ndarray], cache_dir: str | None
 ) -> list[ItemScore]:
-    from pipeline.datasets import load_crop_folder
+    from training.datasets import load_crop_folder
 
     size = classifier.config.input_size
     crop_set = load_crop_folder(root, size=size, cache_dir=cache_dir)
@@ -109,7 +109,7 @@ def _score_videos(
     say: Callable[[str], None] | None,
 ) -> list[ItemScore]:
     from pipeline import aggregate
-    from pipeline.datasets import resolve_file
+    from training.datasets import resolve_file
 
     entries = read_entries(root)
     rows = indices_for([e.group for e in entries])

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.datasets import CropSet
 from pipeline.errors import TrainingError
-from pipeline.train import TrainConfig
-from pipeline.train_data import Sampler
-from pipeline.train_state import check_same_settings, resume_key
+from training.config import TrainConfig
+from training.data import Sampler
+from training.datasets import CropSet
+from training.state import check_same_settings, resume_key
 
 SIZE = 32
 
