@@ -62,6 +62,9 @@ class TrainConfig:
     # Share of self-blends that blend only the mouth and jaw from a low-resolution rendering
     # (the trace of lip-sync tools); needs 68 landmarks.
     lower_face_ratio: float = 0.0
+    # Share of self-blends that repaint the face through simulated generator up-sampling (the
+    # traces of talking-head models, which leave no blending boundary).
+    generated_face_ratio: float = 0.0
     augment_strength: float = 1.0
     val_fraction: float = 0.2
     seed: int = 0
@@ -105,6 +108,13 @@ class TrainConfig:
             raise TrainingError("--sbi-landmark-points must be 5 or 68", code="invalid_arguments")
         if not 0.0 <= self.lower_face_ratio <= 1.0:
             raise TrainingError("--lower-face-ratio must be in [0, 1]", code="invalid_arguments")
+        if not 0.0 <= self.generated_face_ratio <= 1.0:
+            raise TrainingError("--generated-face-ratio must be in [0, 1]", code="invalid_arguments")
+        if self.lower_face_ratio + self.generated_face_ratio > 1.0:
+            raise TrainingError(
+                "--lower-face-ratio and --generated-face-ratio share the self-blends: their sum must be at most 1",
+                code="invalid_arguments",
+            )
         if self.lower_face_ratio > 0 and (self.sbi_landmark_points != 68 or not self.sbi_landmarks):
             raise TrainingError(
                 "--lower-face-ratio needs --sbi-landmark-points 68 (the mouth and jaw outline)",

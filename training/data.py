@@ -54,7 +54,8 @@ class Sampler:
 
     With ``sbi_pairs`` the self-blend slots come in twos instead: a real face (REAL) and its own
     self-blend (FAKE), degraded identically (``pair_degrade``); a share ``lower_face_ratio`` of
-    those blends covers only the mouth and jaw.
+    those blends covers only the mouth and jaw, and a share ``generated_face_ratio`` repaints the
+    face the way a generator's up-sampling decoder would.
     """
 
     def __init__(
@@ -85,11 +86,14 @@ class Sampler:
         if marks is not None and not np.isfinite(marks).all():
             marks = None
         region = "face"
-        if (
+        draw = rng.random()
+        if draw < self.config.generated_face_ratio:
+            region = "generated"
+        elif (
             marks is not None
             and marks.shape[0] == 68
             and self.config.lower_face_ratio > 0
-            and rng.random() < self.config.lower_face_ratio
+            and draw < self.config.generated_face_ratio + self.config.lower_face_ratio
         ):
             region = "lower"
         return self_blend(self.reals[pick], rng=rng, landmarks=marks, region=region).image

@@ -144,6 +144,7 @@ def _provenance(
         "sbi_landmark_points": config.sbi_landmark_points,
         "sbi_pairs": config.sbi_pairs,
         "lower_face_ratio": config.lower_face_ratio,
+        "generated_face_ratio": config.generated_face_ratio,
         "pretrained": config.pretrained if not config.init_from else None,
         "augment_strength": config.augment_strength,
         "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
