@@ -112,7 +112,8 @@ class TrainConfig:
             raise TrainingError("--generated-face-ratio must be in [0, 1]", code="invalid_arguments")
         if self.lower_face_ratio + self.generated_face_ratio > 1.0:
             raise TrainingError(
-                "--lower-face-ratio and --generated-face-ratio share the self-blends: their sum must be at most 1",
+                "--lower-face-ratio and --generated-face-ratio share the self-blends: "
+                "their sum must be at most 1",
                 code="invalid_arguments",
             )
         if self.lower_face_ratio > 0 and (self.sbi_landmark_points != 68 or not self.sbi_landmarks):

@@ -137,7 +137,8 @@ def test_generated_region_repaints_the_whole_crop_or_the_face_hull() -> None:
     face = source_image(96)
     whole = hull = 0
     for seed in range(16):
-        result = self_blend(face, rng=np.random.default_rng(seed), landmarks=_landmarks68(96), region="generated")
+        marks = _landmarks68(96)
+        result = self_blend(face, rng=np.random.default_rng(seed), landmarks=marks, region="generated")
         assert result.perturbed == "source"
         assert np.any(result.image != face)
         if result.mask.min() == 1.0:
