@@ -18,8 +18,8 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from core.media import SNIFF_BYTES, sniff_image
 from pipeline.errors import ModelError, PipelineError
+from pipeline.media_source import source_kind
 from pipeline.report import REPORT_FACES
 from pipeline.types import AnalysisConfig, VideoResult
 
@@ -40,14 +40,13 @@ _STAGE_MESSAGES = {
 
 
 def _probe_message(path: str) -> str:
-    """What reading the input is called: the probe has not yet said, so the first bytes tell a
-    photo from a video (a one-frame video, analysed as an image, is still read as a video)."""
+    """What reading the input is called, from the source that will read it (a one-frame video,
+    analysed as an image, is still read as a video)."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-    except OSError:
+        kind = source_kind(path)
+    except PipelineError:
         return "reading the file…"  # the analysis reports what is wrong with it
-    return "reading the image…" if sniff_image(head) is not None else _STAGE_MESSAGES["probe"]
+    return f"reading the {kind.noun}…"
 
 log = logging.getLogger(__name__)
 
