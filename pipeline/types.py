@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from core.media import DEFAULT_SAMPLE_FPS
 from core.verdicts import FACES_TOO_SMALL, FACES_TOO_SMALL_LABEL, faces_too_small_message
 from core.verdicts import explanation as verdict_explanation
 from core.verdicts import label as verdict_label
@@ -38,7 +39,7 @@ class AnalysisConfig:
     """Knobs of one analysis. Defaults are the service's; the CLI and API may override some."""
 
     segment_seconds: float = 10.0
-    sample_fps: float = 3.0
+    sample_fps: float = DEFAULT_SAMPLE_FPS
     max_frames: int = 32  # per segment
     detect_long_side: int = 640  # MTCNN runs on a copy downscaled to this long side
     # Smallest face looked for, in pixels of the detection copy: 20 at a 640 long side means
