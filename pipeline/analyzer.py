@@ -23,19 +23,13 @@ import numpy as np
 from pipeline import aggregate
 from pipeline.crop import crop_face
 from pipeline.explain import GradCam, TopCrops, absolute_heatmap, encode_jpeg, overlay_heatmap
-from pipeline.faces import (
-    Detection,
-    FaceDetector,
-    FaceFollower,
-    crop_growth,
-    link_segment_tracks,
-    link_tracks,
-    smallest_face_to_score,
-)
+from pipeline.faces import Detection, FaceDetector, crop_growth, smallest_face_to_score
+from pipeline.following import FaceFollower
 from pipeline.media_source import MediaSource, open_media_source
 from pipeline.model import Classifier
 from pipeline.plan import sample_numbers
 from pipeline.quality import QualityStats, measure_segment
+from pipeline.tracking import link_segment_tracks, link_tracks
 from pipeline.types import (
     AnalysisConfig,
     FaceExplanation,
@@ -46,6 +40,7 @@ from pipeline.types import (
     SmallFaces,
     VideoInfo,
     VideoResult,
+    suspicion_order,
 )
 
 __all__ = [
@@ -263,7 +258,7 @@ class Analyzer:
                     faces=faces,
                 )
             )
-        explanations.sort(key=lambda explanation: -explanation.score)
+        explanations.sort(key=suspicion_order)
         # Stage times are each stage's own busy time; they overlap, so they need not add up to
         # the segment's wall time. decode_s is the time spent waiting for decoded frames.
         timings = {

@@ -23,7 +23,7 @@ from core.report import (
     render_report,
 )
 from pipeline.checkpoint import file_sha256
-from pipeline.types import FaceExplanation, VideoResult
+from pipeline.types import FaceExplanation, VideoResult, suspicion_order
 
 __all__ = ["REPORT_FACES", "build_report", "most_suspicious", "write_report"]
 
@@ -34,7 +34,7 @@ REPORT_FACES = 4
 def most_suspicious(result: VideoResult, limit: int = REPORT_FACES) -> list[FaceExplanation]:
     """The ``limit`` most suspicious explained faces of the video, ranked like a job's."""
     explained = [e for segment in result.segments for e in segment.explanations]
-    explained.sort(key=lambda e: (-e.score, e.frame_index, e.face))
+    explained.sort(key=suspicion_order)
     return explained[: max(limit, 0)]
 
 

@@ -6,7 +6,7 @@ No torch here: the worker's persistence layer and the API can read these shapes 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -28,6 +28,7 @@ __all__ = [
     "Verdict",
     "VideoInfo",
     "VideoResult",
+    "suspicion_order",
 ]
 
 Verdict = Literal["fake", "real", "inconclusive", "no_face"]
@@ -228,6 +229,26 @@ class TrackResult:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "first_t": round(self.first_t, 3), "last_t": round(self.last_t, 3),
                 "score": round(self.score, 5), "faces": self.faces}
+
+
+class ExplainedFace(Protocol):
+    """An explained face as the analysis has it (``FaceExplanation``) or as it is stored."""
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def frame_index(self) -> int: ...
+
+    @property
+    def face(self) -> int: ...
+
+
+def suspicion_order(explained: ExplainedFace) -> tuple[float, int, int]:
+    """The sort key of a video's "most suspicious faces": the highest score first, then the
+    earlier frame, then the face's place in its frame. The analysis, the job's stored ranks and
+    the report all rank by it."""
+    return (-explained.score, explained.frame_index, explained.face)
 
 
 @dataclass
