@@ -19,6 +19,7 @@ from core.events import JobEvent, JobEventKind, announce
 from core.logs import log_context, log_event
 from core.models import Job, Segment
 from core.states import JobStatus, SegmentStatus
+from pipeline.media_source import media_source_for
 from worker.claims import claim_segment, give_up, handle_failure, now
 from worker.fetch import local_video, remove_job_copy
 from worker.finalize import after_finalize, finalize_job
@@ -85,7 +86,7 @@ def _analyze_segment(
         try:
             analyzer = ctx.analyzer_for(options)
             path = local_video(job_id=job_id, video=video, storage=ctx.storage, settings=ctx.settings)
-            result = analyzer.analyze_segment(path, video_info(video), plan)
+            result = analyzer.analyze_segment(media_source_for(path, video_info(video)), plan)
             uploading = time.perf_counter()
             uploaded = upload_explanations(ctx.storage, video=video, result=result)
             metrics.record_stage("upload", time.perf_counter() - uploading)
