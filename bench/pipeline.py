@@ -330,9 +330,9 @@ def _run_baseline(
     import torch
     from facenet_pytorch import MTCNN
 
+    from pipeline.media_source import open_media_source
     from pipeline.model import Classifier, resolve_device
     from pipeline.types import AnalysisConfig
-    from pipeline.video import plan_segments, probe
 
     imported = time.perf_counter()
     # The same CPU thread count as the pipeline: the speed-up should come from how the work is
@@ -345,8 +345,9 @@ def _run_baseline(
         classifier = Classifier(model, device=device)
         classifiers[classifier.config.input_size] = classifier  # loads and warms up, as the pipeline does
     loaded = time.perf_counter()
-    info = probe(video)
-    indices = {math.floor(t * info.fps + 1e-6) for plan in plan_segments(info, AnalysisConfig())
+    source = open_media_source(video)
+    info = source.info
+    indices = {math.floor(t * info.fps + 1e-6) for plan in source.plan(AnalysisConfig())
                for t in plan.frame_times}
     first = _baseline_pass(video, detector, classifiers, indices)
     passes = [_baseline_pass(video, detector, classifiers, indices) for _ in range(runs)] or [first]
@@ -378,11 +379,11 @@ def _run_ffmpeg_alone(video: Path) -> dict[str, Any]:
     The analysis process cannot tell: a child's peak RSS includes the parent's pages it shared
     between fork and exec, so there it would count the whole Python process twice.
     """
-    from pipeline.video import decode_segment, plan_segments, probe
+    from pipeline.media_source import open_media_source
 
-    info = probe(video)
-    for plan in plan_segments(info):
-        decode_segment(video, info, plan)
+    source = open_media_source(video)
+    for plan in source.plan():
+        source.decode(plan)
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     return {"ffmpeg_peak_mb": round(children, 1), "spawning_process_mb": round(own, 1)}
@@ -584,10 +585,10 @@ def main(argv: list[str] | None = None) -> int:
 
     WORK_DIR.mkdir(parents=True, exist_ok=True)
     args.video = (args.video or _make_clip(WORK_DIR / "clip-1080p30.mp4")).resolve()
+    from pipeline.media_source import open_media_source
     from pipeline.types import AnalysisConfig
-    from pipeline.video import probe
 
-    info = probe(args.video)
+    info = open_media_source(args.video).info
     load_before = _machine_load()
     ffmpeg_memory = _subprocess("ffmpeg", args, [])
     from pipeline.checkpoint import DEFAULT_MODEL_PATH, read_model_config
@@ -690,11 +691,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def _full_resolution_min_face(video: Path) -> int:
     """The pipeline's smallest face expressed in the clip's own pixels, for a like-for-like baseline."""
+    from pipeline.media_source import open_media_source
     from pipeline.types import AnalysisConfig
-    from pipeline.video import probe
 
     config = AnalysisConfig()
-    info = probe(video)
+    info = open_media_source(video).info
     scale = max(info.width, info.height) / config.detect_long_side if config.detect_long_side > 0 else 1.0
     return max(12, round(config.min_face_size * max(scale, 1.0)))
 

@@ -12,7 +12,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.errors import ConfigError
-from core.media import KNOWN_CONTAINERS
+from core.media import DEFAULT_SAMPLE_FPS, KNOWN_CONTAINERS, MAX_SAMPLE_FPS, MIN_SAMPLE_FPS
 
 __all__ = ["WAIT_CEILING_S", "Settings", "StorageKind", "get_settings", "load_settings"]
 
@@ -96,13 +96,13 @@ class Settings(BaseSettings):
     max_image_base64_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
 
     # Analysis defaults and the bounds a request may choose within
-    default_sample_fps: float = Field(default=3.0, gt=0)
+    default_sample_fps: float = Field(default=DEFAULT_SAMPLE_FPS, gt=0)
     default_segment_seconds: float = Field(default=10.0, gt=0)
     max_frames_per_segment: int = Field(default=32, ge=1, le=1024)
     # Faces analysed per frame, the largest first: a crowd costs no more than this many faces.
     max_faces_per_frame: int = Field(default=16, ge=1, le=256)
-    min_sample_fps: float = Field(default=0.1, gt=0)
-    max_sample_fps: float = Field(default=30.0, gt=0)
+    min_sample_fps: float = Field(default=MIN_SAMPLE_FPS, gt=0)
+    max_sample_fps: float = Field(default=MAX_SAMPLE_FPS, gt=0)
     min_segment_seconds: float = Field(default=1.0, gt=0)
     max_segment_seconds: float = Field(default=120.0, gt=0)
 

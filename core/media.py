@@ -1,5 +1,5 @@
 """Video containers and still-image formats the service accepts: the one list, recognised from a
-file's first bytes.
+file's first bytes; and how many frames a second of video may be sampled at.
 
 Torch-free and without dependencies, so the API (uploads, sources), the settings
 (``ALLOWED_CONTAINERS``) and the pipeline can all share it. Images are "containers" too
@@ -10,8 +10,11 @@ from __future__ import annotations
 
 __all__ = [
     "CONTENT_TYPES",
+    "DEFAULT_SAMPLE_FPS",
     "IMAGE_FORMATS",
     "KNOWN_CONTAINERS",
+    "MAX_SAMPLE_FPS",
+    "MIN_SAMPLE_FPS",
     "SNIFF_BYTES",
     "VIDEO_CONTAINERS",
     "content_type_for",
@@ -22,6 +25,12 @@ __all__ = [
     "sniff_image",
     "sniff_media",
 ]
+
+# Frames analysed per second of video: the default and the range a request or the command line may
+# choose within (the API's settings start from these; a deployment may narrow them).
+DEFAULT_SAMPLE_FPS = 3.0
+MIN_SAMPLE_FPS = 0.1
+MAX_SAMPLE_FPS = 30.0
 
 # Container name → the media type stored with the object.
 CONTENT_TYPES: dict[str, str] = {

@@ -2,19 +2,20 @@
 
 Everything is inline (styles, the SVG chart, face crops and Grad-CAM heatmaps as base64 JPEG), so
 the file can be mailed or attached to a ticket and opens anywhere without a network. Built from
-plain records: ``deepfakestream analyze --report`` fills them from its result, the API from a
-job's stored rows (``GET /v1/jobs/{id}/report``), so both write the same document. No numpy, no
-torch, no image library.
+plain records by one builder, ``build_report``: ``deepfakestream analyze --report`` gives it its
+result (``pipeline.report``), the API a job's stored rows and images (``api.services.report``,
+``GET /v1/jobs/{id}/report``), so both write the same document. No numpy, no torch, no image
+library.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from core import heatmaps, verdicts
 
@@ -27,6 +28,8 @@ __all__ = [
     "ReportSegment",
     "ReportTrack",
     "ReportVideo",
+    "VideoFacts",
+    "build_report",
     "render_report",
 ]
 
@@ -151,6 +154,85 @@ class Report:
             aggregation=self.aggregation,
             media_type=self.video.media_type,
         )
+
+
+class VideoFacts(Protocol):
+    """What the report says of the input: the probe's findings (``VideoInfo``) or their stored row."""
+
+    @property
+    def duration_s(self) -> float | None: ...
+
+    @property
+    def width(self) -> int | None: ...
+
+    @property
+    def height(self) -> int | None: ...
+
+    @property
+    def fps(self) -> float | None: ...
+
+    @property
+    def codec(self) -> str | None: ...
+
+
+def build_report(
+    *,
+    analysed_at: datetime,
+    input: ReportInput,
+    verdict: str,
+    score: float | None,
+    threshold: float | None,
+    inconclusive_band: tuple[float, float] | None,
+    aggregation: str | None,
+    model: Mapping[str, Any],
+    caveat: str | None,
+    video: VideoFacts,
+    media_type: str,
+    settings: Mapping[str, Any] | None,
+    timings: Mapping[str, Any] | None,
+    frames: Iterable[ReportFrame],
+    segments: Iterable[ReportSegment],
+    tracks: Iterable[ReportTrack],
+    faces: Iterable[ReportFace],
+    job_id: str | None = None,
+) -> Report:
+    """The report of one analysis, whoever kept it: ``model`` has the checkpoint's ``name``,
+    ``version``, ``sha256`` and ``trained``; ``timings`` keeps its numbers only, as seconds."""
+    return Report(
+        analysed_at=analysed_at,
+        job_id=job_id,
+        input=input,
+        verdict=verdict,
+        score=score,
+        threshold=threshold,
+        inconclusive_band=inconclusive_band,
+        aggregation=aggregation,
+        model=ReportModel(
+            name=model.get("name"),
+            version=model.get("version"),
+            sha256=model.get("sha256"),
+            trained=model.get("trained"),
+            caveat=caveat,
+        ),
+        video=ReportVideo(
+            duration_s=video.duration_s,
+            width=video.width,
+            height=video.height,
+            fps=video.fps,
+            codec=video.codec,
+            media_type=media_type,
+        ),
+        settings=dict(settings or {}),
+        frames=list(frames),
+        segments=list(segments),
+        tracks=list(tracks),
+        faces=list(faces),
+        timings={
+            key: float(value)
+            for key, value in (timings or {}).items()
+            if isinstance(value, int | float)
+        },
+    )
 
 
 _STYLE = """

@@ -22,9 +22,10 @@ COPY core core
 COPY lifecycle lifecycle
 COPY api api
 COPY migrations migrations
-# The worker and pipeline sources are shipped but never imported by the API (torch is absent).
+# The worker, pipeline and training sources are shipped but never imported by the API (torch is absent).
 COPY worker worker
 COPY pipeline pipeline
+COPY training training
 RUN pip install --no-deps -e . && python -c "import api.app, core.migrate" \
     && ! python -c "import torch" 2>/dev/null
 

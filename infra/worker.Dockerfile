@@ -36,6 +36,8 @@ COPY api api
 COPY migrations migrations
 COPY worker worker
 COPY pipeline pipeline
+# `deepfakestream evaluate` and `train` (training from ImageNet weights needs the train extra too).
+COPY training training
 # The shipped checkpoint (safetensors); mount another at MODEL_PATH to override it.
 COPY models models
 RUN pip install --no-deps -e . && python -c "import worker.app, pipeline.analyzer"

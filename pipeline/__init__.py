@@ -1,4 +1,4 @@
-"""The ML pipeline: probe, decode, faces, SRM + EfficientNet scoring, aggregation, training.
+"""The ML pipeline: probe, decode, faces, SRM + EfficientNet scoring, aggregation.
 
 ``pipeline.analyze(path, ...)`` is the entry the command line calls; the worker runs the same
 steps one segment at a time through ``pipeline.Analyzer``. No web and no database here. Both

@@ -1,4 +1,4 @@
-"""The pipeline's one entry: probe → plan → analyse each segment → finalize.
+"""The pipeline's one entry: open the source → plan → analyse each segment → finalize.
 
 ``analyze`` (exported as ``pipeline.analyze``) runs the whole video for the command line; the
 Celery worker calls the same ``Analyzer`` steps in separate tasks, keeping one ``Analyzer`` per
@@ -23,17 +23,13 @@ import numpy as np
 from pipeline import aggregate
 from pipeline.crop import crop_face
 from pipeline.explain import GradCam, TopCrops, absolute_heatmap, encode_jpeg, overlay_heatmap
-from pipeline.faces import (
-    Detection,
-    FaceDetector,
-    FaceFollower,
-    crop_growth,
-    link_segment_tracks,
-    link_tracks,
-    smallest_face_to_score,
-)
+from pipeline.faces import Detection, FaceDetector, crop_growth, smallest_face_to_score
+from pipeline.following import FaceFollower
+from pipeline.media_source import MediaSource, open_media_source
 from pipeline.model import Classifier
+from pipeline.plan import sample_numbers
 from pipeline.quality import QualityStats, measure_segment
+from pipeline.tracking import link_segment_tracks, link_tracks
 from pipeline.types import (
     AnalysisConfig,
     FaceExplanation,
@@ -44,8 +40,8 @@ from pipeline.types import (
     SmallFaces,
     VideoInfo,
     VideoResult,
+    suspicion_order,
 )
-from pipeline.video import open_decoder, plan_segments, probe, sample_numbers
 
 __all__ = [
     "Analyzer",
@@ -119,14 +115,15 @@ class Analyzer:
         band = self.model_config.inconclusive_band
         return None if band is None else (float(band[0]), float(band[1]))
 
-    def probe(self, path: str | Path) -> VideoInfo:
-        return probe(path, self.config)
+    def open(self, path: str | Path) -> MediaSource:
+        """Probe the file (video or image) under this Analyzer's limits."""
+        return open_media_source(path, self.config)
 
-    def plan(self, info: VideoInfo) -> list[SegmentPlan]:
-        return plan_segments(info, self.config)
+    def plan(self, source: MediaSource) -> list[SegmentPlan]:
+        return source.plan(self.config)
 
     def analyze_segment(
-        self, path: str | Path, info: VideoInfo, plan: SegmentPlan, on_frames: ChunkCallback | None = None
+        self, source: MediaSource, plan: SegmentPlan, on_frames: ChunkCallback | None = None
     ) -> SegmentResult:
         """Decode, detect, track, crop and classify one segment. Track ids are local (1, 2, …).
         ``on_frames(n)`` runs after each chunk of ``n`` frames has been through detection.
@@ -135,6 +132,7 @@ class Analyzer:
         ``decode_s`` is the time spent waiting for frames, not ffmpeg's own time.
         """
         config = self.config
+        info = source.info
         started = time.perf_counter()
         decode_s = detect_s = classify_s = quality_s = 0.0
         size = self.model_config.input_size
@@ -160,7 +158,7 @@ class Analyzer:
 
         with (
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="classify") as classify_pool,
-            open_decoder(path, info, plan, config) as decoder,
+            source.open_frames(plan, config) as decoder,
         ):
             follower = self._follower(decoder.frames.shape[2], decoder.frames.shape[1])
             chunks = decoder.chunks(config.chunk_frames)
@@ -260,7 +258,7 @@ class Analyzer:
                     faces=faces,
                 )
             )
-        explanations.sort(key=lambda explanation: -explanation.score)
+        explanations.sort(key=suspicion_order)
         # Stage times are each stage's own busy time; they overlap, so they need not add up to
         # the segment's wall time. decode_s is the time spent waiting for decoded frames.
         timings = {
@@ -458,9 +456,9 @@ def analyze(
     started = time.perf_counter()
     if on_stage is not None:
         on_stage("probe")
-    info = probe(path, config)
+    source = open_media_source(path, config)
     probe_s = time.perf_counter() - started
-    plans = plan_segments(info, config)
+    plans = source.plan(config)
     loading = time.perf_counter()
     if on_stage is not None:
         on_stage("load")
@@ -483,9 +481,9 @@ def analyze(
     for done, plan in enumerate(plans):
         if progress is not None:
             progress(done, len(plans))
-        segments.append(analyzer.analyze_segment(path, info, plan, chunk_done))
+        segments.append(analyzer.analyze_segment(source, plan, chunk_done))
     if progress is not None:
         progress(len(plans), len(plans))
-    result = analyzer.finalize(info, segments, {"probe_s": probe_s})
+    result = analyzer.finalize(source.info, segments, {"probe_s": probe_s})
     result.timings["total_s"] = time.perf_counter() - started - load_s
     return result

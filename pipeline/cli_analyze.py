@@ -18,8 +18,9 @@ import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from core.media import SNIFF_BYTES, sniff_image
+from core.media import MAX_SAMPLE_FPS, MIN_SAMPLE_FPS
 from pipeline.errors import ModelError, PipelineError
+from pipeline.media_source import source_kind
 from pipeline.report import REPORT_FACES
 from pipeline.types import AnalysisConfig, VideoResult
 
@@ -40,14 +41,13 @@ _STAGE_MESSAGES = {
 
 
 def _probe_message(path: str) -> str:
-    """What reading the input is called: the probe has not yet said, so the first bytes tell a
-    photo from a video (a one-frame video, analysed as an image, is still read as a video)."""
+    """What reading the input is called, from the source that will read it (a one-frame video,
+    analysed as an image, is still read as a video)."""
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(SNIFF_BYTES)
-    except OSError:
+        kind = source_kind(path)
+    except PipelineError:
         return "reading the file…"  # the analysis reports what is wrong with it
-    return "reading the image…" if sniff_image(head) is not None else _STAGE_MESSAGES["probe"]
+    return f"reading the {kind.noun}…"
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", metavar="PATH", help="write the full result as JSON ('-' for stdout)")
     parser.add_argument("--report", metavar="PATH.html", help="write a self-contained HTML report")
     parser.add_argument("--sample-fps", type=float, default=None,
-                        help=f"frames sampled per second (default {defaults.sample_fps:g})")
+                        help=f"frames sampled per second, {MIN_SAMPLE_FPS:g} to {MAX_SAMPLE_FPS:g} "
+                        f"(default {defaults.sample_fps:g})")
     parser.add_argument("--segment-seconds", type=float, default=None,
                         help=f"length of a segment (default {defaults.segment_seconds:g})")
     parser.add_argument("--max-frames", type=int, default=None,
@@ -77,8 +78,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _config_from(args: argparse.Namespace) -> AnalysisConfig:
-    if args.sample_fps is not None and not 0 < args.sample_fps <= 60:
-        raise ValueError("--sample-fps must be in (0, 60]")
+    if args.sample_fps is not None and not MIN_SAMPLE_FPS <= args.sample_fps <= MAX_SAMPLE_FPS:
+        raise ValueError(
+            f"--sample-fps must be between {MIN_SAMPLE_FPS:g} and {MAX_SAMPLE_FPS:g} frames a second, "
+            f"got {args.sample_fps:g}"
+        )
     if args.segment_seconds is not None and not 1 <= args.segment_seconds <= 600:
         raise ValueError("--segment-seconds must be between 1 and 600")
     if args.max_frames is not None and not 1 <= args.max_frames <= 1000:

@@ -5,9 +5,7 @@ only reading it differs. Before any pixel is decoded the header's size is checke
 ``max_image_pixels`` (a small file that would inflate to gigabytes is refused unread),
 ``max_image_side`` and ``max_image_aspect_ratio``, and animations are refused. Decoding applies
 the EXIF orientation and turns every colour mode the formats allow (CMYK, 16-bit, palette,
-alpha) into 8-bit RGB; alpha is laid over white.
-
-Pillow is imported inside the functions: ``pipeline.plan`` asks ``is_still`` of every video.
+alpha) into 8-bit RGB; alpha is laid over white. ``pipeline.media_source`` sends images here.
 """
 
 from __future__ import annotations
@@ -17,16 +15,15 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from core.media import IMAGE_FORMATS
 from pipeline.errors import AnimatedImageError, CorruptImageError, LimitExceededError, NotAVideoError
+from pipeline.plan import check_sampling, decoded_size
 from pipeline.types import AnalysisConfig, SegmentPlan, VideoInfo
-
-if TYPE_CHECKING:
-    from PIL import Image as PILImage
 
 __all__ = ["STILL_FORMAT_PREFIX", "StillDecoder", "decode_still", "is_still", "plan_still", "probe_image"]
 
@@ -48,10 +45,8 @@ def is_still(info: VideoInfo) -> bool:
 
 
 @contextmanager
-def _opened(path: Path, config: AnalysisConfig) -> Iterator[PILImage.Image]:
+def _opened(path: Path, config: AnalysisConfig) -> Iterator[Image.Image]:
     """The image with its header read and checked, nothing decoded yet."""
-    from PIL import Image, UnidentifiedImageError
-
     # Pillow refuses outright past twice its MAX_IMAGE_PIXELS: never below a cap set higher than
     # its own, so the refusal is always ours and names the limit the deployment set.
     if Image.MAX_IMAGE_PIXELS is not None and config.max_image_pixels > Image.MAX_IMAGE_PIXELS:
@@ -108,7 +103,7 @@ def _opened(path: Path, config: AnalysisConfig) -> Iterator[PILImage.Image]:
         yield image
 
 
-def _orientation(image: PILImage.Image) -> int:
+def _orientation(image: Image.Image) -> int:
     try:
         return int(image.getexif().get(_EXIF_ORIENTATION, 1))
     except (OSError, SyntaxError, ValueError, TypeError):
@@ -143,22 +138,21 @@ def probe_image(path: str | Path, config: AnalysisConfig | None = None) -> Video
     )
 
 
-def plan_still(info: VideoInfo) -> list[SegmentPlan]:
+def plan_still(info: VideoInfo, config: AnalysisConfig | None = None) -> list[SegmentPlan]:
     """One segment holding the one frame."""
+    check_sampling(config or AnalysisConfig())
     return [SegmentPlan(index=0, start_s=0.0, end_s=0.0, frame_times=(0.0,), frame_numbers=(0,))]
 
 
-def _load(path: Path, image: PILImage.Image) -> None:
+def _load(path: Path, image: Image.Image) -> None:
     try:
         image.load()
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise CorruptImageError(f"{path.name} is truncated or damaged ({exc})") from exc
 
 
-def to_rgb(image: PILImage.Image) -> PILImage.Image:
+def to_rgb(image: Image.Image) -> Image.Image:
     """8-bit RGB from any mode JPEG, PNG, WebP or GIF decode to."""
-    from PIL import Image
-
     mode = image.mode
     if mode == "RGB":
         return image
@@ -175,12 +169,10 @@ def to_rgb(image: PILImage.Image) -> PILImage.Image:
     return image.convert("RGB")  # L, 1, CMYK, YCbCr
 
 
-def _grey_to_8_bit(image: PILImage.Image) -> PILImage.Image:
+def _grey_to_8_bit(image: Image.Image) -> Image.Image:
     """16-bit grey (and 32-bit integer or float grey) scaled to 8 bits, not clipped, a band of rows
     at a time: the picture is never copied whole into a wider type (float64 of a 50 Mpixel
     picture is 400 MB, where Pillow holds it in 100)."""
-    from PIL import Image
-
     width, height = image.size
     scale = np.float32(1.0 if image.mode == "F" else 257.0)
     grey = np.empty((height, width), dtype=np.uint8)
@@ -198,10 +190,6 @@ def _grey_to_8_bit(image: PILImage.Image) -> PILImage.Image:
 
 def decode_still(path: str | Path, info: VideoInfo, config: AnalysisConfig | None = None) -> np.ndarray:
     """The picture as displayed: H×W×3 uint8 RGB, scaled down to ``decode_long_side`` like video."""
-    from PIL import Image, ImageOps
-
-    from pipeline.plan import decoded_size
-
     config = config or AnalysisConfig()
     path = Path(path)
     with _opened(path, config) as image:

@@ -8,13 +8,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipeline.errors import (
-    LimitExceededError,
-)
-from pipeline.image import is_still, plan_still
+from pipeline.errors import LimitExceededError
 from pipeline.types import AnalysisConfig, FrameTimeline, SegmentPlan, VideoInfo
 
-__all__ = ["MATCH_BEFORE_S", "SEEK_PAST_S", "decoded_size", "frame_number", "plan_segments", "sample_numbers"]
+__all__ = [
+    "MATCH_BEFORE_S",
+    "SEEK_PAST_S",
+    "check_sampling",
+    "decoded_size",
+    "frame_number",
+    "plan_segments",
+    "sample_numbers",
+]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,12 @@ def _sample_step(duration: float, config: AnalysisConfig) -> tuple[int, float]:
     return config.max_frames, duration / config.max_frames  # capped: spread evenly over the window
 
 
+def check_sampling(config: AnalysisConfig) -> None:
+    """Refuse settings no input can be planned with (a still image's plan checks them too)."""
+    if config.segment_seconds <= 0 or config.sample_fps <= 0 or config.max_frames < 1:
+        raise ValueError("segment_seconds and sample_fps must be positive and max_frames at least 1")
+
+
 def plan_segments(info: VideoInfo, config: AnalysisConfig | None = None) -> list[SegmentPlan]:
     """Cut the video into ``segment_seconds`` windows and choose the frames each one samples.
 
@@ -55,10 +66,7 @@ def plan_segments(info: VideoInfo, config: AnalysisConfig | None = None) -> list
     ``max_keyframe_lead_s`` of video before its first sample.
     """
     config = config or AnalysisConfig()
-    if config.segment_seconds <= 0 or config.sample_fps <= 0 or config.max_frames < 1:
-        raise ValueError("segment_seconds and sample_fps must be positive and max_frames at least 1")
-    if is_still(info):
-        return plan_still(info)
+    check_sampling(config)
     duration = info.duration_s
     bounds: list[tuple[float, float]] = []
     start = 0.0
@@ -201,7 +209,7 @@ def sample_numbers(plan: SegmentPlan, info: VideoInfo) -> list[int]:
 
 
 def decoded_size(info: VideoInfo, config: AnalysisConfig) -> tuple[int, int]:
-    """Width and height of the frames ``decode_segment`` returns (the displayed size, capped)."""
+    """Width and height of the frames a decoder returns, video or image (the displayed size, capped)."""
     long_side = max(info.width, info.height)
     limit = config.decode_long_side
     if limit <= 0 or long_side <= limit:

@@ -1,7 +1,7 @@
 """The HTML report of a local analysis (``deepfakestream analyze --report``).
 
-The document itself is ``core.report``, the same one the API serves for a job; this module fills
-it from a ``VideoResult``. The faces shown are the analysis's own explanations: the crop the
+The document itself is ``core.report``, the same one the API serves for a job, filled by its
+``build_report`` from a ``VideoResult``. The faces shown are the analysis's own explanations: the crop the
 classifier saw and the Grad-CAM heatmap of that same crop, ranked as the service ranks a job's
 "most suspicious faces" (score, then frame, then face), so the CLI and the page agree.
 """
@@ -11,19 +11,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+from core import report as core_report
 from core.report import (
     Report,
     ReportFace,
     ReportFrame,
     ReportInput,
-    ReportModel,
     ReportSegment,
     ReportTrack,
-    ReportVideo,
     render_report,
 )
 from pipeline.checkpoint import file_sha256
-from pipeline.types import FaceExplanation, VideoResult
+from pipeline.types import FaceExplanation, VideoResult, suspicion_order
 
 __all__ = ["REPORT_FACES", "build_report", "most_suspicious", "write_report"]
 
@@ -34,7 +33,7 @@ REPORT_FACES = 4
 def most_suspicious(result: VideoResult, limit: int = REPORT_FACES) -> list[FaceExplanation]:
     """The ``limit`` most suspicious explained faces of the video, ranked like a job's."""
     explained = [e for segment in result.segments for e in segment.explanations]
-    explained.sort(key=lambda e: (-e.score, e.frame_index, e.face))
+    explained.sort(key=suspicion_order)
     return explained[: max(limit, 0)]
 
 
@@ -53,10 +52,9 @@ def build_report(
     limit: int = REPORT_FACES,
     analysed_at: datetime | None = None,
 ) -> Report:
+    """The report of a local analysis of ``video_path``."""
     path = Path(video_path)
-    model = result.model
-    info = result.video
-    return Report(
+    return core_report.build_report(
         analysed_at=analysed_at or datetime.now(UTC),
         input=ReportInput(name=path.name, size_bytes=path.stat().st_size, sha256=file_sha256(path)),
         verdict=result.verdict,
@@ -64,22 +62,12 @@ def build_report(
         threshold=result.threshold,
         inconclusive_band=result.inconclusive_band,
         aggregation=result.aggregation,
-        model=ReportModel(
-            name=model.get("name"),
-            version=model.get("version"),
-            sha256=model.get("sha256"),
-            trained=model.get("trained"),
-            caveat=result.caveat,
-        ),
-        video=ReportVideo(
-            duration_s=info.duration_s,
-            width=info.width,
-            height=info.height,
-            fps=info.fps,
-            codec=info.codec,
-            media_type=info.media_type,
-        ),
-        settings=dict(result.settings),
+        model=result.model,
+        caveat=result.caveat,
+        video=result.video,
+        media_type=result.video.media_type,
+        settings=result.settings,
+        timings=result.timings,
         frames=[ReportFrame(t=f.t, index=f.index, score=f.score, faces=len(f.faces)) for f in result.frames],
         segments=[
             ReportSegment(
@@ -107,7 +95,6 @@ def build_report(
             )
             for e in most_suspicious(result, limit)
         ],
-        timings=dict(result.timings),
     )
 
 

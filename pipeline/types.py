@@ -6,10 +6,11 @@ No torch here: the worker's persistence layer and the API can read these shapes 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from core.media import DEFAULT_SAMPLE_FPS
 from core.verdicts import FACES_TOO_SMALL, FACES_TOO_SMALL_LABEL, faces_too_small_message
 from core.verdicts import explanation as verdict_explanation
 from core.verdicts import label as verdict_label
@@ -27,6 +28,7 @@ __all__ = [
     "Verdict",
     "VideoInfo",
     "VideoResult",
+    "suspicion_order",
 ]
 
 Verdict = Literal["fake", "real", "inconclusive", "no_face"]
@@ -38,7 +40,7 @@ class AnalysisConfig:
     """Knobs of one analysis. Defaults are the service's; the CLI and API may override some."""
 
     segment_seconds: float = 10.0
-    sample_fps: float = 3.0
+    sample_fps: float = DEFAULT_SAMPLE_FPS
     max_frames: int = 32  # per segment
     detect_long_side: int = 640  # MTCNN runs on a copy downscaled to this long side
     # Smallest face looked for, in pixels of the detection copy: 20 at a 640 long side means
@@ -227,6 +229,26 @@ class TrackResult:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "first_t": round(self.first_t, 3), "last_t": round(self.last_t, 3),
                 "score": round(self.score, 5), "faces": self.faces}
+
+
+class ExplainedFace(Protocol):
+    """An explained face as the analysis has it (``FaceExplanation``) or as it is stored."""
+
+    @property
+    def score(self) -> float: ...
+
+    @property
+    def frame_index(self) -> int: ...
+
+    @property
+    def face(self) -> int: ...
+
+
+def suspicion_order(explained: ExplainedFace) -> tuple[float, int, int]:
+    """The sort key of a video's "most suspicious faces": the highest score first, then the
+    earlier frame, then the face's place in its frame. The analysis, the job's stored ranks and
+    the report all rank by it."""
+    return (-explained.score, explained.frame_index, explained.face)
 
 
 @dataclass

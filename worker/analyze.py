@@ -21,6 +21,7 @@ from core.models import Job, Segment
 from core.states import JobStatus, SegmentStatus
 from lifecycle.events import JobEvent, JobEventKind, publish_job_event
 from lifecycle.transitions import SEGMENT_COMPLETE, move
+from pipeline.media_source import media_source_for
 from worker.claims import claim_segment, give_up, handle_failure
 from worker.fetch import local_video, remove_job_copy
 from worker.finalize import after_finalize, finalize_job
@@ -87,7 +88,7 @@ def _analyze_segment(
         try:
             analyzer = ctx.analyzer_for(options)
             path = local_video(job_id=job_id, video=video, storage=ctx.storage, settings=ctx.settings)
-            result = analyzer.analyze_segment(path, video_info(video), plan)
+            result = analyzer.analyze_segment(media_source_for(path, video_info(video)), plan)
             uploading = time.perf_counter()
             uploaded = upload_explanations(ctx.storage, video=video, result=result)
             metrics.record_stage("upload", time.perf_counter() - uploading)

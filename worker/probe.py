@@ -104,8 +104,9 @@ def _probe_job(ctx: WorkerContext, *, job_id: uuid.UUID, task_id: str | None) ->
             path = local_video(
                 job_id=job_id, video=video, storage=ctx.storage, settings=settings, check_hash=True
             )
-            info = analyzer.probe(path)
-            plans = analyzer.plan(info)
+            source = analyzer.open(path)
+            info = source.info
+            plans = analyzer.plan(source)
             # Uploads streamed through the API were hashed on the way in; bucket objects, https
             # sources and direct uploads are hashed here, so every report can name its input.
             digest = file_sha256(path) if video.sha256 is None else None

@@ -20,9 +20,10 @@ from core.logs import log_event
 from core.models import Explanation, Frame, Job, JobStatistics, Segment, Track, Video
 from core.storage import ObjectStore, explanation_key, statistics_key
 from lifecycle.statistics import statistics_document
+from pipeline.types import VideoInfo, suspicion_order
 
 if TYPE_CHECKING:
-    from pipeline.types import SegmentResult, TrackResult, VideoInfo, VideoResult
+    from pipeline.types import SegmentResult, TrackResult, VideoResult
 
 __all__ = [
     "discard_uploads",
@@ -65,8 +66,6 @@ _STATISTICS_COLUMNS = (
 
 def video_info(video: Video) -> VideoInfo:
     """The probe's findings as the pipeline had them."""
-    from pipeline.types import VideoInfo
-
     assert video.info is not None
     return VideoInfo(**video.info)
 
@@ -235,18 +234,16 @@ def rank_explanations(session: Session, *, job_id: uuid.UUID, top_k: int) -> Non
     )
     if top_k <= 0:
         return
-    ranked = list(
-        session.scalars(
-            select(Explanation.id)
-            .where(Explanation.job_id == job_id)
-            .order_by(Explanation.score.desc(), Explanation.frame_index, Explanation.face)
-            .limit(top_k)
+    explained = session.execute(
+        select(Explanation.id, Explanation.score, Explanation.frame_index, Explanation.face).where(
+            Explanation.job_id == job_id
         )
-    )
-    for rank, explanation_id in enumerate(ranked, start=1):
+    ).all()
+    ranked = sorted(explained, key=suspicion_order)[:top_k]
+    for rank, row in enumerate(ranked, start=1):
         session.execute(
             update(Explanation)
-            .where(Explanation.id == explanation_id)
+            .where(Explanation.id == row.id)
             .values(rank=rank)
             .execution_options(synchronize_session=False)
         )

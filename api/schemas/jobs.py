@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from api.schemas.reviews import ReviewPublic
 from core import verdicts
+from core.media import DEFAULT_SAMPLE_FPS, MAX_SAMPLE_FPS, MIN_SAMPLE_FPS
 from core.models import Frame, Job, Segment, Track
 from core.states import JobStatus
 
@@ -61,7 +62,13 @@ class JobOptions(BaseModel):
     )
     # Ranges are the service's settings, checked in one place (api.services.submit.resolve_options)
     # so every value out of range, zero included, answers with the same code: invalid_option.
-    sample_fps: float | None = Field(default=None, description="frames analysed per second of video")
+    sample_fps: float | None = Field(
+        default=None,
+        description=(
+            f"frames analysed per second of video, {MIN_SAMPLE_FPS:g} to {MAX_SAMPLE_FPS:g} "
+            f"(default {DEFAULT_SAMPLE_FPS:g})"
+        ),
+    )
     segment_seconds: float | None = Field(default=None, description="length of one analysis task")
 
     @field_validator("callback_url")

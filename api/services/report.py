@@ -1,4 +1,4 @@
-"""A finished job's HTML report, built from its stored rows and images by ``core.report``.
+"""A finished job's HTML report: its stored rows and images given to ``core.report.build_report``.
 
 The same document as ``deepfakestream analyze --report``: the job's frames, segments and tracks,
 its ranked explanations (the page's "most suspicious faces") with their images from storage, and
@@ -22,10 +22,9 @@ from core.report import (
     ReportFace,
     ReportFrame,
     ReportInput,
-    ReportModel,
     ReportSegment,
     ReportTrack,
-    ReportVideo,
+    build_report,
     render_report,
 )
 from core.states import JobStatus
@@ -86,6 +85,7 @@ def _faces(session: Session, storage: ObjectStore, job: Job) -> list[ReportFace]
 
 
 def build_job_report(session: Session, storage: ObjectStore, job: Job) -> Report:
+    """The report of a succeeded job, from its stored rows and images."""
     video = job.video
     band = None
     if job.inconclusive_low is not None and job.inconclusive_high is not None:
@@ -96,7 +96,7 @@ def build_job_report(session: Session, storage: ObjectStore, job: Job) -> Report
     )
     tracks = list(session.scalars(select(Track).where(Track.job_id == job.id).order_by(Track.track_id)))
     assert job.verdict is not None and job.finished_at is not None  # a succeeded job has both
-    return Report(
+    return build_report(
         analysed_at=job.finished_at,
         job_id=str(job.id),
         input=ReportInput(
@@ -107,22 +107,17 @@ def build_job_report(session: Session, storage: ObjectStore, job: Job) -> Report
         threshold=job.threshold,
         inconclusive_band=band,
         aggregation=job.aggregation,
-        model=ReportModel(
-            name=job.model_name,
-            version=job.model_version,
-            sha256=job.model_sha256,
-            trained=job.model_trained,
-            caveat=job.model_caveat,
-        ),
-        video=ReportVideo(
-            duration_s=video.duration_s,
-            width=video.width,
-            height=video.height,
-            fps=video.fps,
-            codec=video.codec,
-            media_type=job.media_type,
-        ),
-        settings=dict(job.analysis_settings or job.options or {}),
+        model={
+            "name": job.model_name,
+            "version": job.model_version,
+            "sha256": job.model_sha256,
+            "trained": job.model_trained,
+        },
+        caveat=job.model_caveat,
+        video=video,
+        media_type=job.media_type,
+        settings=job.analysis_settings or job.options,
+        timings=job.timings,
         frames=[
             ReportFrame(t=row.t, index=row.frame_index, score=row.score, faces=len(row.faces or []))
             for row in frames
@@ -145,9 +140,6 @@ def build_job_report(session: Session, storage: ObjectStore, job: Job) -> Report
             for row in tracks
         ],
         faces=_faces(session, storage, job),
-        timings={
-            key: float(value) for key, value in (job.timings or {}).items() if isinstance(value, int | float)
-        },
     )
 
 

@@ -21,7 +21,8 @@ from core.models import Explanation, Job, JobStatistics, Segment, Video
 from core.storage import video_key
 from lifecycle.jobs import cancel_job
 from pipeline.analyzer import Analyzer
-from pipeline.types import AnalysisConfig, SegmentPlan, SegmentResult, VideoInfo
+from pipeline.media_source import MediaSource
+from pipeline.types import AnalysisConfig, SegmentPlan, SegmentResult
 from tests.utils.media import FaceVideo
 from tests.utils.platform import REDIS_URL, clear_broker_keys, fresh_database
 from worker.analyze import analyze_segment
@@ -137,8 +138,8 @@ def test_a_segment_of_a_job_canceled_meanwhile_leaves_no_images(
         def __getattr__(self, name: str) -> Any:
             return getattr(self.inner, name)
 
-        def analyze_segment(self, path: Path, info: VideoInfo, plan: SegmentPlan) -> SegmentResult:
-            result = self.inner.analyze_segment(path, info, plan)
+        def analyze_segment(self, source: MediaSource, plan: SegmentPlan) -> SegmentResult:
+            result = self.inner.analyze_segment(source, plan)
             with ctx.session() as session, session.begin():
                 cancel_job(session, job_id=job_id)
             return result

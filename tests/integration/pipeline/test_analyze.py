@@ -111,9 +111,10 @@ def test_several_segments_one_track_and_the_steps_match_the_whole(
     assert whole.tracks[0].first_t == 0.0 and whole.tracks[0].last_t == pytest.approx(4.68)
 
     # The worker's way: separate steps, segments finished out of order, rebuilt from plain data.
-    info = analyzer.probe(long_video.path)
-    plans = analyzer.plan(info)
-    segments = [analyzer.analyze_segment(long_video.path, info, plan) for plan in reversed(plans)]
+    source = analyzer.open(long_video.path)
+    info = source.info
+    plans = analyzer.plan(source)
+    segments = [analyzer.analyze_segment(source, plan) for plan in reversed(plans)]
     assert all(f.track == 1 for s in segments for fr in s.frames for f in fr.faces)  # local ids
     rebuilt = [SegmentResult(**{f.name: getattr(s, f.name) for f in dataclasses.fields(s)}) for s in segments]
     stepwise = analyzer.finalize(info, rebuilt, {"probe_s": 0.01})

@@ -147,6 +147,8 @@ def test_bad_model_file_exits_9(
 def test_bad_options_exit_2(long_video: FaceVideo, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze", str(long_video.path), "--sample-fps", "0"]) == 2
     _one_error_line(capsys.readouterr().err, "usage")
+    assert main(["analyze", str(long_video.path), "--sample-fps", "60"]) == 2  # past the API's 30
+    assert "between 0.1 and 30" in capsys.readouterr().err
     with pytest.raises(SystemExit) as caught:
         main(["analyze", str(long_video.path), "--device", "tpu"])
     assert caught.value.code == 2

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from pipeline.analyzer import Analyzer
-from pipeline.video import decode_segment, plan_segments, probe
+from pipeline.decode import decode_segment
+from pipeline.media_source import open_media_source
+from pipeline.plan import plan_segments
 from tests.utils.bad_media import make_hostile_media
 from tests.utils.media import read_frame_code
 
@@ -25,7 +27,7 @@ def test_the_face_stream_is_probed_and_decoded_whatever_comes_first(
     kind: str, media_dir: Path, analyzer: Analyzer
 ) -> None:
     path = make_hostile_media(kind, media_dir / f"{kind}.mp4")
-    info = probe(path)
+    info = open_media_source(path).info
     assert (info.width, info.height) == (320, 240)
     assert info.duration_s == pytest.approx(2.0, abs=0.05) and info.fps == pytest.approx(25.0)
     for plan in plan_segments(info):

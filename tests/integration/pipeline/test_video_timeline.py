@@ -8,8 +8,10 @@ import pytest
 
 from pipeline import errors
 from pipeline.analyzer import Analyzer
+from pipeline.decode import decode_segment
+from pipeline.media_source import open_media_source
+from pipeline.plan import plan_segments, sample_numbers
 from pipeline.types import AnalysisConfig
-from pipeline.video import decode_segment, plan_segments, probe, sample_numbers
 from tests.utils.bad_media import VARIABLE_FRAME_RATES
 from tests.utils.media import FaceVideo, _run_ffmpeg, box_iou, make_face_video, read_frame_code
 
@@ -30,7 +32,7 @@ def test_variable_frame_rate_samples_the_frame_shown_at_each_time(
     video = make_face_video(media_dir / name, width=320, height=240, codec=codec, frame_code=True,
                             frame_rates=VARIABLE_FRAME_RATES)
     config = AnalysisConfig(segment_seconds=2.0)
-    info = probe(video.path, config)
+    info = open_media_source(video.path, config).info
     assert info.nb_frames == video.frame_count == 90
     assert info.fps == pytest.approx(video.fps, rel=0.02)  # the average, 22.5
 
@@ -60,7 +62,7 @@ def test_every_container_decodes_the_frames_its_plan_names(container: str, media
     path = media_dir / f"rates.{container}"
     _run_ffmpeg(["-i", str(video.path), "-c", "copy", "-f", container, str(path)])
     config = AnalysisConfig(segment_seconds=0.5, sample_fps=7.0)
-    info = probe(path, config)
+    info = open_media_source(path, config).info
     for plan in plan_segments(info, config):
         times, frames = decode_segment(path, info, plan, config)
         assert [read_frame_code(f) for f in frames] == [video.frame_at(t) for t in times] == list(
@@ -92,7 +94,7 @@ def one_keyframe(media_dir: Path) -> FaceVideo:
 
 def test_keyframes_too_far_apart_are_refused_with_a_typed_error(one_keyframe: FaceVideo) -> None:
     config = AnalysisConfig(segment_seconds=4.0, max_keyframe_lead_s=5.0)
-    info = probe(one_keyframe.path, config)
+    info = open_media_source(one_keyframe.path, config).info
     # Segment 2 (8–12 s) would decode 8 s of video to reach its first frame: past the 5 s limit.
     with pytest.raises(errors.LimitExceededError) as refused:
         plan_segments(info, config)
@@ -103,7 +105,7 @@ def test_keyframes_too_far_apart_are_refused_with_a_typed_error(one_keyframe: Fa
 
 def test_keyframes_within_the_limit_decode_every_segment(one_keyframe: FaceVideo, media_dir: Path) -> None:
     config = AnalysisConfig(segment_seconds=4.0, max_keyframe_lead_s=10.0)
-    info = probe(one_keyframe.path, config)
+    info = open_media_source(one_keyframe.path, config).info
     plans = plan_segments(info, config)
     assert len(plans) == 3
     for plan in plans:
@@ -113,4 +115,4 @@ def test_keyframes_within_the_limit_decode_every_segment(one_keyframe: FaceVideo
     regular = make_face_video(media_dir / "keyframe-every-second.mp4", seconds=12.0, width=320, height=240,
                               fps=25, keyframe_interval=25)
     tight = config.replace(max_keyframe_lead_s=1.5)
-    assert len(plan_segments(probe(regular.path, tight), tight)) == 3
+    assert len(plan_segments(open_media_source(regular.path, tight).info, tight)) == 3

@@ -17,9 +17,11 @@ import pytest
 from sqlalchemy import func, select
 
 from core.models import Frame, Job
+from pipeline.decode import decode_segment
 from pipeline.errors import DecodeTimeoutError
+from pipeline.media_source import open_media_source
+from pipeline.plan import plan_segments
 from pipeline.types import AnalysisConfig
-from pipeline.video import decode_segment, plan_segments, probe
 from tests.utils.bad_media import VALID_HOSTILE_MEDIA_KINDS, make_hostile_media
 from tests.utils.media import FaceVideo, make_face_video
 from tests.utils.stack import PrivateStack
@@ -194,7 +196,7 @@ def test_file_name_breaking_the_part_header_is_422(
 def test_decoding_stops_at_its_time_cap(tmp_path: Path) -> None:
     video = make_face_video(tmp_path / "long.mp4", seconds=6.0, width=640, height=360, fps=30.0)
     config = AnalysisConfig(sample_fps=30.0, segment_seconds=6.0, max_frames=180, decode_timeout_s=0.05)
-    info = probe(video.path, config)
+    info = open_media_source(video.path, config).info
     plan = plan_segments(info, config)[0]
 
     started = time.monotonic()

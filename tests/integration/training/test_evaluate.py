@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from core.cli import main
-from pipeline.datasets import identity_split, read_entries
 from pipeline.model import DeepfakeClassifier, ModelConfig, save_checkpoint
 from tests.utils.media import make_face_video
 from tests.utils.training import make_crop_folder
+from training.datasets import identity_split, read_entries
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from skimage import data as skdata
 
-from pipeline.framing import measure_margin
+from training.framing import measure_margin
 
 pytestmark = pytest.mark.integration
 

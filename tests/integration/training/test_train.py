@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from core.cli import main
+from pipeline.errors import TrainingError
 from pipeline.model import file_sha256, load_checkpoint
-from pipeline.train import TrainConfig, TrainingError, train
 from tests.utils.training import make_crop_folder
+from training.config import TrainConfig
+from training.train import train
 
 pytestmark = pytest.mark.integration
 
@@ -179,7 +181,7 @@ def test_validation_without_both_classes_is_an_error(tmp_path: Path) -> None:
 def test_export_best_writes_a_calibrated_checkpoint_and_leaves_the_run_alone(
     tmp_path: Path, crops: Path
 ) -> None:
-    from pipeline.train import export_best
+    from training.train import export_best
 
     torch.set_num_threads(2)
     config = _config(tmp_path, crops, epochs=2, sbi_ratio=0.3)

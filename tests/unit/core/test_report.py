@@ -14,6 +14,7 @@ from core.report import (
     ReportSegment,
     ReportTrack,
     ReportVideo,
+    build_report,
     render_report,
 )
 
@@ -128,3 +129,43 @@ def test_a_picture_lists_no_tracks_or_segments() -> None:
     # A video keeps both tables.
     video = render_report(_report())
     assert "<h2>Face tracks</h2>" in video and "<h2>Segments</h2>" in video
+
+
+class _Probed:
+    """The input's facts as the probe has them or as their row is stored: only the names matter."""
+
+    duration_s = 4.0
+    width = 640
+    height = 360
+    fps = 25.0
+    codec = "h264"
+
+
+def test_one_builder_fills_the_report_from_either_side() -> None:
+    built = build_report(
+        analysed_at=WHEN,
+        job_id="j-1",
+        input=ReportInput(name="clip.mp4", size_bytes=10, sha256=SHA),
+        verdict="fake",
+        score=0.9,
+        threshold=0.5,
+        inconclusive_band=None,
+        aggregation="mean",
+        model={"name": "lite0", "version": "1.2", "sha256": "c" * 64, "trained": True, "extra": 1},
+        caveat="Misses lip-sync.",
+        video=_Probed(),
+        media_type="video",
+        settings=None,
+        timings={"total_s": 2, "probe_s": 0.5, "note": "kept out"},
+        frames=iter([ReportFrame(t=0.0, index=0, score=0.9, faces=1)]),
+        segments=(),
+        tracks=(),
+        faces=(),
+    )
+    assert built.model == ReportModel(
+        name="lite0", version="1.2", sha256="c" * 64, trained=True, caveat="Misses lip-sync."
+    )
+    assert built.video == ReportVideo(duration_s=4.0, width=640, height=360, fps=25.0, codec="h264")
+    assert built.settings == {} and built.timings == {"total_s": 2.0, "probe_s": 0.5}
+    assert list(built.frames) == [ReportFrame(t=0.0, index=0, score=0.9, faces=1)] and built.job_id == "j-1"
+    assert "Signs of manipulation" in render_report(built)

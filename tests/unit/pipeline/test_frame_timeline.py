@@ -9,8 +9,8 @@ import pytest
 
 from pipeline import errors
 from pipeline.faces import Detection, largest_faces
+from pipeline.plan import plan_segments, sample_numbers
 from pipeline.types import AnalysisConfig, FrameTimeline, SegmentPlan, VideoInfo
-from pipeline.video import plan_segments, sample_numbers
 
 
 def _info(times: list[float] | np.ndarray, keyframes: list[float] | np.ndarray, duration: float) -> VideoInfo:

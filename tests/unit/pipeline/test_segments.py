@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.probe import _rotation_clockwise
+from pipeline.ffprobe import _rotation_clockwise
+from pipeline.plan import decoded_size, frame_number, plan_segments
 from pipeline.types import AnalysisConfig, SegmentPlan, VideoInfo
-from pipeline.video import decoded_size, frame_number, plan_segments
 
 
 def _info(duration: float, width: int = 1920, height: int = 1080, fps: float = 30.0) -> VideoInfo:

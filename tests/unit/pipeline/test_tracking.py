@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.faces import box_iou, link_segment_tracks, link_tracks
+from pipeline.faces import box_iou
+from pipeline.tracking import link_segment_tracks, link_tracks
 from pipeline.types import FaceResult, FrameResult
 
 

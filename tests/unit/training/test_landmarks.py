@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.faces import FaceDetector
-from pipeline.landmarks import cached_crop_landmarks, crop_landmarks
 from tests.utils.training import source_image
+from training.landmarks import cached_crop_landmarks, crop_landmarks
 
 
 def _detector() -> FaceDetector:

@@ -9,8 +9,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.datasets import DatasetError
 from pipeline.errors import TrainingError
+from training.datasets import DatasetError
 
 __all__ = ["measure_face_margin", "measure_margin", "parse_square"]
 
@@ -38,8 +38,8 @@ def measure_margin(folder: str | Path, *, samples: int = 300, seed: int = 0) -> 
     ``crop_face`` frame a detected face like those crops, with the measurements behind it."""
     import cv2
 
-    from pipeline.datasets import dataset_kind, read_entries, resolve_file
     from pipeline.faces import FaceDetector
+    from training.datasets import dataset_kind, read_entries, resolve_file
 
     root = Path(folder)
     entries = read_entries(root)

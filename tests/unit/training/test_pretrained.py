@@ -10,7 +10,7 @@ from skimage import data as skdata
 
 from pipeline.errors import ModelError
 from pipeline.model import DeepfakeClassifier, ModelConfig, default_normalisation
-from pipeline.pretrained import imagenet_state_dict, init_encoder_from_imagenet, lukemelas_to_timm
+from training.pretrained import imagenet_state_dict, init_encoder_from_imagenet, lukemelas_to_timm
 
 CAT_CLASSES = {281, 282, 283, 284, 285}  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 ESPRESSO = 967

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.evaluate import ItemScore, family_metrics, pair_metrics, read_families, read_pairs
+from training.evaluate import ItemScore, family_metrics, pair_metrics, read_families, read_pairs
 
 
 def _item(name: str, label: int, score: float | None, family: str) -> ItemScore:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline import augment
 from tests.utils.training import source_image
+from training import augment
 
 
 @pytest.fixture()

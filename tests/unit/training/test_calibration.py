@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.calibration import apply_temperature, fit_temperature
 from pipeline.errors import ModelError
-from pipeline.metrics import binary_metrics
 from pipeline.model import Classifier, DeepfakeClassifier, ModelConfig, load_checkpoint, save_checkpoint
+from training.calibration import apply_temperature, fit_temperature
+from training.scores import binary_metrics
 
 
 def _overconfident(seed: int = 0, count: int = 4000) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +95,7 @@ def test_flip_augmentation_averages_the_logits_of_a_crop_and_its_mirror(tmp_path
 
 
 def test_offset_corrects_scores_shifted_towards_fake() -> None:
-    from pipeline.calibration import apply_calibration, fit_calibration
+    from training.calibration import apply_calibration, fit_calibration
 
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 8000)

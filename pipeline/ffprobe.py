@@ -15,23 +15,20 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from core.media import SNIFF_BYTES, looks_like_video, sniff_image
+from core.media import SNIFF_BYTES, looks_like_video
 from pipeline._ffmpeg import ffmpeg_binary
 from pipeline.errors import (
     CorruptVideoError,
     DecodeTimeoutError,
-    EmptyFileError,
     InputError,
     LimitExceededError,
     NotAVideoError,
     NoVideoStreamError,
-    SourceNotFoundError,
 )
-from pipeline.image import probe_image
 from pipeline.timeline import StreamPackets, human_duration, scan_packets
 from pipeline.types import AnalysisConfig, FrameTimeline, VideoInfo
 
-__all__ = ["probe"]
+__all__ = ["probe_video"]
 
 log = logging.getLogger(__name__)
 
@@ -134,33 +131,22 @@ def _run_ffprobe(path: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
+def probe_video(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
     """Read what the video is and refuse what cannot or must not be analysed.
 
-    Raises SourceNotFoundError, EmptyFileError, NotAVideoError, NoVideoStreamError,
+    ``path`` is a readable, non-empty file (``pipeline.media_source.open_media_source`` checks
+    that and sends still images to Pillow). Raises NotAVideoError, NoVideoStreamError,
     CorruptVideoError or LimitExceededError; never returns a VideoInfo it could not decode. A
-    still image (JPEG, PNG, WebP, GIF) is read by ``pipeline.image.probe_image`` instead, and a
     video of one frame comes back with ``media_type`` "image".
     """
     config = config or AnalysisConfig()
     path = Path(path)
     try:
         stat = path.stat()
-    except FileNotFoundError as exc:
-        raise SourceNotFoundError(f"{path}: no such file") from exc
-    except OSError as exc:
-        raise InputError(f"{path}: cannot be read ({exc.strerror})", code="unreadable_file") from exc
-    if path.is_dir():
-        raise NotAVideoError(f"{path} is a directory, not a video file")
-    if stat.st_size == 0:
-        raise EmptyFileError(f"{path.name} is empty (0 bytes)")
-    try:
         with open(path, "rb") as handle:
             head = handle.read(SNIFF_BYTES)
     except OSError as exc:
         raise InputError(f"{path}: cannot be read ({exc.strerror})", code="unreadable_file") from exc
-    if sniff_image(head) is not None:
-        return probe_image(path, config)  # a still picture: an image job
 
     doc = _run_ffprobe(path)
     fmt = doc.get("format") or {}
@@ -200,8 +186,9 @@ def probe(path: str | Path, config: AnalysisConfig | None = None) -> VideoInfo:
         single_frame = scan.count <= 1
     else:
         single_frame = duration is None or duration <= 0 or (nb_frames or 0) <= 1
-    # Image files of the formats taken as images were sniffed above; others (BMP, TIFF, …) that
-    # ffprobe reads as a picture are refused. One picture in a video container is an image job.
+    # Images of the accepted formats never reach ffprobe (pipeline.media_source reads them with
+    # Pillow); others (BMP, TIFF, …) that ffprobe reads as a picture are refused. One picture in
+    # a video container is an image job.
     if codec in IMAGE_CODECS and (is_still_format or (single_frame and not looks_like_video(head))):
         raise NotAVideoError(
             f"{path.name} is a still image ({codec}) in a format not accepted; send JPEG, PNG, WebP or GIF"

@@ -12,15 +12,13 @@ import json
 import warnings
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from pipeline.errors import TrainingError
 from pipeline.model import DeepfakeClassifier, file_sha256, load_checkpoint, save_checkpoint
-
-if TYPE_CHECKING:
-    from pipeline.train import TrainConfig
+from training.config import TrainConfig
 
 __all__ = ["check_same_settings", "init_weights", "load_state", "resume_key", "save_state"]
 

@@ -7,7 +7,6 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,11 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.calibration import apply_temperature, fit_temperature
-from pipeline.datasets import DEFAULT_CACHE_DIR, identity_split
 from pipeline.errors import TrainingError
-from pipeline.framing import measure_margin, parse_square
-from pipeline.metrics import binary_metrics
 from pipeline.model import (
     DeepfakeClassifier,
     ModelConfig,
@@ -29,7 +24,8 @@ from pipeline.model import (
     resolve_device,
     save_checkpoint,
 )
-from pipeline.train_data import (
+from training.config import TrainConfig
+from training.data import (
     Sampler,
     load_all,
     predict_images,
@@ -37,121 +33,13 @@ from pipeline.train_data import (
     split_groups,
     to_tensor,
 )
-from pipeline.train_export import Prepared, TrainResult, finalize
-from pipeline.train_state import check_same_settings, init_weights, load_state, resume_key, save_state
+from training.datasets import identity_split
+from training.export import Prepared, TrainResult, finalize
+from training.framing import measure_margin, parse_square
+from training.scores import binary_metrics
+from training.state import check_same_settings, init_weights, load_state, resume_key, save_state
 
-__all__ = [
-    "TrainConfig",
-    "TrainResult",
-    "TrainingError",
-    "apply_temperature",
-    "export_best",
-    "fit_temperature",
-    "model_name",
-    "predict_images",
-    "train",
-]
-
-
-DEFAULT_CAVEAT = (
-    "Trained on DFDC face swaps and self-blended pseudo-fakes; other manipulation families "
-    "(lip-sync, full-face synthesis, heavy compression) are often missed."
-)
-
-
-@dataclass
-class TrainConfig:
-    data: list[str]  # crop or video folders with labels (FAKE and REAL)
-    out: str = "models/deepfakestream.safetensors"
-    run_dir: str = "runs/train"
-    real_data: list[str] = field(default_factory=list)  # extra REAL-only folders: self-blending sources
-    architecture: str = "tf_efficientnet_lite0"
-    # "imagenet": the encoder starts from Google's ImageNet weights (``pipeline.pretrained``);
-    # "none": random initialisation. Ignored with ``init_from`` and on resume.
-    pretrained: str = "imagenet"
-    input_size: int = 160
-    use_srm: bool = True
-    # None: measure it on the first crop folder (see ``measure_margin``) so that inference crops
-    # are framed like the training crops.
-    face_margin: float | None = 0.3
-    # None: box framing with ``face_margin``. "auto": square framing measured on the first crop
-    # folder; "SCALE:SHIFT" (e.g. "1.083:0.088"): square framing given (``crop_face``).
-    square_crop: str | None = None
-    epochs: int = 6
-    batch_size: int = 32
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_fraction: float = 0.1
-    label_smoothing: float = 0.05
-    sbi_ratio: float = 0.2  # fraction of training samples replaced by self-blended pseudo-fakes
-    # fraction of training samples replaced by a REAL-only folder's face, labelled REAL
-    real_data_ratio: float = 0.0
-    # Blend through a hull drawn from each real face's MTCNN landmarks (found once, cached)
-    # instead of an ellipse placed from the crop geometry.
-    sbi_landmarks: bool = True
-    # Train on self-blends as the only fakes: the dataset's FAKE crops are left out of training
-    # (validation keeps them), as in the paper.
-    sbi_only: bool = False
-    # 5: the hull from MTCNN's five points; 68: from dlib's 68 points placed on them (needs the
-    # ``train`` extra's dlib-bin and face-recognition-models), which also allows lower-face blends.
-    sbi_landmark_points: int = 5
-    # Self-blend slots come as pairs: a real face and its own self-blend in the same batch, both
-    # degraded the same way afterwards (resampling, compression, the augmentation chain), so the
-    # only difference the network can learn is the blend itself.
-    sbi_pairs: bool = False
-    # Share of self-blends that blend only the mouth and jaw from a low-resolution rendering
-    # (the trace of lip-sync tools); needs 68 landmarks.
-    lower_face_ratio: float = 0.0
-    augment_strength: float = 1.0
-    val_fraction: float = 0.2
-    seed: int = 0
-    device: str = "auto"
-    max_train_items: int | None = None  # a seeded subset, for short ablation runs
-    max_steps: int | None = None  # stop after this many optimiser steps (tests, smoke runs)
-    save_every: int = 200
-    cache_dir: str | None = str(DEFAULT_CACHE_DIR)
-    frames_per_video: int = 8
-    version: str = "1.0.0"
-    progress: bool = True
-    # The one-line warning shown with every verdict this model gives (stored in the checkpoint).
-    caveat: str = DEFAULT_CAVEAT
-    # Start from this checkpoint's weights (same architecture and SRM setting) with a
-    # fresh optimiser and schedule: fine-tuning, or continuing a run whose state is gone.
-    init_from: str | None = None
-
-    def validate(self) -> None:
-        if not self.data:
-            raise TrainingError("at least one --data folder is needed", code="invalid_arguments")
-        if not 0.0 <= self.sbi_ratio < 1.0:
-            raise TrainingError("--sbi-ratio must be in [0, 1)", code="invalid_arguments")
-        if self.epochs < 1 or self.batch_size < 2:
-            raise TrainingError("--epochs must be ≥ 1 and --batch-size ≥ 2", code="invalid_arguments")
-        if not 32 <= self.input_size <= 1024:
-            raise TrainingError("--input-size must be in 32–1024", code="invalid_arguments")
-        if self.square_crop not in (None, "auto"):
-            parse_square(self.square_crop)
-        if self.pretrained not in ("imagenet", "none"):
-            raise TrainingError("--pretrained must be imagenet or none", code="invalid_arguments")
-        if not 0.0 <= self.real_data_ratio < 1.0 or self.sbi_ratio + self.real_data_ratio >= 1.0:
-            raise TrainingError(
-                "--real-data-ratio must be in [0, 1) and leave room for dataset crops beside --sbi-ratio",
-                code="invalid_arguments",
-            )
-        if self.real_data_ratio > 0 and not self.real_data:
-            raise TrainingError("--real-data-ratio needs a --real-data folder", code="invalid_arguments")
-        if self.sbi_only and self.sbi_ratio <= 0:
-            raise TrainingError("--sbi-only needs a positive --sbi-ratio", code="invalid_arguments")
-        if self.sbi_landmark_points not in (5, 68):
-            raise TrainingError("--sbi-landmark-points must be 5 or 68", code="invalid_arguments")
-        if not 0.0 <= self.lower_face_ratio <= 1.0:
-            raise TrainingError("--lower-face-ratio must be in [0, 1]", code="invalid_arguments")
-        if self.lower_face_ratio > 0 and (self.sbi_landmark_points != 68 or not self.sbi_landmarks):
-            raise TrainingError(
-                "--lower-face-ratio needs --sbi-landmark-points 68 (the mouth and jaw outline)",
-                code="invalid_arguments",
-            )
-        if self.sbi_pairs and self.sbi_ratio <= 0:
-            raise TrainingError("--sbi-pairs needs a positive --sbi-ratio", code="invalid_arguments")
+__all__ = ["export_best", "model_name", "train"]
 
 
 def _prepare(config: TrainConfig, say: Callable[[str], None]) -> Prepared:
@@ -217,7 +105,7 @@ def train(
 
     A run lives in ``config.run_dir``: ``log.jsonl`` (one line per epoch), ``last.*`` (weights,
     optimiser and position, saved every ``save_every`` steps and at each epoch's end: ``resume``
-    continues from there; ``pipeline.train_state``) and ``best.safetensors`` (the best validation
+    continues from there; ``training.state``) and ``best.safetensors`` (the best validation
     AUC so far). Randomness derives from ``(seed, epoch, step)``, not from generator state, so a
     resumed run draws the same samples and augmentations as an uninterrupted one.
     """
@@ -240,7 +128,7 @@ def train(
         init_info = init_weights(model, config.init_from)
         say(f"weights from {init_info['path']} ({init_info['name']} {init_info['version']})")
     elif config.pretrained == "imagenet" and not resume:
-        from pipeline.pretrained import init_encoder_from_imagenet
+        from training.pretrained import init_encoder_from_imagenet
 
         init_info = init_encoder_from_imagenet(model.encoder, config.architecture)
         say(f"encoder from ImageNet weights {init_info['file']}")
@@ -248,7 +136,7 @@ def train(
     extra_reals = prepared.reals[len(prepared.reals) - prepared.extra_reals :]
     sampler = Sampler(train_set, prepared.reals, config, extra_reals=extra_reals)
     if config.sbi_ratio > 0 and config.sbi_landmarks:
-        from pipeline.landmarks import cached_crop_landmarks
+        from training.landmarks import cached_crop_landmarks
 
         five = cached_crop_landmarks(
             prepared.reals,
@@ -257,7 +145,7 @@ def train(
             say=say,
         )
         if config.sbi_landmark_points == 68:
-            from pipeline.landmarks68 import cached_crop_landmarks68
+            from training.landmarks68 import cached_crop_landmarks68
 
             sampler.use_landmarks(
                 cached_crop_landmarks68(prepared.reals, five, cache_dir=config.cache_dir, say=say)

@@ -1,15 +1,19 @@
-"""Binary detection metrics shared by training (per-epoch validation) and ``evaluate``.
+"""Scores of a binary detector (AUC, log loss, threshold, inconclusive band) for training and ``evaluate``.
 
-Written with numpy alone so the numbers are easy to check by hand; scikit-learn agrees with them
-(the tests compare).
+The ROC curve, its area and the log loss are scikit-learn's; the threshold and band rules that
+the checkpoint records are this project's own. ("Metrics" elsewhere in the project means the
+Prometheus ones.)
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
+from sklearn import metrics as sk
+from sklearn.exceptions import UndefinedMetricWarning
 
 __all__ = [
     "binary_metrics",
@@ -20,26 +24,27 @@ __all__ = [
     "roc_curve",
 ]
 
+# Probabilities are clipped to [_EPS, 1 − _EPS] before the log loss, so that one confident
+# mistake costs about 16 nats instead of infinity.
 _EPS = 1e-7
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(false-positive rates, true-positive rates, thresholds), thresholds descending from +inf.
 
-    A point is emitted for every distinct score, so ties move both rates at once.
+    A point is emitted for every distinct score, so ties move both rates at once. With one class
+    present the other class's rate is NaN after the (0, 0) origin.
     """
     labels = np.asarray(labels).astype(bool)
     scores = np.asarray(scores, dtype=np.float64)
-    order = np.argsort(-scores, kind="mergesort")
-    scores, labels = scores[order], labels[order]
-    distinct = np.flatnonzero(np.diff(scores)) if len(scores) else np.array([], dtype=np.int64)
-    ends = np.concatenate([distinct, [len(scores) - 1]]) if len(scores) else np.array([], dtype=np.int64)
-    true_pos = np.cumsum(labels)[ends] if len(scores) else np.array([])
-    false_pos = (ends + 1) - true_pos
-    positives, negatives = labels.sum(), (~labels).sum()
-    tpr = np.concatenate([[0.0], true_pos / positives if positives else np.full(len(ends), np.nan)])
-    fpr = np.concatenate([[0.0], false_pos / negatives if negatives else np.full(len(ends), np.nan)])
-    thresholds = np.concatenate([[np.inf], scores[ends]])
+    if len(scores) == 0:
+        return np.zeros(1), np.zeros(1), np.array([np.inf])
+    with warnings.catch_warnings():
+        # One class present: the rate of the missing one is undefined, and NaN says so.
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
+        fpr, tpr, thresholds = sk.roc_curve(labels.astype(np.int64), scores, drop_intermediate=False)
+    # The +inf threshold calls nothing FAKE: the origin, even where a rate is otherwise undefined.
+    fpr[0], tpr[0] = 0.0, 0.0
     return fpr, tpr, thresholds
 
 
@@ -48,17 +53,16 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float | None:
     labels = np.asarray(labels).astype(bool)
     if labels.all() or not labels.any():
         return None
-    fpr, tpr, _ = roc_curve(labels, scores)
-    return float(np.trapezoid(tpr, fpr))
+    return float(sk.roc_auc_score(labels.astype(np.int64), np.asarray(scores, dtype=np.float64)))
 
 
 def log_loss(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Mean binary cross-entropy, probabilities clipped to [1e-7, 1 − 1e-7]."""
-    labels = np.asarray(labels, dtype=np.float64)
+    """Mean binary cross-entropy, probabilities clipped to [1e-7, 1 − 1e-7]; NaN with no items."""
+    labels = np.asarray(labels).astype(bool)
     probs = np.clip(np.asarray(probs, dtype=np.float64), _EPS, 1.0 - _EPS)
     if len(labels) == 0:
         return math.nan
-    return float(-np.mean(labels * np.log(probs) + (1.0 - labels) * np.log(1.0 - probs)))
+    return float(sk.log_loss(labels.astype(np.int64), probs, labels=[0, 1]))
 
 
 def calibrate_threshold(labels: np.ndarray, probs: np.ndarray) -> float:

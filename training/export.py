@@ -9,19 +9,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from pipeline.calibration import apply_calibration, fit_calibration
-from pipeline.datasets import CropSet
-from pipeline.metrics import binary_metrics, calibrate_threshold, inconclusive_band
 from pipeline.model import DeepfakeClassifier, ModelConfig, save_checkpoint
-from pipeline.train_data import manifest_hash, predict_images
-
-if TYPE_CHECKING:
-    from pipeline.train import TrainConfig
+from training.calibration import apply_calibration, fit_calibration
+from training.config import TrainConfig
+from training.data import manifest_hash, predict_images
+from training.datasets import CropSet
+from training.scores import binary_metrics, calibrate_threshold, inconclusive_band
 
 __all__ = ["BAND_TARGET", "Prepared", "TrainResult", "finalize"]
 
@@ -146,6 +144,7 @@ def _provenance(
         "sbi_landmark_points": config.sbi_landmark_points,
         "sbi_pairs": config.sbi_pairs,
         "lower_face_ratio": config.lower_face_ratio,
+        "generated_face_ratio": config.generated_face_ratio,
         "pretrained": config.pretrained if not config.init_from else None,
         "augment_strength": config.augment_strength,
         "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",

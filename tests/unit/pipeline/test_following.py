@@ -6,15 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.faces import (
-    Detection,
-    FaceDetector,
-    FaceFollower,
-    box_iou,
-    crop_growth,
-    scene_changed,
-    smallest_face_to_score,
-)
+from pipeline.faces import Detection, FaceDetector, box_iou, crop_growth, smallest_face_to_score
+from pipeline.following import FaceFollower, scene_changed
 from tests.utils.media import shot_frames
 
 WIDTH, HEIGHT = 960, 540

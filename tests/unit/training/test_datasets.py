@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.datasets import (
+from tests.utils.training import make_crop_folder
+from training.datasets import (
     DatasetError,
     group_of,
     identity_split,
@@ -16,7 +17,6 @@ from pipeline.datasets import (
     read_entries,
     split_indices,
 )
-from tests.utils.training import make_crop_folder
 
 
 def test_groups_follow_the_original_for_fakes_and_the_name_for_reals() -> None:

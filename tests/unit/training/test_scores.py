@@ -1,4 +1,4 @@
-"""Detection metrics against numbers worked out by hand, and against scikit-learn."""
+"""Detector scores against numbers worked out by hand, and against scikit-learn used directly."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import log_loss as sk_log_loss
 from sklearn.metrics import roc_auc_score
 
-from pipeline.metrics import binary_metrics, calibrate_threshold, log_loss, roc_auc
+from training.scores import binary_metrics, calibrate_threshold, log_loss, roc_auc, roc_curve
 
 
 def test_metrics_worked_by_hand() -> None:
@@ -67,7 +67,7 @@ def test_threshold_maximises_balanced_accuracy() -> None:
 
 
 def test_inconclusive_band_leaves_ninety_percent_right_verdicts_outside_it() -> None:
-    from pipeline.metrics import inconclusive_band
+    from training.scores import inconclusive_band
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, 5000)
@@ -84,9 +84,27 @@ def test_inconclusive_band_leaves_ninety_percent_right_verdicts_outside_it() -> 
 
 
 def test_inconclusive_band_covers_everything_when_no_verdict_is_reliable() -> None:
-    from pipeline.metrics import inconclusive_band
+    from training.scores import inconclusive_band
 
     rng = np.random.default_rng(1)
     labels = rng.integers(0, 2, 2000)
     scores = rng.random(2000)  # no information at all
     assert inconclusive_band(labels, scores, threshold=0.5, target=0.9) == (0.0, 1.0)
+
+
+def test_roc_curve_has_a_point_per_distinct_score_and_starts_at_the_origin() -> None:
+    fpr, tpr, thresholds = roc_curve(np.array([0, 1, 1, 0]), np.array([0.1, 0.5, 0.5, 0.9]))
+    assert thresholds.tolist() == [np.inf, 0.9, 0.5, 0.1]
+    assert fpr.tolist() == [0.0, 0.5, 0.5, 1.0]
+    assert tpr.tolist() == [0.0, 0.0, 1.0, 1.0]
+    # One class: the missing class's rate is undefined after the origin; no items: the origin alone.
+    fpr, tpr, _ = roc_curve(np.ones(3, dtype=int), np.array([0.1, 0.5, 0.5]))
+    assert fpr[0] == 0.0 and np.isnan(fpr[1:]).all() and tpr.tolist() == [0.0, 2 / 3, 1.0]
+    fpr, tpr, thresholds = roc_curve(np.zeros(0, dtype=int), np.zeros(0))
+    assert (fpr.tolist(), tpr.tolist(), thresholds.tolist()) == ([0.0], [0.0], [np.inf])
+
+
+def test_log_loss_clips_confident_mistakes_and_is_nan_without_items() -> None:
+    # A certain, wrong answer costs −log(1e-7), not infinity; one class present is fine.
+    assert log_loss(np.array([1, 1]), np.array([0.0, 1.0])) == pytest.approx(-math.log(1e-7) / 2)
+    assert math.isnan(log_loss(np.zeros(0), np.zeros(0)))

@@ -95,6 +95,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(lip-sync traces; needs --sbi-landmark-points 68)",
     )
     parser.add_argument(
+        "--generated-face-ratio",
+        type=float,
+        default=0.0,
+        help="share of self-blends repainted through simulated generator up-sampling "
+        "(talking-head traces: a coarse rendering brought back by decoder-style stages)",
+    )
+    parser.add_argument(
         "--sbi-only",
         action="store_true",
         help="train on REAL faces and their self-blends only (the dataset's FAKE crops still validate)",
@@ -146,8 +153,9 @@ def _margin(text: str) -> float | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.datasets import DEFAULT_CACHE_DIR
-    from pipeline.train import TrainConfig, export_best, train
+    from training.config import TrainConfig
+    from training.datasets import DEFAULT_CACHE_DIR
+    from training.train import export_best, train
 
     config = TrainConfig(
         data=list(args.data),
@@ -161,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
         sbi_landmark_points=args.sbi_landmark_points,
         sbi_pairs=args.sbi_pairs,
         lower_face_ratio=args.lower_face_ratio,
+        generated_face_ratio=args.generated_face_ratio,
         input_size=args.input_size,
         use_srm=not args.no_srm,
         face_margin=args.face_margin,

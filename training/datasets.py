@@ -302,16 +302,17 @@ def _largest_face_crops(
     square: tuple[float, float] | None = None,
 ) -> list[np.ndarray]:
     """The largest face of ``frames`` frames spread evenly over the video, cut by ``crop_face``."""
+    from pipeline.media_source import open_media_source
     from pipeline.types import AnalysisConfig
-    from pipeline.video import decode_segment, plan_segments, probe
 
-    info = probe(path)
+    source = open_media_source(path)
+    info = source.info
     # One window over the whole video with more wanted frames than allowed: the planner then
     # spreads exactly ``frames`` samples evenly over it.
     config = AnalysisConfig(segment_seconds=info.duration_s + 1.0, sample_fps=1000.0, max_frames=frames)
     crops = []
-    for plan in plan_segments(info, config):
-        _, decoded = decode_segment(path, info, plan, config)
+    for plan in source.plan(config):
+        _, decoded = source.decode(plan, config)
         for frame, detections in zip(decoded, detector.detect(decoded), strict=True):
             if detections:
                 largest = max(detections, key=lambda d: d.size)

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.errors import TrainingError
-from pipeline.landmarks import load_cached, save_cached
+from training.landmarks import load_cached, save_cached
 
 __all__ = [
     "JAW",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.sbi import face_hull_mask, self_blend
 from tests.utils.training import source_image
+from training.sbi import face_hull_mask, self_blend
 
 
 def _blends_with_source_perturbed(face: np.ndarray, count: int, **kwargs: object) -> list:
@@ -110,3 +110,41 @@ def test_lower_face_blend_changes_the_mouth_not_the_eyes() -> None:
         assert result.mask[:36].max() == 0, "the eyes and brows stay untouched"
         assert np.array_equal(result.image[:36], face[:36])
         assert np.any(result.image[60:80] != face[60:80])
+
+
+def _high_frequency_energy(image: np.ndarray) -> float:
+    grey = image.astype(np.float64).mean(axis=2)
+    return float(np.abs(np.diff(grey, axis=0)).mean() + np.abs(np.diff(grey, axis=1)).mean())
+
+
+def test_generated_face_loses_the_camera_noise_and_is_reproducible() -> None:
+    from training.sbi import generated_face_source
+
+    noisy = np.clip(
+        source_image(96).astype(np.int16) + np.random.default_rng(0).integers(-25, 26, (96, 96, 3)), 0, 255
+    ).astype(np.uint8)
+    for seed in range(6):
+        rendered = generated_face_source(noisy, rng=np.random.default_rng(seed))
+        assert rendered.shape == noisy.shape and rendered.dtype == np.uint8
+        assert _high_frequency_energy(rendered) < 0.7 * _high_frequency_energy(noisy)
+        # The face is still the same face: only detail is lost, not the picture.
+        assert np.abs(rendered.astype(int) - noisy.astype(int)).mean() < 25
+        again = generated_face_source(noisy, rng=np.random.default_rng(seed))
+        assert np.array_equal(rendered, again)
+
+
+def test_generated_region_repaints_the_whole_crop_or_the_face_hull() -> None:
+    face = source_image(96)
+    whole = hull = 0
+    for seed in range(16):
+        marks = _landmarks68(96)
+        result = self_blend(face, rng=np.random.default_rng(seed), landmarks=marks, region="generated")
+        assert result.perturbed == "source"
+        assert np.any(result.image != face)
+        if result.mask.min() == 1.0:
+            whole += 1
+        else:
+            hull += 1
+            assert result.mask[2, 2] == 0 and np.array_equal(result.image[2, 2], face[2, 2])
+            assert result.mask[60, 48] > 0.9, "the face itself is repainted at full strength"
+    assert whole > 0 and hull > 0

@@ -5,19 +5,16 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from pipeline.augment import Augmenter, pair_degrade
-from pipeline.datasets import CropSet, identity_split, load_dataset
 from pipeline.errors import TrainingError
 from pipeline.model import DeepfakeClassifier
-from pipeline.sbi import self_blend
-
-if TYPE_CHECKING:
-    from pipeline.train import TrainConfig
+from training.augment import Augmenter, pair_degrade
+from training.config import TrainConfig
+from training.datasets import CropSet, identity_split, load_dataset
+from training.sbi import self_blend
 
 __all__ = ["Sampler", "load_all", "manifest_hash", "predict_images", "rng_for", "split_groups", "to_tensor"]
 
@@ -57,7 +54,8 @@ class Sampler:
 
     With ``sbi_pairs`` the self-blend slots come in twos instead: a real face (REAL) and its own
     self-blend (FAKE), degraded identically (``pair_degrade``); a share ``lower_face_ratio`` of
-    those blends covers only the mouth and jaw.
+    those blends covers only the mouth and jaw, and a share ``generated_face_ratio`` repaints the
+    face the way a generator's up-sampling decoder would.
     """
 
     def __init__(
@@ -88,11 +86,14 @@ class Sampler:
         if marks is not None and not np.isfinite(marks).all():
             marks = None
         region = "face"
-        if (
+        draw = rng.random()
+        if draw < self.config.generated_face_ratio:
+            region = "generated"
+        elif (
             marks is not None
             and marks.shape[0] == 68
             and self.config.lower_face_ratio > 0
-            and rng.random() < self.config.lower_face_ratio
+            and draw < self.config.generated_face_ratio + self.config.lower_face_ratio
         ):
             region = "lower"
         return self_blend(self.reals[pick], rng=rng, landmarks=marks, region=region).image

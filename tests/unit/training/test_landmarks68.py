@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.faces import FaceDetector
-from pipeline.landmarks import crop_landmarks
-from pipeline.landmarks68 import JAW, MOUTH, box_from_five, cached_crop_landmarks68, crop_landmarks68
 from tests.utils.training import source_image
+from training.landmarks import crop_landmarks
+from training.landmarks68 import JAW, MOUTH, box_from_five, cached_crop_landmarks68, crop_landmarks68
 
 
 def _five(faces: np.ndarray) -> np.ndarray:

@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.datasets import CropSet
 from pipeline.errors import TrainingError
-from pipeline.train import TrainConfig
-from pipeline.train_data import Sampler
-from pipeline.train_state import check_same_settings, resume_key
+from training.config import TrainConfig
+from training.data import Sampler
+from training.datasets import CropSet
+from training.state import check_same_settings, resume_key
 
 SIZE = 32
 
@@ -136,5 +136,32 @@ def test_pairs_are_reproducible_per_step() -> None:
     ],
 )
 def test_bad_pair_settings_are_refused(changes: dict[str, object], needle: str) -> None:
+    with pytest.raises(TrainingError, match=needle):
+        _config(**changes).validate()
+
+
+def test_generated_face_blends_take_their_share_of_the_pairs() -> None:
+    reals = _face_crops(20, 0)
+    config = _config(sbi_ratio=1.0, sbi_pairs=True, batch_size=40, generated_face_ratio=1.0)
+    images, labels = Sampler(_crops(100, 200, 1), reals.images, config).batch(0, 0)
+    assert labels.tolist() == [0.0, 1.0] * 20
+    for slot in range(0, 40, 2):
+        assert not np.array_equal(images[slot], images[slot + 1]), "each repainted face differs from its twin"
+    # The share is honoured: with no generated share, the same draws give other blends.
+    plain = Sampler(_crops(100, 200, 1), reals.images, _config(sbi_ratio=1.0, sbi_pairs=True, batch_size=40))
+    assert not np.array_equal(plain.batch(0, 0)[0][1::2], images[1::2])
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"generated_face_ratio": 1.5}, "--generated-face-ratio"),
+        (
+            {"generated_face_ratio": 0.8, "lower_face_ratio": 0.3, "sbi_landmark_points": 68},
+            "at most 1",
+        ),
+    ],
+)
+def test_bad_generated_face_ratios_are_refused(changes: dict[str, object], needle: str) -> None:
     with pytest.raises(TrainingError, match=needle):
         _config(**changes).validate()

@@ -1,6 +1,6 @@
 """Five facial landmarks for pre-cut face crops, found once by the pipeline's MTCNN and cached.
 
-Self-blending (``pipeline.sbi``) draws its blending hull from the landmarks when it has them, so
+Self-blending (``training.sbi``) draws its blending hull from the landmarks when it has them, so
 the hull follows each face's pose instead of an ellipse placed from the crop geometry.
 """
 

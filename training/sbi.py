@@ -15,14 +15,16 @@ __all__ = [
     "REGIONS",
     "SelfBlended",
     "face_hull_mask",
+    "generated_face_source",
     "lower_face_source",
     "perturb_source",
     "self_blend",
 ]
 
-# Where the blend goes: the whole face (the paper's self-blend), or only the mouth and jaw, as a
-# lip-sync tool pastes its generated lower face back into the frame (needs 68 landmarks).
-REGIONS = ("face", "lower")
+# Where the blend goes: the whole face (the paper's self-blend), only the mouth and jaw, as a
+# lip-sync tool pastes its generated lower face back into the frame (needs 68 landmarks), or a
+# face repainted whole by a generator's up-sampling decoder, as talking-head models render it.
+REGIONS = ("face", "lower", "generated")
 
 # The paper draws the blend ratio from this multiset, so a full-strength blend is the common case.
 BLEND_RATIOS = (0.25, 0.5, 0.75, 1.0, 1.0, 1.0)
@@ -221,6 +223,52 @@ def lower_face_source(image: np.ndarray, *, rng: np.random.Generator) -> np.ndar
     return np.clip(source, 0, 255).astype(np.uint8)
 
 
+def _upsample_twice(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One decoder stage: double the size the way a generator does, leaving its kind of trace."""
+    height, width = image.shape[:2]
+    kind = rng.choice(("transposed", "nearest", "bilinear"))
+    if kind == "transposed":
+        out = cv2.resize(image, (width * 2, height * 2), interpolation=cv2.INTER_NEAREST)
+        out = cv2.GaussianBlur(out, (0, 0), sigmaX=float(rng.uniform(0.5, 1.0)))
+        # A transposed convolution reaches its four output phases with unequal weights: a faint
+        # period-2 pattern (the checkerboard) that the layers after it never fully cancel.
+        tile = rng.normal(0.0, 1.0, (2, 2, 3)).astype(np.float32)
+        tile -= tile.mean(axis=(0, 1), keepdims=True)
+        tile /= float(np.abs(tile).max()) + 1e-6
+        pattern = np.tile(tile, (height, width, 1))
+        return out * (1.0 + float(rng.uniform(0.005, 0.03)) * pattern)
+    if kind == "nearest":
+        # Nearest-neighbour doubling followed by a learnt (here random, positive) 3×3 convolution.
+        out = cv2.resize(image, (width * 2, height * 2), interpolation=cv2.INTER_NEAREST)
+        kernel = rng.uniform(0.3, 1.0, (3, 3)).astype(np.float32)
+        return cv2.filter2D(out, -1, kernel / kernel.sum(), borderType=cv2.BORDER_REFLECT_101)
+    # Bilinear doubling, then the over-sharpening of a refining convolution.
+    out = cv2.resize(image, (width * 2, height * 2), interpolation=cv2.INTER_LINEAR)
+    amount = float(rng.uniform(0.2, 0.8))
+    return out * (1.0 + amount) - cv2.GaussianBlur(out, (0, 0), sigmaX=1.0) * amount
+
+
+def generated_face_source(image: np.ndarray, *, rng: np.random.Generator) -> np.ndarray:
+    """The face as a talking-head generator would render it: the image reduced to the decoder's
+    coarse grid (a half or a quarter of its side: camera noise and fine skin texture are lost)
+    and brought back by one or two up-sampling stages, each a transposed convolution's faint
+    checkerboard, a nearest-neighbour doubling smoothed by a small convolution, or a bilinear
+    doubling over-sharpened (the spectral traces of Zhang et al. 2019, simulated without a
+    trained generator)."""
+    height, width = image.shape[:2]
+    stages = int(rng.integers(1, 3))
+    small = cv2.resize(
+        image, (max(8, width >> stages), max(8, height >> stages)), interpolation=cv2.INTER_AREA
+    ).astype(np.float32)
+    for _ in range(stages):
+        small = _upsample_twice(small, rng)
+    if small.shape[:2] != (height, width):
+        small = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+    if rng.random() < 0.5:
+        small += rng.uniform(-6, 6, 3).astype(np.float32)
+    return np.clip(np.rint(small), 0, 255).astype(np.uint8)
+
+
 def self_blend(
     image: np.ndarray,
     *,
@@ -242,6 +290,10 @@ def self_blend(
 
     ``region="lower"`` (68 landmarks) blends only the mouth and jaw, from a low-resolution
     rendering of the face (``lower_face_source``): the trace of a lip-sync tool.
+    ``region="generated"`` replaces the face at full strength with a generator-style rendering
+    of itself (``generated_face_source``): half the time through the face hull, half the time
+    the whole crop, as a talking-head model outputs whole frames; no boundary to find, only the
+    up-sampling traces.
 
     When the source is the perturbed copy, pixels where the returned mask is 0 are exactly the
     input's.
@@ -252,6 +304,15 @@ def self_blend(
         raise ValueError("landmarks must be the five (x, y) points of MTCNN or the 68 iBUG points")
     size = (image.shape[0], image.shape[1])
     target, perturbed = image, "source"
+    if region == "generated":
+        source = generated_face_source(image, rng=rng)
+        if rng.random() < 0.5:
+            return SelfBlended(image=source, mask=np.ones(size, dtype=np.float32))
+        mask = face_hull_mask(size, rng=rng, landmarks=landmarks, region="face")
+        weight = mask[:, :, None]
+        blended = source.astype(np.float32) * weight + image.astype(np.float32) * (1.0 - weight)
+        out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+        return SelfBlended(image=out, mask=mask.astype(np.float32))
     if region == "lower":
         source = lower_face_source(image, rng=rng)
     else:

@@ -61,9 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pipeline.datasets import DEFAULT_CACHE_DIR
-    from pipeline.evaluate import evaluate, format_report, read_pairs, write_outputs
     from pipeline.model import DEFAULT_MODEL_PATH
+    from training.datasets import DEFAULT_CACHE_DIR
+    from training.evaluate import evaluate, read_pairs
+    from training.evaluate_report import format_report, write_outputs
 
     def say(message: str) -> None:
         print(message, file=sys.stderr, flush=True)
