@@ -257,16 +257,16 @@ def generated_face_source(image: np.ndarray, *, rng: np.random.Generator) -> np.
     trained generator)."""
     height, width = image.shape[:2]
     stages = int(rng.integers(1, 3))
-    small = cv2.resize(
+    rendered: np.ndarray = cv2.resize(
         image, (max(8, width >> stages), max(8, height >> stages)), interpolation=cv2.INTER_AREA
     ).astype(np.float32)
     for _ in range(stages):
-        small = _upsample_twice(small, rng)
-    if small.shape[:2] != (height, width):
-        small = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+        rendered = _upsample_twice(rendered, rng)
+    if rendered.shape[:2] != (height, width):
+        rendered = cv2.resize(rendered, (width, height), interpolation=cv2.INTER_LINEAR)
     if rng.random() < 0.5:
-        small += rng.uniform(-6, 6, 3).astype(np.float32)
-    return np.clip(np.rint(small), 0, 255).astype(np.uint8)
+        rendered = rendered + rng.uniform(-6, 6, 3).astype(np.float32)
+    return np.clip(np.rint(rendered), 0, 255).astype(np.uint8)
 
 
 def self_blend(
