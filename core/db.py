@@ -6,7 +6,6 @@ One pooled engine per URL and process, built on first use.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
 from core.events import EventChannel, publish_on_commit
+from core.process_local import per_process
 
 __all__ = [
     "check_database",
@@ -37,9 +37,8 @@ __all__ = [
 _PING_IDLE_AFTER_S = 1.0
 
 
-@functools.cache
-def _engine(url: str, pool_size: int, pid: int, autocommit: bool = False) -> Engine:
-    # pid is part of the key: a pool inherited across fork() shares sockets with the parent.
+@per_process
+def _engine(url: str, pool_size: int, autocommit: bool = False) -> Engine:
     engine = create_engine(
         url,
         pool_size=pool_size,
@@ -74,7 +73,7 @@ def _ping_idle_connections(engine: Engine) -> None:
 
 
 def get_engine(settings: Settings) -> Engine:
-    return _engine(settings.database_url, settings.database_pool_size, os.getpid())
+    return _engine(settings.database_url, settings.database_pool_size)
 
 
 @functools.cache
@@ -98,7 +97,7 @@ def _read_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def get_read_engine(settings: Settings) -> Engine:
     """The pool of ``get_read_session_factory``: its connections stay in autocommit."""
-    return _engine(settings.database_url, settings.database_pool_size, os.getpid(), autocommit=True)
+    return _engine(settings.database_url, settings.database_pool_size, autocommit=True)
 
 
 def get_read_session_factory(settings: Settings) -> sessionmaker[Session]:

@@ -10,10 +10,8 @@ one. Events carry no result; any job, whatever its media, ends with the same ``e
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -25,7 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
 from core.logs import log_event
-from core.redis import broker_key
+from core.process_local import per_process
+from core.redis import broker_key, redis_at
 from core.states import TERMINAL_JOB_STATES
 
 __all__ = [
@@ -139,7 +138,7 @@ def _publish_pending(session: Session) -> None:
     if not pending or channel is None:
         return
     try:
-        pipe = _publisher(channel.redis_url, os.getpid()).pipeline(transaction=False)
+        pipe = _publisher(channel.redis_url).pipeline(transaction=False)
         for item in pending:
             pipe.publish(channel.name, item.to_json())
         pipe.execute()
@@ -154,12 +153,6 @@ def _publish_pending(session: Session) -> None:
         )
 
 
-@functools.cache
-def _publisher(url: str, pid: int) -> redis.Redis:
-    # pid is part of the key: a connection inherited across fork() is shared with the parent.
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=_PUBLISH_TIMEOUT_S,
-        socket_timeout=_PUBLISH_TIMEOUT_S,
-        retry_on_timeout=False,
-    )
+@per_process
+def _publisher(url: str) -> redis.Redis:
+    return redis_at(url, connect_timeout_s=_PUBLISH_TIMEOUT_S, timeout_s=_PUBLISH_TIMEOUT_S)

@@ -7,11 +7,10 @@ built once per process (``get_object_store``), never at import.
 
 from __future__ import annotations
 
-import functools
-import os
 from typing import Any
 
 from core.config import Settings, StorageKind
+from core.process_local import per_process
 from core.storage.base import ObjectInfo, ObjectStore, ObjectWriter, PresignedUpload
 from core.storage.keys import artifact_key, explanation_key, statistics_key, video_key
 from core.storage.local import LocalObjectStore
@@ -35,20 +34,19 @@ __all__ = [
 ]
 
 
-@functools.cache
-def _s3_clients(settings: Settings, pid: int) -> tuple[Any, Any]:
-    # pid in the key: boto3's connection pools must not cross fork().
+@per_process
+def _s3_clients(settings: Settings) -> tuple[Any, Any]:
     client = make_s3_client(settings, settings.s3_endpoint_url)
     public = settings.s3_public_endpoint_url
     presign = make_s3_client(settings, public) if public and public != settings.s3_endpoint_url else client
     return client, presign
 
 
-@functools.cache
-def _object_store(settings: Settings, pid: int) -> ObjectStore:
+@per_process
+def _object_store(settings: Settings) -> ObjectStore:
     if settings.storage_kind is StorageKind.LOCAL:
         return LocalObjectStore(settings.storage_dir)
-    client, presign = _s3_clients(settings, pid)
+    client, presign = _s3_clients(settings)
     return S3ObjectStore(
         client,
         settings.storage_bucket,
@@ -60,10 +58,10 @@ def _object_store(settings: Settings, pid: int) -> ObjectStore:
 
 def get_object_store(settings: Settings) -> ObjectStore:
     """The store holding the service's own objects (STORAGE_URL)."""
-    return _object_store(settings, os.getpid())
+    return _object_store(settings)
 
 
 def get_source_store(settings: Settings, bucket: str) -> S3ObjectStore:
     """Read access to a client's bucket named in ``{"source": "s3://…"}`` (same endpoint and keys)."""
-    client, _ = _s3_clients(settings, os.getpid())
+    client, _ = _s3_clients(settings)
     return S3ObjectStore(client, bucket, "")
