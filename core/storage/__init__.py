@@ -1,6 +1,6 @@
 """Object storage for videos and their outputs: any S3 endpoint through boto3, or a local directory.
 
-Writes are streamed through an ``ObjectWriter``; keys come from ``core.storage.keys`` and are
+Writes are streamed through an ``ObjectWriter``; keys come from ``core.storage.paths`` and are
 derived from ids, so a retried write overwrites instead of leaving a second copy. Stores are
 built once per process (``get_object_store``), never at import.
 """
@@ -12,8 +12,8 @@ from typing import Any
 from core.config import Settings, StorageKind
 from core.process_local import per_process
 from core.storage.base import ObjectInfo, ObjectStore, ObjectWriter, PresignedUpload
-from core.storage.keys import artifact_key, explanation_key, statistics_key, video_key
 from core.storage.local import LocalObjectStore
+from core.storage.paths import artifact_path, explanation_path, statistics_path, video_path
 from core.storage.s3 import S3ObjectStore, make_s3_client, parse_s3_uri
 
 __all__ = [
@@ -23,14 +23,14 @@ __all__ = [
     "ObjectWriter",
     "PresignedUpload",
     "S3ObjectStore",
-    "artifact_key",
-    "explanation_key",
+    "artifact_path",
+    "explanation_path",
     "get_object_store",
     "get_source_store",
     "make_s3_client",
     "parse_s3_uri",
-    "statistics_key",
-    "video_key",
+    "statistics_path",
+    "video_path",
 ]
 
 
