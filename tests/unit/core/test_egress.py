@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from core.egress import (
+from core.egress.client import download, post
+from core.egress.guard import (
     AddressNotAllowedError,
     EgressError,
     address_problem,
     check_url_statically,
-    download,
-    post,
     resolve_checked,
 )
 from tests.utils.receiver import Answer, Receiver, running_receiver
