@@ -18,9 +18,9 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from core.models import WebhookDelivery
 from tests.integration.conftest import RETRY_SCHEDULE_S
 from tests.utils.media import FaceVideo, make_bad_media
-from tests.utils.platform import wait_for
 from tests.utils.receiver import Answer, Receiver
 from tests.utils.stack import Stack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
