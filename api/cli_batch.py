@@ -9,7 +9,6 @@ before the batch names them by ``upload_id``.
 from __future__ import annotations
 
 import argparse
-import csv
 import io
 import json
 import os
@@ -17,22 +16,30 @@ import re
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from api.cli_batch_client import (
+    EXIT_ITEMS_FAILED,
+    EXIT_MANIFEST,
+    EXIT_OK,
+    EXIT_USAGE,
+    RETRY_STATUSES,
+    CliError,
+    KeyRefusedError,
+    api_client,
+    api_request,
+    error_text,
+    key_refused,
+    upload_chunks,
+)
+from api.cli_batch_inputs import LocalItem, local_submission
 from core.media import SNIFF_BYTES, sniff_media
 from core.states import Verdict
 from core.verdicts import label
 
 __all__ = ["add_arguments", "run"]
-
-EXIT_OK = 0
-EXIT_API_ERROR = 1
-EXIT_USAGE = 2
-EXIT_MANIFEST = 3
-EXIT_ITEMS_FAILED = 4  # the batch ran, but some of its items failed (or could not be uploaded)
 
 _MANIFEST_TYPES = {
     ".csv": "text/csv",
@@ -40,46 +47,7 @@ _MANIFEST_TYPES = {
     ".ndjson": "application/x-ndjson",
     ".json": "application/json",
 }
-# Transient answers worth waiting for: the tenant's jobs in flight are at the limit, or a
-# dependency is briefly down. The request carries an Idempotency-Key, so repeating it is safe.
-_RETRY_STATUSES = (429, 502, 503, 504)
-_MAX_RETRIES = 5
-_UPLOAD_CHUNK = 256 * 1024
-# Files a folder is searched for (the containers and image formats the service accepts by
-# default); what a file really is, is told by its first bytes before it is uploaded.
-VIDEO_SUFFIXES = frozenset({".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi"})
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif"})
-MEDIA_SUFFIXES = VIDEO_SUFFIXES | IMAGE_SUFFIXES
-_REMOTE_SCHEMES = ("s3://", "https://", "http://")
 _ITEM_ERROR = re.compile(r"^[a-z_]+: items\[(\d+)\]")
-
-
-class CliError(Exception):
-    def __init__(self, message: str, *, exit_code: int = EXIT_API_ERROR) -> None:
-        super().__init__(message)
-        self.message = message
-        self.exit_code = exit_code
-
-
-class _KeyRefusedError(CliError):
-    """The API refused the key: every further request would be refused too (and would spend the
-    address's failed-key budget), so the command stops at once."""
-
-    def __init__(self, response: Any) -> None:
-        super().__init__(
-            f"{_error_text(response)}; check --key or $DEEPFAKESTREAM_API_KEY (nothing more was sent)"
-        )
-
-
-def _key_refused(response: Any) -> bool:
-    if response.status_code == 401:
-        return True
-    if response.status_code != 429:
-        return False
-    try:
-        return bool(response.json()["error"]["code"] == "too_many_auth_failures")
-    except (ValueError, KeyError, TypeError):
-        return False
 
 
 def _connection(parser: argparse.ArgumentParser) -> None:
@@ -133,62 +101,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _connection(cancel)
 
 
-def _error_text(response: Any) -> str:
-    try:
-        error = response.json()["error"]
-        return f"{error['code']}: {error['message']}"
-    except (ValueError, KeyError, TypeError):
-        return f"HTTP {response.status_code}"
-
-
-def _retry_after(response: Any, attempt: int) -> float:
-    value = response.headers.get("retry-after", "")
-    return float(value) if value.isdigit() else min(2.0**attempt, 60.0)
-
-
-def _request(client: Any, method: str, path: str, **kwargs: Any) -> Any:
-    """One API call, repeated on transient answers and connection errors; CliError otherwise."""
-    import httpx
-
-    for attempt in range(_MAX_RETRIES + 1):
-        try:
-            response = client.request(method, path, **kwargs)
-        except httpx.TransportError as exc:
-            if attempt == _MAX_RETRIES:
-                raise CliError(f"cannot reach the API at {client.base_url}: {exc}") from exc
-            time.sleep(min(2.0**attempt, 30.0))
-            continue
-        if _key_refused(response):
-            raise _KeyRefusedError(response)
-        if response.status_code in _RETRY_STATUSES and attempt < _MAX_RETRIES:
-            wait = _retry_after(response, attempt)
-            print(f"{_error_text(response)}; retrying in {wait:.0f} s", file=sys.stderr)
-            time.sleep(wait)
-            continue
-        if response.status_code >= 400:
-            raise CliError(_error_text(response))
-        return response
-    raise AssertionError("unreachable")
-
-
-def _client(args: argparse.Namespace) -> Any:
-    import httpx
-
-    if not args.key:
-        raise CliError("an API key is needed: --key or $DEEPFAKESTREAM_API_KEY", exit_code=EXIT_USAGE)
-    return httpx.Client(
-        base_url=args.api.rstrip("/"),
-        headers={"Authorization": f"Bearer {args.key}"},
-        timeout=args.timeout,
-    )
-
-
-def _upload_chunks(source: BinaryIO, progress: Any) -> Iterator[bytes]:
-    while chunk := source.read(_UPLOAD_CHUNK):
-        progress.update(len(chunk))
-        yield chunk
-
-
 def _summary_line(batch: dict[str, Any]) -> str:
     counts = batch["counts"]
     verdicts = batch["verdicts"]
@@ -213,13 +125,7 @@ def _follow(client: Any, batch: dict[str, Any], *, poll_interval_s: float) -> di
             if batch["status"] != "running":
                 return batch
             time.sleep(poll_interval_s)
-            batch = _request(client, "GET", f"/v1/batches/{batch['id']}").json()
-
-
-@dataclass
-class _LocalItem:
-    path: Path
-    external_id: str | None
+            batch = api_request(client, "GET", f"/v1/batches/{batch['id']}").json()
 
 
 @dataclass
@@ -230,48 +136,7 @@ class _Items:
     failed: list[tuple[str, str]] = field(default_factory=list)  # (file, why)
 
 
-def _is_local(source: str) -> bool:
-    return not source.lower().startswith(_REMOTE_SCHEMES)
-
-
-def _folder_items(folder: Path) -> list[_LocalItem]:
-    files = sorted(path for path in folder.rglob("*") if path.is_file() and not path.name.startswith("."))
-    media = [path for path in files if path.suffix.lower() in MEDIA_SUFFIXES]
-    if not media:
-        raise CliError(
-            f"{folder}: no video or image files ({', '.join(sorted(MEDIA_SUFFIXES))}) in this folder",
-            exit_code=EXIT_MANIFEST,
-        )
-    if skipped := len(files) - len(media):
-        # Said, so that files left out of the batch are noticed rather than silently missing.
-        print(
-            f"{skipped} other file{'s' if skipped != 1 else ''} left out "
-            f"(only {', '.join(sorted(MEDIA_SUFFIXES))} are sent)",
-            file=sys.stderr,
-        )
-    return [_LocalItem(path=path, external_id=str(path.relative_to(folder))) for path in media]
-
-
-def _csv_rows(manifest: Path) -> list[dict[str, str]] | None:
-    try:
-        text = manifest.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"{manifest}: cannot read the CSV ({exc})", exit_code=EXIT_MANIFEST) from exc
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    fields = [name.strip() for name in reader.fieldnames or []]
-    column = "source" if "source" in fields else "path" if "path" in fields else None
-    if column is None:
-        return None  # not ours to judge: the API answers what is wrong with the manifest
-    reader.fieldnames = fields
-    rows = []
-    for row in reader:
-        source = (row.get(column) or "").strip()
-        if source:
-            rows.append({"source": source, "external_id": (row.get("external_id") or "").strip()})
-    return rows
-
-
-def _upload_file(client: Any, item: _LocalItem, bar: Any) -> str:
+def _upload_file(client: Any, item: LocalItem, bar: Any) -> str:
     """Reserves a direct upload, sends the file to the URL answered; the upload id."""
     import httpx
 
@@ -281,7 +146,7 @@ def _upload_file(client: Any, item: _LocalItem, bar: Any) -> str:
     with item.path.open("rb") as handle:
         if sniff_media(handle.read(SNIFF_BYTES)) is None:  # refused here rather than after the upload
             raise CliError("unsupported_format: neither a video nor an image in a format the service reads")
-    reserved = _request(
+    reserved = api_request(
         client, "POST", "/v1/uploads", json={"size_bytes": size, "filename": item.path.name}
     ).json()
     url = reserved["url"]
@@ -293,20 +158,20 @@ def _upload_file(client: Any, item: _LocalItem, bar: Any) -> str:
     headers["Content-Length"] = str(size)
     send_api_key = bool(reserved.get("send_api_key", url.startswith(str(client.base_url))))
     with item.path.open("rb") as handle:
-        content = _upload_chunks(handle, bar)
+        content = upload_chunks(handle, bar)
         if send_api_key:  # the API receives the bytes itself: send the key
             response = client.request(reserved["method"], url, headers=headers, content=content)
         else:  # a presigned storage URL: its signature is the credential
             with httpx.Client(timeout=client.timeout) as plain:
                 response = plain.request(reserved["method"], url, headers=headers, content=content)
-    if send_api_key and _key_refused(response):
-        raise _KeyRefusedError(response)
+    if send_api_key and key_refused(response):
+        raise KeyRefusedError(response)
     if response.status_code >= 400:
-        raise CliError(_error_text(response))
+        raise CliError(error_text(response))
     return str(reserved["upload_id"])
 
 
-def _upload_local(client: Any, local: list[_LocalItem], remote: list[dict[str, Any]]) -> _Items:
+def _upload_local(client: Any, local: list[LocalItem], remote: list[dict[str, Any]]) -> _Items:
     """Uploads every local file with one progress bar over all their bytes."""
     from tqdm import tqdm
 
@@ -324,7 +189,7 @@ def _upload_local(client: Any, local: list[_LocalItem], remote: list[dict[str, A
             bar.set_postfix_str(item.path.name[:40], refresh=False)
             try:
                 upload_id = _upload_file(client, item, bar)
-            except _KeyRefusedError:
+            except KeyRefusedError:
                 raise
             except (CliError, OSError) as exc:
                 result.failed.append((str(item.path), exc.message if isinstance(exc, CliError) else str(exc)))
@@ -336,28 +201,6 @@ def _upload_local(client: Any, local: list[_LocalItem], remote: list[dict[str, A
     for path, why in result.failed:
         print(f"upload failed: {path}: {why}", file=sys.stderr)
     return result
-
-
-def _local_submission(manifest: Path) -> tuple[list[_LocalItem], list[dict[str, Any]]] | None:
-    """(local files, remote items) for a folder or a CSV naming local paths; None for a manifest
-    of remote sources only, which is sent as it is."""
-    if manifest.is_dir():
-        return _folder_items(manifest), []
-    if manifest.suffix.lower() != ".csv" or not manifest.is_file():
-        return None
-    rows = _csv_rows(manifest)
-    if rows is None or not any(_is_local(row["source"]) for row in rows):
-        return None
-    local, remote = [], []
-    for row in rows:
-        external_id = row["external_id"] or None
-        if _is_local(row["source"]):
-            path = Path(row["source"]).expanduser()
-            path = path if path.is_absolute() else manifest.parent / path
-            local.append(_LocalItem(path=path, external_id=external_id or row["source"]))
-        else:
-            remote.append({"source": row["source"], **({"external_id": external_id} if external_id else {})})
-    return local, remote
 
 
 def _batch_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -389,9 +232,9 @@ def _finish(client: Any, args: argparse.Namespace, batch: dict[str, Any], *, not
     return EXIT_OK
 
 
-def _submit_local(args: argparse.Namespace, local: list[_LocalItem], remote: list[dict[str, Any]]) -> int:
+def _submit_local(args: argparse.Namespace, local: list[LocalItem], remote: list[dict[str, Any]]) -> int:
     headers = {"Idempotency-Key": args.idempotency_key or f"cli-{uuid.uuid4()}"}
-    with _client(args) as client:
+    with api_client(args) as client:
         uploaded = _upload_local(client, local, remote)
         if not uploaded.items:
             print(
@@ -418,7 +261,7 @@ def _create_batch(
     while uploaded.items:
         body = {"items": uploaded.items, **_batch_params(args)}
         try:
-            return dict(_request(client, "POST", "/v1/batches", json=body, headers=headers).json())
+            return dict(api_request(client, "POST", "/v1/batches", json=body, headers=headers).json())
         except CliError as exc:
             match = _ITEM_ERROR.search(exc.message)
             index = int(match.group(1)) if match else -1
@@ -437,7 +280,7 @@ def _submit(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     manifest: Path = args.manifest
-    local = _local_submission(manifest)
+    local = local_submission(manifest)
     if local is not None:
         return _submit_local(args, *local)
     content_type = _MANIFEST_TYPES.get(manifest.suffix.lower())
@@ -466,22 +309,22 @@ def _submit(args: argparse.Namespace) -> int:
         content = json.dumps(body).encode()
     else:
         content = manifest.read_bytes()
-    with _client(args) as client:
+    with api_client(args) as client:
         with tqdm(total=len(content), unit="B", unit_scale=True, desc="uploading", file=sys.stderr) as bar:
-            stream = _upload_chunks(io.BytesIO(content), bar)
+            stream = upload_chunks(io.BytesIO(content), bar)
             try:
                 response = client.post("/v1/batches", params=params, headers=headers, content=stream)
             except httpx.TransportError:
                 response = None
         # A generator cannot be replayed: a repeat sends the bytes whole (same Idempotency-Key).
-        if response is not None and _key_refused(response):
-            raise _KeyRefusedError(response)
-        if response is None or response.status_code in _RETRY_STATUSES:
-            response = _request(
+        if response is not None and key_refused(response):
+            raise KeyRefusedError(response)
+        if response is None or response.status_code in RETRY_STATUSES:
+            response = api_request(
                 client, "POST", "/v1/batches", params=params, headers=headers, content=content
             )
         elif response.status_code >= 400:
-            raise CliError(_error_text(response))
+            raise CliError(error_text(response))
         batch = response.json()
         replayed = response.headers.get("idempotent-replayed") == "true"
         print(
@@ -493,30 +336,30 @@ def _submit(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        batch = _request(client, "GET", f"/v1/batches/{args.batch_id}").json()
+    with api_client(args) as client:
+        batch = api_request(client, "GET", f"/v1/batches/{args.batch_id}").json()
     print(json.dumps(batch, indent=2))
     return EXIT_OK
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    with _client(args) as client:
-        batch = _request(client, "POST", f"/v1/batches/{args.batch_id}/cancel").json()
+    with api_client(args) as client:
+        batch = api_request(client, "POST", f"/v1/batches/{args.batch_id}/cancel").json()
     print(_summary_line(batch), file=sys.stderr)
     return EXIT_OK
 
 
 def _results(args: argparse.Namespace) -> int:
     output: Path | None = args.output
-    with _client(args) as client:
+    with api_client(args) as client:
         # Checked first, so a wrong id is an error message, not an empty file.
-        _request(client, "GET", f"/v1/batches/{args.batch_id}")
+        api_request(client, "GET", f"/v1/batches/{args.batch_id}")
         with client.stream(
             "GET", f"/v1/batches/{args.batch_id}/results", params={"format": args.format}
         ) as response:
             if response.status_code >= 400:
                 response.read()
-                raise CliError(_error_text(response))
+                raise CliError(error_text(response))
             if output is None:
                 for chunk in response.iter_bytes():
                     sys.stdout.buffer.write(chunk)

@@ -21,10 +21,10 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from typing import Final, TypeVar, cast
 
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from core.logs import log_event
+from core.redis import async_redis_at
 from lifecycle.events import EventChannel, JobEvent
 
 __all__ = ["FALLBACK_POLL_S", "RESYNC", "JobEventHub", "JobEvents"]
@@ -201,10 +201,10 @@ class JobEventHub:
         assert self._subscribed is not None
         delay = _RECONNECT_MIN_S
         while True:
-            client = aioredis.Redis.from_url(
+            client = async_redis_at(
                 self._channel.redis_url,
-                socket_connect_timeout=_CONNECT_TIMEOUT_S,
-                health_check_interval=_HEALTH_CHECK_S,
+                connect_timeout_s=_CONNECT_TIMEOUT_S,
+                health_check_interval_s=_HEALTH_CHECK_S,
             )
             pubsub = client.pubsub()
             try:

@@ -16,10 +16,8 @@ whether the API works.
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import os
 import threading
 import time
 import uuid
@@ -29,6 +27,7 @@ from typing import Any
 from core.config import Settings
 from core.errors import TooManyRequestsError
 from core.logs import log_event
+from core.process_local import per_process
 from core.redis import broker_key, redis_client
 
 __all__ = [
@@ -201,14 +200,9 @@ def _seconds(wait_us: int) -> int:
     return max(1, math.ceil(wait_us / 1_000_000))
 
 
-@functools.cache
-def _limiter(settings: Settings, pid: int) -> RateLimiter:
-    # pid in the key: a Redis connection pool must not cross fork().
-    return RateLimiter.from_settings(settings)
-
-
+@per_process
 def get_rate_limiter(settings: Settings) -> RateLimiter:
-    return _limiter(settings, os.getpid())
+    return RateLimiter.from_settings(settings)
 
 
 def enforce_rate_limit(settings: Settings, *, tenant_id: uuid.UUID, method: str) -> None:

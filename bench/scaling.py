@@ -44,8 +44,8 @@ from tests.utils.platform import (  # noqa: E402
     platform_env,
     start_api,
     start_worker,
-    wait_for,
 )
+from tests.utils.waiting import wait_for  # noqa: E402
 
 RESULTS = REPO / "bench" / "results" / "scaling.json"
 WORK = REPO / "var" / "bench" / "scaling"

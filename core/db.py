@@ -8,7 +8,6 @@ One pooled engine per URL and process, built on first use.
 from __future__ import annotations
 
 import functools
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -19,6 +18,7 @@ from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.config import Settings
+from core.process_local import per_process
 
 __all__ = [
     "AfterCommit",
@@ -45,9 +45,8 @@ _AFTER_COMMIT_INFO = "after_commit"
 _PING_IDLE_AFTER_S = 1.0
 
 
-@functools.cache
-def _engine(url: str, pool_size: int, pid: int, autocommit: bool = False) -> Engine:
-    # pid is part of the key: a pool inherited across fork() shares sockets with the parent.
+@per_process
+def _engine(url: str, pool_size: int, autocommit: bool = False) -> Engine:
     engine = create_engine(
         url,
         pool_size=pool_size,
@@ -82,7 +81,7 @@ def _ping_idle_connections(engine: Engine) -> None:
 
 
 def get_engine(settings: Settings) -> Engine:
-    return _engine(settings.database_url, settings.database_pool_size, os.getpid())
+    return _engine(settings.database_url, settings.database_pool_size)
 
 
 @functools.cache
@@ -128,7 +127,7 @@ def _read_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 def get_read_engine(settings: Settings) -> Engine:
     """The pool of ``get_read_session_factory``: its connections stay in autocommit."""
-    return _engine(settings.database_url, settings.database_pool_size, os.getpid(), autocommit=True)
+    return _engine(settings.database_url, settings.database_pool_size, autocommit=True)
 
 
 def get_read_session_factory(settings: Settings) -> sessionmaker[Session]:

@@ -6,9 +6,7 @@ Tasks are addressed by name, so the API sends messages without importing the wor
 
 from __future__ import annotations
 
-import functools
 import logging
-import os
 import uuid
 from datetime import timedelta
 from enum import StrEnum
@@ -19,6 +17,7 @@ from kombu import Exchange
 from kombu import Queue as KombuQueue
 
 from core.config import Settings
+from core.process_local import per_process
 
 __all__ = [
     "INTERACTIVE_PRIORITY",
@@ -29,6 +28,7 @@ __all__ = [
     "enqueue_webhook",
     "get_celery",
     "make_celery",
+    "use_worker_app",
 ]
 
 log = logging.getLogger(__name__)
@@ -129,14 +129,29 @@ def make_celery(settings: Settings) -> Celery:
     return app
 
 
-@functools.cache
-def _celery(settings: Settings, pid: int) -> Celery:
+# A worker's own app (``use_worker_app``), which its pool processes inherit: Celery gives each of
+# them fresh broker connections, so the tasks, their context and the outbox all send with the app
+# the worker runs on.
+_worker_app: tuple[Settings, Celery] | None = None
+
+
+@per_process
+def _producer(settings: Settings) -> Celery:
     return make_celery(settings)
 
 
+def use_worker_app(settings: Settings, app: Celery) -> None:
+    """Makes ``app`` (made by ``make_celery(settings)``) this process's app for ``settings``."""
+    global _worker_app
+    _worker_app = (settings, app)
+
+
 def get_celery(settings: Settings) -> Celery:
-    """The process's Celery app for these settings (built on first use, rebuilt after fork)."""
-    return _celery(settings, os.getpid())
+    """The process's Celery app for these settings: a worker's own app, else one built on first
+    use (and rebuilt after fork) that only sends."""
+    if _worker_app is not None and _worker_app[0] == settings:
+        return _worker_app[1]
+    return _producer(settings)
 
 
 def _send(

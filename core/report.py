@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from core import heatmaps, verdicts
+from core.report_chart import NARROW_CHART, WIDE_CHART, score_chart
 
 __all__ = [
     "Report",
@@ -32,25 +33,6 @@ __all__ = [
     "build_report",
     "render_report",
 ]
-
-
-@dataclass(frozen=True)
-class _ChartLayout:
-    """One drawing of the score chart. The SVG scales to the page's width, text and all, so a phone
-    gets a drawing made for its width instead of the desktop one shrunk to half its size."""
-
-    name: str
-    width: int
-    height: int
-    pad_left: int
-    pad_right: int
-    pad_top: int
-    pad_bottom: int
-    time_steps: int
-
-
-_WIDE = _ChartLayout("wide", 760, 240, 58, 12, 12, 34, 5)
-_NARROW = _ChartLayout("narrow", 360, 220, 58, 8, 10, 38, 3)
 
 
 @dataclass(frozen=True)
@@ -288,90 +270,6 @@ def _jpeg(data: bytes) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(data).decode()
 
 
-def _chart(report: Report, layout: _ChartLayout) -> str:
-    """Score over time: frame scores as dots joined within runs, segment scores as steps, the
-    threshold and the inconclusive band."""
-    duration = max(report.video.duration_s or 0.0, max((f.t for f in report.frames), default=0.0), 1e-6)
-    pad_l, pad_t, chart_w, chart_h = layout.pad_left, layout.pad_top, layout.width, layout.height
-    plot_w = chart_w - pad_l - layout.pad_right
-    plot_h = chart_h - pad_t - layout.pad_bottom
-
-    def x_of(t: float) -> float:
-        return pad_l + plot_w * min(max(t / duration, 0.0), 1.0)
-
-    def y_of(score: float) -> float:
-        return pad_t + plot_h * (1.0 - min(max(score, 0.0), 1.0))
-
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {chart_w} {chart_h}" '
-        f'class="chart-{layout.name}" role="img" aria-label="P(fake) over time">',
-        f'<rect x="{pad_l}" y="{pad_t}" width="{plot_w}" height="{plot_h}" fill="#fafafa" stroke="#ccc"/>',
-    ]
-    band = report.inconclusive_band
-    if band is not None:
-        top, bottom = y_of(band[1]), y_of(band[0])
-        parts.append(
-            f'<rect x="{pad_l}" y="{top:.1f}" width="{plot_w}" height="{bottom - top:.1f}" fill="#f5cba7" '
-            f'opacity="0.45"><title>inconclusive band {band[0]:.3f}–{band[1]:.3f}</title></rect>'
-        )
-    for tick in (0.0, 0.25, 0.5, 0.75, 1.0):
-        y = y_of(tick)
-        parts.append(f'<line x1="{pad_l}" y1="{y:.1f}" x2="{pad_l + plot_w}" y2="{y:.1f}" stroke="#eee"/>')
-        parts.append(
-            f'<text x="{pad_l - 6}" y="{y + 4:.1f}" text-anchor="end" class="tick">{tick:.2f}</text>'
-        )
-    middle_y = pad_t + plot_h / 2
-    parts.append(
-        f'<text x="14" y="{middle_y:.1f}" text-anchor="middle" class="axis" '
-        f'transform="rotate(-90 14 {middle_y:.1f})">P(fake)</text>'
-    )
-    steps = layout.time_steps
-    for k in range(steps + 1):
-        t = duration * k / steps
-        anchor = "start" if k == 0 else "end" if k == steps else "middle"  # keep the end labels inside
-        parts.append(
-            f'<text x="{x_of(t):.1f}" y="{pad_t + plot_h + 18}" text-anchor="{anchor}" class="tick">'
-            f"{t:.1f} s</text>"
-        )
-    parts.append(
-        f'<text x="{pad_l + plot_w / 2:.1f}" y="{chart_h - 3}" text-anchor="middle" class="axis">'
-        "time in the video</text>"
-    )
-    if report.threshold is not None:
-        threshold_y = y_of(report.threshold)
-        parts.append(
-            f'<line x1="{pad_l}" y1="{threshold_y:.1f}" x2="{pad_l + plot_w}" y2="{threshold_y:.1f}" '
-            f'stroke="#c0392b" stroke-dasharray="5,4"><title>threshold {report.threshold:.3f}</title></line>'
-        )
-    for segment in report.segments:
-        if segment.score is None:
-            continue
-        y = y_of(segment.score)
-        x1, x2 = x_of(segment.start_s), x_of(segment.end_s)
-        parts.append(
-            f'<line x1="{x1:.1f}" y1="{y:.1f}" x2="{x2:.1f}" y2="{y:.1f}" '
-            f'stroke="#8e44ad" stroke-width="3" opacity="0.6"><title>segment {segment.index}: '
-            f"{segment.score:.3f}</title></line>"
-        )
-    run: list[str] = []
-    for frame in report.frames:
-        if frame.score is None:
-            if len(run) > 1:
-                parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="#2c7fb8"/>')
-            run = []
-            continue
-        x, y = x_of(frame.t), y_of(frame.score)
-        run.append(f"{x:.1f},{y:.1f}")
-        parts.append(
-            f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.5" fill="#2c7fb8">'
-            f"<title>t={frame.t:.2f} s  frame {frame.index}  P(fake)={frame.score:.3f}</title></circle>"
-        )
-    if len(run) > 1:
-        parts.append(f'<polyline points="{" ".join(run)}" fill="none" stroke="#2c7fb8"/>')
-    parts.append("</svg>")
-    return "\n".join(parts)
-
-
 def _heat_legend() -> str:
     """The heatmaps' colour bar with its ends labelled, in the colours the overlays are drawn in."""
     return (
@@ -494,8 +392,17 @@ def render_report(report: Report, *, title: str | None = None) -> str:
         lines += [
             "<h2>Score over time</h2>",
             f"<p>{legend}</p>",
-            _chart(report, _WIDE),
-            _chart(report, _NARROW),
+            *(
+                score_chart(
+                    layout,
+                    duration_s=report.video.duration_s,
+                    frames=report.frames,
+                    segments=report.segments,
+                    threshold=report.threshold,
+                    band=report.inconclusive_band,
+                )
+                for layout in (WIDE_CHART, NARROW_CHART)
+            ),
         ]
     lines.append("<h2>Most suspicious faces</h2>")
     if report.faces:

@@ -11,10 +11,8 @@ same ``end`` event.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import os
 import uuid
 from dataclasses import dataclass
 from enum import StrEnum
@@ -26,7 +24,8 @@ from sqlalchemy.orm import Session
 from core.config import Settings
 from core.db import after_commit
 from core.logs import log_event
-from core.redis import broker_key
+from core.process_local import per_process
+from core.redis import broker_key, redis_at
 from core.states import TERMINAL_JOB_STATES
 
 __all__ = [
@@ -121,7 +120,7 @@ def publish_job_end(session: Session, *, job_id: uuid.UUID, status: str) -> None
 def _publish_committed(session: Session, pending: list[JobEvent]) -> None:
     channel = EventChannel.from_settings(session.info["settings"])
     try:
-        pipe = _publisher(channel.redis_url, os.getpid()).pipeline(transaction=False)
+        pipe = _publisher(channel.redis_url).pipeline(transaction=False)
         for item in pending:
             pipe.publish(channel.name, item.to_json())
         pipe.execute()
@@ -136,12 +135,6 @@ def _publish_committed(session: Session, pending: list[JobEvent]) -> None:
         )
 
 
-@functools.cache
-def _publisher(url: str, pid: int) -> redis.Redis:
-    # pid is part of the key: a connection inherited across fork() is shared with the parent.
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=_PUBLISH_TIMEOUT_S,
-        socket_timeout=_PUBLISH_TIMEOUT_S,
-        retry_on_timeout=False,
-    )
+@per_process
+def _publisher(url: str) -> redis.Redis:
+    return redis_at(url, connect_timeout_s=_PUBLISH_TIMEOUT_S, timeout_s=_PUBLISH_TIMEOUT_S)

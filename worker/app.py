@@ -17,7 +17,7 @@ from celery.signals import worker_process_init, worker_ready
 
 from core.config import Settings, get_settings
 from core.logs import configure_logging, log_event
-from core.queue import make_celery
+from core.queue import make_celery, use_worker_app
 from worker import monitoring
 from worker.claims import recover_node_claims
 from worker.runtime import context_for, load_analyzer
@@ -40,6 +40,8 @@ def create_worker_app(settings: Settings) -> Celery:
     )
     import worker.tasks  # noqa: F401 - registers the shared tasks on this app
 
+    # The one app of this worker and its pool processes: what the tasks send goes through it too.
+    use_worker_app(settings, app)
     return app
 
 

@@ -16,7 +16,8 @@ import uuid
 from pathlib import Path
 
 from core.config import Settings
-from core.egress import EgressError, download
+from core.egress.client import download
+from core.egress.guard import EgressError
 from core.models import Video
 from core.sources import source_scheme
 from core.storage import ObjectStore, get_source_store, parse_s3_uri

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from core.db import upsert
 from core.logs import log_event
 from core.models import Explanation, Frame, Job, JobStatistics, Segment, Track, Video
-from core.storage import ObjectStore, explanation_key, statistics_key
+from core.storage import ObjectStore, explanation_path, statistics_path
 from lifecycle.statistics import statistics_document
 from pipeline.types import VideoInfo, suspicion_order
 
@@ -173,7 +173,7 @@ def upload_explanations(storage: ObjectStore, *, video: Video, result: SegmentRe
     for explanation in result.explanations:
         keys = {}
         for kind, data in (("heatmap", explanation.heatmap_jpeg), ("crop", explanation.crop_jpeg)):
-            key = explanation_key(
+            key = explanation_path(
                 tenant_id=video.tenant_id,
                 video_id=video.id,
                 frame_index=explanation.frame_index,
@@ -297,7 +297,7 @@ def write_statistics_document(
         if row is None or job is None:
             return None
         document = statistics_document(row)
-        key = statistics_key(tenant_id=job.tenant_id, video_id=job.video_id)
+        key = statistics_path(tenant_id=job.tenant_id, video_id=job.video_id)
         try:
             storage.put_bytes(
                 key, json.dumps(document, default=str).encode(), content_type="application/json"

@@ -20,7 +20,8 @@ from urllib.parse import urlsplit
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
-from core.egress import EgressError, post
+from core.egress.client import post
+from core.egress.guard import EgressError
 from core.logs import log_context, log_event
 from core.metrics import record_webhook_delivery
 from core.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint

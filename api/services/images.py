@@ -28,7 +28,7 @@ from core.errors import (
     UnsupportedMediaTypeError,
 )
 from core.media import IMAGE_FORMATS, SNIFF_BYTES, content_type_for, image_is_animated, sniff_image
-from core.storage import ObjectStore, get_source_store, parse_s3_uri, video_key
+from core.storage import ObjectStore, get_source_store, parse_s3_uri, video_path
 
 __all__ = [
     "StoredImage",
@@ -104,7 +104,7 @@ def decode_image_base64(text: str, *, settings: Settings) -> tuple[bytes, str]:
 def store_image(storage: ObjectStore, *, tenant_id: uuid.UUID, data: bytes, fmt: str) -> VideoDraft:
     """Puts the decoded image where an uploaded one would go; the draft of its job's input."""
     video_id = uuid.uuid4()
-    key = video_key(tenant_id=tenant_id, video_id=video_id)
+    key = video_path(tenant_id=tenant_id, video_id=video_id)
     storage.put_bytes(key, data, content_type=content_type_for(fmt))
     return VideoDraft(
         video_id=video_id,

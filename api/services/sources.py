@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from api.services.uploads import new_object_key
 from core.config import Settings
-from core.egress import EgressError, check_url_statically
+from core.egress.guard import EgressError, check_url_statically
 from core.errors import (
     ConflictError,
     InvalidRequestError,

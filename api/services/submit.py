@@ -38,7 +38,7 @@ from core.media import content_type_for, media_type_for
 from core.models import Job, Upload, Video
 from core.queue import enqueue_probe
 from core.states import JobStatus
-from core.storage import ObjectStore, video_key
+from core.storage import ObjectStore, video_path
 from lifecycle.jobs import mark_enqueued
 
 __all__ = [
@@ -314,7 +314,7 @@ async def _create_from_multipart(request: Request, submission: _Submission) -> t
             lambda: _precheck_capacity(session, tenant_id=submission.tenant_id, settings=settings)
         )
     video_id = uuid.uuid4()
-    key = video_key(tenant_id=submission.tenant_id, video_id=video_id)
+    key = video_path(tenant_id=submission.tenant_id, video_id=video_id)
     form = await receive_multipart(
         request,
         open_writer=lambda container: storage.open_writer(key, content_type=content_type_for(container)),

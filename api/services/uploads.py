@@ -14,7 +14,7 @@ from core.config import Settings
 from core.errors import ConflictError, NotFoundError, PayloadTooLargeError
 from core.logs import log_event
 from core.models import Upload
-from core.storage import ObjectStore, PresignedUpload, artifact_key, video_key
+from core.storage import ObjectStore, PresignedUpload, artifact_path, video_path
 
 __all__ = ["create_upload", "delete_quietly", "get_open_upload", "new_object_key", "record_received"]
 
@@ -41,7 +41,7 @@ def create_upload(
             code="file_too_large",
         )
     upload_id = uuid.uuid4()
-    key = video_key(tenant_id=tenant_id, video_id=upload_id)
+    key = video_path(tenant_id=tenant_id, video_id=upload_id)
     expires_at = datetime.now(UTC) + timedelta(seconds=settings.upload_url_ttl_s)
     upload = Upload(
         id=upload_id,
@@ -85,7 +85,9 @@ def get_open_upload(session: Session, *, tenant_id: uuid.UUID, upload_id: str) -
 def new_object_key(upload: Upload) -> str:
     """A fresh object for one PUT through the API: a PUT never writes an object that a job, or
     another PUT, may already point at."""
-    return artifact_key(tenant_id=upload.tenant_id, video_id=upload.id, name=f"source-{secrets.token_hex(8)}")
+    return artifact_path(
+        tenant_id=upload.tenant_id, video_id=upload.id, name=f"source-{secrets.token_hex(8)}"
+    )
 
 
 def record_received(

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from api.pagination import PageRequest, keyset_page
 from core.config import Settings
-from core.egress import EgressError, check_url_statically, resolve_checked
+from core.egress.guard import EgressError, check_url_statically, resolve_checked
 from core.errors import ConflictError, InvalidRequestError, NotFoundError
 from core.logs import log_event
 from core.models import Batch, CallbackSecret, Job, WebhookAttempt, WebhookDelivery, WebhookEndpoint

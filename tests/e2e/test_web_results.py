@@ -24,8 +24,8 @@ from core.heatmaps import legend_stops
 from tests.e2e.conftest import SOURCE_BUCKET, enter_key
 from tests.e2e.test_web_report import legend_colours
 from tests.utils.media import make_bad_media
-from tests.utils.platform import wait_for
 from tests.utils.stack import Stack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

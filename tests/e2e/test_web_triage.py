@@ -17,8 +17,8 @@ from playwright.sync_api import Page, Route, expect
 
 from tests.e2e.conftest import SOURCE_BUCKET, enter_key
 from tests.utils.images import astronaut, encode
-from tests.utils.platform import wait_for
 from tests.utils.stack import Stack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 

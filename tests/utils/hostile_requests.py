@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tests.utils.platform import make_small_video, wait_for
+from tests.utils.platform import make_small_video
+from tests.utils.waiting import wait_for
 
 __all__ = [
     "HOSTILE_REQUEST_KINDS",

@@ -14,15 +14,14 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, pool, text
 
 from core.config import Settings, load_settings
+from tests.utils.waiting import wait_for
 
 __all__ = [
     "ADMIN_DATABASE_URL",
@@ -41,7 +40,6 @@ __all__ = [
     "settings_from_env",
     "start_api",
     "start_worker",
-    "wait_for",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,25 +54,6 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], *, timeout_s: float, what: str, interval_s: float = 0.1) -> Any:
-    """Polls until ``predicate()`` is truthy and returns it; AssertionError naming ``what`` on timeout."""
-    deadline = time.monotonic() + timeout_s
-    last_error: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except Exception as exc:  # the service may not be up yet; keep the last reason
-            last_error = exc
-            value = None
-        if value:
-            return value
-        time.sleep(interval_s)
-    raise AssertionError(
-        f"timed out after {timeout_s:.0f}s waiting for {what}"
-        + (f" (last error: {last_error!r})" if last_error else "")
-    )
 
 
 @contextlib.contextmanager

@@ -27,8 +27,8 @@ from sqlalchemy import text
 
 from tests.utils.platform import (
     free_port,
-    wait_for,
 )
+from tests.utils.waiting import wait_for
 
 __all__ = ["PostgresCluster", "RedisServer", "TcpProxy", "ffmpeg_fault_dir", "postgres_bin"]
 

@@ -42,9 +42,9 @@ from tests.utils.platform import (
     settings_from_env,
     start_api,
     start_worker,
-    wait_for,
 )
 from tests.utils.services import PostgresCluster, RedisServer, TcpProxy, ffmpeg_fault_dir
+from tests.utils.waiting import wait_for
 
 __all__ = [
     "FAULT_SETTINGS",

@@ -20,8 +20,8 @@ from PIL import Image
 
 from tests.utils.images import astronaut, bomb_png, encode, flat_grey_png, rotated_jpeg
 from tests.utils.media import make_face_video
-from tests.utils.platform import wait_for
 from tests.utils.stack import QUICK_SETTINGS, Stack, running_stack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

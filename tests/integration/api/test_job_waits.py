@@ -8,6 +8,7 @@ the real Redis channel and the API must hear it there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 import time
@@ -31,6 +32,7 @@ from core.states import JobStatus
 from lifecycle.events import JobEvent, JobEventKind, publish_job_event
 from lifecycle.jobs import fail_job
 from tests.utils.platform import free_port
+from tests.utils.waiting import wait_for, wait_for_async
 
 Headers = Callable[..., dict[str, str]]
 
@@ -67,6 +69,30 @@ def _progress(settings: Settings, job_id: str, *, done: int, total: int) -> None
                 segment_index=done - 1,
             ),
         )
+
+
+@contextlib.contextmanager
+def _job_reads(settings: Settings, *job_ids: str) -> Iterator[list[str]]:
+    """The statements that have read these jobs' rows on the read pool while inside, each added
+    once it has run (what a waiter reads arrives through that pool)."""
+    wanted = {uuid.UUID(job_id) for job_id in job_ids}
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
+        values = parameters.values() if isinstance(parameters, dict) else parameters or ()
+        if "FROM jobs" in statement and any(isinstance(v, uuid.UUID) and v in wanted for v in values):
+            reads.append(statement)
+
+    engine = get_read_engine(settings)
+    event.listen(engine, "after_cursor_execute", count)
+    try:
+        yield reads
+    finally:
+        event.remove(engine, "after_cursor_execute", count)
+
+
+def _checked_out(pools: list[Any]) -> int:
+    return sum(pool.checkedout() for pool in pools)
 
 
 def _later(delay_s: float, action: Callable[[], None]) -> threading.Thread:
@@ -215,17 +241,20 @@ def test_waiters_hold_no_database_connection(
     async def scenario() -> tuple[list[httpx.Response], int, int]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api", headers=headers) as http:
-            waits = [
-                asyncio.create_task(http.get(f"/v1/jobs/{job_ids[i % 5]}", params={"wait": "20"}))
-                for i in range(50)
-            ]
-            hub = app.state.job_events
-            deadline = time.monotonic() + 20
-            while hub.waiting < 50 and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)
+            with _job_reads(api_settings, *job_ids) as reads:
+                waits = [
+                    asyncio.create_task(http.get(f"/v1/jobs/{job_ids[i % 5]}", params={"wait": "20"}))
+                    for i in range(50)
+                ]
+                hub = app.state.job_events
+                await wait_for_async(lambda: hub.waiting == 50, timeout_s=20, what="50 waiting requests")
+                await wait_for_async(lambda: len(reads) >= 50, timeout_s=20, what="every waiter's first read")
+            # A read hands its connection back as it ends; a waiter that kept one would keep it
+            # for its whole wait, past this.
+            with contextlib.suppress(AssertionError):
+                await wait_for_async(lambda: _checked_out(pools) == 0, timeout_s=5, what="an idle pool")
             waiting = hub.waiting
-            checked_out = sum(pool.checkedout() for pool in pools)  # type: ignore[attr-defined]
+            checked_out = _checked_out(pools)
             for job_id in job_ids:
                 await asyncio.to_thread(_fail, api_settings, job_id)
             responses = await asyncio.wait_for(asyncio.gather(*waits), timeout=20)
@@ -255,43 +284,38 @@ def test_waiters_of_one_job_share_one_read_of_its_end(
     keys = [make_key(tenant) for _ in range(3)]  # one tenant, several keys
     with TestClient(app) as setup:
         job_id = _submit(setup, keys[0], small_video).json()["id"]
-    reads: list[str] = []
 
-    def count(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_args: Any) -> None:
-        values = parameters.values() if isinstance(parameters, dict) else parameters or ()
-        if "FROM jobs" in statement and uuid.UUID(job_id) in values:
-            reads.append(statement)
-
-    async def scenario() -> list[httpx.Response]:
+    async def scenario() -> tuple[list[httpx.Response], int]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://api") as http:
-            waits = [
-                asyncio.create_task(
-                    http.get(f"/v1/jobs/{job_id}", params={"wait": "20"}, headers=keys[i % len(keys)])
+            with _job_reads(api_settings, job_id) as reads:
+                waits = [
+                    asyncio.create_task(
+                        http.get(f"/v1/jobs/{job_id}", params={"wait": "20"}, headers=keys[i % len(keys)])
+                    )
+                    for i in range(waiters)
+                ]
+                hub = app.state.job_events
+                await wait_for_async(
+                    lambda: hub.waiting == waiters, timeout_s=20, what=f"{waiters} waiting requests"
                 )
-                for i in range(waiters)
-            ]
-            hub = app.state.job_events
-            deadline = time.monotonic() + 20
-            while hub.waiting < waiters and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)  # every waiter has made its first read
-            assert hub.waiting == waiters
-            event.listen(get_read_engine(api_settings), "before_cursor_execute", count)
-            try:
+                await wait_for_async(
+                    lambda: len(reads) >= waiters, timeout_s=20, what="every waiter's first read"
+                )
+                assert hub.waiting == waiters
+                before_end = len(reads)
                 await asyncio.to_thread(_fail, api_settings, job_id)
                 responses = await asyncio.wait_for(asyncio.gather(*waits), timeout=20)
-            finally:
-                event.remove(get_read_engine(api_settings), "before_cursor_execute", count)
+                after_end = len(reads) - before_end
         await app.state.job_events.close()
-        return responses
+        return responses, after_end
 
     with ThreadPoolExecutor(1) as runner:
-        responses = runner.submit(asyncio.run, scenario()).result()
+        responses, reads_after_end = runner.submit(asyncio.run, scenario()).result()
 
     assert [r.status_code for r in responses] == [200] * waiters
     assert {(r.json()["id"], r.json()["status"]) for r in responses} == {(job_id, "failed")}
-    assert len(reads) == 1, f"{len(reads)} reads of the job after its end"
+    assert reads_after_end == 1, f"{reads_after_end} reads of the job after its end"
 
 
 def _events(text: str) -> list[dict[str, str]]:
@@ -323,23 +347,25 @@ def test_event_stream_sends_status_progress_and_end_then_closes(
     with TestClient(quick_events_app) as client:
         job_id = _submit(client, headers, small_video).json()["id"]
 
-        def worker() -> None:
+        def worker(reads: list[str]) -> None:
             hub = quick_events_app.state.job_events
-            deadline = time.monotonic() + 10
-            while hub.waiting == 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.5)  # the stream has read the job and sent its status
+            wait_for(lambda: hub.waiting, timeout_s=10, what="the stream to listen", interval_s=0.02)
+            # The route's read, then the stream's own once subscribed: its status is the queued job.
+            wait_for(lambda: len(reads) >= 2, timeout_s=10, what="the stream's read", interval_s=0.02)
+            # Spaced by more than the 0.3 s heartbeat: the stream sends heartbeats between events.
+            time.sleep(0.5)
             _progress(api_settings, job_id, done=1, total=2)
             time.sleep(0.5)
             _progress(api_settings, job_id, done=2, total=2)
             time.sleep(0.5)
             _fail(api_settings, job_id, code="after_progress")
 
-        thread = _later(0, worker)
-        started = time.monotonic()
-        response = client.get(f"/v1/jobs/{job_id}/events", headers=headers)
-        elapsed = time.monotonic() - started
-        thread.join()
+        with _job_reads(api_settings, job_id) as reads:
+            thread = _later(0, lambda: worker(reads))
+            started = time.monotonic()
+            response = client.get(f"/v1/jobs/{job_id}/events", headers=headers)
+            elapsed = time.monotonic() - started
+            thread.join()
 
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/event-stream")

@@ -27,8 +27,8 @@ from tests.utils.platform import (
     free_port,
     fresh_database,
     platform_env,
-    wait_for,
 )
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -23,9 +23,10 @@ from tests.integration.conftest import upload_sources
 from tests.integration.platform.conftest import SOURCE_BUCKET
 from tests.utils.images import astronaut, encode
 from tests.utils.media import FaceVideo
-from tests.utils.platform import REPO_ROOT, wait_for
+from tests.utils.platform import REPO_ROOT
 from tests.utils.receiver import Answer, Receiver
 from tests.utils.stack import Stack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

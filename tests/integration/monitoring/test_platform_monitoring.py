@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 
 from core.models import HealthCheck, Job, JobStatistics, Video
 from tests.utils.media import FaceVideo, make_face_video
-from tests.utils.platform import wait_for
 from tests.utils.stack import QUICK_SETTINGS, Stack, running_stack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

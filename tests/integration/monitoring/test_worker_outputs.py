@@ -18,7 +18,7 @@ from sqlalchemy import select
 from core.config import Settings, load_settings
 from core.keys import create_api_key
 from core.models import Explanation, Job, JobStatistics, Segment, Video
-from core.storage import video_key
+from core.storage import video_path
 from lifecycle.jobs import cancel_job
 from pipeline.analyzer import Analyzer
 from pipeline.media_source import MediaSource
@@ -76,7 +76,7 @@ def _new_job(settings: Settings, video: FaceVideo) -> tuple[uuid.UUID, uuid.UUID
     with ctx.session() as session:
         tenant_id = create_api_key(session, tenant_name=f"t-{secrets.token_hex(4)}").tenant.id
         video_id = uuid.uuid4()
-        key = video_key(tenant_id=tenant_id, video_id=video_id)
+        key = video_path(tenant_id=tenant_id, video_id=video_id)
         ctx.storage.put_bytes(key, video.path.read_bytes())
         job = Job(
             tenant_id=tenant_id,

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from tests.utils.media import FaceVideo
-from tests.utils.platform import wait_for
 from tests.utils.stack import TERMINAL, Stack
+from tests.utils.waiting import wait_for
 
 
 def _read_events(response: httpx.Response) -> list[dict[str, Any]]:

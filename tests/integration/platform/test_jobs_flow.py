@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from core.models import Frame, Job, Segment, Track, Video
 from tests.integration.platform.conftest import SOURCE_BUCKET, STORAGE_BUCKET
 from tests.utils.media import FaceVideo, box_iou
-from tests.utils.platform import wait_for
 from tests.utils.stack import Stack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,9 @@ from sqlalchemy import func, select, update
 from core.models import Frame, Job, Segment, Track
 from tests.integration.platform.conftest import MAX_ATTEMPTS
 from tests.utils.media import FaceVideo
-from tests.utils.platform import REDIS_URL, wait_for
+from tests.utils.platform import REDIS_URL
 from tests.utils.stack import Stack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

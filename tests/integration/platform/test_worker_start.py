@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.platform import REDIS_URL, ServiceProcess, clear_broker_keys, fresh_database, wait_for
+from tests.utils.platform import REDIS_URL, ServiceProcess, clear_broker_keys, fresh_database
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

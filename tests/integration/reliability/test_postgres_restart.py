@@ -13,8 +13,8 @@ import pytest
 
 from tests.integration.reliability.conftest import duplicate_rows, finalized_counts
 from tests.utils.media import FaceVideo
-from tests.utils.platform import wait_for
 from tests.utils.stack import PrivateStack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

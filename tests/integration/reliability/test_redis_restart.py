@@ -21,8 +21,8 @@ from tests.integration.reliability.conftest import (
     put_sources,
 )
 from tests.utils.media import FaceVideo, make_face_video
-from tests.utils.platform import wait_for
 from tests.utils.stack import FAULT_SETTINGS, PrivateStack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -15,8 +15,8 @@ from sqlalchemy import func, select
 from core.models import Job
 from core.queue import make_celery
 from tests.utils.media import FaceVideo
-from tests.utils.platform import wait_for
 from tests.utils.stack import FAULT_SETTINGS, PrivateStack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

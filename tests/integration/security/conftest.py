@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import pytest
 
 from tests.utils.media import FaceVideo, make_face_video
-from tests.utils.platform import wait_for
 from tests.utils.receiver import Answer, Receiver, running_receiver
 from tests.utils.stack import SOURCE_BUCKET, PrivateStack, private_stack
+from tests.utils.waiting import wait_for
 
 # Generated per run: a constant would be found in the repository, not only in a log.
 SECRETS = {

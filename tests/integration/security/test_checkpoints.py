@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.utils.platform import REPO_ROOT, ServiceProcess, wait_for
+from tests.utils.platform import REPO_ROOT, ServiceProcess
 from tests.utils.stack import PrivateStack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -8,7 +8,6 @@ The logs of the services themselves (moto, Redis, PostgreSQL) are not ours and a
 from __future__ import annotations
 
 import secrets
-import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,10 +17,13 @@ from tests.integration.security.conftest import SECRETS
 from tests.utils.media import FaceVideo
 from tests.utils.receiver import Answer, Receiver
 from tests.utils.stack import SOURCE_BUCKET, PrivateStack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
 _THIRD_PARTY_LOGS = {"moto.log", "redis.log", "postgres.log"}
+# How the API, Celery, redis-py and psycopg say that a connection failed.
+_CONNECTION_FAILURES = ("Connection refused", "ConnectionError", "connection to server")
 
 
 def _our_logs(stack: PrivateStack) -> dict[Path, str]:
@@ -30,6 +32,26 @@ def _our_logs(stack: PrivateStack) -> dict[Path, str]:
         for path in sorted(stack.log_dir.rglob("*.log"))
         if path.name not in _THIRD_PARTY_LOGS
     }
+
+
+def _log_sizes(stack: PrivateStack) -> dict[Path, int]:
+    """How far the running API's and workers' logs go now."""
+    running = [stack.api, *(worker for worker in stack.workers if worker.alive())]
+    return {process.log_path: len(process.log_text()) for process in running}
+
+
+def _wait_outage_logged(stack: PrivateStack, before: dict[Path, int], service: str) -> None:
+    """Waits until the API and every worker running at ``before`` have logged since then a
+    connection they could not make: the lines most likely to carry a URL with its password."""
+
+    def logged() -> bool:
+        return all(
+            any(failure in path.read_text(errors="replace")[size:] for failure in _CONNECTION_FAILURES)
+            for path, size in before.items()
+        )
+
+    names = ", ".join(path.name for path in before)
+    wait_for(logged, timeout_s=60, what=f"{names} to log the {service} outage", interval_s=0.2)
 
 
 def test_no_secret_reaches_the_logs(
@@ -77,18 +99,20 @@ def test_no_secret_reaches_the_logs(
             assert operator.get("/system/resource/consumption/").status_code == 200
 
         # Outages: every component logs what it could not reach.
+        before = _log_sizes(stack)
         stack.redis.stop()
         try:
             during_redis = stack.post_video(tenant, face_clip.path)
             client.get("/readyz")
-            time.sleep(3)
+            _wait_outage_logged(stack, before, "Redis")
         finally:
             stack.redis.start()
+        before = _log_sizes(stack)
         stack.postgres.stop(mode="fast")
         try:
             client.get(f"/v1/jobs/{job_id}")
             client.get("/readyz")
-            time.sleep(3)
+            _wait_outage_logged(stack, before, "PostgreSQL")
         finally:
             stack.postgres.start()
         assert during_redis.status_code == 202, during_redis.text

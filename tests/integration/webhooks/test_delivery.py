@@ -16,11 +16,13 @@ from sqlalchemy import func, select
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from core.models import WebhookDelivery
+from core.redis import broker_key, redis_client
+from lifecycle.outbox import DISPATCHER_HEARTBEAT_KEY
 from tests.integration.conftest import RETRY_SCHEDULE_S
 from tests.utils.media import FaceVideo, make_bad_media
-from tests.utils.platform import wait_for
 from tests.utils.receiver import Answer, Receiver
 from tests.utils.stack import Stack
+from tests.utils.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -48,6 +50,24 @@ def _wait_deliveries(
         return items if done else None
 
     return list(wait_for(settled, timeout_s=timeout_s, what=f"{count} settled deliveries of job {job_id}"))
+
+
+def _wait_sweeps(stack: Stack, *, after: float, count: int = 2) -> None:
+    """Waits until ``count`` runs of the periodic dispatcher have ended after ``after`` (each run
+    leaves its heartbeat, a timestamp, when it ends): whatever was due by then was sent."""
+    client = redis_client(stack.settings)
+    seen: set[float] = set()
+
+    def swept() -> bool:
+        raw = client.get(broker_key(stack.settings, DISPATCHER_HEARTBEAT_KEY))
+        if raw is not None and float(raw) > after:
+            seen.add(float(raw))
+        return len(seen) >= count
+
+    try:
+        wait_for(swept, timeout_s=30, what=f"{count} dispatcher runs", interval_s=0.05)
+    finally:
+        client.close()
 
 
 def test_job_events_reach_callback_and_endpoint_signed(
@@ -174,7 +194,7 @@ def test_410_disables_the_endpoint(
         disabled = client.get(f"/v1/webhooks/{endpoint['id']}").json()
         second = hooks_platform.submit(headers, short_clip.path)
         hooks_platform.wait_job(headers, second["id"])
-        time.sleep(2.0)  # several dispatcher runs
+        _wait_sweeps(hooks_platform, after=time.time())
         second_deliveries = _deliveries(client, second["id"])
         refused = client.post(f"/v1/deliveries/{delivery['id']}/redeliver")
         enabled = client.post(f"/v1/webhooks/{endpoint['id']}/enable")

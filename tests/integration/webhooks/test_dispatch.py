@@ -47,9 +47,9 @@ from tests.utils.platform import (
     make_test_checkpoint,
     platform_env,
     start_worker,
-    wait_for,
 )
 from tests.utils.receiver import Answer, Receiver
+from tests.utils.waiting import wait_for
 from worker.runtime import WorkerContext, build_context
 from worker.webhooks import deliver, dispatch_due
 

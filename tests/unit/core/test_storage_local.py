@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from core.errors import InvalidRequestError, ObjectNotFoundError
-from core.storage import LocalObjectStore, parse_s3_uri, video_key
+from core.storage import LocalObjectStore, parse_s3_uri, video_path
 
 
 def test_writer_commits_atomically(tmp_path: Path) -> None:
@@ -67,7 +67,7 @@ def test_video_key_is_derived_from_ids() -> None:
     import uuid
 
     tenant, video = uuid.UUID(int=1), uuid.UUID(int=2)
-    assert video_key(tenant_id=tenant, video_id=video) == f"videos/{tenant}/{video}/source"
+    assert video_path(tenant_id=tenant, video_id=video) == f"videos/{tenant}/{video}/source"
 
 
 @pytest.mark.parametrize("uri", ["s3://bucket", "https://bucket/key", "s3:///key", "s3://b/k?versionId=1"])

@@ -12,7 +12,7 @@ import pytest
 from api.schemas.batches import BatchItem
 from api.services.batch_manifests import check_item
 from core.config import Settings, load_settings
-from core.egress import EgressError
+from core.egress.guard import EgressError
 from core.models import Video
 from core.sources import normalize_source, source_scheme
 from core.storage import ObjectStore, get_object_store

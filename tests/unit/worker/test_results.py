@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from core.storage import explanation_key, statistics_key, video_key
+from core.storage import explanation_path, statistics_path, video_path
 from pipeline.types import FaceResult, FrameResult, SegmentResult
 from worker.results import frame_rows
 
@@ -51,9 +51,9 @@ def test_outputs_are_stored_beside_the_video() -> None:
     tenant_id, video_id = uuid.uuid4(), uuid.uuid4()
     folder = f"videos/{tenant_id}/{video_id}/"
 
-    assert video_key(tenant_id=tenant_id, video_id=video_id) == folder + "source"
-    assert statistics_key(tenant_id=tenant_id, video_id=video_id) == folder + "statistics.json"
+    assert video_path(tenant_id=tenant_id, video_id=video_id) == folder + "source"
+    assert statistics_path(tenant_id=tenant_id, video_id=video_id) == folder + "statistics.json"
     assert (
-        explanation_key(tenant_id=tenant_id, video_id=video_id, frame_index=42, face=1, kind="heatmap")
+        explanation_path(tenant_id=tenant_id, video_id=video_id, frame_index=42, face=1, kind="heatmap")
         == folder + "explanations/frame-0000042-face-1.heatmap.jpg"
     )
