@@ -73,7 +73,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
                 finished.add(path.pop())
                 pending.pop()
             elif following in path:
-                return path[path.index(following) :] + [following]
+                return [*path[path.index(following) :], following]
             elif following not in finished:
                 path.append(following)
                 pending.append(iter(sorted(graph[following])))
