@@ -14,7 +14,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +28,15 @@ from pipeline.media_source import MediaSource, open_media_source
 from pipeline.model import Classifier
 from pipeline.plan import sample_numbers
 from pipeline.quality import QualityStats, measure_segment
-from pipeline.tracking import link_segment_tracks, link_tracks
+from pipeline.results import frame_results, video_result
+from pipeline.tracking import link_tracks
 from pipeline.types import (
     AnalysisConfig,
-    FaceExplanation,
-    FaceResult,
-    FrameResult,
     SegmentPlan,
     SegmentResult,
     SmallFaces,
     VideoInfo,
     VideoResult,
-    suspicion_order,
 )
 
 __all__ = [
@@ -60,7 +56,6 @@ ChunkCallback = Callable[[int], None]  # frames of the segment just analysed (on
 FrameCallback = Callable[[int, int], None]  # (sampled frames done, sampled frames planned in all)
 StageCallback = Callable[[str], None]  # "probe", "load", "analyze": what the analysis starts doing
 AnalyzerFactory = Callable[[AnalysisConfig], "Analyzer"]
-_STAGE_KEYS = ("decode_s", "detect_s", "classify_s")
 # Chunks of face crops queued for the classifier before detection waits for it (16 frames' worth
 # at the default chunk_frames).
 MAX_PENDING_CHUNKS = 4
@@ -211,54 +206,20 @@ class Analyzer:
         )
         detect_s += time.perf_counter() - t0
 
-        # Frames may come back downscaled (decode_long_side); results are in the video's pixels.
-        scale_x = info.width / decoded_width
-        scale_y = info.height / decoded_height
         all_scores = np.concatenate(scores) if scores else np.zeros((0,), dtype=np.float32)
         t0 = time.perf_counter()
         explained = self._explain(suspicious)
         explain_s = time.perf_counter() - t0
-        frame_results: list[FrameResult] = []
-        explanations: list[FaceExplanation] = []
-        position = 0
-        numbers = sample_numbers(plan, info)[: len(times)]
-        for t, number, dets, ids in zip(times, numbers, detections, track_ids, strict=True):
-            faces = []
-            for det, track_id in zip(dets, ids, strict=True):
-                x1, y1, x2, y2 = det.box
-                faces.append(
-                    FaceResult(
-                        box=(x1 * scale_x, y1 * scale_y, x2 * scale_x, y2 * scale_y),
-                        det_score=det.score,
-                        track=track_id,
-                        score=float(all_scores[position]),
-                    )
-                )
-                if position in explained:
-                    heatmap_jpeg, crop_jpeg = explained[position]
-                    face = faces[-1]
-                    explanations.append(
-                        FaceExplanation(
-                            frame_index=number,
-                            t=t,
-                            face=len(faces) - 1,
-                            track=track_id,
-                            score=face.score,
-                            box=face.box,
-                            heatmap_jpeg=heatmap_jpeg,
-                            crop_jpeg=crop_jpeg,
-                        )
-                    )
-                position += 1
-            frame_results.append(
-                FrameResult(
-                    index=number,
-                    t=t,
-                    score=aggregate.frame_score(f.score for f in faces),
-                    faces=faces,
-                )
-            )
-        explanations.sort(key=suspicion_order)
+        # Frames may come back downscaled (decode_long_side); results are in the video's pixels.
+        segment_frames, explanations = frame_results(
+            times,
+            sample_numbers(plan, info)[: len(times)],
+            detections,
+            track_ids,
+            all_scores,
+            explained,
+            (info.width / decoded_width, info.height / decoded_height),
+        )
         # Stage times are each stage's own busy time; they overlap, so they need not add up to
         # the segment's wall time. decode_s is the time spent waiting for decoded frames.
         timings = {
@@ -273,9 +234,9 @@ class Analyzer:
             index=plan.index,
             start_s=plan.start_s,
             end_s=plan.end_s,
-            score=aggregate.segment_score(frame_results, config.aggregation),
-            frames=frame_results,
-            tracks=aggregate.track_results(frame_results),
+            score=aggregate.segment_score(segment_frames, config.aggregation),
+            frames=segment_frames,
+            tracks=aggregate.track_results(segment_frames),
             timings=timings,
             quality=quality.to_dict(),
             explanations=explanations,
@@ -285,7 +246,7 @@ class Analyzer:
             "pipeline.segment.done",
             extra={
                 "segment": plan.index,
-                "frames": len(frame_results),
+                "frames": len(segment_frames),
                 "faces": result.face_count,
                 "detections": follower.stats.to_dict(),
                 **{k: round(v, 3) for k, v in timings.items()},
@@ -353,62 +314,17 @@ class Analyzer:
     def finalize(
         self, info: VideoInfo, segments: Sequence[SegmentResult], timings: dict[str, float] | None = None
     ) -> VideoResult:
-        """Give tracks video-wide ids, score the video and decide the verdict.
-
-        ``timings`` may carry ``probe_s`` and ``total_s``; the stage times are summed from the
-        segments, and ``total_s`` defaults to probe plus the segments' wall times.
-        """
-        config = self.config
-        ordered = sorted(segments, key=lambda s: s.index)
-        max_gap_s = max(1.0, 2.5 / config.sample_fps)
-        mappings = link_segment_tracks(
-            [s.frames for s in ordered], iou_threshold=config.track_iou, max_gap_s=max_gap_s
-        )
-        linked_segments = []
-        for segment, mapping in zip(ordered, mappings, strict=True):
-            frames = [
-                replace(frame, faces=[replace(face, track=mapping[face.track]) for face in frame.faces])
-                for frame in segment.frames
-            ]
-            linked_segments.append(replace(segment, frames=frames, tracks=aggregate.track_results(frames)))
-        all_frames = [f for s in linked_segments for f in s.frames]
-        score = aggregate.video_score(linked_segments, config.aggregation)
-
-        totals = {"probe_s": 0.0, **{key: 0.0 for key in _STAGE_KEYS}}
-        segments_wall = 0.0
-        for segment in ordered:
-            for key in _STAGE_KEYS:
-                totals[key] += float(segment.timings.get(key, 0.0))
-            # Stages overlap within a segment: its wall time, when recorded, is what it cost.
-            segments_wall += float(
-                segment.timings.get(
-                    "wall_s", sum(float(segment.timings.get(key, 0.0)) for key in _STAGE_KEYS)
-                )
-            )
-        given = dict(timings or {})
-        totals["probe_s"] = float(given.pop("probe_s", 0.0))
-        totals["total_s"] = float(given.pop("total_s", totals["probe_s"] + segments_wall))
-        verdict = aggregate.verdict(score, self.threshold, self.inconclusive_band)
-        seen_small = [s.small_faces for s in ordered if s.small_faces is not None]
-        return VideoResult(
-            verdict=verdict,
-            score=score,
-            model=dict(self.model_info),
-            video=info,
-            segments=linked_segments,
-            frames=all_frames,
-            tracks=aggregate.track_results(all_frames),
-            timings=totals,
+        """Give tracks video-wide ids, score the video and decide the verdict (see
+        ``pipeline.results.video_result``)."""
+        return video_result(
+            info,
+            segments,
+            config=self.config,
             threshold=self.threshold,
             inconclusive_band=self.inconclusive_band,
-            aggregation=config.aggregation,
+            model_info=self.model_info,
             caveat=self.model_config.caveat or None,
-            settings=config.settings_used(),
-            small_faces=(
-                max(seen_small, key=lambda small: small.faces_seen)
-                if verdict == "no_face" and seen_small
-                else None
-            ),
+            timings=timings,
         )
 
     def analyze(self, path: str | Path, progress: ProgressCallback | None = None) -> VideoResult:

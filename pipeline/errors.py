@@ -16,7 +16,6 @@ __all__ = [
     "NotAVideoError",
     "PipelineError",
     "SourceNotFoundError",
-    "TrainingError",
 ]
 
 
@@ -112,10 +111,3 @@ class DecodeTimeoutError(DecodeError):
     code = "decode_timeout"
     exit_code = 11
     retryable = True
-
-
-class TrainingError(PipelineError):
-    """A training run that cannot start or go on: bad settings, unusable data, a diverging loss."""
-
-    code = "training_failed"
-    exit_code = 12

@@ -19,8 +19,8 @@ from core.report import (
     ReportInput,
     ReportSegment,
     ReportTrack,
-    render_report,
 )
+from core.report_html import render_report
 from pipeline.checkpoint import file_sha256
 from pipeline.types import FaceExplanation, VideoResult, suspicion_order
 

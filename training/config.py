@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pipeline.errors import TrainingError
 from training.datasets import DEFAULT_CACHE_DIR
+from training.errors import TrainingError
 from training.framing import parse_square
 
 __all__ = ["DEFAULT_CAVEAT", "TrainConfig"]

@@ -9,11 +9,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from pipeline.errors import TrainingError
 from pipeline.model import DeepfakeClassifier
 from training.augment import Augmenter, pair_degrade
 from training.config import TrainConfig
 from training.datasets import CropSet, identity_split, load_dataset
+from training.errors import TrainingError
 from training.sbi import self_blend
 
 __all__ = ["Sampler", "load_all", "manifest_hash", "predict_images", "rng_for", "split_groups", "to_tensor"]

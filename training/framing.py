@@ -9,8 +9,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from pipeline.errors import TrainingError
 from training.datasets import DatasetError
+from training.errors import TrainingError
 
 __all__ = ["measure_face_margin", "measure_margin", "parse_square"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import TrainingError
+from training.errors import TrainingError
 from training.landmarks import load_cached, save_cached
 
 __all__ = [

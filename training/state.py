@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 
-from pipeline.errors import TrainingError
 from pipeline.model import DeepfakeClassifier, file_sha256, load_checkpoint, save_checkpoint
 from training.config import TrainConfig
+from training.errors import TrainingError
 
 __all__ = ["check_same_settings", "init_weights", "load_state", "resume_key", "save_state"]
 

@@ -16,7 +16,6 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from pipeline.errors import TrainingError
 from pipeline.model import (
     DeepfakeClassifier,
     ModelConfig,
@@ -34,6 +33,7 @@ from training.data import (
     to_tensor,
 )
 from training.datasets import identity_split
+from training.errors import TrainingError
 from training.export import Prepared, TrainResult, finalize
 from training.framing import measure_margin, parse_square
 from training.scores import binary_metrics

@@ -55,8 +55,9 @@ _CREATE_BODY: dict[str, Any] = {
     ),
     responses=error_responses(401, 409, 413, 415, 422, 429),
     openapi_extra=_CREATE_BODY,
+    operation_id="create_batch_v1_batches_post",
 )
-async def create_batch(
+async def post_batch(
     request: Request,
     response: Response,
     background: BackgroundTasks,
@@ -117,9 +118,13 @@ async def create_batch(
 
 
 @router.get(
-    "", response_model=BatchPage, summary="List batches, newest first", responses=error_responses(401, 422)
+    "",
+    response_model=BatchPage,
+    summary="List batches, newest first",
+    responses=error_responses(401, 422),
+    operation_id="list_batches_v1_batches_get",
 )
-def list_batches(
+def get_batches(
     key: CurrentKey,
     session: SessionDep,
     page: PageQuery,
@@ -136,8 +141,9 @@ def list_batches(
     response_model=BatchPublic,
     summary="A batch's progress: counts by state, verdicts, estimated completion",
     responses=error_responses(401, 404),
+    operation_id="get_batch_v1_batches__batch_id__get",
 )
-def get_batch(batch_id: str, key: CurrentKey, session: SessionDep) -> BatchPublic:
+def get_batch_by_id(batch_id: str, key: CurrentKey, session: SessionDep) -> BatchPublic:
     batch = service.get_batch(session, tenant_id=key.tenant_id, batch_id=batch_id)
     return service.public_batch(service.summarize(session, batch=batch))
 
@@ -147,8 +153,9 @@ def get_batch(batch_id: str, key: CurrentKey, session: SessionDep) -> BatchPubli
     response_model=BatchPublic,
     summary="Cancel every unfinished item of a batch",
     responses=error_responses(401, 404, 409),
+    operation_id="cancel_batch_v1_batches__batch_id__cancel_post",
 )
-def cancel_batch(batch_id: str, key: CurrentKey, session: SessionDep) -> BatchPublic:
+def post_batch_cancel(batch_id: str, key: CurrentKey, session: SessionDep) -> BatchPublic:
     batch = service.cancel_batch(session, tenant_id=key.tenant_id, batch_id=batch_id)
     return service.public_batch(service.summarize(session, batch=batch))
 

@@ -15,7 +15,6 @@ __all__ = ["router"]
 router = APIRouter(tags=["webhooks"])
 
 
-
 @router.get(
     "/v1/jobs/{job_id}/deliveries",
     response_model=DeliveryPage,
@@ -28,9 +27,7 @@ def list_job_deliveries(
     session: SessionDep,
     page: PageQuery,
 ) -> DeliveryPage:
-    rows, next_cursor = service.list_deliveries(
-        session, tenant_id=key.tenant_id, job_id=job_id, page=page
-    )
+    rows, next_cursor = service.list_deliveries(session, tenant_id=key.tenant_id, job_id=job_id, page=page)
     return DeliveryPage.from_rows(rows, next_cursor)
 
 
@@ -57,8 +54,9 @@ def list_batch_deliveries(
     response_model=DeliveryPublic,
     summary="One webhook delivery with every attempt",
     responses=error_responses(401, 404),
+    operation_id="get_delivery_v1_deliveries__delivery_id__get",
 )
-def get_delivery(delivery_id: str, key: CurrentKey, session: SessionDep) -> DeliveryPublic:
+def get_delivery_by_id(delivery_id: str, key: CurrentKey, session: SessionDep) -> DeliveryPublic:
     row, attempts = service.get_delivery(session, tenant_id=key.tenant_id, delivery_id=delivery_id)
     return DeliveryPublic.from_row(row, attempts)
 
@@ -75,8 +73,9 @@ def get_delivery(delivery_id: str, key: CurrentKey, session: SessionDep) -> Deli
         "together start exactly one redelivery."
     ),
     responses=error_responses(401, 404, 409),
+    operation_id="redeliver_v1_deliveries__delivery_id__redeliver_post",
 )
-async def redeliver(
+async def post_delivery_redeliver(
     delivery_id: str, key: CurrentKey, session: SessionDep, settings: SettingsDep, celery: QueueDep
 ) -> DeliveryPublic:
     row, attempts = await run_in_threadpool(

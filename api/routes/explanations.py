@@ -29,8 +29,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["explanations"])
         "lists every face a segment explained, including those outside the job's top k."
     ),
     responses=error_responses(401, 404),
+    operation_id="list_explanations_v1_jobs__job_id__explanations_get",
 )
-def list_explanations(
+def get_job_explanations(
     job_id: str,
     key: CurrentKey,
     session: SessionDep,
@@ -53,8 +54,9 @@ def list_explanations(
         200: {"content": {"image/jpeg": {}}, "description": "the image"},
         **error_responses(401, 404, 422, 503),
     },
+    operation_id="explanation_image_v1_jobs__job_id__explanations__explanation_id___kind__jpg_get",
 )
-def explanation_image(
+def get_explanation_image(
     job_id: str,
     explanation_id: Annotated[int, Path(ge=1)],
     kind: Literal["heatmap", "crop"],
@@ -78,6 +80,7 @@ def explanation_image(
     response_model=JobStatisticsPublic,
     summary="The job's input statistics and output statistics (used for drift)",
     responses=error_responses(401, 404),
+    operation_id="get_statistics_v1_jobs__job_id__statistics_get",
 )
-def get_statistics(job_id: str, key: CurrentKey, session: SessionDep) -> JobStatisticsPublic:
+def get_job_statistics(job_id: str, key: CurrentKey, session: SessionDep) -> JobStatisticsPublic:
     return service.get_statistics(session, tenant_id=key.tenant_id, job_id=job_id)

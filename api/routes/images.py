@@ -26,8 +26,9 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
         200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}, "image/gif": {}}},
         **error_responses(401, 404, 503),
     },
+    operation_id="job_image_v1_jobs__job_id__image_get",
 )
-def job_image(
+def get_job_image(
     job_id: str, key: CurrentKey, session: SessionDep, storage: StorageDep, settings: SettingsDep
 ) -> StreamingResponse:
     image = service.job_image(session, storage, tenant_id=key.tenant_id, job_id=job_id, settings=settings)

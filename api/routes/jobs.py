@@ -190,8 +190,9 @@ def _job_filters(
         "value outside its domain answers 422 `invalid_filter`."
     ),
     responses=error_responses(401, 422),
+    operation_id="list_jobs_v1_jobs_get",
 )
-def list_jobs(
+def get_jobs(
     key: CurrentKey,
     session: SessionDep,
     page: PageQuery,
@@ -207,8 +208,9 @@ def list_jobs(
     summary="A job's status and result",
     description="With `?wait=S` the answer waits until the job ends or S seconds pass.",
     responses=error_responses(401, 404, 422),
+    operation_id="get_job_v1_jobs__job_id__get",
 )
-async def get_job(
+async def get_job_by_id(
     job_id: str,
     key: CurrentKey,
     settings: SettingsDep,
@@ -340,8 +342,9 @@ _add_result_route("tracks", page_model=TrackPage, public=TrackPublic, summary="F
         200: {"content": {"text/html": {}}, "description": "the report, as an attachment"},
         **error_responses(401, 404, 409, 503),
     },
+    operation_id="job_report_v1_jobs__job_id__report_get",
 )
-def job_report(job_id: str, key: CurrentKey, session: SessionDep, storage: StorageDep) -> Response:
+def get_job_report(job_id: str, key: CurrentKey, session: SessionDep, storage: StorageDep) -> Response:
     job, document = report.job_report(session, storage, tenant_id=key.tenant_id, job_id=job_id)
     return Response(
         document,
@@ -358,8 +361,9 @@ def job_report(job_id: str, key: CurrentKey, session: SessionDep, storage: Stora
     response_model=JobPublic,
     summary="Cancel a queued or running job",
     responses=error_responses(401, 404, 409),
+    operation_id="cancel_job_v1_jobs__job_id__cancel_post",
 )
-def cancel_job(job_id: str, key: CurrentKey, session: SessionDep) -> JobPublic:
+def post_job_cancel(job_id: str, key: CurrentKey, session: SessionDep) -> JobPublic:
     return JobPublic.from_job(service.cancel(session, tenant_id=key.tenant_id, job_id=job_id))
 
 
@@ -368,7 +372,8 @@ def cancel_job(job_id: str, key: CurrentKey, session: SessionDep) -> JobPublic:
     status_code=204,
     summary="Delete a job, its stored video and its results",
     responses=error_responses(401, 404, 503),
+    operation_id="delete_job_v1_jobs__job_id__delete",
 )
-def delete_job(job_id: str, key: CurrentKey, session: SessionDep, storage: StorageDep) -> Response:
+def delete_job_by_id(job_id: str, key: CurrentKey, session: SessionDep, storage: StorageDep) -> Response:
     service.delete_job(session, tenant_id=key.tenant_id, job_id=job_id, storage=storage)
     return Response(status_code=204)

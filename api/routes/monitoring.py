@@ -144,6 +144,7 @@ def healthcheck_history(
         "three intervals drop out. Queue depths count the messages waiting, per priority step."
     ),
     responses=error_responses(401, 403),
+    operation_id="resource_consumption_system_resource_consumption__get",
 )
-def resource_consumption(key: AdminKey, settings: SettingsDep) -> ResourceConsumption:
+def get_resource_consumption(key: AdminKey, settings: SettingsDep) -> ResourceConsumption:
     return service.resource_consumption(settings=settings)

@@ -34,8 +34,9 @@ SUMMARY_MAX_DAYS = 366
         "`job_not_reviewable` until the job has succeeded."
     ),
     responses=error_responses(401, 404, 409, 422),
+    operation_id="review_job_v1_jobs__job_id__review_put",
 )
-def review_job(job_id: str, body: ReviewCreate, key: CurrentKey, session: SessionDep) -> JobPublic:
+def put_job_review(job_id: str, body: ReviewCreate, key: CurrentKey, session: SessionDep) -> JobPublic:
     return JobPublic.from_job(service.review_job(session, key=key, job_id=job_id, body=body))
 
 
@@ -79,8 +80,9 @@ def export_reviews(
         "every tenant (`scope=all`)."
     ),
     responses=error_responses(401, 403, 422),
+    operation_id="review_summary_v1_reviews_summary_get",
 )
-def review_summary(
+def get_review_summary(
     key: CurrentKey,
     session: SessionDep,
     days: Annotated[int, Query(ge=1, le=SUMMARY_MAX_DAYS, description="UTC days, today included")] = 30,

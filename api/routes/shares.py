@@ -47,8 +47,9 @@ _REPORT_POLICY = (
         "`job_not_finished` until the job has succeeded."
     ),
     responses=error_responses(401, 404, 409, 422),
+    operation_id="create_share_v1_jobs__job_id__shares_post",
 )
-def create_share(
+def post_job_share(
     job_id: str,
     key: CurrentKey,
     session: SessionDep,
@@ -66,8 +67,9 @@ def create_share(
     response_model=SharePage,
     summary="A job's share links, newest first (revoked and expired ones too)",
     responses=error_responses(401, 404),
+    operation_id="list_shares_v1_jobs__job_id__shares_get",
 )
-def list_shares(job_id: str, key: CurrentKey, session: SessionDep, settings: SettingsDep) -> SharePage:
+def get_job_shares(job_id: str, key: CurrentKey, session: SessionDep, settings: SettingsDep) -> SharePage:
     now = datetime.now(UTC)
     rows = service.list_shares(session, tenant_id=key.tenant_id, job_id=job_id)
     return SharePage(
@@ -80,8 +82,9 @@ def list_shares(job_id: str, key: CurrentKey, session: SessionDep, settings: Set
     status_code=204,
     summary="Revoke a share link: it stops opening at once",
     responses=error_responses(401, 404),
+    operation_id="revoke_share_v1_shares__share_id__delete",
 )
-def revoke_share(share_id: str, key: CurrentKey, session: SessionDep) -> Response:
+def delete_share(share_id: str, key: CurrentKey, session: SessionDep) -> Response:
     service.revoke_share(session, tenant_id=key.tenant_id, share_id=share_id)
     return Response(status_code=204)
 

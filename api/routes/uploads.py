@@ -28,8 +28,9 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
         'bytes). Then create the job with `{"upload_id": …}`.'
     ),
     responses=error_responses(401, 413, 422),
+    operation_id="create_upload_v1_uploads_post",
 )
-def create_upload(
+def post_upload(
     body: UploadCreate,
     request: Request,
     key: CurrentKey,

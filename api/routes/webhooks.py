@@ -33,8 +33,9 @@ router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
         "resolve to a loopback, private, link-local or metadata address."
     ),
     responses=error_responses(401, 409, 422),
+    operation_id="create_endpoint_v1_webhooks_post",
 )
-async def create_endpoint(
+async def post_endpoint(
     body: EndpointCreate, key: CurrentKey, session: SessionDep, settings: SettingsDep
 ) -> EndpointCreated:
     endpoint, secret = await run_in_threadpool(
@@ -50,8 +51,14 @@ async def create_endpoint(
     return EndpointCreated(**EndpointPublic.from_row(endpoint).model_dump(), secret=secret)
 
 
-@router.get("", response_model=EndpointPage, summary="List webhook endpoints", responses=error_responses(401))
-def list_endpoints(key: CurrentKey, session: SessionDep) -> EndpointPage:
+@router.get(
+    "",
+    response_model=EndpointPage,
+    summary="List webhook endpoints",
+    responses=error_responses(401),
+    operation_id="list_endpoints_v1_webhooks_get",
+)
+def get_endpoints(key: CurrentKey, session: SessionDep) -> EndpointPage:
     rows = service.list_endpoints(session, tenant_id=key.tenant_id)
     return EndpointPage(items=[EndpointPublic.from_row(row) for row in rows])
 
@@ -63,8 +70,11 @@ def list_endpoints(key: CurrentKey, session: SessionDep) -> EndpointPage:
     description="Deliveries to the `callback_url` of jobs and batches are signed with this secret "
     "(made on first use).",
     responses=error_responses(401),
+    operation_id="get_callback_secret_v1_webhooks_callback_secret_get",
 )
-def get_callback_secret(key: CurrentKey, session: SessionDep, settings: SettingsDep) -> CallbackSecretPublic:
+def get_webhook_callback_secret(
+    key: CurrentKey, session: SessionDep, settings: SettingsDep
+) -> CallbackSecretPublic:
     secret, row = service.get_callback_secret(session, tenant_id=key.tenant_id, settings=settings)
     return CallbackSecretPublic(secret=secret, secret_hint=row.secret_hint, created_at=row.created_at)
 
@@ -75,8 +85,9 @@ def get_callback_secret(key: CurrentKey, session: SessionDep, settings: Settings
     summary="Replace the callback signing secret",
     description="Every attempt from now on, retries of earlier events included, uses the new secret.",
     responses=error_responses(401),
+    operation_id="rotate_callback_secret_v1_webhooks_callback_secret_rotate_post",
 )
-def rotate_callback_secret(
+def post_callback_secret_rotate(
     key: CurrentKey, session: SessionDep, settings: SettingsDep
 ) -> CallbackSecretPublic:
     secret, row = service.rotate_callback_secret(session, tenant_id=key.tenant_id, settings=settings)
@@ -88,8 +99,9 @@ def rotate_callback_secret(
     response_model=EndpointPublic,
     summary="A webhook endpoint",
     responses=error_responses(401, 404),
+    operation_id="get_endpoint_v1_webhooks__endpoint_id__get",
 )
-def get_endpoint(endpoint_id: str, key: CurrentKey, session: SessionDep) -> EndpointPublic:
+def get_endpoint_by_id(endpoint_id: str, key: CurrentKey, session: SessionDep) -> EndpointPublic:
     return EndpointPublic.from_row(
         service.get_endpoint(session, tenant_id=key.tenant_id, endpoint_id=endpoint_id)
     )
@@ -100,8 +112,9 @@ def get_endpoint(endpoint_id: str, key: CurrentKey, session: SessionDep) -> Endp
     response_model=EndpointPublic,
     summary="Turn an endpoint back on after it answered 410 Gone",
     responses=error_responses(401, 404, 422),
+    operation_id="enable_endpoint_v1_webhooks__endpoint_id__enable_post",
 )
-async def enable_endpoint(
+async def post_endpoint_enable(
     endpoint_id: str, key: CurrentKey, session: SessionDep, settings: SettingsDep
 ) -> EndpointPublic:
     endpoint = await run_in_threadpool(
@@ -118,8 +131,9 @@ async def enable_endpoint(
     summary="Delete a webhook endpoint",
     description="Deliveries still waiting for it fail; its delivery log stays readable.",
     responses=error_responses(401, 404),
+    operation_id="delete_endpoint_v1_webhooks__endpoint_id__delete",
 )
-def delete_endpoint(endpoint_id: str, key: CurrentKey, session: SessionDep) -> Response:
+def delete_endpoint_by_id(endpoint_id: str, key: CurrentKey, session: SessionDep) -> Response:
     service.delete_endpoint(session, tenant_id=key.tenant_id, endpoint_id=endpoint_id)
     return Response(status_code=204)
 

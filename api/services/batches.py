@@ -35,6 +35,7 @@ from core.queue import enqueue_probe
 from core.states import JobStatus, Verdict
 from core.storage import ObjectStore
 from lifecycle.batches import BatchStatus, job_counts
+from lifecycle.job_rows import new_job_values
 from lifecycle.jobs import cancel_batch_jobs
 
 __all__ = [
@@ -168,17 +169,16 @@ def create_batch(
             }
         )
         job_rows.append(
-            {
-                "id": uuid.uuid4(),
-                "tenant_id": tenant_id,
-                "video_id": video_id,
-                "status": JobStatus.QUEUED.value,
-                "options": options,
-                "external_id": item.external_id,
-                "batch_id": batch.id,
-                "batch_index": index,
-                "priority": settings.batch_priority,
-            }
+            new_job_values(
+                tenant_id=tenant_id,
+                video_id=video_id,
+                container=source.container,
+                options=options,
+                external_id=item.external_id,
+                batch_id=batch.id,
+                batch_index=index,
+                priority=settings.batch_priority,
+            )
         )
     session.execute(insert(Video), video_rows)
     session.execute(insert(Job), job_rows)

@@ -25,8 +25,8 @@ from core.report import (
     ReportSegment,
     ReportTrack,
     build_report,
-    render_report,
 )
+from core.report_html import render_report
 from core.states import JobStatus
 from core.storage import ObjectStore
 

@@ -34,11 +34,11 @@ from api.services.webhooks import check_callback_url
 from core.config import Settings
 from core.errors import ConflictError, InvalidRequestError, UnsupportedMediaTypeError
 from core.logs import log_event
-from core.media import content_type_for, media_type_for
+from core.media import content_type_for
 from core.models import Job, Upload, Video
 from core.queue import enqueue_probe
-from core.states import JobStatus
 from core.storage import ObjectStore, video_path
+from lifecycle.job_rows import new_job_values
 from lifecycle.jobs import mark_enqueued
 
 __all__ = [
@@ -140,15 +140,17 @@ def create_job(
         container=draft.container,
     )
     job = Job(
-        tenant_id=tenant_id,
         video=video,
-        status=JobStatus.QUEUED.value,
-        options=resolved,
-        idempotency_key=idempotency_key,
-        request_hash=request_digest,
-        callback_url=options.callback_url,
-        external_id=options.external_id,
-        media_type=media_type_for(draft.container),
+        **new_job_values(
+            tenant_id=tenant_id,
+            video_id=video.id,
+            container=draft.container,
+            options=resolved,
+            external_id=options.external_id,
+            callback_url=options.callback_url,
+            idempotency_key=idempotency_key,
+            request_hash=request_digest,
+        ),
     )
     session.add(job)
     if upload_id is not None:

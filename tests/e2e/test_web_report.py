@@ -24,8 +24,8 @@ from core.report import (
     ReportSegment,
     ReportTrack,
     ReportVideo,
-    render_report,
 )
+from core.report_html import render_report
 
 pytestmark = pytest.mark.e2e
 

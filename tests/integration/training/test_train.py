@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from core.cli import main
-from pipeline.errors import TrainingError
 from pipeline.model import file_sha256, load_checkpoint
 from tests.utils.training import make_crop_folder
 from training.config import TrainConfig
+from training.errors import TrainingError
 from training.train import train
 
 pytestmark = pytest.mark.integration

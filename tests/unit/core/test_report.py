@@ -15,8 +15,8 @@ from core.report import (
     ReportTrack,
     ReportVideo,
     build_report,
-    render_report,
 )
+from core.report_html import render_report
 
 WHEN = datetime(2026, 12, 1, 15, 4, 5, tzinfo=UTC)
 SHA = "ab" * 32

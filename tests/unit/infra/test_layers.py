@@ -1,4 +1,9 @@
-"""The packages import downwards only: core (plumbing) < lifecycle (domain rows) < api, worker."""
+"""The packages import downwards only.
+
+core (plumbing) < lifecycle (domain rows) < api, worker; pipeline (the ML steps) sits on core alone
+and is used by the worker; api and worker never import each other; training sits on top of all
+(``test_training_layer`` checks that nothing imports it).
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[3]
 FORBIDDEN = {
     "core": {"lifecycle", "api", "worker", "pipeline", "training"},
     "lifecycle": {"api", "worker", "pipeline", "training"},
+    "pipeline": {"lifecycle", "api", "worker", "training"},
+    "api": {"worker", "training"},
+    "worker": {"api", "training"},
 }
 
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.errors import TrainingError
 from training.config import TrainConfig
 from training.data import Sampler
 from training.datasets import CropSet
+from training.errors import TrainingError
 from training.state import check_same_settings, resume_key
 
 SIZE = 32
