@@ -44,6 +44,7 @@ if str(REPO) not in sys.path:
 
 from sqlalchemy import func, select  # noqa: E402
 
+from bench.stats import percentile  # noqa: E402
 from core.models import Batch, Job  # noqa: E402
 from tests.utils.bad_media import HOSTILE_MEDIA_KINDS, VALID_HOSTILE_MEDIA_KINDS, make_hostile_media  # noqa: E402
 from tests.utils.hostile_requests import try_hostile_requests  # noqa: E402
@@ -75,13 +76,6 @@ BENCH_SETTINGS = {
     "WEBHOOK_TIMEOUT_S": "3",
     "WEBHOOK_CONNECT_TIMEOUT_S": "2",
 }
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))]
 
 
 @dataclass
@@ -138,9 +132,9 @@ class _Poller:
             return {
                 "requests": len(values),
                 "clients": len(self._threads),
-                "p50_ms": round(_percentile(values, 50), 1),
-                "p95_ms": round(_percentile(values, 95), 1),
-                "p99_ms": round(_percentile(values, 99), 1),
+                "p50_ms": round(percentile(values, 50), 1),
+                "p95_ms": round(percentile(values, 95), 1),
+                "p99_ms": round(percentile(values, 99), 1),
                 "max_ms": round(max(values), 1) if values else None,
                 "mean_ms": round(statistics.fmean(values), 1) if values else None,
                 "statuses": {str(code): count for code, count in sorted(self.statuses.items())},
