@@ -95,6 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(lip-sync traces; needs --sbi-landmark-points 68)",
     )
     parser.add_argument(
+        "--frozen-stages",
+        type=int,
+        default=0,
+        help="keep the encoder's first N stages as they start (weights and batch-norm statistics)",
+    )
+    parser.add_argument(
         "--generated-face-ratio",
         type=float,
         default=0.0,
@@ -170,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
         sbi_pairs=args.sbi_pairs,
         lower_face_ratio=args.lower_face_ratio,
         generated_face_ratio=args.generated_face_ratio,
+        frozen_stages=args.frozen_stages,
         input_size=args.input_size,
         use_srm=not args.no_srm,
         face_margin=args.face_margin,

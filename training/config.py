@@ -65,6 +65,10 @@ class TrainConfig:
     # Share of self-blends that repaint the face through simulated generator up-sampling (the
     # traces of talking-head models, which leave no blending boundary).
     generated_face_ratio: float = 0.0
+    # The encoder's first stages kept as they start (ImageNet's or the init checkpoint's weights,
+    # batch-norm statistics included): fewer weights to bend towards the self-blends' own look.
+    # The stem stays trainable, since the SRM channels enter there.
+    frozen_stages: int = 0
     augment_strength: float = 1.0
     val_fraction: float = 0.2
     seed: int = 0
@@ -108,6 +112,8 @@ class TrainConfig:
             raise TrainingError("--sbi-landmark-points must be 5 or 68", code="invalid_arguments")
         if not 0.0 <= self.lower_face_ratio <= 1.0:
             raise TrainingError("--lower-face-ratio must be in [0, 1]", code="invalid_arguments")
+        if self.frozen_stages < 0:
+            raise TrainingError("--frozen-stages must be 0 or more", code="invalid_arguments")
         if not 0.0 <= self.generated_face_ratio <= 1.0:
             raise TrainingError("--generated-face-ratio must be in [0, 1]", code="invalid_arguments")
         if self.lower_face_ratio + self.generated_face_ratio > 1.0:

@@ -145,6 +145,7 @@ def _provenance(
         "sbi_pairs": config.sbi_pairs,
         "lower_face_ratio": config.lower_face_ratio,
         "generated_face_ratio": config.generated_face_ratio,
+        "frozen_stages": config.frozen_stages,
         "pretrained": config.pretrained if not config.init_from else None,
         "augment_strength": config.augment_strength,
         "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",

@@ -84,6 +84,8 @@ _ADDED_LATER: dict[str, Any] = {
     "sbi_landmark_points": 5,
     "sbi_pairs": False,
     "lower_face_ratio": 0.0,
+    "generated_face_ratio": 0.0,
+    "frozen_stages": 0,
 }
 
 
@@ -130,6 +132,8 @@ def resume_key(config: TrainConfig) -> str:
         "sbi_landmark_points",
         "sbi_pairs",
         "lower_face_ratio",
+        "generated_face_ratio",
+        "frozen_stages",
     )
     doc = asdict(config)
     return json.dumps({k: doc[k] for k in keys}, sort_keys=True)

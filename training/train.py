@@ -152,7 +152,12 @@ def train(
             )
         else:
             sampler.use_landmarks(five)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    frozen = freeze_stages(model, config.frozen_stages)
+    if frozen:
+        say(f"encoder stages 1–{config.frozen_stages} frozen ({frozen} weights)")
+    optimizer = torch.optim.AdamW(
+        [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=config.lr,
@@ -224,6 +229,39 @@ def export_best(
     return finalize(model, prepared, config, state, device=device, init_info=None, argv=argv, say=say)
 
 
+def _encoder_stages(model: DeepfakeClassifier, count: int) -> list[nn.Module]:
+    stages = getattr(model.encoder, "blocks", None)
+    if not isinstance(stages, nn.Sequential):
+        raise TrainingError(
+            f"{model.config.architecture} has no stages to freeze", code="invalid_arguments"
+        )
+    if count > len(stages):
+        raise TrainingError(
+            f"--frozen-stages {count}: {model.config.architecture} has {len(stages)} stages",
+            code="invalid_arguments",
+        )
+    return [stages[index] for index in range(count)]
+
+
+def freeze_stages(model: DeepfakeClassifier, count: int) -> int:
+    """Stop the gradient of the encoder's first ``count`` stages; returns how many weights that is."""
+    if count == 0:
+        return 0
+    frozen = 0
+    for stage in _encoder_stages(model, count):
+        for parameter in stage.parameters():
+            parameter.requires_grad_(False)
+            frozen += parameter.numel()
+    return frozen
+
+
+def keep_frozen_stages_still(model: DeepfakeClassifier, count: int) -> None:
+    """Frozen stages also keep their batch-norm statistics: they run in eval mode while training."""
+    if count:
+        for stage in _encoder_stages(model, count):
+            stage.eval()
+
+
 class _Loop:
     """One epoch of optimisation steps, resumable at any step."""
 
@@ -245,6 +283,7 @@ class _Loop:
     def epoch(self, state: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         config, sampler, epoch = self.config, self.sampler, state["epoch"]
         self.model.train()
+        keep_frozen_stages_still(self.model, config.frozen_stages)
         started, seen, loss_sum = time.monotonic(), 0, 0.0
         bar = tqdm(
             total=sampler.steps_per_epoch,
