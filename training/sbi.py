@@ -306,21 +306,21 @@ def self_blend(
     target, perturbed = image, "source"
     if region == "generated":
         source = generated_face_source(image, rng=rng)
+        # Full strength, no blend ratio; half the time the whole crop, as a model that renders
+        # whole frames leaves it (no boundary at all).
         if rng.random() < 0.5:
-            return SelfBlended(image=source, mask=np.ones(size, dtype=np.float32))
-        mask = face_hull_mask(size, rng=rng, landmarks=landmarks, region="face")
-        weight = mask[:, :, None]
-        blended = source.astype(np.float32) * weight + image.astype(np.float32) * (1.0 - weight)
-        out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
-        return SelfBlended(image=out, mask=mask.astype(np.float32))
-    if region == "lower":
-        source = lower_face_source(image, rng=rng)
+            mask = np.ones(size, dtype=np.float32)
+        else:
+            mask = face_hull_mask(size, rng=rng, landmarks=landmarks, region="face")
     else:
-        source = perturb_source(image, rng=rng)
-        if rng.random() < 0.5:
-            source, target, perturbed = image, source, "target"
-    mask = face_hull_mask(size, rng=rng, landmarks=landmarks, region=region)
-    mask *= float(rng.choice(BLEND_RATIOS))
+        if region == "lower":
+            source = lower_face_source(image, rng=rng)
+        else:
+            source = perturb_source(image, rng=rng)
+            if rng.random() < 0.5:
+                source, target, perturbed = image, source, "target"
+        mask = face_hull_mask(size, rng=rng, landmarks=landmarks, region=region)
+        mask *= float(rng.choice(BLEND_RATIOS))
     weight = mask[:, :, None]
     blended = source.astype(np.float32) * weight + target.astype(np.float32) * (1.0 - weight)
     out = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
