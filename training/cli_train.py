@@ -35,6 +35,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write --out from the best epoch so far of the run in --run-dir (calibrated on "
         "validation), without training; the run may still be going",
     )
+    parser.add_argument(
+        "--average-snapshots",
+        default=None,
+        metavar="FIRST:LAST",
+        help="write --out from the average of the run's snapshots taken between steps FIRST and "
+        "LAST (both included; either may be left out), its batch norms measured again on "
+        "training batches and calibrated on validation, without training",
+    )
+    parser.add_argument(
+        "--bn-batches",
+        type=int,
+        default=40,
+        help="training batches the averaged weights' batch-norm statistics are measured on",
+    )
     parser.add_argument("--architecture", default="tf_efficientnet_lite0", help="timm model name")
     parser.add_argument(
         "--pretrained",
@@ -54,7 +68,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the one-cycle schedule")
+    parser.add_argument("--lr", type=float, default=2e-3, help="peak learning rate of the schedule")
+    parser.add_argument(
+        "--schedule",
+        choices=("one-cycle", "flat"),
+        default="one-cycle",
+        help="one-cycle: warm up, then a cosine down to almost nothing; flat: warm up, then --lr "
+        "to the end (for snapshots and their average)",
+    )
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--label-smoothing", type=float, default=0.05)
     parser.add_argument(
@@ -120,6 +141,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--max-steps", type=int, default=None, help="stop after this many steps")
     parser.add_argument("--save-every", type=int, default=200, help="steps between resumable saves")
+    parser.add_argument(
+        "--snapshot-every",
+        type=int,
+        default=0,
+        metavar="STEPS",
+        help="also keep the weights every STEPS steps as snapshots/stepNNNNN.safetensors in "
+        "--run-dir (uncalibrated; evaluate scores them, --average-snapshots averages them)",
+    )
     parser.add_argument("--frames-per-video", type=int, default=8)
     parser.add_argument("--cache-dir", default=None, help="crop cache (default runs/cache)")
     parser.add_argument("--version", default="1.0.0", help="version written into the checkpoint")
@@ -183,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        schedule=args.schedule,
+        snapshot_every=args.snapshot_every,
         weight_decay=args.weight_decay,
         label_smoothing=args.label_smoothing,
         sbi_ratio=args.sbi_ratio,
@@ -204,7 +235,12 @@ def run(args: argparse.Namespace) -> int:
     if args.caveat:
         config.caveat = args.caveat
     try:
-        if args.export_best:
+        if args.average_snapshots is not None:
+            from training.averaging import export_average, parse_step_range
+
+            steps = parse_step_range(args.average_snapshots)
+            result = export_average(config, steps, bn_batches=args.bn_batches, argv=sys.argv)
+        elif args.export_best:
             result = export_best(config, argv=sys.argv)
         else:
             result = train(config, resume=args.resume, argv=sys.argv)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from training.datasets import DEFAULT_CACHE_DIR
 from training.errors import TrainingError
 from training.framing import parse_square
+from training.schedule import SCHEDULES
 
 __all__ = ["DEFAULT_CAVEAT", "TrainConfig"]
 
@@ -40,6 +41,9 @@ class TrainConfig:
     epochs: int = 6
     batch_size: int = 32
     lr: float = 2e-3
+    # "one-cycle" (warm-up, cosine down) or "flat" (warm-up, then ``lr`` to the end): see
+    # ``training.schedule``.
+    schedule: str = "one-cycle"
     weight_decay: float = 0.05
     warmup_fraction: float = 0.1
     label_smoothing: float = 0.05
@@ -76,6 +80,9 @@ class TrainConfig:
     max_train_items: int | None = None  # a seeded subset, for short ablation runs
     max_steps: int | None = None  # stop after this many optimiser steps (tests, smoke runs)
     save_every: int = 200
+    # Every this many steps the weights are also kept as ``snapshots/stepNNNNN.safetensors`` in the
+    # run directory, for judging them one by one and averaging them (0: none).
+    snapshot_every: int = 0
     cache_dir: str | None = str(DEFAULT_CACHE_DIR)
     frames_per_video: int = 8
     version: str = "1.0.0"
@@ -114,6 +121,10 @@ class TrainConfig:
             raise TrainingError("--lower-face-ratio must be in [0, 1]", code="invalid_arguments")
         if self.frozen_stages < 0:
             raise TrainingError("--frozen-stages must be 0 or more", code="invalid_arguments")
+        if self.schedule not in SCHEDULES:
+            raise TrainingError(f"--schedule must be one of {', '.join(SCHEDULES)}", code="invalid_arguments")
+        if self.snapshot_every < 0:
+            raise TrainingError("--snapshot-every must be 0 or more", code="invalid_arguments")
         if not 0.0 <= self.generated_face_ratio <= 1.0:
             raise TrainingError("--generated-face-ratio must be in [0, 1]", code="invalid_arguments")
         if self.lower_face_ratio + self.generated_face_ratio > 1.0:

@@ -60,12 +60,15 @@ def finalize(
     init_info: dict[str, Any] | None,
     argv: Sequence[str] | None,
     say: Callable[[str], None],
+    weights: Path | None = None,
 ) -> TrainResult:
-    """Load the best epoch's weights, calibrate them on validation, write the checkpoint."""
+    """Load the best epoch's weights (or ``weights``), calibrate them on validation, write the
+    checkpoint."""
     from safetensors.torch import load_file
 
     run_dir, val_set = Path(config.run_dir), prepared.val_set
-    model.load_state_dict(load_file(str(run_dir / "best.safetensors"), device="cpu"), strict=True)
+    weights = weights or run_dir / "best.safetensors"
+    model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
     model.to(device)
     val_probs = predict_images(model, val_set.images, device=device)
     uncalibrated_log_loss = binary_metrics(val_set.labels, val_probs, threshold=0.5)["log_loss"]
@@ -152,7 +155,9 @@ def _provenance(
         "calibration_rule": "T and offset minimise validation log loss of sigmoid((logit - offset) / T)",
         "band_rule": f"outside the band each verdict is right ≥ {BAND_TARGET:.0%} of the time on validation",
         "face_margin_measurement": prepared.margin_measurement,
+        "schedule": config.schedule,
         "schedule_changes": state.get("schedule_changes", []),
+        "averaged": state.get("averaged"),
         "init_from": init_info or state.get("init_from"),
         "device": str(device),
         "torch": torch.__version__,

@@ -45,6 +45,8 @@ def load_state(
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     config: TrainConfig,
+    *,
+    total_steps: int,
 ) -> dict[str, Any]:
     from safetensors.torch import load_file
 
@@ -62,10 +64,9 @@ def load_state(
     if saved_epochs == config.epochs:
         scheduler.load_state_dict(optim["scheduler"])
     else:
-        total = int(getattr(scheduler, "total_steps", 0))
-        if state["global_step"] > total or state["epoch"] > config.epochs:
+        if state["global_step"] > total_steps or state["epoch"] > config.epochs:
             raise TrainingError(f"{run_dir} is already past {config.epochs} epochs", code="resume_mismatch")
-        # The new one-cycle schedule is replayed up to the current step, so the learning rate
+        # The new schedule is replayed up to the current step, so the learning rate
         # continues from where the new budget puts it.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -86,6 +87,7 @@ _ADDED_LATER: dict[str, Any] = {
     "lower_face_ratio": 0.0,
     "generated_face_ratio": 0.0,
     "frozen_stages": 0,
+    "schedule": "one-cycle",
 }
 
 
@@ -134,6 +136,7 @@ def resume_key(config: TrainConfig) -> str:
         "lower_face_ratio",
         "generated_face_ratio",
         "frozen_stages",
+        "schedule",
     )
     doc = asdict(config)
     return json.dumps({k: doc[k] for k in keys}, sort_keys=True)

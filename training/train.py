@@ -36,13 +36,14 @@ from training.datasets import identity_split
 from training.errors import TrainingError
 from training.export import Prepared, TrainResult, finalize
 from training.framing import measure_margin, parse_square
+from training.schedule import make_scheduler, save_snapshot
 from training.scores import binary_metrics
 from training.state import check_same_settings, init_weights, load_state, resume_key, save_state
 
-__all__ = ["export_best", "model_name", "train"]
+__all__ = ["build_sampler", "export_best", "model_name", "prepare", "train"]
 
 
-def _prepare(config: TrainConfig, say: Callable[[str], None]) -> Prepared:
+def prepare(config: TrainConfig, say: Callable[[str], None]) -> Prepared:
     margin_measurement: dict[str, Any] | None = None
     if config.face_margin is None or config.square_crop == "auto":
         margin_measurement = measure_margin(config.data[0], seed=config.seed)
@@ -88,6 +89,30 @@ def _prepare(config: TrainConfig, say: Callable[[str], None]) -> Prepared:
     )
 
 
+def build_sampler(config: TrainConfig, prepared: Prepared, say: Callable[[str], None]) -> Sampler:
+    """The run's batches: its crops, self-blends from its real faces (with their cached landmarks)."""
+    extra_reals = prepared.reals[len(prepared.reals) - prepared.extra_reals :]
+    sampler = Sampler(prepared.train_set, prepared.reals, config, extra_reals=extra_reals)
+    if config.sbi_ratio > 0 and config.sbi_landmarks:
+        from training.landmarks import cached_crop_landmarks
+
+        five = cached_crop_landmarks(
+            prepared.reals,
+            cache_dir=config.cache_dir,
+            detector_factory=lambda: _landmark_detector(config.input_size),
+            say=say,
+        )
+        if config.sbi_landmark_points == 68:
+            from training.landmarks68 import cached_crop_landmarks68
+
+            sampler.use_landmarks(
+                cached_crop_landmarks68(prepared.reals, five, cache_dir=config.cache_dir, say=say)
+            )
+        else:
+            sampler.use_landmarks(five)
+    return sampler
+
+
 def model_name(architecture: str) -> str:
     """``tf_efficientnet_lite0`` → ``deepfakestream-lite0``; ``efficientnet_b0`` → ``deepfakestream-b0``."""
     short = architecture.removeprefix("tf_").removeprefix("efficientnet_")
@@ -115,7 +140,7 @@ def train(
     torch.manual_seed(config.seed)
     run_dir = Path(config.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    prepared = _prepare(config, say)
+    prepared = prepare(config, say)
     train_set, val_set = prepared.train_set, prepared.val_set
     say(
         f"train {len(train_set)} crops ({int(train_set.labels.sum())} fake), "
@@ -133,39 +158,19 @@ def train(
         init_info = init_encoder_from_imagenet(model.encoder, config.architecture)
         say(f"encoder from ImageNet weights {init_info['file']}")
     model.to(device)
-    extra_reals = prepared.reals[len(prepared.reals) - prepared.extra_reals :]
-    sampler = Sampler(train_set, prepared.reals, config, extra_reals=extra_reals)
-    if config.sbi_ratio > 0 and config.sbi_landmarks:
-        from training.landmarks import cached_crop_landmarks
-
-        five = cached_crop_landmarks(
-            prepared.reals,
-            cache_dir=config.cache_dir,
-            detector_factory=lambda: _landmark_detector(config.input_size),
-            say=say,
-        )
-        if config.sbi_landmark_points == 68:
-            from training.landmarks68 import cached_crop_landmarks68
-
-            sampler.use_landmarks(
-                cached_crop_landmarks68(prepared.reals, five, cache_dir=config.cache_dir, say=say)
-            )
-        else:
-            sampler.use_landmarks(five)
+    sampler = build_sampler(config, prepared, say)
     frozen = freeze_stages(model, config.frozen_stages)
     if frozen:
         say(f"encoder stages 1–{config.frozen_stages} frozen ({frozen} weights)")
     optimizer = torch.optim.AdamW(
         [p for p in model.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay
     )
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+    scheduler = make_scheduler(
         optimizer,
-        max_lr=config.lr,
+        schedule=config.schedule,
+        peak_lr=config.lr,
         total_steps=sampler.steps_per_epoch * config.epochs,
-        pct_start=config.warmup_fraction,
-        anneal_strategy="cos",
-        div_factor=25.0,
-        final_div_factor=1e3,
+        warmup_fraction=config.warmup_fraction,
     )
     state: dict[str, Any] = {
         "epoch": 0,
@@ -177,7 +182,9 @@ def train(
     if init_info:
         state["init_from"] = init_info
     if resume:
-        state = load_state(run_dir, model, optimizer, scheduler, config)
+        state = load_state(
+            run_dir, model, optimizer, scheduler, config, total_steps=sampler.steps_per_epoch * config.epochs
+        )
         say(f"resumed at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
     loop = _Loop(config, model, optimizer, scheduler, sampler, device, run_dir)
     stopped_early = False
@@ -223,18 +230,16 @@ def export_best(
     if not (run_dir / "best.safetensors").is_file():
         raise TrainingError(f"{run_dir} has no finished epoch yet", code="no_resume")
     device = resolve_device(config.device)
-    prepared = _prepare(config, say)
+    prepared = prepare(config, say)
     model = DeepfakeClassifier(prepared.model_config).to(device)
     say(f"best epoch so far: {state.get('best_epoch')} of {state['epoch']} finished")
     return finalize(model, prepared, config, state, device=device, init_info=None, argv=argv, say=say)
 
 
-def _encoder_stages(model: DeepfakeClassifier, count: int) -> list[nn.Module]:
+def encoder_stages(model: DeepfakeClassifier, count: int) -> list[nn.Module]:
     stages = getattr(model.encoder, "blocks", None)
     if not isinstance(stages, nn.Sequential):
-        raise TrainingError(
-            f"{model.config.architecture} has no stages to freeze", code="invalid_arguments"
-        )
+        raise TrainingError(f"{model.config.architecture} has no stages to freeze", code="invalid_arguments")
     if count > len(stages):
         raise TrainingError(
             f"--frozen-stages {count}: {model.config.architecture} has {len(stages)} stages",
@@ -248,7 +253,7 @@ def freeze_stages(model: DeepfakeClassifier, count: int) -> int:
     if count == 0:
         return 0
     frozen = 0
-    for stage in _encoder_stages(model, count):
+    for stage in encoder_stages(model, count):
         for parameter in stage.parameters():
             parameter.requires_grad_(False)
             frozen += parameter.numel()
@@ -258,7 +263,7 @@ def freeze_stages(model: DeepfakeClassifier, count: int) -> int:
 def keep_frozen_stages_still(model: DeepfakeClassifier, count: int) -> None:
     """Frozen stages also keep their batch-norm statistics: they run in eval mode while training."""
     if count:
-        for stage in _encoder_stages(model, count):
+        for stage in encoder_stages(model, count):
             stage.eval()
 
 
@@ -313,6 +318,8 @@ class _Loop:
             if config.max_steps is not None and state["global_step"] >= config.max_steps:
                 stopped_early = True
                 break
+            if config.snapshot_every and state["global_step"] % config.snapshot_every == 0:
+                save_snapshot(self.model, self.run_dir, state["global_step"])
             if config.save_every and state["global_step"] % config.save_every == 0:
                 save_state(self.run_dir, self.model, self.optimizer, self.scheduler, state)
         prefetch.shutdown(wait=True, cancel_futures=True)
