@@ -1,7 +1,8 @@
 """The workers' Celery app: the shared configuration, the tasks and the process hooks.
 
 ``worker_process_init`` loads the model once in each pool process; ``worker_ready`` re-sends
-whatever this node had claimed before it restarted.
+whatever this node had claimed before it restarted, and checks the broker's marker before the
+worker takes any message (``worker.reconcile.check_broker``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from core.logs import configure_logging, log_event
 from core.queue import make_celery, use_worker_app
 from worker import monitoring
 from worker.claims import recover_node_claims
+from worker.reconcile import check_broker
 from worker.runtime import context_for, load_analyzer
 
 __all__ = ["create_worker_app"]
@@ -80,4 +82,12 @@ def _recover_after_restart(sender: Any = None, **_: Any) -> None:
             log, "worker.recovery.failed", level=logging.WARNING, error=f"{type(exc).__name__}: {exc}"[:300]
         )
         recovered = {}
+    try:
+        # Runs before this worker takes a message. Left to beat's first run (a reconcile interval
+        # later), a fresh broker would be marked only after work had started, and the work then
+        # in flight would be taken for lost and sent again.
+        check_broker(context)
+    except Exception as exc:  # beat's next reconcile run checks the broker all the same
+        error = f"{type(exc).__name__}: {exc}"[:300]
+        log_event(log, "worker.broker_check.failed", level=logging.WARNING, error=error)
     log_event(log, "worker.ready", node=context.hostname, **recovered)

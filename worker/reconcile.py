@@ -20,7 +20,7 @@ from core.states import JobStatus, SegmentStatus
 from worker.claims import Message, send_messages, stale_before
 from worker.runtime import WorkerContext
 
-__all__ = ["BROKER_MARKER_KEY", "reconcile"]
+__all__ = ["BROKER_MARKER_KEY", "check_broker", "reconcile"]
 
 log = logging.getLogger(__name__)
 
@@ -33,11 +33,20 @@ _RECONCILE_BATCH = 1000
 
 def reconcile(ctx: WorkerContext) -> dict[str, int]:
     """One reconciler run (every few seconds, from beat); returns how many messages it sent."""
+    counts = check_broker(ctx)
+    return _reconcile_stale(ctx) if counts is None else counts
+
+
+def check_broker(ctx: WorkerContext) -> dict[str, int] | None:
+    """None when the broker holds the marker. Without it, sends again every message in flight and
+    leaves the marker; returns how many were sent. A worker runs this as it becomes ready, before it
+    takes any message: a fresh broker is marked before work starts, so the reconciler never takes
+    that work for lost and sends it twice."""
     settings = ctx.settings
     client = redis_client(settings, connect_timeout_s=5, timeout_s=30)
     try:
         if client.exists(broker_key(settings, BROKER_MARKER_KEY)):
-            return _reconcile_stale(ctx)
+            return None
         # One re-send at a time across workers (it can take longer than the reconcile interval).
         if not client.set(broker_key(settings, _RESEND_LOCK_KEY), ctx.hostname, nx=True, ex=600):
             return {"skipped": 1}
