@@ -111,7 +111,9 @@ def export_average(
 ) -> TrainResult:
     """Average the run's snapshots taken at steps in ``steps`` (both ends included), measure its
     batch norms on ``bn_batches`` training batches, calibrate on validation and write ``config.out``.
-    The run's own state is not touched (it may still be training)."""
+    The uncalibrated average stays in the run directory as ``averaged-FIRST-LAST.safetensors``
+    (its first and last snapshot steps); the run's own state is not touched (it may still be
+    training)."""
     from safetensors.torch import load_file
 
     from training.train import build_sampler, encoder_stages, prepare
@@ -151,7 +153,7 @@ def export_average(
         skip=skip,
     )
     say(f"batch-norm statistics measured on {seen} training images")
-    averaged = save_checkpoint(model, run_dir / "averaged.safetensors")
+    averaged = save_checkpoint(model, run_dir / f"averaged-{chosen[0]}-{chosen[-1]}.safetensors")
     state["averaged"] = {"snapshot_steps": chosen, "batch_norm_images": seen}
     return finalize(
         model, prepared, config, state, device=device, init_info=None, argv=argv, say=say, weights=averaged

@@ -95,6 +95,7 @@ def test_the_average_is_the_mean_of_the_snapshots_with_batch_norm_measured_again
         say=lambda _: None,
     )
     assert {name: (run / name).read_bytes() for name in before} == before, "the run itself is untouched"
+    assert (run / f"averaged-{chosen[0]}-{chosen[-1]}.safetensors").is_file()
     averaged = load_checkpoint(result.checkpoint)
     meta = averaged.config
     assert meta.trained and meta.training["averaged"] == {"snapshot_steps": chosen, "batch_norm_images": 24}
