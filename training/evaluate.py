@@ -21,7 +21,7 @@ import numpy as np
 
 from pipeline.errors import PipelineError
 from training.datasets import DEFAULT_CACHE_DIR, dataset_kind, read_entries, split_indices
-from training.scores import binary_metrics
+from training.scores import auc_interval, binary_metrics
 
 __all__ = [
     "Evaluation",
@@ -179,6 +179,7 @@ def evaluate(
     labels = np.array([i.label for i in scored], dtype=np.int64)
     scores = np.array([i.score for i in scored], dtype=np.float64)
     metrics = binary_metrics(labels, scores, threshold=threshold)
+    metrics["auc_interval"] = _interval(labels, scores)
     metrics["expected_calibration_error"] = (
         expected_calibration_error(labels, scores) if len(scored) else None
     )
@@ -216,6 +217,12 @@ def evaluate(
         items=items,
         metrics=metrics,
     )
+
+
+def _interval(labels: np.ndarray, scores: np.ndarray) -> list[float] | None:
+    """The AUC's 95 % stratified-bootstrap interval as a JSON-ready list; None with one class."""
+    interval = auc_interval(labels, scores)
+    return None if interval is None else list(interval)
 
 
 def _per_method(items: list[ItemScore], threshold: float) -> dict[str, dict[str, Any]]:
@@ -270,8 +277,9 @@ def read_pairs(path: str | Path) -> list[tuple[str, str]]:
 def family_metrics(
     items: list[ItemScore], threshold: float, band: tuple[float, float] | None
 ) -> dict[str, dict[str, Any]]:
-    """Per family: AUC of its items against every REAL item, log loss over those, recall (or,
-    for the real family, the share called FAKE), mean score, and the share inside the band."""
+    """Per family: AUC of its items against every REAL item with its 95 % bootstrap interval, log
+    loss over those, recall (or, for the real family, the share called FAKE), mean score, and the
+    share inside the band. The real family has no AUC, so its interval is None."""
     reals = [i for i in items if i.label == 0 and i.score is not None]
     real_scores = np.array([i.score for i in reals], dtype=np.float64)
     table: dict[str, dict[str, Any]] = {}
@@ -291,12 +299,14 @@ def family_metrics(
         if is_real:
             row["false_positive_rate"] = called_fake
             row["called_fake"] = int((scores >= threshold).sum())
+            row["auc_interval"] = None
         else:
             labels = np.concatenate([np.ones(scores.size), np.zeros(real_scores.size)])
             pooled = np.concatenate([scores, real_scores])
             m = binary_metrics(labels, pooled, threshold=threshold)
             row |= {
                 "auc_vs_real": m["auc"],
+                "auc_interval": _interval(labels, pooled),
                 "log_loss_with_real": m["log_loss"],
                 "recall": called_fake,
                 "called_fake": int((scores >= threshold).sum()),

@@ -12,7 +12,7 @@ import numpy as np
 from training.evaluate import Evaluation
 from training.scores import binary_metrics, roc_curve
 
-__all__ = ["format_report", "write_outputs"]
+__all__ = ["format_interval", "format_report", "write_outputs"]
 
 
 def _fmt(value: Any, digits: int = 4) -> str:
@@ -21,6 +21,14 @@ def _fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
+
+
+def format_interval(interval: Any, digits: int = 2) -> str:
+    """``0.61–0.84``; ``undefined`` for None."""
+    if interval is None:
+        return "undefined"
+    low, high = interval
+    return f"{low:.{digits}f}–{high:.{digits}f}"
 
 
 def format_report(evaluation: Evaluation) -> str:
@@ -40,7 +48,12 @@ def format_report(evaluation: Evaluation) -> str:
     unscored = evaluation.to_dict()["unscored"]
     if unscored:
         lines.append("unscored   " + ", ".join(f"{k} {v}" for k, v in unscored.items()))
-    auc_note = "" if m["auc"] is not None else " (needs both FAKE and REAL items)"
+    if m["auc"] is None:
+        auc_note = " (needs both FAKE and REAL items)"
+    elif m.get("auc_interval") is not None:
+        auc_note = f" (95 % interval {format_interval(m['auc_interval'])}, stratified bootstrap)"
+    else:
+        auc_note = ""
     lines += [
         f"threshold  {evaluation.threshold:.4f}",
         f"AUC        {_fmt(m['auc'])}{auc_note}",
@@ -70,11 +83,15 @@ def format_report(evaluation: Evaluation) -> str:
                 f"{_fmt(row['accuracy']):>9}  {row['real_called_fake']:>9}  {_fmt(row['real_mean_score']):>9}"
             )
     if m.get("by_family"):
-        lines.append("family            items  AUC vs real  log loss   recall/FPR  mean score  inconclusive")
+        lines.append(
+            f"{'family':<16}  {'items':>5}  {'AUC vs real':>11}  {'AUC 95 %':>9}  {'log loss':>9}  "
+            f"{'recall/FPR':>10}  {'mean score':>10}  {'inconclusive':>12}"
+        )
         for family, row in m["by_family"].items():
             rate = row.get("recall", row.get("false_positive_rate"))
             lines.append(
                 f"  {family:<14}  {row['items']:>5}  {_fmt(row.get('auc_vs_real')):>11}  "
+                f"{format_interval(row.get('auc_interval')):>9}  "
                 f"{_fmt(row.get('log_loss_with_real')):>9}  {_fmt(rate):>10}  "
                 f"{_fmt(row['mean_score']):>10}  {_fmt(row['inconclusive_share']):>12}"
             )

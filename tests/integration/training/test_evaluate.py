@@ -86,6 +86,8 @@ def test_crop_folder_metrics_equal_a_count_by_hand(
     pairs = [(f, r) for f in scores[labels] for r in scores[~labels]]
     auc = np.mean([1.0 if f > r else 0.5 if f == r else 0.0 for f, r in pairs])
     assert m["auc"] == pytest.approx(auc)
+    low, high = m["auc_interval"]
+    assert 0.0 <= low <= m["auc"] <= high <= 1.0
     clipped = np.clip(scores, 1e-7, 1 - 1e-7)
     assert m["log_loss"] == pytest.approx(
         -np.mean(np.where(labels, np.log(clipped), np.log(1 - clipped))), rel=1e-4
@@ -244,11 +246,13 @@ def test_families_and_matched_pairs_are_reported(
     assert main(argv) == 0
     text = capsys.readouterr().out
     assert "lip_sync" in text and "face_swap" in text and "matched pairs: fake above real in" in text
+    assert "AUC 95 %" in text and "stratified bootstrap" in text
     metrics = json.loads((out / "metrics.json").read_text())["metrics"]
     by_family = metrics["by_family"]
     assert set(by_family) == {"real", "lip_sync", "face_swap"}
     assert by_family["real"]["items"] == 6
     assert by_family["lip_sync"]["items"] + by_family["face_swap"]["items"] == 6
+    assert by_family["real"]["auc_interval"] is None and len(by_family["face_swap"]["auc_interval"]) == 2
     predictions = {r["item"]: r for r in _rows(out / "predictions.csv")}
     pair = metrics["matched_pairs"]["pairs"][0]
     assert pair["difference"] == pytest.approx(

@@ -35,6 +35,8 @@ def test_each_family_against_every_real_item() -> None:
     assert swap["recall"] == 0.5 and swap["called_fake"] == 1
     assert swap["items"] == 2 and swap["mean_score"] == pytest.approx(0.55)
     assert swap["inconclusive_share"] == 0.0
+    low, high = swap["auc_interval"]
+    assert 0.0 <= low <= 4 / 6 <= high <= 1.0 and high - low > 0.3, "2 fakes, 3 reals: very uncertain"
     head = table["talking_head"]
     # 0.05 beats none, 0.35 beats 0.10 and 0.30: AUC = 2 / 6, below chance as in the wild.
     assert head["auc_vs_real"] == pytest.approx(2 / 6)
@@ -43,7 +45,7 @@ def test_each_family_against_every_real_item() -> None:
     assert real["items"] == 4 and real["scored"] == 3
     assert real["false_positive_rate"] == pytest.approx(1 / 3) and real["called_fake"] == 1
     assert real["inconclusive_share"] == pytest.approx(1 / 3)  # 0.30 lies inside [0.25, 0.55)
-    assert "auc_vs_real" not in real
+    assert "auc_vs_real" not in real and real["auc_interval"] is None
 
 
 def test_pairs_report_the_fake_minus_real_difference() -> None:
