@@ -1,4 +1,8 @@
-"""`deepfakestream evaluate`: metrics of a checkpoint on labelled crops or videos."""
+"""`deepfakestream evaluate`: metrics of a checkpoint on labelled crops or videos.
+
+``--compare A.csv B.csv`` instead compares two evaluations' ``predictions.csv`` on the items
+both scored; it needs no model and no data folder.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,10 @@ __all__ = ["add_arguments", "run"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data", required=True, metavar="DIR", help="crop folder or DFDC-layout video folder"
+        "--data",
+        default=None,
+        metavar="DIR",
+        help="crop folder or DFDC-layout video folder (required unless --compare)",
     )
     parser.add_argument(
         "--model", default=None, metavar="PATH", help="safetensors checkpoint (default: the shipped model)"
@@ -58,9 +65,49 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="matched pairs (columns real,fake: the same footage before and after manipulation); "
         "their score differences are reported",
     )
+    parser.add_argument(
+        "--compare",
+        nargs=2,
+        default=None,
+        metavar=("A.csv", "B.csv"),
+        help="compare two predictions.csv files written by --out on the items both scored: "
+        "AUC of each, overall and per family, and the paired bootstrap difference B − A "
+        "(needs no --data or --model)",
+    )
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from training.compare import compare_predictions, format_comparison
+
+    clashing = [f"--{name}" for name in ("data", "model", "out", "pairs") if getattr(args, name)]
+    if clashing:
+        print(
+            f"error [invalid_arguments]: --compare reads two predictions files and takes no "
+            f"{', '.join(clashing)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        result = compare_predictions(*args.compare)
+    except PipelineError as exc:
+        print(f"error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except OSError as exc:
+        print(f"error [invalid_arguments]: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, indent=1) if args.json else format_comparison(result))
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.compare:
+        return _compare(args)
+    if not args.data:
+        print(
+            "error [invalid_arguments]: --data DIR is required (unless --compare A.csv B.csv)",
+            file=sys.stderr,
+        )
+        return 2
     from pipeline.model import DEFAULT_MODEL_PATH
     from training.datasets import DEFAULT_CACHE_DIR
     from training.evaluate import evaluate, read_pairs

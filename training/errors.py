@@ -1,10 +1,10 @@
-"""The error a training run stops with: a stable code for logs and an exit status for the command."""
+"""The errors the training commands stop with: a stable code for logs and an exit status."""
 
 from __future__ import annotations
 
-from pipeline.errors import PipelineError
+from pipeline.errors import InputError, PipelineError
 
-__all__ = ["TrainingError"]
+__all__ = ["PredictionsError", "TrainingError"]
 
 
 class TrainingError(PipelineError):
@@ -16,3 +16,11 @@ class TrainingError(PipelineError):
 
     code = "training_failed"
     exit_code = 12
+
+
+class PredictionsError(InputError):
+    """Predictions files that cannot be compared: a missing column, a label that is neither FAKE
+    nor REAL, an item labelled differently in the two files, or too few items of each class."""
+
+    code = "invalid_predictions"
+    exit_code = 3
