@@ -44,6 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "training batches and calibrated on validation, without training",
     )
     parser.add_argument(
+        "--calibration",
+        choices=("val", "val+self-blends"),
+        default="val",
+        help="what the exported checkpoint's temperature, offset, threshold and inconclusive band "
+        "are fitted on: the validation split (val), or the validation split plus one self-blend "
+        "of each of its REAL faces (val+self-blends; for --sbi-only models that score the "
+        "dataset's fakes weakly). Metrics are still reported on the validation split; usable "
+        "with --export-best and --average-snapshots on an existing run",
+    )
+    parser.add_argument(
         "--bn-batches",
         type=int,
         default=40,
@@ -231,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         init_from=args.init_from,
         square_crop=args.square_crop,
+        calibration=args.calibration,
     )
     if args.caveat:
         config.caveat = args.caveat

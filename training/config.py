@@ -9,7 +9,12 @@ from training.errors import TrainingError
 from training.framing import parse_square
 from training.schedule import SCHEDULES
 
-__all__ = ["DEFAULT_CAVEAT", "TrainConfig"]
+__all__ = ["CALIBRATION_SETS", "DEFAULT_CAVEAT", "TrainConfig"]
+
+# What the export calibrates on: the validation split, or the validation split plus one
+# self-blend of each of its REAL faces (for models whose scores on the dataset's own fakes are
+# too weak to place a threshold and an inconclusive band on).
+CALIBRATION_SETS = ("val", "val+self-blends")
 
 
 DEFAULT_CAVEAT = (
@@ -92,6 +97,9 @@ class TrainConfig:
     # Start from this checkpoint's weights (same architecture and SRM setting) with a
     # fresh optimiser and schedule: fine-tuning, or continuing a run whose state is gone.
     init_from: str | None = None
+    # What temperature, offset, threshold and inconclusive band are fitted on (``CALIBRATION_SETS``).
+    # It only affects the export, so it is not part of the resume key.
+    calibration: str = "val"
 
     def validate(self) -> None:
         if not self.data:
@@ -140,3 +148,8 @@ class TrainConfig:
             )
         if self.sbi_pairs and self.sbi_ratio <= 0:
             raise TrainingError("--sbi-pairs needs a positive --sbi-ratio", code="invalid_arguments")
+        if self.calibration not in CALIBRATION_SETS:
+            raise TrainingError(
+                f"--calibration must be one of {', '.join(CALIBRATION_SETS)}, got {self.calibration!r}",
+                code="invalid_arguments",
+            )

@@ -16,6 +16,7 @@ import torch
 
 from pipeline.model import DeepfakeClassifier, ModelConfig, save_checkpoint
 from training.calibration import apply_calibration, fit_calibration
+from training.calibration_set import build_calibration_set
 from training.config import TrainConfig
 from training.data import manifest_hash, predict_images
 from training.datasets import CropSet
@@ -62,7 +63,8 @@ def finalize(
     say: Callable[[str], None],
     weights: Path | None = None,
 ) -> TrainResult:
-    """Load the best epoch's weights (or ``weights``), calibrate them on validation, write the
+    """Load the best epoch's weights (or ``weights``), calibrate them on validation (with
+    ``config.calibration`` "val+self-blends": and self-blends of its REAL faces), write the
     checkpoint."""
     from safetensors.torch import load_file
 
@@ -70,12 +72,17 @@ def finalize(
     weights = weights or run_dir / "best.safetensors"
     model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
     model.to(device)
-    val_probs = predict_images(model, val_set.images, device=device)
+    fit_set = build_calibration_set(val_set, config.calibration, seed=config.seed)
+    fit_probs = predict_images(model, fit_set.images, device=device)
+    val_probs = fit_probs[: len(val_set)]
     uncalibrated_log_loss = binary_metrics(val_set.labels, val_probs, threshold=0.5)["log_loss"]
-    temperature, offset = fit_calibration(val_set.labels, val_probs)
-    val_probs = apply_calibration(val_probs, temperature, offset)
-    threshold = calibrate_threshold(val_set.labels, val_probs)
-    band = inconclusive_band(val_set.labels, val_probs, threshold=threshold, target=BAND_TARGET)
+    # Temperature, offset, threshold and band are fitted on the calibration set; the metrics are
+    # reported on the validation split alone, so they compare across calibration sets.
+    temperature, offset = fit_calibration(fit_set.labels, fit_probs)
+    fit_probs = apply_calibration(fit_probs, temperature, offset)
+    val_probs = fit_probs[: len(val_set)]
+    threshold = calibrate_threshold(fit_set.labels, fit_probs)
+    band = inconclusive_band(fit_set.labels, fit_probs, threshold=threshold, target=BAND_TARGET)
     metrics = binary_metrics(val_set.labels, val_probs, threshold=threshold)
     metrics = {k: v for k, v in metrics.items() if k != "confusion_matrix"} | {
         "confusion_matrix": metrics["confusion_matrix"],
@@ -86,6 +93,8 @@ def finalize(
         "log_loss_before_calibration": uncalibrated_log_loss,
         "inconclusive_band": list(band),
         "inconclusive_fraction": float(np.mean((val_probs >= band[0]) & (val_probs < band[1]))),
+        "calibration_set": fit_set.name,
+        "calibration_items": fit_set.counts,
     }
     final = dataclasses.replace(
         prepared.model_config,
@@ -124,6 +133,11 @@ def _provenance(
     argv: Sequence[str] | None,
 ) -> dict[str, Any]:
     """What the checkpoint records about how it was made."""
+    fitted_on = (
+        "the validation split"
+        if config.calibration == "val"
+        else "the validation split plus one self-blend of each of its REAL faces"
+    )
     return {
         "data": prepared.manifests,
         "manifest_sha256": manifest_hash(prepared.manifests),
@@ -151,9 +165,10 @@ def _provenance(
         "frozen_stages": config.frozen_stages,
         "pretrained": config.pretrained if not config.init_from else None,
         "augment_strength": config.augment_strength,
-        "threshold_rule": "maximises balanced accuracy (Youden's J) on the validation split",
-        "calibration_rule": "T and offset minimise validation log loss of sigmoid((logit - offset) / T)",
-        "band_rule": f"outside the band each verdict is right ≥ {BAND_TARGET:.0%} of the time on validation",
+        "calibration": config.calibration,
+        "threshold_rule": f"maximises balanced accuracy (Youden's J) on {fitted_on}",
+        "calibration_rule": f"T and offset minimise log loss of sigmoid((logit - offset) / T) on {fitted_on}",
+        "band_rule": f"outside the band each verdict is right ≥ {BAND_TARGET:.0%} of the time on {fitted_on}",
         "face_margin_measurement": prepared.margin_measurement,
         "schedule": config.schedule,
         "schedule_changes": state.get("schedule_changes", []),
