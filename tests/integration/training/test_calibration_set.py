@@ -1,0 +1,137 @@
+"""Exports of one run calibrated on validation alone and on validation plus self-blends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.cli import main
+from pipeline.model import load_checkpoint
+from tests.utils.training import make_crop_folder
+from training.config import TrainConfig
+from training.datasets import identity_split, read_entries
+from training.train import export_best, train
+
+pytestmark = pytest.mark.integration
+
+# The run's settings, as the command line gives them (everything else at its default).
+_FLAGS = [
+    *("--input-size", "32", "--epochs", "2", "--batch-size", "8", "--sbi-ratio", "0.3"),
+    *("--sbi-only", "--no-sbi-landmarks", "--val-fraction", "0.3", "--schedule", "flat"),
+    *("--snapshot-every", "1", "--device", "cpu", "--no-progress"),
+]
+
+
+def _config(folder: Path, data: Path, **changes: object) -> TrainConfig:
+    values: dict[str, object] = {
+        "data": [str(data)],
+        "out": str(folder / "model.safetensors"),
+        "run_dir": str(folder / "run"),
+        "input_size": 32,
+        "epochs": 2,
+        "batch_size": 8,
+        "sbi_ratio": 0.3,
+        "sbi_only": True,
+        "sbi_landmarks": False,
+        "val_fraction": 0.3,
+        "schedule": "flat",
+        "snapshot_every": 1,
+        "cache_dir": str(folder / "cache"),
+        "device": "cpu",
+        "progress": False,
+    }
+    values.update(changes)
+    return TrainConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def crops(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_crop_folder(tmp_path_factory.mktemp("data") / "crops", identities=24, fakes_per_identity=2)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory, crops: Path) -> Path:
+    folder = tmp_path_factory.mktemp("calib")
+    train(_config(folder, crops), say=lambda _: None)
+    return folder
+
+
+def _validation_counts(crops: Path) -> tuple[int, int]:
+    entries = read_entries(crops)
+    _, val_rows = identity_split([e.group for e in entries], val_fraction=0.3, seed=0)
+    labels = np.array([entries[row].label for row in val_rows])
+    return int((labels == 0).sum()), int((labels == 1).sum())
+
+
+def _run_files(run_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(run_dir)): p.read_bytes() for p in sorted(run_dir.rglob("*")) if p.is_file()}
+
+
+def test_self_blends_join_the_calibration_and_change_it(run: Path, crops: Path) -> None:
+    before = _run_files(run / "run")
+    plain = export_best(_config(run, crops, out=str(run / "val.safetensors")), say=lambda _: None)
+    blended = export_best(
+        _config(run, crops, out=str(run / "blends.safetensors"), calibration="val+self-blends"),
+        say=lambda _: None,
+    )
+    assert _run_files(run / "run") == before
+    reals, fakes = _validation_counts(crops)
+    assert reals > 0 and fakes > 0
+    plain_meta = load_checkpoint(plain.checkpoint).config
+    blended_meta = load_checkpoint(blended.checkpoint).config
+    assert plain_meta.metrics["calibration_set"] == "val" and plain_meta.training["calibration"] == "val"
+    assert plain_meta.metrics["calibration_items"] == {"real": reals, "fake": fakes, "self_blends": 0}
+    assert blended_meta.metrics["calibration_set"] == "val+self-blends"
+    assert blended_meta.training["calibration"] == "val+self-blends"
+    assert blended_meta.metrics["calibration_items"] == {"real": reals, "fake": fakes, "self_blends": reals}
+    assert "self-blend" in blended_meta.training["threshold_rule"]
+    # Fitted on other items: another temperature, offset or threshold.
+    fitted = (plain_meta.temperature, plain_meta.logit_offset, plain_meta.threshold)
+    assert (blended_meta.temperature, blended_meta.logit_offset, blended_meta.threshold) != fitted
+    # The metrics stay those of the validation split: same weights, same items, same ranking.
+    for meta in (plain_meta, blended_meta):
+        assert meta.metrics["split"] == "val"
+        assert sum(meta.metrics["confusion_matrix"].values()) == reals + fakes
+        assert meta.inconclusive_band is not None
+        low, high = meta.inconclusive_band
+        assert low <= meta.threshold <= high
+    assert blended_meta.metrics["auc"] == pytest.approx(plain_meta.metrics["auc"], abs=1e-3)
+
+
+def test_cli_calibration_on_an_existing_run(
+    run: Path, crops: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = _run_files(run / "run")
+    common = ["train", "--data", str(crops), "--run-dir", str(run / "run"), "--cache-dir", str(run / "cache")]
+    best = run / "cli-best.safetensors"
+    code = main([*common, *_FLAGS, "--out", str(best), "--export-best", "--calibration", "val+self-blends"])
+    assert code == 0, capsys.readouterr().err
+    assert load_checkpoint(best).config.metrics["calibration_set"] == "val+self-blends"
+    average = run / "cli-average.safetensors"
+    code = main(
+        [
+            *common,
+            *_FLAGS,
+            "--out",
+            str(average),
+            "--average-snapshots",
+            ":",
+            "--bn-batches",
+            "2",
+            "--calibration",
+            "val+self-blends",
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    meta = load_checkpoint(average).config
+    assert meta.metrics["calibration_set"] == "val+self-blends" and meta.training["averaged"]
+    assert meta.metrics["calibration_items"]["self_blends"] == _validation_counts(crops)[0]
+    # Averaging adds its averaged weights to the run directory; nothing there changes.
+    after = _run_files(run / "run")
+    assert {name: after[name] for name in before} == before
+    with pytest.raises(SystemExit) as caught:
+        main([*common, *_FLAGS, "--export-best", "--calibration", "bogus"])
+    assert caught.value.code == 2
+    assert "--calibration" in capsys.readouterr().err
