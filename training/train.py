@@ -315,11 +315,11 @@ class _Loop:
             loss_sum += loss * len(labels)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if config.snapshot_every and state["global_step"] % config.snapshot_every == 0:
+                save_snapshot(self.model, self.run_dir, state["global_step"])
             if config.max_steps is not None and state["global_step"] >= config.max_steps:
                 stopped_early = True
                 break
-            if config.snapshot_every and state["global_step"] % config.snapshot_every == 0:
-                save_snapshot(self.model, self.run_dir, state["global_step"])
             if config.save_every and state["global_step"] % config.save_every == 0:
                 save_state(self.run_dir, self.model, self.optimizer, self.scheduler, state)
         prefetch.shutdown(wait=True, cancel_futures=True)

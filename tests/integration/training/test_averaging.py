@@ -73,6 +73,10 @@ def test_a_flat_run_holds_its_rate_and_keeps_snapshots(flat_run: Path, crops: Pa
     last = json.loads((one_cycle / "run" / "log.jsonl").read_text().splitlines()[-1])
     assert last["lr"] < 0.1 * 3e-3
     assert snapshot_steps(one_cycle / "run") == []
+    # A run stopped by --max-steps on a snapshot step keeps that snapshot too.
+    stopped = flat_run / "stopped"
+    train(_config(stopped, crops, max_steps=4), say=lambda _: None)
+    assert snapshot_steps(stopped / "run") == [2, 4]
     # The schedule is part of the run's settings: resuming under the other one is refused.
     with pytest.raises(TrainingError) as caught:
         train(_config(flat_run, crops, schedule="one-cycle", epochs=4), resume=True, say=lambda _: None)
