@@ -8,11 +8,9 @@ so the average's are recomputed on training batches rather than averaged.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +22,7 @@ from training.data import to_tensor
 from training.errors import TrainingError
 from training.export import TrainResult, finalize
 from training.schedule import snapshot_path, snapshot_steps
-from training.state import check_same_settings
+from training.state import read_run_state
 
 __all__ = ["average_state_dicts", "export_average", "parse_step_range", "recompute_batch_norm"]
 
@@ -121,11 +119,7 @@ def export_average(
     config.validate()
     say = say or (lambda message: print(message, file=sys.stderr, flush=True))
     run_dir = Path(config.run_dir)
-    try:
-        state: dict[str, Any] = json.loads((run_dir / "last.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise TrainingError(f"no run in {run_dir}: last.json is missing", code="no_resume") from exc
-    check_same_settings(run_dir, state, config)
+    state = read_run_state(run_dir, config)
     chosen = [step for step in snapshot_steps(run_dir) if steps[0] <= step <= steps[1]]
     if len(chosen) < 2:
         raise TrainingError(

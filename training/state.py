@@ -20,7 +20,7 @@ from pipeline.model import DeepfakeClassifier, file_sha256, load_checkpoint, sav
 from training.config import TrainConfig
 from training.errors import TrainingError
 
-__all__ = ["check_same_settings", "init_weights", "load_state", "resume_key", "save_state"]
+__all__ = ["check_same_settings", "init_weights", "load_state", "read_run_state", "resume_key", "save_state"]
 
 
 def save_state(
@@ -89,6 +89,17 @@ _ADDED_LATER: dict[str, Any] = {
     "frozen_stages": 0,
     "schedule": "one-cycle",
 }
+
+
+def read_run_state(run_dir: Path, config: TrainConfig) -> dict[str, Any]:
+    """The saved position of the run in ``run_dir`` (``last.json``), refused unless it was started
+    with ``config``'s settings: what an export of a run reads, without touching it."""
+    try:
+        state: dict[str, Any] = json.loads((run_dir / "last.json").read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise TrainingError(f"no run in {run_dir}: last.json is missing", code="no_resume") from exc
+    check_same_settings(run_dir, state, config)
+    return state
 
 
 def check_same_settings(run_dir: Path, state: dict[str, Any], config: TrainConfig) -> int:

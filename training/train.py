@@ -38,7 +38,7 @@ from training.export import Prepared, TrainResult, finalize
 from training.framing import measure_margin, parse_square
 from training.schedule import make_scheduler, save_snapshot
 from training.scores import binary_metrics
-from training.state import check_same_settings, init_weights, load_state, resume_key, save_state
+from training.state import init_weights, load_state, read_run_state, resume_key, save_state
 
 __all__ = ["build_sampler", "export_best", "model_name", "prepare", "train"]
 
@@ -222,11 +222,7 @@ def export_best(
     config.validate()
     say = say or (lambda message: print(message, file=sys.stderr, flush=True))
     run_dir = Path(config.run_dir)
-    try:
-        state = json.loads((run_dir / "last.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise TrainingError(f"no run in {run_dir}: last.json is missing", code="no_resume") from exc
-    check_same_settings(run_dir, state, config)
+    state = read_run_state(run_dir, config)
     if not (run_dir / "best.safetensors").is_file():
         raise TrainingError(f"{run_dir} has no finished epoch yet", code="no_resume")
     device = resolve_device(config.device)
