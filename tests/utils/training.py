@@ -10,7 +10,9 @@ import cv2
 import numpy as np
 from skimage import data as skdata
 
-__all__ = ["make_crop_folder", "source_image"]
+from training.config import TrainConfig
+
+__all__ = ["make_crop_folder", "source_image", "tiny_run_config"]
 
 
 def source_image(size: int = 64) -> np.ndarray:
@@ -78,3 +80,20 @@ def make_crop_folder(
         }
         (root / "metadata.json").write_text(json.dumps(doc))
     return root
+
+
+def tiny_run_config(folder: Path, data: Path, **settings: object) -> TrainConfig:
+    """A training run of 32 px crops on the CPU, all of it in ``folder``: the checkpoint
+    (``model.safetensors``), the run (``run/``) and the crop cache (``cache/``). ``settings``
+    override these and set the rest."""
+    values: dict[str, object] = {
+        "data": [str(data)],
+        "out": str(folder / "model.safetensors"),
+        "run_dir": str(folder / "run"),
+        "cache_dir": str(folder / "cache"),
+        "input_size": 32,
+        "device": "cpu",
+        "progress": False,
+    }
+    values.update(settings)
+    return TrainConfig(**values)  # type: ignore[arg-type]

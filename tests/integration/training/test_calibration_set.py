@@ -9,7 +9,7 @@ import pytest
 
 from core.cli import main
 from pipeline.model import load_checkpoint
-from tests.utils.training import make_crop_folder
+from tests.utils.training import make_crop_folder, tiny_run_config
 from training.config import TrainConfig
 from training.datasets import identity_split, read_entries
 from training.train import export_best, train
@@ -24,26 +24,21 @@ _FLAGS = [
 ]
 
 
+# This module's run (``tiny_run_config`` places it and sets 32 px on the CPU).
+_SETTINGS: dict[str, object] = {
+    "epochs": 2,
+    "batch_size": 8,
+    "sbi_ratio": 0.3,
+    "sbi_only": True,
+    "sbi_landmarks": False,
+    "val_fraction": 0.3,
+    "schedule": "flat",
+    "snapshot_every": 1,
+}
+
+
 def _config(folder: Path, data: Path, **changes: object) -> TrainConfig:
-    values: dict[str, object] = {
-        "data": [str(data)],
-        "out": str(folder / "model.safetensors"),
-        "run_dir": str(folder / "run"),
-        "input_size": 32,
-        "epochs": 2,
-        "batch_size": 8,
-        "sbi_ratio": 0.3,
-        "sbi_only": True,
-        "sbi_landmarks": False,
-        "val_fraction": 0.3,
-        "schedule": "flat",
-        "snapshot_every": 1,
-        "cache_dir": str(folder / "cache"),
-        "device": "cpu",
-        "progress": False,
-    }
-    values.update(changes)
-    return TrainConfig(**values)  # type: ignore[arg-type]
+    return tiny_run_config(folder, data, **{**_SETTINGS, **changes})
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from core.cli import main
 from pipeline.model import file_sha256, load_checkpoint
-from tests.utils.training import make_crop_folder
+from tests.utils.training import make_crop_folder, tiny_run_config
 from training.config import TrainConfig
 from training.errors import TrainingError
 from training.train import train
@@ -18,25 +18,20 @@ from training.train import train
 pytestmark = pytest.mark.integration
 
 
+# This module's run (``tiny_run_config`` places it and sets 32 px on the CPU).
+_SETTINGS: dict[str, object] = {
+    "epochs": 8,
+    "batch_size": 16,
+    "lr": 3e-3,
+    "sbi_ratio": 0.0,
+    "augment_strength": 0.0,
+    "val_fraction": 0.3,
+    "save_every": 5,
+}
+
+
 def _config(tmp_path: Path, data: Path, **changes: object) -> TrainConfig:
-    values: dict[str, object] = {
-        "data": [str(data)],
-        "out": str(tmp_path / "model.safetensors"),
-        "run_dir": str(tmp_path / "run"),
-        "input_size": 32,
-        "epochs": 8,
-        "batch_size": 16,
-        "lr": 3e-3,
-        "sbi_ratio": 0.0,
-        "augment_strength": 0.0,
-        "val_fraction": 0.3,
-        "cache_dir": str(tmp_path / "cache"),
-        "device": "cpu",
-        "progress": False,
-        "save_every": 5,
-    }
-    values.update(changes)
-    return TrainConfig(**values)  # type: ignore[arg-type]
+    return tiny_run_config(tmp_path, data, **{**_SETTINGS, **changes})
 
 
 @pytest.fixture(scope="module")
