@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import httpx
@@ -32,6 +32,7 @@ __all__ = [
     "create_bucket",
     "free_port",
     "fresh_database",
+    "isolated_settings",
     "make_small_video",
     "make_test_checkpoint",
     "moto_s3_server",
@@ -192,6 +193,27 @@ def clear_broker_keys(prefix: str) -> None:
             client.delete(*keys)
     finally:
         client.close()
+
+
+@contextlib.contextmanager
+def isolated_settings(
+    name: str, folders: Callable[[str], Path], **changes: object
+) -> Iterator[Settings]:
+    """Test settings of their own: a fresh migrated database, a broker key prefix (its keys are
+    cleared afterwards), and storage and work folders made by ``folders`` (e.g.
+    ``tmp_path_factory.mktemp``). ``changes`` set any other setting."""
+    prefix = f"dfs-test-{name}-{secrets.token_hex(4)}:"
+    with fresh_database() as url:
+        yield load_settings(
+            environment="test",
+            database_url=url,
+            broker_url=REDIS_URL,
+            broker_key_prefix=prefix,
+            storage_url=folders("storage").as_uri(),
+            work_dir=folders("work"),
+            **changes,
+        )
+    clear_broker_keys(prefix)
 
 
 def make_test_checkpoint(path: Path, *, input_size: int = 128) -> Path:

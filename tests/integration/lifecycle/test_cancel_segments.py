@@ -10,13 +10,13 @@ from typing import cast
 import pytest
 from sqlalchemy import select
 
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.keys import create_api_key
 from core.models import Batch, Job, Segment, Video
 from lifecycle.jobs import cancel_batch_jobs, cancel_job
 from pipeline.analyzer import Analyzer
 from pipeline.types import SegmentResult
-from tests.utils.platform import REDIS_URL, clear_broker_keys, fresh_database
+from tests.utils.platform import isolated_settings
 from worker.analyze import _store_segment
 from worker.claims import _release, claim_segment
 from worker.runtime import WorkerContext, build_context
@@ -26,17 +26,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    prefix = f"dfs-test-cancel-{secrets.token_hex(4)}:"
-    with fresh_database() as url:
-        yield load_settings(
-            environment="test",
-            database_url=url,
-            broker_url=REDIS_URL,
-            broker_key_prefix=prefix,
-            storage_url=tmp_path_factory.mktemp("storage").as_uri(),
-            work_dir=tmp_path_factory.mktemp("work"),
-        )
-    clear_broker_keys(prefix)
+    with isolated_settings("cancel", tmp_path_factory.mktemp) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from core.config import Settings, load_settings
+from core.config import Settings
 from core.keys import create_api_key
 from core.models import Job, Segment, Video
-from tests.utils.platform import REDIS_URL, clear_broker_keys, fresh_database
+from tests.utils.platform import isolated_settings
 from worker.analyze import analyze_segment
 from worker.claims import claim_segment
 from worker.runtime import WorkerContext, build_context
@@ -25,17 +25,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    prefix = f"dfs-test-resent-{secrets.token_hex(4)}:"
-    with fresh_database() as url:
-        yield load_settings(
-            environment="test",
-            database_url=url,
-            broker_url=REDIS_URL,
-            broker_key_prefix=prefix,
-            storage_url=tmp_path_factory.mktemp("storage").as_uri(),
-            work_dir=tmp_path_factory.mktemp("work"),
-        )
-    clear_broker_keys(prefix)
+    with isolated_settings("resent", tmp_path_factory.mktemp) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")
