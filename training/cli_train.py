@@ -139,6 +139,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(talking-head traces: a coarse rendering brought back by decoder-style stages)",
     )
     parser.add_argument(
+        "--real-source-share",
+        type=float,
+        default=None,
+        help="share of self-blend sources drawn from the --real-data frames (default: in proportion "
+        "to their number among all real faces)",
+    )
+    parser.add_argument(
         "--sbi-only",
         action="store_true",
         help="train on REAL faces and their self-blends only (the dataset's FAKE crops still validate)",
@@ -215,6 +222,7 @@ def run(args: argparse.Namespace) -> int:
         sbi_pairs=args.sbi_pairs,
         lower_face_ratio=args.lower_face_ratio,
         generated_face_ratio=args.generated_face_ratio,
+        real_source_share=args.real_source_share,
         frozen_stages=args.frozen_stages,
         input_size=args.input_size,
         use_srm=not args.no_srm,

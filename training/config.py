@@ -74,6 +74,8 @@ class TrainConfig:
     # Share of self-blends that repaint the face through simulated generator up-sampling (the
     # traces of talking-head models, which leave no blending boundary).
     generated_face_ratio: float = 0.0
+    # Share of self-blend sources drawn from the --real-data frames (None: every real face alike).
+    real_source_share: float | None = None
     # The encoder's first stages kept as they start (ImageNet's or the init checkpoint's weights,
     # batch-norm statistics included): fewer weights to bend towards the self-blends' own look.
     # The stem stays trainable, since the SRM channels enter there.
@@ -146,6 +148,13 @@ class TrainConfig:
                 "--lower-face-ratio needs --sbi-landmark-points 68 (the mouth and jaw outline)",
                 code="invalid_arguments",
             )
+        if self.real_source_share is not None:
+            if not 0.0 <= self.real_source_share <= 1.0:
+                raise TrainingError("--real-source-share must be in [0, 1]", code="invalid_arguments")
+            if not self.real_data:
+                raise TrainingError(
+                    "--real-source-share needs a --real-data folder", code="invalid_arguments"
+                )
         if self.sbi_pairs and self.sbi_ratio <= 0:
             raise TrainingError("--sbi-pairs needs a positive --sbi-ratio", code="invalid_arguments")
         if self.calibration not in CALIBRATION_SETS:

@@ -77,6 +77,17 @@ class Sampler:
             raise TrainingError("--real-data-ratio needs faces from a --real-data folder; none were found")
         self.steps_per_epoch = max(1, len(train) // config.batch_size)
 
+    def _source(self, rng: np.random.Generator) -> int:
+        """A row of ``reals`` to self-blend: uniform over all of them, or with ``real_source_share``
+        from the --real-data frames (the last ``len(extra_reals)`` rows) and otherwise from the rest."""
+        share, extra = self.config.real_source_share, len(self.extra_reals)
+        if share is None or extra == 0 or extra == len(self.reals):
+            return int(rng.integers(len(self.reals)))
+        first = len(self.reals) - extra
+        if rng.random() < share:
+            return first + int(rng.integers(extra))
+        return int(rng.integers(first))
+
     def use_landmarks(self, landmarks: np.ndarray) -> None:
         """(len(reals), 5 or 68, 2) landmarks for the self-blending sources; NaN rows use the ellipse."""
         self.real_landmarks = landmarks
@@ -107,7 +118,7 @@ class Sampler:
         images = np.empty((len(rows), *self.train.images.shape[1:]), dtype=np.uint8)
         labels = np.empty(len(rows), dtype=np.float32)
         for slot in range(0, pair_slots, 2):
-            pick = int(rng.integers(len(self.reals)))
+            pick = self._source(rng)
             fake = self._blend(pick, rng)
             images[slot], images[slot + 1] = pair_degrade((self.reals[pick], fake), rng, self.augment)
             labels[slot], labels[slot + 1] = 0.0, 1.0
@@ -134,7 +145,7 @@ class Sampler:
         for slot, row in enumerate(rows):
             draw = rng.random() if config.sbi_ratio > 0 or config.real_data_ratio > 0 else 1.0
             if draw < config.sbi_ratio:
-                image, label = self._blend(int(rng.integers(len(self.reals))), rng), 1.0
+                image, label = self._blend(self._source(rng), rng), 1.0
             elif draw < config.sbi_ratio + config.real_data_ratio:
                 image, label = self.extra_reals[int(rng.integers(len(self.extra_reals)))], 0.0
             else:

@@ -162,6 +162,7 @@ def _provenance(
         "sbi_pairs": config.sbi_pairs,
         "lower_face_ratio": config.lower_face_ratio,
         "generated_face_ratio": config.generated_face_ratio,
+        "real_source_share": config.real_source_share,
         "frozen_stages": config.frozen_stages,
         "pretrained": config.pretrained if not config.init_from else None,
         "augment_strength": config.augment_strength,

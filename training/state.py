@@ -88,6 +88,7 @@ _ADDED_LATER: dict[str, Any] = {
     "generated_face_ratio": 0.0,
     "frozen_stages": 0,
     "schedule": "one-cycle",
+    "real_source_share": None,
 }
 
 
@@ -148,6 +149,7 @@ def resume_key(config: TrainConfig) -> str:
         "generated_face_ratio",
         "frozen_stages",
         "schedule",
+        "real_source_share",
     )
     doc = asdict(config)
     return json.dumps({k: doc[k] for k in keys}, sort_keys=True)

@@ -165,3 +165,44 @@ def test_generated_face_blends_take_their_share_of_the_pairs() -> None:
 def test_bad_generated_face_ratios_are_refused(changes: dict[str, object], needle: str) -> None:
     with pytest.raises(TrainingError, match=needle):
         _config(**changes).validate()
+
+
+@pytest.mark.parametrize(
+    ("share", "low", "high"), [(None, 0.05, 0.15), (0.5, 0.42, 0.58), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0)]
+)
+def test_real_source_share_sets_how_often_folder_frames_are_blended(
+    share: float | None, low: float, high: float
+) -> None:
+    dataset_reals = np.full((90, SIZE, SIZE, 3), 10, dtype=np.uint8)
+    folder = np.full((10, SIZE, SIZE, 3), 200, dtype=np.uint8)
+    reals = np.concatenate([dataset_reals, folder])  # as ``prepare`` lays them out: folder frames last
+    config = _config(sbi_ratio=0.5, real_source_share=share)
+    config.validate()
+    sampler = Sampler(_crops(100, 10, 0), reals, config, extra_reals=folder)
+    rng = np.random.default_rng(3)
+    picks = np.array([sampler._source(rng) for _ in range(2000)])
+    assert picks.min() >= 0 and picks.max() < len(reals)
+    from_folder = (reals[picks, 0, 0, 0] == 200).mean()
+    assert low <= from_folder <= high, from_folder
+
+
+@pytest.mark.parametrize(
+    ("changes", "needle"),
+    [
+        ({"real_source_share": 1.5}, "in \\[0, 1\\]"),
+        ({"real_source_share": 0.5, "real_data": []}, "--real-data"),
+    ],
+)
+def test_bad_real_source_shares_are_refused(changes: dict[str, object], needle: str) -> None:
+    with pytest.raises(TrainingError, match=needle) as caught:
+        _config(**changes).validate()
+    assert caught.value.code == "invalid_arguments"
+
+
+def test_the_real_source_share_is_part_of_a_run_s_settings(tmp_path: object) -> None:
+    saved = json.loads(resume_key(_config()))
+    del saved["real_source_share"]  # a run saved before the setting existed
+    state = {"config_key": json.dumps(saved)}
+    assert check_same_settings(tmp_path, state, _config()) == _config().epochs  # type: ignore[arg-type]
+    with pytest.raises(TrainingError):
+        check_same_settings(tmp_path, state, _config(real_source_share=0.5))  # type: ignore[arg-type]
