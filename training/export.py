@@ -16,13 +16,21 @@ import torch
 
 from pipeline.model import DeepfakeClassifier, ModelConfig, save_checkpoint
 from training.calibration import apply_calibration, fit_calibration
-from training.calibration_set import build_calibration_set
+from training.calibration_set import CalibrationSet, build_calibration_set
 from training.config import TrainConfig
 from training.data import manifest_hash, predict_images
 from training.datasets import CropSet
 from training.scores import binary_metrics, calibrate_threshold, inconclusive_band
 
-__all__ = ["BAND_TARGET", "Prepared", "TrainResult", "finalize"]
+__all__ = [
+    "BAND_TARGET",
+    "Fitted",
+    "Prepared",
+    "TrainResult",
+    "finalize",
+    "fit_calibration_set",
+    "round_floats",
+]
 
 # Precision of a FAKE verdict and of a REAL verdict, on validation, outside the inconclusive band.
 BAND_TARGET = 0.9
@@ -51,6 +59,43 @@ class Prepared:
     model_config: ModelConfig
 
 
+@dataclass
+class Fitted:
+    """A calibration fitted on a calibration set, and the validation metrics it gives."""
+
+    temperature: float
+    offset: float
+    threshold: float
+    band: tuple[float, float]
+    metrics: dict[str, Any]
+
+
+def fit_calibration_set(fit_set: CalibrationSet, raw_probs: np.ndarray, val_count: int) -> Fitted:
+    """Temperature, offset, threshold and band fitted on ``fit_set`` from the network's
+    uncalibrated P(fake) (``raw_probs``, in the set's order); the metrics are those of its first
+    ``val_count`` items (the validation split alone), so they compare across calibration sets."""
+    val_labels = fit_set.labels[:val_count]
+    uncalibrated_log_loss = binary_metrics(val_labels, raw_probs[:val_count], threshold=0.5)["log_loss"]
+    temperature, offset = fit_calibration(fit_set.labels, raw_probs)
+    fit_probs = apply_calibration(raw_probs, temperature, offset)
+    val_probs = fit_probs[:val_count]
+    threshold = calibrate_threshold(fit_set.labels, fit_probs)
+    band = inconclusive_band(fit_set.labels, fit_probs, threshold=threshold, target=BAND_TARGET)
+    metrics = binary_metrics(val_labels, val_probs, threshold=threshold)
+    metrics = {k: v for k, v in metrics.items() if k != "confusion_matrix"} | {
+        "confusion_matrix": metrics["confusion_matrix"],
+        "split": "val",
+        "temperature": temperature,
+        "logit_offset": offset,
+        "log_loss_before_calibration": uncalibrated_log_loss,
+        "inconclusive_band": list(band),
+        "inconclusive_fraction": float(np.mean((val_probs >= band[0]) & (val_probs < band[1]))),
+        "calibration_set": fit_set.name,
+        "calibration_items": fit_set.counts,
+    }
+    return Fitted(temperature, offset, threshold, band, metrics)
+
+
 def finalize(
     model: DeepfakeClassifier,
     prepared: Prepared,
@@ -73,29 +118,9 @@ def finalize(
     model.load_state_dict(load_file(str(weights), device="cpu"), strict=True)
     model.to(device)
     fit_set = build_calibration_set(val_set, config.calibration, seed=config.seed)
-    fit_probs = predict_images(model, fit_set.images, device=device)
-    val_probs = fit_probs[: len(val_set)]
-    uncalibrated_log_loss = binary_metrics(val_set.labels, val_probs, threshold=0.5)["log_loss"]
-    # Temperature, offset, threshold and band are fitted on the calibration set; the metrics are
-    # reported on the validation split alone, so they compare across calibration sets.
-    temperature, offset = fit_calibration(fit_set.labels, fit_probs)
-    fit_probs = apply_calibration(fit_probs, temperature, offset)
-    val_probs = fit_probs[: len(val_set)]
-    threshold = calibrate_threshold(fit_set.labels, fit_probs)
-    band = inconclusive_band(fit_set.labels, fit_probs, threshold=threshold, target=BAND_TARGET)
-    metrics = binary_metrics(val_set.labels, val_probs, threshold=threshold)
-    metrics = {k: v for k, v in metrics.items() if k != "confusion_matrix"} | {
-        "confusion_matrix": metrics["confusion_matrix"],
-        "split": "val",
-        "best_epoch": state.get("best_epoch"),
-        "temperature": temperature,
-        "logit_offset": offset,
-        "log_loss_before_calibration": uncalibrated_log_loss,
-        "inconclusive_band": list(band),
-        "inconclusive_fraction": float(np.mean((val_probs >= band[0]) & (val_probs < band[1]))),
-        "calibration_set": fit_set.name,
-        "calibration_items": fit_set.counts,
-    }
+    fitted = fit_calibration_set(fit_set, predict_images(model, fit_set.images, device=device), len(val_set))
+    metrics = fitted.metrics | {"best_epoch": state.get("best_epoch")}
+    temperature, offset, threshold, band = fitted.temperature, fitted.offset, fitted.threshold, fitted.band
     final = dataclasses.replace(
         prepared.model_config,
         temperature=temperature,
@@ -106,7 +131,7 @@ def finalize(
         trained=True,
         version=config.version,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        metrics=_round(metrics),
+        metrics=round_floats(metrics),
         training=_provenance(config, prepared, state, device, init_info, argv),
     )
     model.config = final
@@ -183,9 +208,9 @@ def _provenance(
     }
 
 
-def _round(value: Any) -> Any:
+def round_floats(value: Any) -> Any:
     if isinstance(value, float):
         return None if math.isnan(value) else round(value, 6)
     if isinstance(value, dict):
-        return {k: _round(v) for k, v in value.items()}
+        return {k: round_floats(v) for k, v in value.items()}
     return value

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from core.cli import main
-from pipeline.model import load_checkpoint
+from pipeline.model import load_checkpoint, save_checkpoint
 from tests.utils.training import make_crop_folder, tiny_run_config
 from training.config import TrainConfig
 from training.datasets import identity_split, read_entries
@@ -130,3 +131,74 @@ def test_cli_calibration_on_an_existing_run(
         main([*common, *_FLAGS, "--export-best", "--calibration", "bogus"])
     assert caught.value.code == 2
     assert "--calibration" in capsys.readouterr().err
+
+
+def test_calibrate_refits_a_checkpoint_as_its_export_would(
+    run: Path, crops: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from safetensors.torch import load_file
+
+    plain = export_best(_config(run, crops, out=str(tmp_path / "val.safetensors")), say=lambda _: None)
+    blended = export_best(
+        _config(run, crops, out=str(tmp_path / "blends.safetensors"), calibration="val+self-blends"),
+        say=lambda _: None,
+    )
+    out = tmp_path / "recalibrated.safetensors"
+    code = main(
+        [
+            "calibrate",
+            *("--model", str(plain.checkpoint), "--data", str(crops), "--out", str(out)),
+            *("--cache-dir", str(run / "cache"), "--version", "9.9.9"),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert "threshold" in capsys.readouterr().out
+    again, exported = load_checkpoint(out).config, load_checkpoint(blended.checkpoint).config
+    # The same weights refitted on the same set as an export with --calibration val+self-blends.
+    for name in ("temperature", "logit_offset", "threshold"):
+        assert getattr(again, name) == pytest.approx(getattr(exported, name), abs=2e-3), name
+    assert again.inconclusive_band == pytest.approx(exported.inconclusive_band, abs=2e-3)
+    assert again.metrics["calibration_items"] == exported.metrics["calibration_items"]
+    assert again.version == "9.9.9" and again.training["calibration"] == "val+self-blends"
+    source = load_checkpoint(plain.checkpoint).config
+    assert again.training["recalibrated"]["previous"]["threshold"] == source.threshold
+    assert again.training["recalibrated"]["from"]["version"] == source.version
+    assert again.training["split"] == source.training["split"]
+    weights, original = load_file(str(out)), load_file(str(plain.checkpoint))
+    assert weights.keys() == original.keys()
+    assert all(bool((weights[k] == original[k]).all()) for k in weights)
+
+
+def test_calibrate_refuses_other_data_and_overwriting(
+    run: Path, crops: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = export_best(_config(run, crops, out=str(tmp_path / "model.safetensors")), say=lambda _: None)
+    other = make_crop_folder(tmp_path / "other", identities=8, fakes_per_identity=1, seed=5)
+    common = ["calibrate", "--model", str(model.checkpoint), "--cache-dir", str(run / "cache")]
+    assert main([*common, "--data", str(other), "--out", str(tmp_path / "x.safetensors")]) == 12
+    assert "calibration_data_mismatch" in capsys.readouterr().err
+    assert main([*common, "--data", str(crops), "--out", str(model.checkpoint)]) == 12
+    assert "invalid_arguments" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+    assert main([*common, "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "y.safetensors")]) != 0
+    assert not (tmp_path / "y.safetensors").exists()
+    # A checkpoint that does not say which faces it was validated on cannot be recalibrated.
+    untrained = tmp_path / "untrained.safetensors"
+    bare = load_checkpoint(model.checkpoint)
+    bare.config = dataclasses.replace(bare.config, training={})
+    save_checkpoint(bare, untrained)
+    assert (
+        main(
+            [
+                *common[:2],
+                str(untrained),
+                *common[3:],
+                "--data",
+                str(crops),
+                "--out",
+                str(tmp_path / "z.safetensors"),
+            ]
+        )
+        == 12
+    )
+    assert "calibration_split_unknown" in capsys.readouterr().err
