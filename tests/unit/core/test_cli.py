@@ -10,7 +10,7 @@ import pytest
 
 from core import cli
 
-COMMANDS = {"analyze", "batch", "evaluate", "keys", "migrate", "serve", "train", "worker"}
+COMMANDS = {"analyze", "batch", "calibrate", "evaluate", "keys", "migrate", "serve", "train", "worker"}
 
 
 def _subcommands(parser: object) -> dict[str, object]:
