@@ -311,9 +311,15 @@ class _Loop:
             loss_sum += loss * len(labels)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / seen:.4f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-            if config.snapshot_every and state["global_step"] % config.snapshot_every == 0:
+            stopping = config.max_steps is not None and state["global_step"] >= config.max_steps
+            # The run's last weights are a snapshot too, on a multiple of --snapshot-every or not,
+            # so an average up to the end of the run includes them.
+            last_step = stopping or (
+                epoch + 1 >= config.epochs and state["step_in_epoch"] == sampler.steps_per_epoch
+            )
+            if config.snapshot_every and (state["global_step"] % config.snapshot_every == 0 or last_step):
                 save_snapshot(self.model, self.run_dir, state["global_step"])
-            if config.max_steps is not None and state["global_step"] >= config.max_steps:
+            if stopping:
                 stopped_early = True
                 break
             if config.save_every and state["global_step"] % config.save_every == 0:

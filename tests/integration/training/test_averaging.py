@@ -72,6 +72,13 @@ def test_a_flat_run_holds_its_rate_and_keeps_snapshots(flat_run: Path, crops: Pa
     stopped = flat_run / "stopped"
     train(_config(stopped, crops, max_steps=4), say=lambda _: None)
     assert snapshot_steps(stopped / "run") == [2, 4]
+    # The last step of a run is kept whether or not it falls on a snapshot step.
+    cut = flat_run / "cut"
+    train(_config(cut, crops, max_steps=3), say=lambda _: None)
+    assert snapshot_steps(cut / "run") == [2, 3]
+    sparse = flat_run / "sparse"
+    train(_config(sparse, crops, snapshot_every=4), say=lambda _: None)
+    assert snapshot_steps(sparse / "run") == sorted({*range(4, steps + 1, 4), steps})
     # The schedule is part of the run's settings: resuming under the other one is refused.
     with pytest.raises(TrainingError) as caught:
         train(_config(flat_run, crops, schedule="one-cycle", epochs=4), resume=True, say=lambda _: None)
