@@ -146,6 +146,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "to their number among all real faces)",
     )
     parser.add_argument(
+        "--distill-from",
+        default=None,
+        metavar="PATH",
+        help="a checkpoint whose scores the network is held to (learning without forgetting) on "
+        "every sample but the dataset's FAKE crops; needs --sbi-pairs",
+    )
+    parser.add_argument(
+        "--distill-weight", type=float, default=1.0, help="weight of that term beside the label loss"
+    )
+    parser.add_argument(
         "--sbi-only",
         action="store_true",
         help="train on REAL faces and their self-blends only (the dataset's FAKE crops still validate)",
@@ -223,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
         lower_face_ratio=args.lower_face_ratio,
         generated_face_ratio=args.generated_face_ratio,
         real_source_share=args.real_source_share,
+        distill_from=args.distill_from,
+        distill_weight=args.distill_weight,
         frozen_stages=args.frozen_stages,
         input_size=args.input_size,
         use_srm=not args.no_srm,

@@ -76,6 +76,10 @@ class TrainConfig:
     generated_face_ratio: float = 0.0
     # Share of self-blend sources drawn from the --real-data frames (None: every real face alike).
     real_source_share: float | None = None
+    # Learning without forgetting: a checkpoint whose scores the network is held to on every
+    # sample except the dataset's own FAKE crops (its real faces and the self-blends).
+    distill_from: str | None = None
+    distill_weight: float = 1.0
     # The encoder's first stages kept as they start (ImageNet's or the init checkpoint's weights,
     # batch-norm statistics included): fewer weights to bend towards the self-blends' own look.
     # The stem stays trainable, since the SRM channels enter there.
@@ -155,6 +159,10 @@ class TrainConfig:
                 raise TrainingError(
                     "--real-source-share needs a --real-data folder", code="invalid_arguments"
                 )
+        if self.distill_from is not None and not self.sbi_pairs:
+            raise TrainingError("--distill-from needs --sbi-pairs", code="invalid_arguments")
+        if not 0.0 < self.distill_weight <= 100.0:
+            raise TrainingError("--distill-weight must be in (0, 100]", code="invalid_arguments")
         if self.sbi_pairs and self.sbi_ratio <= 0:
             raise TrainingError("--sbi-pairs needs a positive --sbi-ratio", code="invalid_arguments")
         if self.calibration not in CALIBRATION_SETS:

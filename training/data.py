@@ -77,6 +77,14 @@ class Sampler:
             raise TrainingError("--real-data-ratio needs faces from a --real-data folder; none were found")
         self.steps_per_epoch = max(1, len(train) // config.batch_size)
 
+    def pair_slots(self, count: int) -> int:
+        """How many of a batch's first ``count`` slots hold pairs (a real face, then its self-blend)."""
+        return 2 * round(count * self.config.sbi_ratio / 2.0) if self.config.sbi_pairs else 0
+
+    def dataset_fakes(self, labels: np.ndarray) -> np.ndarray:
+        """Which samples of a batch are the dataset's own FAKE crops (not self-blends)."""
+        return (np.arange(len(labels)) >= self.pair_slots(len(labels))) & (np.asarray(labels) == 1.0)
+
     def _source(self, rng: np.random.Generator) -> int:
         """A row of ``reals`` to self-blend: uniform over all of them, or with ``real_source_share``
         from the --real-data frames (the last ``len(extra_reals)`` rows) and otherwise from the rest."""
@@ -114,7 +122,7 @@ class Sampler:
         order = rng_for(config.seed, 1, epoch).permutation(len(self.train))
         rows = order[step_in_epoch * config.batch_size : (step_in_epoch + 1) * config.batch_size]
         rng = rng_for(config.seed, 2, epoch, step_in_epoch)
-        pair_slots = 2 * round(len(rows) * config.sbi_ratio / 2.0)
+        pair_slots = self.pair_slots(len(rows))
         images = np.empty((len(rows), *self.train.images.shape[1:]), dtype=np.uint8)
         labels = np.empty(len(rows), dtype=np.float32)
         for slot in range(0, pair_slots, 2):

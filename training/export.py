@@ -188,6 +188,8 @@ def _provenance(
         "lower_face_ratio": config.lower_face_ratio,
         "generated_face_ratio": config.generated_face_ratio,
         "real_source_share": config.real_source_share,
+        "distill_from": config.distill_from,
+        "distill_weight": config.distill_weight if config.distill_from else None,
         "frozen_stages": config.frozen_stages,
         "pretrained": config.pretrained if not config.init_from else None,
         "augment_strength": config.augment_strength,

@@ -89,6 +89,8 @@ _ADDED_LATER: dict[str, Any] = {
     "frozen_stages": 0,
     "schedule": "one-cycle",
     "real_source_share": None,
+    "distill_from": None,
+    "distill_weight": 1.0,
 }
 
 
@@ -150,6 +152,8 @@ def resume_key(config: TrainConfig) -> str:
         "frozen_stages",
         "schedule",
         "real_source_share",
+        "distill_from",
+        "distill_weight",
     )
     doc = asdict(config)
     return json.dumps({k: doc[k] for k in keys}, sort_keys=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -20,6 +21,7 @@ from pipeline.model import (
     DeepfakeClassifier,
     ModelConfig,
     default_normalisation,
+    load_checkpoint,
     resolve_device,
     save_checkpoint,
 )
@@ -40,7 +42,15 @@ from training.schedule import make_scheduler, save_snapshot
 from training.scores import binary_metrics
 from training.state import init_weights, load_state, read_run_state, resume_key, save_state
 
-__all__ = ["build_sampler", "export_best", "model_name", "prepare", "train"]
+__all__ = [
+    "build_sampler",
+    "distillation_loss",
+    "export_best",
+    "load_teacher",
+    "model_name",
+    "prepare",
+    "train",
+]
 
 
 def prepare(config: TrainConfig, say: Callable[[str], None]) -> Prepared:
@@ -187,6 +197,9 @@ def train(
         )
         say(f"resumed at epoch {state['epoch'] + 1}, step {state['step_in_epoch']}")
     loop = _Loop(config, model, optimizer, scheduler, sampler, device, run_dir)
+    if config.distill_from:
+        loop.teacher = load_teacher(config.distill_from, prepared.model_config.input_size, device)
+        say(f"held to the scores of {config.distill_from} (weight {config.distill_weight})")
     stopped_early = False
     while state["epoch"] < config.epochs and not stopped_early:
         epoch = state["epoch"]
@@ -263,6 +276,29 @@ def keep_frozen_stages_still(model: DeepfakeClassifier, count: int) -> None:
             stage.eval()
 
 
+def distillation_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, kept: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of ``logits`` against the teacher's probabilities, over the ``kept``
+    samples (0 when none is kept); least, with a zero gradient, where the two agree."""
+    if not bool(kept.any()):
+        return logits.sum() * 0.0
+    targets = torch.sigmoid(teacher_logits[kept])
+    return nn.functional.binary_cross_entropy_with_logits(logits[kept], targets)
+
+
+def load_teacher(path: str, input_size: int, device: torch.device) -> DeepfakeClassifier:
+    """The checkpoint a run is held to, frozen, giving its raw logits (its calibration taken off)."""
+    teacher = load_checkpoint(path)
+    if teacher.config.input_size != input_size:
+        raise TrainingError(
+            f"--distill-from {path} takes {teacher.config.input_size} px crops, this run {input_size}",
+            code="invalid_arguments",
+        )
+    teacher.config = dataclasses.replace(teacher.config, temperature=1.0, logit_offset=0.0)
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher.eval().to(device)
+
+
 class _Loop:
     """One epoch of optimisation steps, resumable at any step."""
 
@@ -280,6 +316,7 @@ class _Loop:
         self.optimizer, self.scheduler, self.run_dir = optimizer, scheduler, run_dir
         self.scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")
         self.loss_fn = nn.BCEWithLogitsLoss()
+        self.teacher: DeepfakeClassifier | None = None
 
     def epoch(self, state: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         config, sampler, epoch = self.config, self.sampler, state["epoch"]
@@ -336,6 +373,17 @@ class _Loop:
         }
         return record, stopped_early
 
+    def _held_to_teacher(
+        self, inputs: torch.Tensor, logits: torch.Tensor, labels: np.ndarray
+    ) -> torch.Tensor:
+        """Cross-entropy of the network's scores against the teacher's, on every sample but the
+        dataset's FAKE crops: what it said of real faces and self-blends stays said."""
+        assert self.teacher is not None
+        kept = torch.from_numpy(~self.sampler.dataset_fakes(labels)).to(logits.device)
+        with torch.no_grad():
+            teacher_logits = self.teacher(inputs).float()
+        return distillation_loss(logits, teacher_logits, kept)
+
     def _step(self, images: np.ndarray, labels: np.ndarray, global_step: int) -> float:
         config, device = self.config, self.device
         inputs = to_tensor(images, device)
@@ -344,6 +392,8 @@ class _Loop:
         with torch.autocast(device_type="cuda", dtype=torch.float16, enabled=device.type == "cuda"):
             logits = self.model(inputs)
         loss = self.loss_fn(logits.float(), targets)
+        if self.teacher is not None:
+            loss = loss + config.distill_weight * self._held_to_teacher(inputs, logits.float(), labels)
         if not torch.isfinite(loss):
             raise TrainingError(f"the loss became {loss.item()} at step {global_step}")
         self.optimizer.zero_grad(set_to_none=True)
