@@ -32,6 +32,7 @@ __all__ = [
     "pair_metrics",
     "read_families",
     "read_pairs",
+    "verdict_counts",
 ]
 
 
@@ -194,6 +195,7 @@ def evaluate(
             if outside.any()
             else None
         )
+    metrics["verdicts"] = verdict_counts(labels, scores, threshold, band)
     if kind == "videos":
         metrics["by_aggregation"] = _per_method(items, threshold)
     if families:
@@ -217,6 +219,26 @@ def evaluate(
         items=items,
         metrics=metrics,
     )
+
+
+def verdict_counts(
+    labels: np.ndarray, scores: np.ndarray, threshold: float, band: tuple[float, float] | None
+) -> dict[str, dict[str, int]]:
+    """What a user would have been told: how many FAKE and REAL verdicts were given and how many
+    of them were right, and how many items of each class were left inconclusive (none without a
+    band)."""
+    labels, scores = np.asarray(labels), np.asarray(scores, dtype=np.float64)
+    inside = (scores >= band[0]) & (scores < band[1]) if band is not None else np.zeros(len(scores), bool)
+    fake = ~inside & (scores >= threshold)
+    real = ~inside & (scores < threshold)
+    return {
+        "fake": {"given": int(fake.sum()), "right": int((fake & (labels == 1)).sum())},
+        "real": {"given": int(real.sum()), "right": int((real & (labels == 0)).sum())},
+        "inconclusive": {
+            "real": int((inside & (labels == 0)).sum()),
+            "fake": int((inside & (labels == 1)).sum()),
+        },
+    }
 
 
 def _interval(labels: np.ndarray, scores: np.ndarray) -> list[float] | None:

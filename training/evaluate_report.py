@@ -75,6 +75,14 @@ def format_report(evaluation: Evaluation) -> str:
             f"band       [{low:.4f}, {high:.4f}): {m['inconclusive']} inconclusive, "
             f"accuracy outside {_fmt(m['accuracy_outside_band'])}"
         )
+    verdicts = m.get("verdicts")
+    if verdicts:
+        fake, real, unsure = verdicts["fake"], verdicts["real"], verdicts["inconclusive"]
+        lines.append(
+            f"verdicts   FAKE {fake['given']} ({fake['right']} right), REAL {real['given']} "
+            f"({real['right']} right), inconclusive {unsure['real'] + unsure['fake']} "
+            f"({unsure['real']} REAL, {unsure['fake']} FAKE)"
+        )
     if m.get("by_aggregation"):
         lines.append("aggregation      AUC        log loss   accuracy   REAL→FAKE  REAL mean")
         for method, row in m["by_aggregation"].items():

@@ -253,6 +253,13 @@ def test_families_and_matched_pairs_are_reported(
     assert by_family["real"]["items"] == 6
     assert by_family["lip_sync"]["items"] + by_family["face_swap"]["items"] == 6
     assert by_family["real"]["auc_interval"] is None and len(by_family["face_swap"]["auc_interval"]) == 2
+    # Every scored item got a verdict or was left inconclusive, each counted once.
+    verdicts = metrics["verdicts"]
+    told = verdicts["fake"]["given"] + verdicts["real"]["given"]
+    assert told + sum(verdicts["inconclusive"].values()) == 12
+    assert sum(verdicts["inconclusive"].values()) == metrics.get("inconclusive", 0)
+    assert verdicts["fake"]["given"] == metrics["confusion_matrix"]["tp"] + metrics["confusion_matrix"]["fp"]
+    assert "verdicts   FAKE" in text
     predictions = {r["item"]: r for r in _rows(out / "predictions.csv")}
     pair = metrics["matched_pairs"]["pairs"][0]
     assert pair["difference"] == pytest.approx(

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
-from training.evaluate import Evaluation, ItemScore, expected_calibration_error, family_metrics
+from training.evaluate import (
+    Evaluation,
+    ItemScore,
+    expected_calibration_error,
+    family_metrics,
+    verdict_counts,
+)
 from training.evaluate_report import format_interval, format_report, write_outputs
 from training.scores import auc_interval, binary_metrics
 
@@ -83,3 +89,31 @@ def test_metrics_json_holds_the_intervals(tmp_path: Path) -> None:
     assert metrics["auc_interval"] == evaluation.metrics["auc_interval"]
     assert len(metrics["by_family"]["lip_sync"]["auc_interval"]) == 2
     assert metrics["by_family"]["real"]["auc_interval"] is None
+
+
+def test_verdicts_count_what_users_were_told() -> None:
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.05, 0.35, 0.62, 0.9, 0.1, 0.4, 0.7, 0.95])
+    # Band [0.3, 0.6) around 0.5: 0.35 and 0.4 inconclusive.
+    counts = verdict_counts(labels, scores, 0.5, (0.3, 0.6))
+    assert counts == {
+        "fake": {"given": 4, "right": 2},  # 0.62 and 0.9 are real, 0.7 and 0.95 fake
+        "real": {"given": 2, "right": 1},  # 0.05 real, 0.1 fake
+        "inconclusive": {"real": 1, "fake": 1},
+    }
+    # A band over the whole scale leaves nothing decided.
+    assert verdict_counts(labels, scores, 0.5, (0.0, 1.0))["fake"]["given"] == 0
+    # Without a band every item is decided.
+    assert verdict_counts(labels, scores, 0.5, None)["inconclusive"] == {"real": 0, "fake": 0}
+    evaluation = _evaluation(
+        [
+            ItemScore(f"i{n}", f"i{n}", int(y), float(s))
+            for n, (y, s) in enumerate(zip(labels, scores, strict=True))
+        ]
+    )
+    evaluation.metrics["inconclusive_band"] = [0.3, 0.6]
+    evaluation.metrics["inconclusive"] = 2
+    evaluation.metrics["accuracy_outside_band"] = 0.5
+    evaluation.metrics["verdicts"] = counts
+    line = next(x for x in format_report(evaluation).splitlines() if x.startswith("verdicts"))
+    assert line == "verdicts   FAKE 4 (2 right), REAL 2 (1 right), inconclusive 2 (1 REAL, 1 FAKE)"
