@@ -15,30 +15,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from pipeline.checkpoint import file_sha256
 from pipeline.errors import ModelError
 from pipeline.model import load_checkpoint, resolve_device, save_checkpoint
 from training.calibration_set import build_calibration_set
 from training.data import predict_images
-from training.datasets import DEFAULT_CACHE_DIR, CropSet, load_crop_folder, split_indices
+from training.datasets import DEFAULT_CACHE_DIR, load_crop_folder, split_indices
 from training.errors import TrainingError
 from training.export import BAND_TARGET, Fitted, fit_calibration_set, round_floats
 
 __all__ = ["recalibrate"]
-
-
-def _val_set(crops: CropSet, rows: np.ndarray) -> CropSet:
-    return CropSet(
-        images=crops.images[rows],
-        labels=crops.labels[rows],
-        groups=[crops.groups[r] for r in rows],
-        items=[crops.items[r] for r in rows],
-        kind=crops.kind,
-        manifest_sha256=crops.manifest_sha256,
-        size=crops.size,
-    )
 
 
 def recalibrate(
@@ -79,7 +65,7 @@ def recalibrate(
     rows = split_indices(
         crops.groups, "val", val_fraction=float(split["val_fraction"]), seed=int(split["seed"])
     )
-    val_set = _val_set(crops, rows)
+    val_set = crops.subset(rows)
     if not (val_set.labels == 0).any() or (calibration == "val" and not (val_set.labels == 1).any()):
         raise TrainingError(
             f"the validation split of {data} needs REAL faces (and FAKE ones, or self-blends of the REAL)",
@@ -102,7 +88,6 @@ def recalibrate(
             "threshold": original.threshold,
             "inconclusive_band": list(original.inconclusive_band) if original.inconclusive_band else None,
         },
-        "calibration": calibration,
         "band_target": BAND_TARGET,
     }
     provenance["calibration"] = calibration
